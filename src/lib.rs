@@ -1,0 +1,3 @@
+pub mod name;
+pub mod rtype;
+pub mod zonefile;
