@@ -1,3 +1,5 @@
+pub mod chart;
+pub mod config;
 pub mod name;
 pub mod rtype;
 pub mod zonefile;

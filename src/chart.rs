@@ -1,0 +1,285 @@
+//! The failover chart: which targets of a pool a query of one address family is answered with.
+//!
+//! A pure function of the pool's targets (priority, verdict, operator override), its all-down
+//! policy and the level a manual failback holds. It does no I/O and keeps no state: the publisher
+//! calls it whenever an input changes and serves what it returns.
+
+use serde::Deserialize;
+
+/// What the monitor says of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Health {
+    /// No verdict yet (before the first probe round, or no monitor).
+    #[default]
+    Unknown,
+    Up,
+    Down,
+}
+
+/// What an operator says of a target; it beats the monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admin {
+    #[default]
+    Auto,
+    /// Drained: never answered, whatever its health.
+    ForcedDown,
+    /// Answered as healthy, whatever the monitor says.
+    ForcedUp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllDown {
+    /// Answer the best priority level as if it were up (a broken monitor must not blackhole).
+    #[default]
+    KeepPrimary,
+    /// Answer every target.
+    All,
+    /// Answer the last (worst) priority level: the sorry server.
+    Last,
+    /// Answer nothing (NODATA).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failback {
+    #[default]
+    Auto,
+    Manual,
+}
+
+/// One target as the chart sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetView {
+    pub priority: u8,
+    pub health: Health,
+    pub admin: Admin,
+    /// The monitor has seen a result that disagrees with the verdict and is confirming it.
+    pub in_doubt: bool,
+}
+
+/// Why the answer is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Answering from the best level there is.
+    Preferred,
+    /// Answering from a worse level because better ones are down (or held by manual failback).
+    Fallback,
+    /// No target is healthy: the all-down policy chose the answer.
+    AllDown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// Indices into the targets given, in their order.
+    pub selected: Vec<usize>,
+    /// The priority level answered from (None when the answer is empty or spans levels).
+    pub level: Option<u8>,
+    pub mode: Mode,
+    /// Serve the short TTL: the answer may change soon.
+    pub short_ttl: bool,
+}
+
+fn usable(t: &TargetView) -> bool {
+    t.admin != Admin::ForcedDown
+}
+
+fn healthy(t: &TargetView) -> bool {
+    match t.admin {
+        Admin::ForcedUp => true,
+        Admin::ForcedDown => false,
+        Admin::Auto => t.health == Health::Up,
+    }
+}
+
+fn steady(t: &TargetView) -> bool {
+    t.admin == Admin::ForcedUp || (t.health == Health::Up && !t.in_doubt)
+}
+
+fn at_level(targets: &[TargetView], level: u8, pick: impl Fn(&TargetView) -> bool) -> Vec<usize> {
+    (0..targets.len()).filter(|&i| targets[i].priority == level && pick(&targets[i])).collect()
+}
+
+/// Chooses the answer for one address family. `held` is the level a manual failback keeps.
+pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
+    let best_usable = targets.iter().filter(|t| usable(t)).map(|t| t.priority).min();
+    let Some(best_usable) = best_usable else {
+        return Choice { selected: Vec::new(), level: None, mode: Mode::AllDown, short_ttl: true };
+    };
+    let best_healthy = targets.iter().filter(|t| healthy(t)).map(|t| t.priority).min();
+    let level = match (best_healthy, held) {
+        // Manual failback: stay on the held level while it has a healthy target.
+        (Some(best), Some(h)) if h > best && targets.iter().any(|t| t.priority == h && healthy(t)) => Some(h),
+        (Some(best), _) => Some(best),
+        (None, _) => None,
+    };
+    if let Some(level) = level {
+        let selected = at_level(targets, level, healthy);
+        let mode = if level == best_usable { Mode::Preferred } else { Mode::Fallback };
+        let all_steady = targets.iter().filter(|t| t.priority == level && usable(t)).all(steady);
+        return Choice { selected, level: Some(level), mode, short_ttl: mode == Mode::Fallback || !all_steady };
+    }
+    // No verdict says up. Targets the monitor has not judged yet are taken as up: until the first
+    // probe round is done, nothing is known to be down.
+    let unknown = |t: &TargetView| t.admin == Admin::Auto && t.health == Health::Unknown;
+    if let Some(level) = targets.iter().filter(|t| unknown(t)).map(|t| t.priority).min() {
+        let selected = at_level(targets, level, unknown);
+        let mode = if level == best_usable { Mode::Preferred } else { Mode::Fallback };
+        return Choice { selected, level: Some(level), mode, short_ttl: true };
+    }
+    let (selected, level) = match all_down {
+        AllDown::KeepPrimary => (at_level(targets, best_usable, usable), Some(best_usable)),
+        AllDown::Last => {
+            let worst = targets.iter().filter(|t| usable(t)).map(|t| t.priority).max().unwrap_or(best_usable);
+            (at_level(targets, worst, usable), Some(worst))
+        }
+        AllDown::All => ((0..targets.len()).filter(|&i| usable(&targets[i])).collect(), None),
+        AllDown::None => (Vec::new(), None),
+    };
+    Choice { selected, level, mode: Mode::AllDown, short_ttl: true }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Health::*;
+
+    fn t(priority: u8, health: Health) -> TargetView {
+        TargetView { priority, health, admin: Admin::Auto, in_doubt: false }
+    }
+
+    const POLICIES: [AllDown; 4] = [AllDown::KeepPrimary, AllDown::All, AllDown::Last, AllDown::None];
+
+    #[test]
+    fn primary_up_is_answered_with_full_ttl() {
+        let ts = [t(1, Up), t(1, Up), t(2, Up)];
+        let c = choose(&ts, AllDown::KeepPrimary, None);
+        assert_eq!(c, Choice { selected: vec![0, 1], level: Some(1), mode: Mode::Preferred, short_ttl: false });
+    }
+
+    #[test]
+    fn fails_over_to_the_first_healthy_level() {
+        let ts = [t(1, Down), t(2, Down), t(3, Up), t(3, Down)];
+        let c = choose(&ts, AllDown::KeepPrimary, None);
+        assert_eq!((c.selected, c.level, c.mode, c.short_ttl), (vec![2], Some(3), Mode::Fallback, true));
+    }
+
+    #[test]
+    fn doubt_on_the_level_in_use_shortens_the_ttl() {
+        let mut ts = [t(1, Up), t(1, Up)];
+        ts[1].in_doubt = true;
+        assert!(choose(&ts, AllDown::KeepPrimary, None).short_ttl);
+        // Doubt on a level not in use does not.
+        let mut ts = [t(1, Up), t(2, Up)];
+        ts[1].in_doubt = true;
+        assert!(!choose(&ts, AllDown::KeepPrimary, None).short_ttl);
+    }
+
+    #[test]
+    fn all_unknown_answers_the_best_level_short() {
+        let ts = [t(1, Unknown), t(2, Unknown)];
+        for p in POLICIES {
+            let c = choose(&ts, p, None);
+            assert_eq!((c.selected, c.mode, c.short_ttl), (vec![0], Mode::Preferred, true), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_known_healthy_target_beats_an_unknown_better_one() {
+        // A new primary with no verdict yet does not take traffic from a secondary known up.
+        let ts = [t(1, Unknown), t(2, Up)];
+        let c = choose(&ts, AllDown::KeepPrimary, None);
+        assert_eq!((c.selected, c.mode), (vec![1], Mode::Fallback));
+        // But it is answered before the all-down policy applies.
+        let ts = [t(1, Down), t(2, Unknown)];
+        assert_eq!(choose(&ts, AllDown::None, None).selected, vec![1]);
+    }
+
+    #[test]
+    fn every_all_down_policy() {
+        let ts = [t(1, Down), t(1, Down), t(2, Down), t(3, Down)];
+        let sel = |p| choose(&ts, p, None);
+        assert_eq!(sel(AllDown::KeepPrimary).selected, vec![0, 1]);
+        assert_eq!(sel(AllDown::All).selected, vec![0, 1, 2, 3]);
+        assert_eq!(sel(AllDown::Last).selected, vec![3]);
+        assert_eq!(sel(AllDown::None).selected, Vec::<usize>::new());
+        for p in POLICIES {
+            assert_eq!((sel(p).mode, sel(p).short_ttl), (Mode::AllDown, true));
+        }
+    }
+
+    #[test]
+    fn drained_targets_are_out_and_forced_up_are_in() {
+        let mut ts = [t(1, Up), t(2, Up)];
+        ts[0].admin = Admin::ForcedDown;
+        let c = choose(&ts, AllDown::KeepPrimary, None);
+        // The drained primary no longer defines "preferred": level 2 is the best there is.
+        assert_eq!((c.selected, c.mode, c.short_ttl), (vec![1], Mode::Preferred, false));
+        let mut ts = [t(1, Down), t(2, Up)];
+        ts[0].admin = Admin::ForcedUp;
+        assert_eq!(choose(&ts, AllDown::KeepPrimary, None).selected, vec![0]);
+        // Drained targets are not answered even by the all-down policies.
+        let mut ts = [t(1, Down), t(2, Down)];
+        ts[0].admin = Admin::ForcedDown;
+        assert_eq!(choose(&ts, AllDown::KeepPrimary, None).selected, vec![1]);
+        assert_eq!(choose(&ts, AllDown::All, None).selected, vec![1]);
+        ts[1].admin = Admin::ForcedDown;
+        for p in POLICIES {
+            assert!(choose(&ts, p, None).selected.is_empty());
+        }
+    }
+
+    #[test]
+    fn manual_failback_holds_while_the_held_level_is_healthy() {
+        let ts = [t(1, Up), t(2, Up)];
+        let c = choose(&ts, AllDown::KeepPrimary, Some(2));
+        assert_eq!((c.selected, c.mode, c.short_ttl), (vec![1], Mode::Fallback, true));
+        // The held level fails: move to the best healthy one.
+        let ts = [t(1, Up), t(2, Down), t(3, Up)];
+        assert_eq!(choose(&ts, AllDown::KeepPrimary, Some(2)).selected, vec![0]);
+        // A hold on a level better than the best healthy one changes nothing.
+        let ts = [t(1, Down), t(2, Up)];
+        assert_eq!(choose(&ts, AllDown::KeepPrimary, Some(1)).selected, vec![1]);
+    }
+
+    #[test]
+    fn no_targets_is_empty() {
+        let c = choose(&[], AllDown::KeepPrimary, None);
+        assert!(c.selected.is_empty() && c.short_ttl);
+    }
+
+    /// Every combination of up/down/unknown over three levels of two targets, every policy:
+    /// invariants that must always hold.
+    #[test]
+    fn exhaustive_invariants() {
+        let states = [Up, Down, Unknown];
+        for code in 0..3usize.pow(6) {
+            let mut ts = Vec::new();
+            let mut c = code;
+            for i in 0..6 {
+                ts.push(t((i / 2 + 1) as u8, states[c % 3]));
+                c /= 3;
+            }
+            for p in POLICIES {
+                let ch = choose(&ts, p, None);
+                let any_up = ts.iter().any(|x| x.health == Up);
+                let any_unknown = ts.iter().any(|x| x.health == Unknown);
+                if any_up {
+                    let best = ts.iter().filter(|x| x.health == Up).map(|x| x.priority).min().unwrap();
+                    assert!(ch.selected.iter().all(|&i| ts[i].health == Up && ts[i].priority == best));
+                    assert_eq!(ch.selected.len(), ts.iter().filter(|x| x.health == Up && x.priority == best).count());
+                    assert_eq!(ch.mode == Mode::Preferred, best == 1);
+                    assert_eq!(ch.short_ttl, best != 1 || ts.iter().any(|x| x.priority == 1 && x.health != Up));
+                } else if any_unknown {
+                    assert!(!ch.selected.is_empty());
+                    assert!(ch.selected.iter().all(|&i| ts[i].health == Unknown));
+                    assert!(ch.short_ttl);
+                } else {
+                    assert_eq!(ch.mode, Mode::AllDown);
+                    assert_eq!(ch.selected.is_empty(), p == AllDown::None);
+                }
+            }
+        }
+    }
+}
