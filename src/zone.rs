@@ -1,0 +1,363 @@
+//! One validated, immutable zone: its names (our own name index, O(labels) to search), their
+//! RRsets in wire form, zone cuts, wildcards, glue and pools.
+//!
+//! Built once from parsed records and pools (`Zone::build`), which enforces the zone rules
+//! (one SOA at the apex, NS at the apex, CNAME alone, pools not beside static A/AAAA, …).
+//! Never changed afterwards: a reload builds a new one.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::config::Pool;
+use crate::name::Name;
+use crate::rtype;
+use crate::zonefile::{FileError, Location, Record};
+
+pub type NodeId = u32;
+pub const NONE: NodeId = u32::MAX;
+type Index = HashMap<Box<[u8]>, NodeId, foldhash::fast::RandomState>;
+
+/// Records of one type at one name. RDATA is stored back to back as `[u16 length][bytes]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RRset {
+    pub rtype: u16,
+    pub ttl: u32,
+    pub count: u16,
+    pub data: Box<[u8]>,
+}
+
+impl RRset {
+    pub fn new(rtype: u16, ttl: u32, rdatas: impl IntoIterator<Item = impl AsRef<[u8]>>) -> RRset {
+        let mut data = Vec::new();
+        let mut count = 0u16;
+        for r in rdatas {
+            let r = r.as_ref();
+            data.extend_from_slice(&(r.len() as u16).to_be_bytes());
+            data.extend_from_slice(r);
+            count += 1;
+        }
+        RRset { rtype, ttl, count, data: data.into() }
+    }
+
+    pub fn rdatas(&self) -> RdataIter<'_> {
+        RdataIter { data: &self.data }
+    }
+}
+
+pub struct RdataIter<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Iterator for RdataIter<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.data.len() < 2 {
+            return None;
+        }
+        let len = u16::from_be_bytes([self.data[0], self.data[1]]) as usize;
+        let (r, rest) = self.data[2..].split_at(len);
+        self.data = rest;
+        Some(r)
+    }
+}
+
+#[derive(Debug)]
+pub struct Node {
+    /// The name as written in the zone (original case).
+    pub name: Name,
+    /// Sorted by type. Empty for an empty non-terminal.
+    pub rrsets: Box<[RRset]>,
+    /// The zone cut at or above this name (a delegation), or NONE.
+    pub cut: NodeId,
+    /// Index into `Zone::pools` of the pool answering A/AAAA here, or NONE.
+    pub pool: u32,
+    /// `*.name` exists.
+    pub wildcard_child: bool,
+    /// For a zone cut: nodes holding addresses of its name servers (glue).
+    pub glue: Box<[NodeId]>,
+}
+
+impl Node {
+    pub fn rrset(&self, rtype: u16) -> Option<&RRset> {
+        self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+}
+
+#[derive(Debug)]
+pub struct Zone {
+    pub apex: Name,
+    /// Node 0 is the apex.
+    pub nodes: Vec<Node>,
+    index: Index,
+    pub pools: Vec<Pool>,
+    /// TTL of negative answers: min(SOA TTL, SOA MINIMUM) (RFC 2308 §3).
+    pub neg_ttl: u32,
+    pub serial: u32,
+    /// Files this zone was read from (the zone file and what it includes).
+    pub sources: Vec<PathBuf>,
+    pub record_count: usize,
+}
+
+pub const APEX: NodeId = 0;
+
+impl Zone {
+    pub fn node_id(&self, key: &[u8]) -> Option<NodeId> {
+        self.index.get(key).copied()
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    pub fn soa(&self) -> &RRset {
+        self.nodes[APEX as usize].rrset(rtype::SOA).expect("a zone always has an SOA")
+    }
+
+    /// Builds and validates a zone. All problems are returned, each with its location.
+    pub fn build(apex: Name, records: Vec<Record>, pools: Vec<Pool>, sources: Vec<PathBuf>) -> Result<Zone, Vec<FileError>> {
+        let mut errors = Vec::new();
+        let mut b = Builder { index: Index::default(), names: Vec::new() };
+        b.node(&apex);
+        let mut recs: Vec<(NodeId, Record)> = Vec::with_capacity(records.len());
+        for r in records {
+            if !r.owner.is_subdomain_of(&apex) {
+                errors.push(FileError { msg: format!("{} is outside zone {apex}", r.owner), at: r.at });
+                continue;
+            }
+            match r.rtype {
+                rtype::DNAME => {
+                    errors.push(FileError { msg: "DNAME records are not supported".into(), at: r.at });
+                    continue;
+                }
+                rtype::SOA if r.owner.key() != apex.key() => {
+                    errors.push(FileError { msg: format!("SOA record at {} must be at the zone apex {apex}", r.owner), at: r.at });
+                    continue;
+                }
+                _ => {}
+            }
+            let id = b.node(&r.owner);
+            recs.push((id, r));
+        }
+        let record_count = recs.len();
+        // Stable: within an RRset, records keep file order; the first sets the TTL.
+        recs.sort_by_key(|(id, r)| (*id, r.rtype));
+        let mut rrsets: Vec<Vec<RRset>> = (0..b.names.len()).map(|_| Vec::new()).collect();
+        let mut first_at: HashMap<(NodeId, u16), Location> = HashMap::new();
+        let mut i = 0;
+        while i < recs.len() {
+            let (id, rt) = (recs[i].0, recs[i].1.rtype);
+            let mut j = i;
+            let mut rdatas: Vec<&[u8]> = Vec::new();
+            while j < recs.len() && recs[j].0 == id && recs[j].1.rtype == rt {
+                let d = &*recs[j].1.rdata;
+                if !rdatas.contains(&d) {
+                    rdatas.push(d);
+                }
+                j += 1;
+            }
+            if (rt == rtype::CNAME || rt == rtype::SOA) && rdatas.len() > 1 {
+                let what = if rt == rtype::CNAME { "a name can have only one CNAME record" } else { "a zone has only one SOA record" };
+                errors.push(FileError { msg: what.into(), at: recs[i + 1].1.at.clone() });
+            }
+            first_at.insert((id, rt), recs[i].1.at.clone());
+            rrsets[id as usize].push(RRset::new(rt, recs[i].1.ttl, rdatas));
+            i = j;
+        }
+        for (id, sets) in rrsets.iter().enumerate() {
+            let id = id as NodeId;
+            let has = |t| sets.iter().any(|s: &RRset| s.rtype == t);
+            if has(rtype::CNAME) {
+                let other = sets.iter().find(|s| !matches!(s.rtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC));
+                if let Some(o) = other {
+                    errors.push(FileError {
+                        msg: format!(
+                            "{} has a CNAME and other data ({} at {}); a CNAME must stand alone (RFC 1034 §3.6.2)",
+                            b.names[id as usize],
+                            rtype::name(o.rtype),
+                            first_at[&(id, o.rtype)]
+                        ),
+                        at: first_at[&(id, rtype::CNAME)].clone(),
+                    });
+                }
+            }
+        }
+        let zone_file_at = || Location { file: sources.first().map(|p| p.as_path().into()).unwrap_or_else(|| std::path::Path::new("?").into()), line: 1, col: 1 };
+        if !rrsets[APEX as usize].iter().any(|s| s.rtype == rtype::SOA) {
+            errors.push(FileError { msg: format!("zone {apex} has no SOA record at its apex"), at: zone_file_at() });
+        }
+        if !rrsets[APEX as usize].iter().any(|s| s.rtype == rtype::NS) {
+            errors.push(FileError { msg: format!("zone {apex} has no NS records at its apex"), at: zone_file_at() });
+        }
+
+        // Pools: a node each, checked against the static data there.
+        let mut pool_at: Vec<(NodeId, usize)> = Vec::new();
+        for (pi, p) in pools.iter().enumerate() {
+            let id = b.node(&p.name);
+            if id as usize >= rrsets.len() {
+                rrsets.resize_with(id as usize + 1, Vec::new);
+            }
+            for t in [rtype::A, rtype::AAAA, rtype::CNAME] {
+                if let Some(at) = first_at.get(&(id, t)) {
+                    errors.push(FileError {
+                        msg: format!("pool {:?}: {} also has static {} records (at {at}); remove them or the pool", p.name.to_string(), p.name, rtype::name(t)),
+                        at: p.at.clone(),
+                    });
+                }
+            }
+            if pool_at.iter().any(|(n, _)| *n == id) {
+                errors.push(FileError { msg: format!("pool {}: defined twice", p.name), at: p.at.clone() });
+            }
+            pool_at.push((id, pi));
+        }
+        // Empty non-terminals created by pools need rrset slots too.
+        rrsets.resize_with(b.names.len(), Vec::new);
+
+        let Builder { index, names } = b;
+        let mut nodes: Vec<Node> = names
+            .into_iter()
+            .zip(rrsets)
+            .map(|(name, sets)| Node { name, rrsets: sets.into(), cut: NONE, pool: NONE, wildcard_child: false, glue: Box::new([]) })
+            .collect();
+        // Zone cuts, parents before children.
+        let mut order: Vec<NodeId> = (0..nodes.len() as NodeId).collect();
+        order.sort_by_key(|&id| nodes[id as usize].name.wire().len());
+        for &id in &order {
+            if id == APEX {
+                continue;
+            }
+            let parent_key = nodes[id as usize].name.parent().expect("below apex").key();
+            let parent = index[&parent_key];
+            let parent_cut = nodes[parent as usize].cut;
+            let node = &mut nodes[id as usize];
+            node.cut = if parent_cut != NONE {
+                parent_cut
+            } else if node.rrset(rtype::NS).is_some() {
+                id
+            } else {
+                NONE
+            };
+            if node.name.is_wildcard() {
+                nodes[parent as usize].wildcard_child = true;
+            }
+        }
+        for (id, pi) in pool_at {
+            let node = &mut nodes[id as usize];
+            if node.cut != NONE {
+                errors.push(FileError { msg: format!("pool {}: the name is at or below a delegation", pools[pi].name), at: pools[pi].at.clone() });
+            }
+            node.pool = pi as u32;
+        }
+        // Glue: addresses of each cut's name servers found in this zone.
+        for id in 0..nodes.len() {
+            if nodes[id].cut != id as NodeId {
+                continue;
+            }
+            let mut glue = Vec::new();
+            for rd in nodes[id].rrset(rtype::NS).expect("a cut has NS").rdatas() {
+                let target = Name::from_wire_unchecked(rd);
+                if let Some(&g) = index.get(&target.key()) {
+                    let n = &nodes[g as usize];
+                    if (n.rrset(rtype::A).is_some() || n.rrset(rtype::AAAA).is_some()) && !glue.contains(&g) {
+                        glue.push(g);
+                    }
+                }
+            }
+            nodes[id].glue = glue.into();
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let soa = nodes[APEX as usize].rrset(rtype::SOA).expect("checked");
+        let rd = soa.rdatas().next().expect("one SOA");
+        let minimum = u32::from_be_bytes(rd[rd.len() - 4..].try_into().unwrap());
+        let serial = u32::from_be_bytes(rd[rd.len() - 20..rd.len() - 16].try_into().unwrap());
+        Ok(Zone { apex, neg_ttl: soa.ttl.min(minimum), serial, nodes, index, pools, sources, record_count })
+    }
+}
+
+struct Builder {
+    index: Index,
+    names: Vec<Name>,
+}
+
+impl Builder {
+    /// The node of `name`, created with its missing ancestors (empty non-terminals) if new.
+    fn node(&mut self, name: &Name) -> NodeId {
+        let key = name.key();
+        if let Some(&id) = self.index.get(&key) {
+            return id;
+        }
+        if !self.names.is_empty() {
+            // Not the apex: make sure the parent exists first (the caller checked containment).
+            self.node(&name.parent().expect("below apex"));
+        }
+        let id = self.names.len() as NodeId;
+        self.names.push(name.clone());
+        self.index.insert(key, id);
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zonefile::{self, Source};
+    use std::path::Path;
+
+    fn zone(text: &str) -> Result<Zone, Vec<String>> {
+        let apex = Name::parse("example.com.", None).unwrap();
+        let p = zonefile::parse(Source::file(text, Path::new("t.zone")), &apex);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        Zone::build(apex, p.records, Vec::new(), vec!["t.zone".into()]).map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    const HEAD: &str = "$TTL 3600\n@ SOA ns1 hm 7 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n";
+
+    fn key(s: &str) -> Box<[u8]> {
+        Name::parse(s, None).unwrap().key()
+    }
+
+    #[test]
+    fn nodes_ents_cuts_wildcards_glue() {
+        let z = zone(&format!("{HEAD}a.b.c A 192.0.2.1\n*.w A 192.0.2.2\nsub NS ns.sub\nsub NS ns1\nns.sub A 192.0.2.3\nx.ns.sub A 192.0.2.4\nwww A 192.0.2.5\nwww A 192.0.2.5\n")).unwrap();
+        assert_eq!((z.serial, z.neg_ttl), (7, 300));
+        let bc = z.node_id(&key("b.c.example.com.")).unwrap();
+        assert!(z.node(bc).rrsets.is_empty(), "empty non-terminal");
+        assert!(z.node(z.node_id(&key("w.example.com.")).unwrap()).wildcard_child);
+        let sub = z.node_id(&key("sub.example.com.")).unwrap();
+        assert_eq!(z.node(sub).cut, sub);
+        let glue = z.node_id(&key("ns.sub.example.com.")).unwrap();
+        assert_eq!(z.node(glue).cut, sub);
+        assert_eq!(z.node(z.node_id(&key("x.ns.sub.example.com.")).unwrap()).cut, sub);
+        assert_eq!(z.node(sub).glue.len(), 2);
+        assert_eq!(z.node(APEX).cut, NONE);
+        let www = z.node_id(&key("WWW.example.com.")).unwrap();
+        assert_eq!(z.node(www).rrset(rtype::A).unwrap().count, 1, "duplicates merged");
+        assert!(z.node_id(&key("nope.example.com.")).is_none());
+    }
+
+    #[test]
+    fn zone_rules() {
+        let e = zone(&format!("{HEAD}www CNAME x\nwww A 192.0.2.1\n")).unwrap_err();
+        assert!(e[0].starts_with("t.zone:5:1: www.example.com. has a CNAME and other data (A at t.zone:6:1)"), "{e:?}");
+        let e = zone(&format!("{HEAD}www CNAME x\nwww CNAME y\n")).unwrap_err();
+        assert!(e[0].contains("only one CNAME"), "{e:?}");
+        let e = zone(&format!("{HEAD}www.example.net. A 192.0.2.1\n")).unwrap_err();
+        assert!(e[0].contains("outside zone"), "{e:?}");
+        let e = zone("$TTL 1\n@ NS ns1\n").unwrap_err();
+        assert!(e[0].contains("no SOA"), "{e:?}");
+        let e = zone("$TTL 1\n@ SOA ns1 hm 1 1 1 1 1\n").unwrap_err();
+        assert!(e[0].contains("no NS"), "{e:?}");
+        let e = zone(&format!("{HEAD}x SOA ns1 hm 1 1 1 1 1\n")).unwrap_err();
+        assert!(e[0].contains("must be at the zone apex"), "{e:?}");
+        let e = zone(&format!("{HEAD}x DNAME y\n")).unwrap_err();
+        assert!(e[0].contains("DNAME"), "{e:?}");
+    }
+
+    #[test]
+    fn rrset_iteration() {
+        let s = RRset::new(rtype::A, 60, [[1u8, 2, 3, 4], [5, 6, 7, 8]]);
+        assert_eq!(s.rdatas().collect::<Vec<_>>(), vec![&[1, 2, 3, 4][..], &[5, 6, 7, 8][..]]);
+        assert_eq!(s.count, 2);
+    }
+}
