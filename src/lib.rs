@@ -4,3 +4,6 @@ pub mod name;
 pub mod rtype;
 pub mod zone;
 pub mod zonefile;
+pub mod answer;
+pub mod snapshot;
+pub mod wire;

@@ -44,6 +44,7 @@ impl RRset {
     }
 }
 
+#[derive(Clone)]
 pub struct RdataIter<'a> {
     data: &'a [u8],
 }

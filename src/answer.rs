@@ -1,0 +1,260 @@
+//! The answer engine: one query message in, one response message out, from one snapshot.
+//!
+//! Implements the authoritative algorithm of RFC 1034 §4.3.2 with the clarifications of
+//! RFC 2181 (whole RRsets, TC), RFC 2308 (negative answers), RFC 4592 (wildcards), RFC 6891
+//! (EDNS), RFC 8482 (minimal ANY) and RFC 9471 (glue). It never allocates per query beyond the
+//! caller's reused buffer, never locks, never waits.
+
+use std::cell::Cell;
+
+use crate::rtype;
+use crate::snapshot::{Snapshot, ZoneEntry};
+use crate::wire::{self, Owner, Query, Reject, Section, Writer, flags, rcode};
+use crate::zone::{APEX, NONE, NodeId, Zone};
+
+/// Longest CNAME chain followed inside a zone.
+const MAX_CHAIN: usize = 8;
+
+/// The parts of a response worth counting (metrics, logs at DEBUG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub rcode: u16,
+    pub truncated: bool,
+}
+
+/// Answers `msg` into `out`. Returns None when nothing should be sent back.
+pub fn respond(snap: &Snapshot, msg: &[u8], tcp: bool, udp_payload: u16, out: &mut Vec<u8>) -> Option<Outcome> {
+    let q = match Query::parse(msg) {
+        Ok(q) => q,
+        Err(Reject::Drop) => return None,
+        Err(Reject::Header { id, flags, rcode }) => {
+            wire::header_only(out, id, flags, rcode);
+            return Some(Outcome { rcode: rcode as u16, truncated: false });
+        }
+    };
+    let max = if tcp {
+        u16::MAX as usize
+    } else {
+        match q.edns {
+            Some(e) => e.payload.clamp(512, udp_payload.max(512)) as usize,
+            None => 512,
+        }
+    };
+    let opt_room = if q.edns.is_some() { 11 } else { 0 };
+    let base = flags::QR | (q.flags & (0x7800 | flags::RD | flags::CD));
+    let mut w = Writer::begin(out, &q, max - opt_room);
+    let mut r = Resolver { q: &q, w: &mut w, rcode: rcode::NOERROR as u16, aa: false, chain: [NONE; MAX_CHAIN] };
+    match q.edns {
+        _ if q.multiple_opt => r.rcode = rcode::FORMERR as u16,
+        Some(e) if e.version > 0 => r.rcode = rcode::BADVERS,
+        _ if q.opcode != 0 => r.rcode = rcode::NOTIMP as u16,
+        _ => r.resolve(snap),
+    }
+    let (rc, aa) = (r.rcode, r.aa);
+    if let Some(e) = q.edns {
+        w.opt(udp_payload, (rc >> 4) as u8, e.dnssec_ok);
+    }
+    let truncated = w.truncated;
+    w.finish(base | if aa { flags::AA } else { 0 } | (rc & 0xf));
+    Some(Outcome { rcode: rc, truncated })
+}
+
+struct Resolver<'q, 'w, 'b> {
+    q: &'q Query<'q>,
+    w: &'w mut Writer<'b>,
+    rcode: u16,
+    aa: bool,
+    /// Nodes whose CNAME is already in the answer.
+    chain: [NodeId; MAX_CHAIN],
+}
+
+/// Where a name lands in a zone.
+enum Found {
+    Exact(NodeId),
+    /// The name does not exist; this is its closest existing ancestor.
+    Encloser(NodeId),
+}
+
+/// Finds `key` (lower-case wire name inside the zone) or its closest encloser: one hash lookup
+/// per label between the name and the apex, whatever the zone's size.
+fn find(zone: &Zone, key: &[u8]) -> Found {
+    let mut cur = key;
+    let mut exact = true;
+    loop {
+        if let Some(id) = zone.node_id(cur) {
+            return if exact { Found::Exact(id) } else { Found::Encloser(id) };
+        }
+        if cur[0] == 0 {
+            // Only reachable for a name outside the zone; callers never pass one.
+            return Found::Encloser(APEX);
+        }
+        cur = &cur[1 + cur[0] as usize..];
+        exact = false;
+    }
+}
+
+fn lower_key(wire: &[u8], buf: &mut [u8; crate::name::MAX_NAME_LEN]) -> usize {
+    let n = wire::name_len(wire);
+    buf[..n].copy_from_slice(&wire[..n]);
+    buf[..n].make_ascii_lowercase();
+    n
+}
+
+thread_local! {
+    static ROTATION: Cell<u32> = const { Cell::new(0) };
+}
+
+impl Resolver<'_, '_, '_> {
+    fn resolve(&mut self, snap: &Snapshot) {
+        let q = self.q;
+        if q.qtype == rtype::OPT || q.qtype == rtype::TSIG || q.qtype == rtype::TKEY {
+            self.rcode = rcode::FORMERR as u16;
+            return;
+        }
+        if q.qclass != 1 {
+            self.rcode = rcode::REFUSED as u16;
+            return;
+        }
+        let Some((entry, _)) = snap.find_zone(q) else {
+            self.rcode = rcode::REFUSED as u16;
+            return;
+        };
+        if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
+            self.rcode = rcode::REFUSED as u16;
+            return;
+        }
+        self.aa = true;
+        self.name(entry, q.key(), Owner::Question, 0);
+    }
+
+    /// Answers for `key` (owner written as `owner`), following CNAMEs `hops` deep so far.
+    fn name(&mut self, entry: &ZoneEntry, key: &[u8], owner: Owner<'_>, hops: usize) {
+        let zone = &*entry.zone;
+        match find(zone, key) {
+            Found::Exact(id) => self.node(entry, id, owner, hops),
+            Found::Encloser(ce) => {
+                let node = zone.node(ce);
+                if node.cut != NONE {
+                    return self.referral(zone, node.cut, hops);
+                }
+                if node.wildcard_child {
+                    let mut star = [0u8; crate::name::MAX_NAME_LEN];
+                    let ce_key = &key[key.len() - node.name.wire().len()..];
+                    if ce_key.len() + 2 <= star.len() {
+                        star[..2].copy_from_slice(b"\x01*");
+                        star[2..2 + ce_key.len()].copy_from_slice(ce_key);
+                        if let Some(id) = zone.node_id(&star[..2 + ce_key.len()]) {
+                            return self.node(entry, id, owner, hops);
+                        }
+                    }
+                }
+                self.rcode = rcode::NXDOMAIN as u16;
+                self.negative(zone, zone.neg_ttl);
+            }
+        }
+    }
+
+    fn node(&mut self, entry: &ZoneEntry, id: NodeId, owner: Owner<'_>, hops: usize) {
+        let zone = &*entry.zone;
+        let qtype = self.q.qtype;
+        let node = zone.node(id);
+        if node.cut != NONE && !(node.cut == id && qtype == rtype::DS) {
+            return self.referral(zone, node.cut, hops);
+        }
+        if qtype != rtype::CNAME
+            && let Some(cname) = node.rrset(rtype::CNAME)
+        {
+            // A loop back to a name already in the chain ends it.
+            if self.chain[..hops].contains(&id) {
+                return;
+            }
+            self.chain[hops] = id;
+            if !self.w.rrset(Section::Answer, owner, cname, cname.ttl) {
+                self.w.truncated = true;
+                return;
+            }
+            let target = cname.rdatas().next().expect("a CNAME has one target");
+            if qtype == rtype::ANY || hops + 1 >= MAX_CHAIN || !crate::name::Name::from_wire_unchecked(target).is_subdomain_of(&zone.apex) {
+                return;
+            }
+            let mut buf = [0u8; crate::name::MAX_NAME_LEN];
+            let n = lower_key(target, &mut buf);
+            return self.name(entry, &buf[..n], Owner::Name(target), hops + 1);
+        }
+        let pool = (node.pool != NONE).then(|| &entry.answers[node.pool as usize]);
+        let nodata_ttl = pool.map_or(zone.neg_ttl, |p| p.nodata_ttl);
+        if let Some(p) = pool
+            && (qtype == rtype::A || qtype == rtype::AAAA || (qtype == rtype::ANY && node.rrsets.is_empty()))
+        {
+            let fam = p.family(if qtype == rtype::ANY && p.a.rrset.count == 0 { rtype::AAAA } else { qtype });
+            let set = &fam.rrset;
+            if set.count == 0 {
+                return self.negative(zone, nodata_ttl);
+            }
+            let fits = match p.max_answers {
+                Some(max) if set.count > max => {
+                    let start = ROTATION.with(|c| {
+                        let v = c.get().wrapping_add(1);
+                        c.set(v);
+                        v
+                    }) as usize
+                        % set.count as usize;
+                    let rdatas = set.rdatas().cycle().skip(start).take(max as usize);
+                    self.w.rdatas(Section::Answer, owner, set.rtype, set.ttl, rdatas, max)
+                }
+                _ => self.w.rrset(Section::Answer, owner, set, set.ttl),
+            };
+            if !fits {
+                self.w.truncated = true;
+            }
+            return;
+        }
+        let set = if qtype == rtype::ANY { node.rrsets.first() } else { node.rrset(qtype) };
+        match set {
+            Some(set) => {
+                if !self.w.rrset(Section::Answer, owner, set, set.ttl) {
+                    self.w.truncated = true;
+                }
+            }
+            None => self.negative(zone, nodata_ttl),
+        }
+    }
+
+    /// NXDOMAIN or NODATA: the zone's SOA in the authority section.
+    fn negative(&mut self, zone: &Zone, ttl: u32) {
+        let soa = zone.soa();
+        if !self.w.rrset(Section::Authority, Owner::Name(zone.apex.wire()), soa, ttl.min(soa.ttl)) {
+            self.w.truncated = true;
+        }
+    }
+
+    /// A delegation: the child's NS in authority, glue in additional, no AA.
+    fn referral(&mut self, zone: &Zone, cut: NodeId, hops: usize) {
+        if hops > 0 {
+            // Inside a CNAME chain the answer so far stands; the resolver follows the target.
+            return;
+        }
+        self.aa = false;
+        let node = zone.node(cut);
+        let ns = node.rrset(rtype::NS).expect("a cut has NS");
+        if !self.w.rrset(Section::Authority, Owner::Name(node.name.wire()), ns, ns.ttl) {
+            self.w.truncated = true;
+            return;
+        }
+        for &g in node.glue.iter() {
+            let glue = zone.node(g);
+            // RFC 9471: glue below the cut is required (TC if it does not fit); other is optional.
+            let required = glue.cut == cut;
+            for rt in [rtype::A, rtype::AAAA] {
+                if let Some(set) = glue.rrset(rt)
+                    && !self.w.rrset(Section::Additional, Owner::Name(glue.name.wire()), set, set.ttl)
+                {
+                    if required {
+                        self.w.truncated = true;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The snapshot: everything a query needs, immutable, published behind one `ArcSwap`.
+//!
+//! It holds the zones (shared between snapshots while unchanged) and the current answer of every
+//! pool. The publisher builds a new snapshot on any change; a query loads one and answers from it
+//! without locks or I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::chart::{self, Admin, Health, TargetView};
+use crate::config::{Pool, Target};
+use crate::rtype;
+use crate::wire::Query;
+use crate::zone::{RRset, Zone};
+
+/// What a pool answers for one address family right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyAnswer {
+    /// The records (count 0: NODATA).
+    pub rrset: RRset,
+    /// The chart's view, for logs and status.
+    pub level: Option<u8>,
+    pub mode: chart::Mode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAnswer {
+    pub a: FamilyAnswer,
+    pub aaaa: FamilyAnswer,
+    /// TTL of the SOA in a NODATA answer here: never above the pool's TTL, so a resolver does
+    /// not cache an outage longer than a positive answer.
+    pub nodata_ttl: u32,
+    pub max_answers: Option<u16>,
+}
+
+impl PoolAnswer {
+    pub fn family(&self, qtype: u16) -> &FamilyAnswer {
+        if qtype == rtype::AAAA { &self.aaaa } else { &self.a }
+    }
+}
+
+/// What the chart needs to know of one target.
+pub type Verdict = (Health, Admin, bool);
+
+/// Runs the chart for both families of a pool. `verdict` gives each target's state; `held` the
+/// level a manual failback keeps per family (A, AAAA).
+pub fn pool_answer(pool: &Pool, zone_neg_ttl: u32, verdict: impl Fn(&Target) -> Verdict, held: [Option<u8>; 2]) -> PoolAnswer {
+    let family = |v6: bool, held: Option<u8>| {
+        let targets: Vec<&Target> = pool.targets.iter().filter(|t| t.address.is_ipv6() == v6).collect();
+        let views: Vec<TargetView> = targets
+            .iter()
+            .map(|t| {
+                let (health, admin, in_doubt) = verdict(t);
+                TargetView { priority: t.priority, health, admin, in_doubt }
+            })
+            .collect();
+        let choice = chart::choose(&views, pool.all_down, held);
+        let ttl = if choice.short_ttl { pool.ttl_min } else { pool.ttl };
+        let rdatas = choice.selected.iter().map(|&i| match targets[i].address {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        });
+        let rt = if v6 { rtype::AAAA } else { rtype::A };
+        FamilyAnswer { rrset: RRset::new(rt, ttl, rdatas), level: choice.level, mode: choice.mode }
+    };
+    PoolAnswer {
+        a: family(false, held[0]),
+        aaaa: family(true, held[1]),
+        nodata_ttl: zone_neg_ttl.min(pool.ttl),
+        max_answers: pool.max_answers,
+    }
+}
+
+/// A zone and the current answers of its pools (same order as `zone.pools`).
+#[derive(Debug, Clone)]
+pub struct ZoneEntry {
+    pub zone: Arc<Zone>,
+    pub answers: Arc<[PoolAnswer]>,
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub zones: Vec<ZoneEntry>,
+    index: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
+}
+
+impl Snapshot {
+    pub fn new(zones: Vec<ZoneEntry>) -> Snapshot {
+        let index = zones.iter().enumerate().map(|(i, z)| (z.zone.apex.key(), i as u32)).collect();
+        Snapshot { zones, index }
+    }
+
+    /// The most specific zone containing the query name, and how many labels the query name
+    /// has above that zone's apex.
+    pub fn find_zone(&self, q: &Query<'_>) -> Option<(&ZoneEntry, usize)> {
+        (0..=q.label_count()).find_map(|skip| self.index.get(q.suffix_key(skip)).map(|&i| (&self.zones[i as usize], skip)))
+    }
+
+    pub fn zone(&self, apex_key: &[u8]) -> Option<&ZoneEntry> {
+        self.index.get(apex_key).map(|&i| &self.zones[i as usize])
+    }
+}
