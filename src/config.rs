@@ -199,7 +199,7 @@ impl Config {
 #[serde(deny_unknown_fields)]
 pub struct ZoneSpec {
     pub records: Option<Spanned<String>>,
-    pub include: Option<OneOrMany>,
+    pub include: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     checks: BTreeMap<Spanned<String>, Spanned<CheckSpec>>,
     #[serde(default)]
@@ -209,12 +209,12 @@ pub struct ZoneSpec {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
-    One(Spanned<String>),
-    Many(Vec<Spanned<String>>),
+    One(String),
+    Many(Vec<String>),
 }
 
 impl OneOrMany {
-    pub fn into_vec(self) -> Vec<Spanned<String>> {
+    pub fn into_vec(self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s],
             OneOrMany::Many(v) => v,
@@ -383,7 +383,7 @@ pub struct ZonePools {
 }
 
 impl ZoneSpec {
-    pub fn split(self) -> (Option<Spanned<String>>, Option<OneOrMany>, ZonePools) {
+    pub fn split(self) -> (Option<Spanned<String>>, Option<Spanned<OneOrMany>>, ZonePools) {
         (self.records, self.include, ZonePools { checks: self.checks, pools: self.pools })
     }
 }

@@ -7,3 +7,4 @@ pub mod zonefile;
 pub mod answer;
 pub mod snapshot;
 pub mod wire;
+pub mod loader;

@@ -200,7 +200,7 @@ impl Zone {
             for t in [rtype::A, rtype::AAAA, rtype::CNAME] {
                 if let Some(at) = first_at.get(&(id, t)) {
                     errors.push(FileError {
-                        msg: format!("pool {:?}: {} also has static {} records (at {at}); remove them or the pool", p.name.to_string(), p.name, rtype::name(t)),
+                        msg: format!("pool {}: the name also has static {} records (at {at}); remove them or the pool", p.name, rtype::name(t)),
                         at: p.at.clone(),
                     });
                 }

@@ -1,0 +1,225 @@
+//! Reads the zones directory: `NAME.zone` (a plain master file) and `NAME.toml` (records plus
+//! checks and pools) each define zone NAME. Returns validated zones, or every problem with its
+//! file, line and column. Reads files; never touches what is being served.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{self, ZoneSpec};
+use crate::name::Name;
+use crate::zone::Zone;
+use crate::zonefile::{self, FileError, Source};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Plain,
+    Toml,
+}
+
+/// A file in the zones directory that defines a zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneFile {
+    pub apex: Name,
+    pub path: PathBuf,
+    pub kind: Kind,
+}
+
+/// The outcome of loading one zone file.
+#[derive(Debug)]
+pub struct ZoneLoad {
+    pub file: ZoneFile,
+    /// Every file read (the zone file first, then what it includes), to watch for changes.
+    pub files: Vec<PathBuf>,
+    pub result: Result<Zone, Vec<FileError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the zones directory {}: {source}", dir.display())]
+pub struct DirError {
+    pub dir: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Zone files in `dir`, sorted by path. Editor leftovers (dot files, `~` backups) are skipped.
+pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| DirError { dir: dir.into(), source })?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| DirError { dir: dir.into(), source })?;
+        let path = entry.path();
+        let Some(fname) = path.file_name().and_then(|f| f.to_str()) else { continue };
+        if fname.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let (stem, kind) = match (fname.strip_suffix(".zone"), fname.strip_suffix(".toml")) {
+            (Some(s), _) => (s, Kind::Plain),
+            (_, Some(s)) => (s, Kind::Toml),
+            _ => continue,
+        };
+        let apex = match Name::parse(&format!("{stem}."), None) {
+            Ok(n) => n,
+            Err(_) => continue,
+        };
+        out.push(ZoneFile { apex, path, kind });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Loads every zone of `dir`. A `.zone` file included by another zone's file is a fragment, not
+/// a zone of its own; two files for the same zone are an error.
+pub fn load_dir(dir: &Path) -> Result<Vec<ZoneLoad>, DirError> {
+    let files = scan(dir)?;
+    let mut loads: Vec<ZoneLoad> = files.into_iter().map(load).collect();
+    let included: Vec<PathBuf> = loads.iter().flat_map(|l| l.files.iter().skip(1)).filter_map(|p| p.canonicalize().ok()).collect();
+    loads.retain(|l| l.file.kind == Kind::Toml || !l.file.path.canonicalize().is_ok_and(|p| included.contains(&p)));
+    for i in 0..loads.len() {
+        let twin = loads[..i].iter().find(|o| o.file.apex == loads[i].file.apex).map(|o| o.file.path.clone());
+        if let Some(other) = twin {
+            let at: Arc<Path> = loads[i].file.path.as_path().into();
+            let msg = format!("zone {} is also defined by {}; include one from the other or remove one", loads[i].file.apex, other.display());
+            loads[i].result = Err(vec![FileError::new(&at, 1, 1, msg)]);
+        }
+    }
+    Ok(loads)
+}
+
+/// Loads one zone file.
+pub fn load(file: ZoneFile) -> ZoneLoad {
+    let path: Arc<Path> = file.path.as_path().into();
+    let mut files = vec![file.path.clone()];
+    let text = match std::fs::read_to_string(&file.path) {
+        Ok(t) => t,
+        Err(e) => {
+            let result = Err(vec![FileError::new(&path, 1, 1, format!("cannot read: {e}"))]);
+            return ZoneLoad { file, files, result };
+        }
+    };
+    let (records, pools, mut errors) = match file.kind {
+        Kind::Plain => {
+            let parsed = zonefile::parse(Source::file(&text, &file.path), &file.apex);
+            files.extend(parsed.includes);
+            (parsed.records, Vec::new(), parsed.errors)
+        }
+        Kind::Toml => load_toml(&file, &path, &text, &mut files),
+    };
+    let result = if errors.is_empty() {
+        Zone::build(file.apex.clone(), records, pools, files.clone())
+    } else {
+        errors.truncate(zonefile::MAX_ERRORS);
+        Err(errors)
+    };
+    ZoneLoad { file, files, result }
+}
+
+fn load_toml(file: &ZoneFile, path: &Arc<Path>, text: &str, files: &mut Vec<PathBuf>) -> (Vec<zonefile::Record>, Vec<config::Pool>, Vec<FileError>) {
+    let spec: ZoneSpec = match toml::from_str(text) {
+        Ok(s) => s,
+        Err(e) => return (Vec::new(), Vec::new(), vec![config::toml_error(path, text, &e)]),
+    };
+    let (inline, include, pools) = spec.split();
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let include_span = include.as_ref().map_or(0..0, |i| i.span());
+    for inc in include.map(|i| i.into_inner().into_vec()).unwrap_or_default() {
+        let inc_path = file.path.parent().unwrap_or(Path::new(".")).join(&inc);
+        match std::fs::read_to_string(&inc_path) {
+            Ok(t) => {
+                let parsed = zonefile::parse(Source::file(&t, &inc_path), &file.apex);
+                files.push(inc_path);
+                files.extend(parsed.includes);
+                records.extend(parsed.records);
+                errors.extend(parsed.errors);
+            }
+            Err(e) => errors.push(config::span_error(path, text, include_span.clone(), format!("cannot read include {}: {e}", inc_path.display()))),
+        }
+    }
+    if let Some(inline) = inline {
+        let span = inline.span();
+        // The text starts after the opening quote(s); TOML drops a newline right after `"""`.
+        let raw = &text[span.clone()];
+        let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") { 3 } else { 1 };
+        let mut start = span.start + quote;
+        if quote == 3 && text[start..].starts_with('\n') {
+            start += 1;
+        } else if quote == 3 && text[start..].starts_with("\r\n") {
+            start += 2;
+        }
+        let (line, col) = config::locate(text, start);
+        let parsed = zonefile::parse(Source { text: inline.get_ref(), file: path.clone(), line, col }, &file.apex);
+        files.extend(parsed.includes);
+        records.extend(parsed.records);
+        errors.extend(parsed.errors);
+    }
+    let pools = config::pools_of(pools, path, text, &file.apex, &mut errors);
+    (records, pools, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZONE: &str = "$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n";
+
+    fn errors(l: &ZoneLoad) -> Vec<String> {
+        l.result.as_ref().err().map(|e| e.iter().map(ToString::to_string).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn toml_zone_with_pools_and_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "records = \"\"\"\n{ZONE}www A 192.0.2.1\n\"\"\"\n[pools.www]\ncheck = {{ type = \"tcp\", port = 80 }}\ntargets = [{{ address = \"192.0.2.10\", priority = 1 }}]\n"
+        );
+        std::fs::write(dir.path().join("example.com.toml"), &toml).unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        assert_eq!(loads.len(), 1);
+        let e = errors(&loads[0]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("example.com.toml:8:8: pool www.example.com.: the name also has static A records (at "), "{e:?}");
+        assert!(e[0].contains("example.com.toml:6:1)"), "{e:?}");
+        // Fix it: the pool is served.
+        std::fs::write(dir.path().join("example.com.toml"), toml.replace("www A 192.0.2.1\n", "")).unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        let z = loads[0].result.as_ref().unwrap();
+        assert_eq!(z.pools.len(), 1);
+    }
+
+    #[test]
+    fn inline_record_errors_point_into_the_toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), format!("# comment\nrecords = \"\"\"\n{ZONE}bad A 1.2.3\n\"\"\"\n")).unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        assert_eq!(errors(&loads[0]), vec![format!("{}:7:7: A record: not an IPv4 address: \"1.2.3\"", dir.path().join("example.com.toml").display())]);
+    }
+
+    #[test]
+    fn included_zone_files_are_not_zones_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.com.zone\"\n").unwrap();
+        std::fs::write(dir.path().join("example.net.zone"), ZONE).unwrap();
+        std::fs::write(dir.path().join(".example.org.zone.swp"), "junk").unwrap();
+        std::fs::write(dir.path().join("README"), "junk").unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        let names: Vec<String> = loads.iter().map(|l| l.file.apex.to_string()).collect();
+        assert_eq!(names, ["example.com.", "example.net."]);
+        assert!(loads.iter().all(|l| l.result.is_ok()));
+        assert_eq!(loads[0].files.len(), 2);
+    }
+
+    #[test]
+    fn two_files_for_one_zone_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), format!("records = '''\n{ZONE}'''\n")).unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        assert!(loads.iter().any(|l| errors(l).iter().any(|e| e.contains("also defined by"))));
+    }
+
+    #[test]
+    fn missing_directory() {
+        let e = load_dir(Path::new("/nonexistent/zones")).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read the zones directory /nonexistent/zones"));
+    }
+}
