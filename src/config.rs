@@ -259,11 +259,22 @@ enum StatusSpec {
     Range(String),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum CheckRef {
     Named(String),
     Inline(Box<CheckSpec>),
+}
+
+// Not `#[serde(untagged)]`: that buffers the value and loses the positions of the inline
+// check's fields, which its errors need.
+impl<'de> Deserialize<'de> for CheckRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_untagged::UntaggedEnumVisitor::new()
+            .expecting("the name of a check, or a check table like { type = \"tcp\", port = 80 }")
+            .string(|s| Ok(CheckRef::Named(s.to_owned())))
+            .map(|m| m.deserialize().map(|c| CheckRef::Inline(Box::new(c))))
+            .deserialize(d)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,168 @@
+//! The `weiche` command: parses the command line, sets up logging, and hands over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use weiche::config::{Config, LogFormat};
+
+/// Authoritative DNS nameserver with built-in health checks and automatic failover.
+///
+/// Serves every zone in the zones directory (NAME.zone master files, NAME.toml zones with
+/// pools) over UDP and TCP. Without a subcommand, `serve` runs.
+#[derive(Parser)]
+#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS (the default).
+    Serve(ServeArgs),
+    /// Validate the configuration and every zone without serving; print each problem as
+    /// file:line:col: message and exit non-zero if there is any.
+    Check(CommonArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct CommonArgs {
+    /// Configuration file (default: built-in settings, zones from ./zones).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Zones directory (overrides the configuration's server.zones).
+    #[arg(long, value_name = "DIR")]
+    zones: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Address and port to answer on, UDP and TCP; repeat for more (overrides server.listen).
+    #[arg(long, short, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// Log format on stderr (overrides log.format).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+fn load_config(args: &CommonArgs) -> Result<Config, String> {
+    let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(z) = &args.zones {
+        config.zones_dir = z.clone();
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(args)) => check(&args),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut config = match load_config(&args.common) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weiche: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !args.listen.is_empty() {
+        config.listen = args.listen;
+    }
+    if let Some(f) = args.log_format {
+        config.log_format = f;
+    }
+    init_logging(&config);
+    let sockets = match weiche::Sockets::bind(&config.listen) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weiche: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(weiche::run(config, sockets, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn check(args: &CommonArgs) -> ExitCode {
+    let config = match load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loads = match weiche::loader::load_dir(&config.zones_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems = 0;
+    for l in &loads {
+        match &l.result {
+            Ok(z) => println!("{}: zone {} OK: serial {}, {} records, {} pools", l.file.path.display(), z.apex, z.serial, z.record_count, z.pools.len()),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                problems += errors.len();
+            }
+        }
+    }
+    let bad = loads.iter().filter(|l| l.result.is_err()).count();
+    if problems > 0 {
+        eprintln!("{problems} problem(s) in {bad} of {} zone(s)", loads.len());
+        return ExitCode::FAILURE;
+    }
+    if loads.is_empty() {
+        eprintln!("no zones in {} (NAME.zone or NAME.toml files)", config.zones_dir.display());
+        return ExitCode::FAILURE;
+    }
+    println!("{} zone(s) OK", loads.len());
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,174 @@
+//! The listeners: UDP worker threads and TCP connections, all answering from the published
+//! snapshot through `answer::respond`.
+//!
+//! UDP runs on plain threads blocking in `recv_from` (no task per packet, one reused buffer per
+//! thread); TCP runs on tokio with a bound on connections, an idle timeout, and pipelining.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::answer;
+use crate::publisher::Store;
+
+/// Sockets to serve on, bound before `run` (tests bind port 0 and read the port back).
+#[derive(Debug)]
+pub struct Sockets {
+    pub udp: Vec<UdpSocket>,
+    pub tcp: Vec<TcpListener>,
+}
+
+impl Sockets {
+    /// Binds UDP and TCP on each address.
+    pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Sockets> {
+        let mut s = Sockets { udp: Vec::new(), tcp: Vec::new() };
+        for &addr in addrs {
+            let ctx = |e: std::io::Error, proto: &str| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({proto}): {e}"));
+            let udp = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+            if addr.is_ipv6() {
+                udp.set_only_v6(true)?;
+            }
+            // A burst of queries must not overflow a small default receive buffer.
+            let _ = udp.set_recv_buffer_size(4 << 20);
+            udp.bind(&addr.into()).map_err(|e| ctx(e, "UDP"))?;
+            let bound = udp.local_addr()?.as_socket().unwrap_or(addr);
+            s.udp.push(udp.into());
+            // With port 0, TCP takes the port UDP got.
+            let tcp = TcpListener::bind(bound).map_err(|e| ctx(e, "TCP"))?;
+            s.tcp.push(tcp);
+        }
+        Ok(s)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub udp_payload: u16,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    pub udp_workers: usize,
+}
+
+/// Runs the listeners until `stop` is set (UDP) and the returned join set is dropped (TCP).
+pub struct Listeners {
+    stop: Arc<AtomicBool>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+    _tcp: JoinSet<()>,
+}
+
+impl Listeners {
+    pub fn start(sockets: Sockets, store: Store, limits: &Limits) -> std::io::Result<Listeners> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = if limits.udp_workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { limits.udp_workers };
+        let mut udp_threads = Vec::new();
+        for sock in sockets.udp {
+            sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+            for i in 0..workers {
+                let sock = sock.try_clone()?;
+                let (store, stop, payload) = (store.clone(), stop.clone(), limits.udp_payload);
+                let name = format!("udp-{}-{i}", sock.local_addr()?);
+                udp_threads.push(std::thread::Builder::new().name(name).spawn(move || udp_worker(sock, store, stop, payload))?);
+            }
+        }
+        let mut tcp = JoinSet::new();
+        let permits = Arc::new(Semaphore::new(limits.tcp_max_connections));
+        for l in sockets.tcp {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::TcpListener::from_std(l)?;
+            tcp.spawn(tcp_accept(l, store.clone(), permits.clone(), limits.clone()));
+        }
+        Ok(Listeners { stop, udp_threads, _tcp: tcp })
+    }
+
+    /// Stops every listener and waits for the UDP threads (they notice within 200 ms).
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = self.udp_threads;
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| _ = t.join())).await;
+    }
+}
+
+fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16) {
+    let mut inbuf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(4096);
+    while !stop.load(Ordering::Relaxed) {
+        let (n, peer) = match sock.recv_from(&mut inbuf) {
+            Ok(r) => r,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) => {
+                debug!(error = %e, "UDP receive failed");
+                continue;
+            }
+        };
+        let answered = answer::respond(&store.load(), &inbuf[..n], false, payload, &mut out);
+        if answered.is_some()
+            && let Err(e) = sock.send_to(&out, peer)
+        {
+            debug!(%peer, error = %e, "UDP send failed");
+        }
+    }
+}
+
+async fn tcp_accept(listener: tokio::net::TcpListener, store: Store, permits: Arc<Semaphore>, limits: Limits) {
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Reap finished connections so the set does not grow.
+        while conns.try_join_next().is_some() {}
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(%peer, "TCP connection refused: too many open");
+            continue;
+        };
+        let (store, idle, payload) = (store.clone(), limits.tcp_idle_timeout, limits.udp_payload);
+        conns.spawn(async move {
+            if let Err(e) = tcp_conn(stream, store, idle, payload).await {
+                debug!(%peer, error = %e, "TCP connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn tcp_conn(mut stream: tokio::net::TcpStream, store: Store, idle: Duration, payload: u16) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.split();
+    let mut r = BufReader::new(r);
+    let mut w = BufWriter::new(w);
+    let mut msg = Vec::new();
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let len = match tokio::time::timeout(idle, r.read_u16()).await {
+            Ok(Ok(len)) => len as usize,
+            // Idle too long, or the client closed: either way, done.
+            _ => break,
+        };
+        msg.resize(len, 0);
+        match tokio::time::timeout(idle, r.read_exact(&mut msg)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+        if answer::respond(&store.load(), &msg, true, payload, &mut out).is_none() {
+            break;
+        }
+        w.write_u16(out.len() as u16).await?;
+        w.write_all(&out).await?;
+        // Pipelined queries already read are answered before the flush.
+        if r.buffer().is_empty() {
+            w.flush().await?;
+        }
+    }
+    w.flush().await
+}
