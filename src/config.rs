@@ -33,7 +33,12 @@ pub fn locate(text: &str, offset: usize) -> (u32, u32) {
 }
 
 /// Turns a span in `text` (the contents of `file`) into a positioned error.
-pub fn span_error(file: &Arc<Path>, text: &str, span: std::ops::Range<usize>, msg: impl Into<String>) -> FileError {
+pub fn span_error(
+    file: &Arc<Path>,
+    text: &str,
+    span: std::ops::Range<usize>,
+    msg: impl Into<String>,
+) -> FileError {
     let (line, col) = locate(text, span.start);
     FileError::new(file, line, col, msg)
 }
@@ -58,7 +63,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -135,11 +142,20 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
         let (file, text): (Arc<Path>, String) = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| FileError::new(&Arc::from(p), 0, 0, format!("cannot read the configuration: {e}")))?;
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    FileError::new(
+                        &Arc::from(p),
+                        0,
+                        0,
+                        format!("cannot read the configuration: {e}"),
+                    )
+                })?;
                 (p.into(), text)
             }
-            None => (Path::new("<built-in configuration>").into(), BUILTIN.to_string()),
+            None => (
+                Path::new("<built-in configuration>").into(),
+                BUILTIN.to_string(),
+            ),
         };
         let spec: ConfigSpec = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
         let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
@@ -148,44 +164,78 @@ impl Config {
         let mut listen = Vec::new();
         for l in s.listen.unwrap_or_default() {
             let addr = l.get_ref().parse::<SocketAddr>().map_err(|_| {
-                err(l.span(), format!("listen: {:?} is not ADDRESS:PORT (e.g. 127.0.0.1:1053 or [::1]:53)", l.get_ref()))
+                err(
+                    l.span(),
+                    format!(
+                        "listen: {:?} is not ADDRESS:PORT (e.g. 127.0.0.1:1053 or [::1]:53)",
+                        l.get_ref()
+                    ),
+                )
             })?;
             listen.push(addr);
         }
         if listen.is_empty() {
             listen.push("127.0.0.1:1053".parse().unwrap());
         }
-        let duration = |v: Option<Spanned<String>>, default: Duration, what: &str| -> Result<Duration, FileError> {
+        let duration = |v: Option<Spanned<String>>,
+                        default: Duration,
+                        what: &str|
+         -> Result<Duration, FileError> {
             match v {
                 None => Ok(default),
-                Some(v) => parse_duration(v.get_ref()).map_err(|m| err(v.span(), format!("{what}: {m}"))),
+                Some(v) => {
+                    parse_duration(v.get_ref()).map_err(|m| err(v.span(), format!("{what}: {m}")))
+                }
             }
         };
         let udp_payload = match s.udp_payload {
             Some(v) if !(512..=4096).contains(v.get_ref()) => {
-                return Err(err(v.span(), format!("udp_payload must be 512..=4096, got {}", v.get_ref())));
+                return Err(err(
+                    v.span(),
+                    format!("udp_payload must be 512..=4096, got {}", v.get_ref()),
+                ));
             }
             Some(v) => v.into_inner(),
             None => DEFAULT_UDP_PAYLOAD,
         };
         let tcp_max_connections = match s.tcp_max_connections {
-            Some(v) if *v.get_ref() == 0 => return Err(err(v.span(), "tcp_max_connections must be at least 1".into())),
+            Some(v) if *v.get_ref() == 0 => {
+                return Err(err(
+                    v.span(),
+                    "tcp_max_connections must be at least 1".into(),
+                ));
+            }
             Some(v) => v.into_inner(),
             None => 512,
         };
         let log_level = spec.log.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            return Err(FileError::new(&file, 0, 0, format!("log.level {log_level:?} is not a level or filter (error, warn, info, debug, trace)")));
+            return Err(FileError::new(
+                &file,
+                0,
+                0,
+                format!(
+                    "log.level {log_level:?} is not a level or filter (error, warn, info, debug, trace)"
+                ),
+            ));
         }
         Ok(Config {
             file: path.map(Path::to_path_buf),
             listen,
             zones_dir: base.join(s.zones.unwrap_or_else(|| "zones".into())),
             udp_payload,
-            tcp_idle_timeout: duration(s.tcp_idle_timeout, Duration::from_secs(10), "tcp_idle_timeout")?,
+            tcp_idle_timeout: duration(
+                s.tcp_idle_timeout,
+                Duration::from_secs(10),
+                "tcp_idle_timeout",
+            )?,
             tcp_max_connections,
             udp_workers: s.udp_workers.unwrap_or(0),
-            reload_interval: duration(s.reload_interval, Duration::from_millis(500), "reload_interval")?,
+            reload_interval: duration(
+                s.reload_interval,
+                Duration::from_millis(500),
+                "reload_interval",
+            )?,
             log_format: spec.log.format.unwrap_or_default(),
             log_level,
         })
@@ -301,7 +351,10 @@ struct TargetSpec {
 /// What a check sends and expects, beyond connecting.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Probe {
-    Tcp { send: Option<String>, expect: Option<String> },
+    Tcp {
+        send: Option<String>,
+        expect: Option<String>,
+    },
     Http {
         tls: bool,
         host: Option<String>,
@@ -357,7 +410,13 @@ pub struct Pool {
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Checks and pools of one zone TOML file, validated. `text` is the file's contents.
-pub fn pools_of(spec_checks_pools: ZonePools, file: &Arc<Path>, text: &str, origin: &Name, errors: &mut Vec<FileError>) -> Vec<Pool> {
+pub fn pools_of(
+    spec_checks_pools: ZonePools,
+    file: &Arc<Path>,
+    text: &str,
+    origin: &Name,
+    errors: &mut Vec<FileError>,
+) -> Vec<Pool> {
     let ZonePools { checks, pools } = spec_checks_pools;
     let err = |span: std::ops::Range<usize>, msg: String| span_error(file, text, span, msg);
     let mut named: BTreeMap<String, Arc<Check>> = BTreeMap::new();
@@ -379,7 +438,15 @@ pub fn pools_of(spec_checks_pools: ZonePools, file: &Arc<Path>, text: &str, orig
     for (key, spec) in pools {
         let key_span = key.span();
         let label = key.get_ref().clone();
-        match pool_of(&label, key_span.clone(), spec.into_inner(), origin, &named, file, text) {
+        match pool_of(
+            &label,
+            key_span.clone(),
+            spec.into_inner(),
+            origin,
+            &named,
+            file,
+            text,
+        ) {
             Ok(p) => out.push(p),
             Err(e) => errors.extend(e),
         }
@@ -394,33 +461,77 @@ pub struct ZonePools {
 }
 
 impl ZoneSpec {
-    pub fn split(self) -> (Option<Spanned<String>>, Option<Spanned<OneOrMany>>, ZonePools) {
-        (self.records, self.include, ZonePools { checks: self.checks, pools: self.pools })
+    pub fn split(
+        self,
+    ) -> (
+        Option<Spanned<String>>,
+        Option<Spanned<OneOrMany>>,
+        ZonePools,
+    ) {
+        (
+            self.records,
+            self.include,
+            ZonePools {
+                checks: self.checks,
+                pools: self.pools,
+            },
+        )
     }
 }
 
-fn check_of(name: &str, s: CheckSpec, err: &impl Fn(std::ops::Range<usize>, String) -> FileError) -> Result<Check, FileError> {
+fn check_of(
+    name: &str,
+    s: CheckSpec,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Check, FileError> {
     let ctx = |m: String| format!("check {name:?}: {m}");
-    let dur = |v: &Option<Spanned<String>>, default: Duration, what: &str| -> Result<Duration, FileError> {
+    let dur = |v: &Option<Spanned<String>>,
+               default: Duration,
+               what: &str|
+     -> Result<Duration, FileError> {
         match v {
             None => Ok(default),
-            Some(v) => parse_duration(v.get_ref()).map_err(|m| err(v.span(), ctx(format!("{what}: {m}")))),
+            Some(v) => {
+                parse_duration(v.get_ref()).map_err(|m| err(v.span(), ctx(format!("{what}: {m}"))))
+            }
         }
     };
     let interval = dur(&s.interval, Duration::from_secs(10), "interval")?;
     if interval < MIN_INTERVAL {
         let span = s.interval.as_ref().map(Spanned::span).unwrap_or(0..0);
-        return Err(err(span, ctx(format!("interval must be at least {}ms", MIN_INTERVAL.as_millis()))));
+        return Err(err(
+            span,
+            ctx(format!(
+                "interval must be at least {}ms",
+                MIN_INTERVAL.as_millis()
+            )),
+        ));
     }
-    let timeout = dur(&s.timeout, Duration::from_secs(2).min(interval / 2), "timeout")?;
+    let timeout = dur(
+        &s.timeout,
+        Duration::from_secs(2).min(interval / 2),
+        "timeout",
+    )?;
     if timeout >= interval || timeout.is_zero() {
         let span = s.timeout.as_ref().map(Spanned::span).unwrap_or(0..0);
-        return Err(err(span, ctx(format!("timeout ({timeout:?}) must be above zero and less than the interval ({interval:?})"))));
+        return Err(err(
+            span,
+            ctx(format!(
+                "timeout ({timeout:?}) must be above zero and less than the interval ({interval:?})"
+            )),
+        ));
     }
-    let retry_interval = dur(&s.retry_interval, (interval / 4).max(MIN_INTERVAL).min(interval), "retry_interval")?;
+    let retry_interval = dur(
+        &s.retry_interval,
+        (interval / 4).max(MIN_INTERVAL).min(interval),
+        "retry_interval",
+    )?;
     let count = |v: &Option<Spanned<u32>>, default: u32, what: &str| -> Result<u32, FileError> {
         match v {
-            Some(v) if !(1..=100).contains(v.get_ref()) => Err(err(v.span(), ctx(format!("{what} must be 1..=100, got {}", v.get_ref())))),
+            Some(v) if !(1..=100).contains(v.get_ref()) => Err(err(
+                v.span(),
+                ctx(format!("{what} must be 1..=100, got {}", v.get_ref())),
+            )),
             Some(v) => Ok(*v.get_ref()),
             None => Ok(default),
         }
@@ -428,7 +539,10 @@ fn check_of(name: &str, s: CheckSpec, err: &impl Fn(std::ops::Range<usize>, Stri
     let fall = count(&s.fall, 3, "fall")?;
     let rise = count(&s.rise, 2, "rise")?;
     let only_for = |v: Option<std::ops::Range<usize>>, field: &str, kinds: &str| match v {
-        Some(span) => Err(err(span, ctx(format!("{field} is only for {kinds} checks")))),
+        Some(span) => Err(err(
+            span,
+            ctx(format!("{field} is only for {kinds} checks")),
+        )),
         None => Ok(()),
     };
     let probe = match s.kind {
@@ -436,36 +550,87 @@ fn check_of(name: &str, s: CheckSpec, err: &impl Fn(std::ops::Range<usize>, Stri
             only_for(s.host.as_ref().map(Spanned::span), "host", "http/https")?;
             only_for(s.path.as_ref().map(Spanned::span), "path", "http/https")?;
             only_for(s.method.as_ref().map(Spanned::span), "method", "http/https")?;
-            only_for(s.expect_status.as_ref().and_then(|v| v.first()).map(Spanned::span), "expect_status", "http/https")?;
-            only_for(s.body_contains.as_ref().map(Spanned::span), "body_contains", "http/https")?;
-            only_for(s.headers.as_ref().map(Spanned::span), "headers", "http/https")?;
-            only_for(s.tls_verify.as_ref().map(Spanned::span), "tls_verify", "https")?;
-            Probe::Tcp { send: s.send.map(Spanned::into_inner), expect: s.expect.map(Spanned::into_inner) }
+            only_for(
+                s.expect_status
+                    .as_ref()
+                    .and_then(|v| v.first())
+                    .map(Spanned::span),
+                "expect_status",
+                "http/https",
+            )?;
+            only_for(
+                s.body_contains.as_ref().map(Spanned::span),
+                "body_contains",
+                "http/https",
+            )?;
+            only_for(
+                s.headers.as_ref().map(Spanned::span),
+                "headers",
+                "http/https",
+            )?;
+            only_for(
+                s.tls_verify.as_ref().map(Spanned::span),
+                "tls_verify",
+                "https",
+            )?;
+            Probe::Tcp {
+                send: s.send.map(Spanned::into_inner),
+                expect: s.expect.map(Spanned::into_inner),
+            }
         }
         CheckKind::Http | CheckKind::Https => {
             only_for(s.send.as_ref().map(Spanned::span), "send", "tcp")?;
             only_for(s.expect.as_ref().map(Spanned::span), "expect", "tcp")?;
             if s.kind == CheckKind::Http {
-                only_for(s.tls_verify.as_ref().map(Spanned::span), "tls_verify", "https")?;
+                only_for(
+                    s.tls_verify.as_ref().map(Spanned::span),
+                    "tls_verify",
+                    "https",
+                )?;
             }
-            let method = s.method.map(Spanned::into_inner).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+            let method = s
+                .method
+                .map(Spanned::into_inner)
+                .unwrap_or_else(|| "GET".into())
+                .to_ascii_uppercase();
             if method != "GET" && method != "HEAD" {
-                return Err(err(0..0, ctx(format!("method must be GET or HEAD, got {method}"))));
+                return Err(err(
+                    0..0,
+                    ctx(format!("method must be GET or HEAD, got {method}")),
+                ));
             }
-            let path = s.path.map(Spanned::into_inner).unwrap_or_else(|| "/".into());
+            let path = s
+                .path
+                .map(Spanned::into_inner)
+                .unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
-                return Err(err(0..0, ctx(format!("path must start with '/', got {path:?}"))));
+                return Err(err(
+                    0..0,
+                    ctx(format!("path must start with '/', got {path:?}")),
+                ));
             }
             let mut statuses = Vec::new();
             for st in s.expect_status.unwrap_or_default() {
                 let span = st.span();
                 let range = match st.into_inner() {
                     StatusSpec::Code(c) => Some((c, c)),
-                    StatusSpec::Range(r) => r.split_once('-').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?))),
+                    StatusSpec::Range(r) => r
+                        .split_once('-')
+                        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?))),
                 };
                 match range {
-                    Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => statuses.push((a, b)),
-                    _ => return Err(err(span, ctx("expect_status: give codes like 200 or ranges like \"200-399\"".into()))),
+                    Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => {
+                        statuses.push((a, b))
+                    }
+                    _ => {
+                        return Err(err(
+                            span,
+                            ctx(
+                                "expect_status: give codes like 200 or ranges like \"200-399\""
+                                    .into(),
+                            ),
+                        ));
+                    }
                 }
             }
             if statuses.is_empty() {
@@ -478,7 +643,10 @@ fn check_of(name: &str, s: CheckSpec, err: &impl Fn(std::ops::Range<usize>, Stri
                 method,
                 statuses,
                 body_contains: s.body_contains.map(Spanned::into_inner),
-                headers: s.headers.map(|h| h.into_inner().into_iter().collect()).unwrap_or_default(),
+                headers: s
+                    .headers
+                    .map(|h| h.into_inner().into_iter().collect())
+                    .unwrap_or_default(),
                 tls_verify: s.tls_verify.map(Spanned::into_inner).unwrap_or(true),
             }
         }
@@ -490,7 +658,17 @@ fn check_of(name: &str, s: CheckSpec, err: &impl Fn(std::ops::Range<usize>, Stri
         (None, CheckKind::Https) => 443,
         (None, CheckKind::Tcp) => return Err(err(0..0, ctx("a tcp check needs a port".into()))),
     };
-    Ok(Check { name: name.to_string(), kind: s.kind, port, interval, timeout, retry_interval, fall, rise, probe })
+    Ok(Check {
+        name: name.to_string(),
+        kind: s.kind,
+        port,
+        interval,
+        timeout,
+        retry_interval,
+        fall,
+        rise,
+        probe,
+    })
 }
 
 fn pool_of(
@@ -502,11 +680,18 @@ fn pool_of(
     file: &Arc<Path>,
     text: &str,
 ) -> Result<Pool, Vec<FileError>> {
-    let err = |span: std::ops::Range<usize>, msg: String| span_error(file, text, span, format!("pool {label:?}: {msg}"));
+    let err = |span: std::ops::Range<usize>, msg: String| {
+        span_error(file, text, span, format!("pool {label:?}: {msg}"))
+    };
     let mut errors = Vec::new();
     let name = match crate::zonefile::rdata::parse_name(label, origin) {
         Ok(n) if n.is_subdomain_of(origin) => n,
-        Ok(n) => return Err(vec![err(key_span, format!("{n} is not inside zone {origin}"))]),
+        Ok(n) => {
+            return Err(vec![err(
+                key_span,
+                format!("{n} is not inside zone {origin}"),
+            )]);
+        }
         Err(m) => return Err(vec![err(key_span, m)]),
     };
     let check_span = s.check.span();
@@ -515,7 +700,10 @@ fn pool_of(
             Some(c) => Some(c.clone()),
             None => {
                 let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
-                errors.push(err(check_span, format!("no check named {n:?} in this file (defined: {known})")));
+                errors.push(err(
+                    check_span,
+                    format!("no check named {n:?} in this file (defined: {known})"),
+                ));
                 None
             }
         },
@@ -532,11 +720,17 @@ fn pool_of(
     };
     let ttl = s.ttl.as_ref().map_or(30, |t| *t.get_ref());
     if ttl > crate::zonefile::MAX_TTL {
-        errors.push(err(s.ttl.as_ref().unwrap().span(), "ttl is over 2147483647".into()));
+        errors.push(err(
+            s.ttl.as_ref().unwrap().span(),
+            "ttl is over 2147483647".into(),
+        ));
     }
     let ttl_min = s.ttl_min.as_ref().map_or(5.min(ttl), |t| *t.get_ref());
     if ttl_min > ttl {
-        errors.push(err(s.ttl_min.as_ref().unwrap().span(), format!("ttl_min ({ttl_min}) is above ttl ({ttl})")));
+        errors.push(err(
+            s.ttl_min.as_ref().unwrap().span(),
+            format!("ttl_min ({ttl_min}) is above ttl ({ttl})"),
+        ));
     }
     let failback_delay = match &s.failback_delay {
         None => Duration::ZERO,
@@ -547,7 +741,10 @@ fn pool_of(
     };
     let max_answers = match s.max_answers {
         Some(m) if *m.get_ref() == 0 => {
-            errors.push(err(m.span(), "max_answers must be at least 1 (leave it out for no limit)".into()));
+            errors.push(err(
+                m.span(),
+                "max_answers must be at least 1 (leave it out for no limit)".into(),
+            ));
             None
         }
         m => m.map(Spanned::into_inner),
@@ -559,17 +756,29 @@ fn pool_of(
         let address = match t.address.get_ref().parse::<IpAddr>() {
             Ok(a) => a,
             Err(_) => {
-                errors.push(err(t.address.span(), format!("target address {:?} is not an IPv4 or IPv6 address", t.address.get_ref())));
+                errors.push(err(
+                    t.address.span(),
+                    format!(
+                        "target address {:?} is not an IPv4 or IPv6 address",
+                        t.address.get_ref()
+                    ),
+                ));
                 continue;
             }
         };
         let priority = *t.priority.get_ref();
         if !(1..=255).contains(&priority) {
-            errors.push(err(t.priority.span(), format!("target priority must be 1..=255, got {priority}")));
+            errors.push(err(
+                t.priority.span(),
+                format!("target priority must be 1..=255, got {priority}"),
+            ));
             continue;
         }
         if targets.iter().any(|o| o.address == address) {
-            errors.push(err(t.address.span(), format!("target {address} is listed twice")));
+            errors.push(err(
+                t.address.span(),
+                format!("target {address} is listed twice"),
+            ));
             continue;
         }
         let port = check.as_ref().map_or(0, |c| c.port);
@@ -578,12 +787,19 @@ fn pool_of(
             Some(p) => match parse_probe(p.get_ref(), port) {
                 Some(a) => a,
                 None => {
-                    errors.push(err(p.span(), format!("probe {:?} is not ADDRESS or ADDRESS:PORT", p.get_ref())));
+                    errors.push(err(
+                        p.span(),
+                        format!("probe {:?} is not ADDRESS or ADDRESS:PORT", p.get_ref()),
+                    ));
                     continue;
                 }
             },
         };
-        targets.push(Target { address, priority: priority as u8, probe });
+        targets.push(Target {
+            address,
+            priority: priority as u8,
+            probe,
+        });
     }
     if targets.is_empty() && errors.is_empty() {
         errors.push(err(targets_span, "a pool needs at least one target".into()));
@@ -602,7 +818,11 @@ fn pool_of(
         failback_delay,
         max_answers,
         targets,
-        at: crate::zonefile::Location { file: file.clone(), line, col },
+        at: crate::zonefile::Location {
+            file: file.clone(),
+            line,
+            col,
+        },
     })
 }
 
@@ -610,7 +830,11 @@ fn parse_probe(s: &str, default_port: u16) -> Option<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Some(a);
     }
-    let ip = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?;
+    let ip = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok()?;
     Some(SocketAddr::new(ip, default_port))
 }
 
@@ -655,12 +879,17 @@ mod tests {
         let e = Config::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("weiche.toml:2:11: listen:"), "{e}");
         std::fs::write(&p, "[server]\nzones = \"z\"\n").unwrap();
-        assert_eq!(Config::load(Some(&p)).unwrap().zones_dir, dir.path().join("z"));
+        assert_eq!(
+            Config::load(Some(&p)).unwrap().zones_dir,
+            dir.path().join("z")
+        );
     }
 
     fn pools(text: &str) -> (Vec<Pool>, Vec<String>) {
         let file: Arc<Path> = Path::new("example.com.toml").into();
-        let spec: ZoneSpec = toml::from_str(text).map_err(|e| toml_error(&file, text, &e).to_string()).unwrap();
+        let spec: ZoneSpec = toml::from_str(text)
+            .map_err(|e| toml_error(&file, text, &e).to_string())
+            .unwrap();
         let (_, _, zp) = spec.split();
         let mut errors = Vec::new();
         let origin = Name::parse("example.com.", None).unwrap();
@@ -694,13 +923,19 @@ targets = [
         assert!(e.is_empty(), "{e:?}");
         let p = &p[0];
         assert_eq!(p.name.to_string(), "www.example.com.");
-        assert_eq!((p.ttl, p.ttl_min, p.all_down, p.failback), (30, 5, AllDown::Last, Failback::Manual));
+        assert_eq!(
+            (p.ttl, p.ttl_min, p.all_down, p.failback),
+            (30, 5, AllDown::Last, Failback::Manual)
+        );
         assert_eq!(p.check.port, 443);
         assert_eq!(p.check.interval, Duration::from_secs(2));
         assert_eq!(p.targets[0].probe, "192.0.2.10:443".parse().unwrap());
         assert_eq!(p.targets[2].probe, "10.0.0.10:8443".parse().unwrap());
         match &p.check.probe {
-            Probe::Http { statuses, tls, .. } => assert_eq!((statuses.as_slice(), *tls), (&[(200, 200), (300, 302)][..], true)),
+            Probe::Http { statuses, tls, .. } => assert_eq!(
+                (statuses.as_slice(), *tls),
+                (&[(200, 200), (300, 302)][..], true)
+            ),
             other => panic!("{other:?}"),
         }
         assert_eq!((p.at.line, p.at.col), (10, 8));
@@ -723,15 +958,36 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
 "#,
         );
         assert_eq!(e.len(), 4, "{e:?}");
-        assert!(e[0].starts_with("example.com.toml:4:40: pool \"www\": target priority must be 1..=255, got 0"), "{}", e[0]);
-        assert!(e[1].starts_with("example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed twice"), "{}", e[1]);
-        assert!(e[2].contains("\"banana\" is not an IPv4 or IPv6"), "{}", e[2]);
-        assert!(e[3].contains("www.example.net. is not inside zone example.com."), "{}", e[3]);
+        assert!(
+            e[0].starts_with(
+                "example.com.toml:4:40: pool \"www\": target priority must be 1..=255, got 0"
+            ),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with(
+                "example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed twice"
+            ),
+            "{}",
+            e[1]
+        );
+        assert!(
+            e[2].contains("\"banana\" is not an IPv4 or IPv6"),
+            "{}",
+            e[2]
+        );
+        assert!(
+            e[3].contains("www.example.net. is not inside zone example.com."),
+            "{}",
+            e[3]
+        );
     }
 
     #[test]
     fn check_errors() {
-        let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"1s\"\n");
+        let (_, e) =
+            pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"1s\"\n");
         assert!(e[0].contains("check \"a\": timeout"), "{e:?}");
         assert!(e[0].starts_with("example.com.toml:5:11:"), "{e:?}");
         let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\npath = \"/\"\n");

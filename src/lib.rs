@@ -56,9 +56,15 @@ pub enum ServeError {
 }
 
 /// Serves `config` on `sockets` until `shutdown` completes.
-pub async fn run(config: Config, sockets: Sockets, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+pub async fn run(
+    config: Config,
+    sockets: Sockets,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let mut publisher = publisher::Publisher::new(&config.zones_dir);
-    publisher = tokio::task::spawn_blocking(move || publisher.reconcile(true).map(|_| publisher)).await.expect("zone loading panicked")?;
+    publisher = tokio::task::spawn_blocking(move || publisher.reconcile(true).map(|_| publisher))
+        .await
+        .expect("zone loading panicked")?;
     let store = publisher.store();
     let zones = store.load().zones.len();
     let limits = server::Limits {
@@ -67,7 +73,12 @@ pub async fn run(config: Config, sockets: Sockets, shutdown: impl Future<Output 
         tcp_max_connections: config.tcp_max_connections,
         udp_workers: config.udp_workers,
     };
-    let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
+    let addrs: Vec<String> = sockets
+        .udp
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
     let listeners = server::Listeners::start(sockets, store, &limits)?;
     info!(listen = %addrs.join(" "), zones, zones_dir = %config.zones_dir.display(), "weiche serving");
     let reloader = tokio::spawn(reload_loop(publisher, config.reload_interval));

@@ -90,7 +90,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weiche: cannot start the runtime: {e}");
@@ -108,7 +112,10 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -120,7 +127,11 @@ async fn shutdown_signal() {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -145,7 +156,14 @@ fn check(args: &CommonArgs) -> ExitCode {
     let mut problems = 0;
     for l in &loads {
         match &l.result {
-            Ok(z) => println!("{}: zone {} OK: serial {}, {} records, {} pools", l.file.path.display(), z.apex, z.serial, z.record_count, z.pools.len()),
+            Ok(z) => println!(
+                "{}: zone {} OK: serial {}, {} records, {} pools",
+                l.file.path.display(),
+                z.apex,
+                z.serial,
+                z.record_count,
+                z.pools.len()
+            ),
             Err(errors) => {
                 for e in errors {
                     eprintln!("{e}");
@@ -160,7 +178,10 @@ fn check(args: &CommonArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if loads.is_empty() {
-        eprintln!("no zones in {} (NAME.zone or NAME.toml files)", config.zones_dir.display());
+        eprintln!(
+            "no zones in {} (NAME.zone or NAME.toml files)",
+            config.zones_dir.display()
+        );
         return ExitCode::FAILURE;
     }
     println!("{} zone(s) OK", loads.len());

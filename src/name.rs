@@ -252,21 +252,39 @@ mod tests {
     #[test]
     fn parses_absolute_and_relative() {
         let origin = n("example.com.");
-        assert_eq!(n("www.example.com.").wire(), b"\x03www\x07example\x03com\x00");
-        assert_eq!(Name::parse("www", Some(&origin)).unwrap(), n("www.example.com."));
+        assert_eq!(
+            n("www.example.com.").wire(),
+            b"\x03www\x07example\x03com\x00"
+        );
+        assert_eq!(
+            Name::parse("www", Some(&origin)).unwrap(),
+            n("www.example.com.")
+        );
         assert_eq!(n(".").wire(), b"\x00");
-        assert_eq!(Name::parse("a\\.b.c.", None).unwrap().wire(), b"\x03a.b\x01c\x00");
+        assert_eq!(
+            Name::parse("a\\.b.c.", None).unwrap().wire(),
+            b"\x03a.b\x01c\x00"
+        );
         assert_eq!(Name::parse("\\065.", None).unwrap().wire(), b"\x01A\x00");
         assert!(Name::parse("www", None).is_err());
     }
 
     #[test]
     fn rejects_bad_names() {
-        assert!(matches!(Name::parse("a..b.", None), Err(NameError::EmptyLabel(_))));
+        assert!(matches!(
+            Name::parse("a..b.", None),
+            Err(NameError::EmptyLabel(_))
+        ));
         let long = "a".repeat(64) + ".";
-        assert!(matches!(Name::parse(&long, None), Err(NameError::LabelTooLong(_))));
+        assert!(matches!(
+            Name::parse(&long, None),
+            Err(NameError::LabelTooLong(_))
+        ));
         let too_long = "abcdefghi.".repeat(26);
-        assert!(matches!(Name::parse(&too_long, None), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            Name::parse(&too_long, None),
+            Err(NameError::TooLong(_))
+        ));
         assert!(Name::parse("\\256.", None).is_err());
         assert!(Name::parse("a\\", None).is_err());
     }
@@ -285,7 +303,10 @@ mod tests {
 
     #[test]
     fn display_escapes() {
-        assert_eq!(Name::parse("a\\.b.c.", None).unwrap().to_string(), "a\\.b.c.");
+        assert_eq!(
+            Name::parse("a\\.b.c.", None).unwrap().to_string(),
+            "a\\.b.c."
+        );
         assert_eq!(Name::parse("\\000x.", None).unwrap().to_string(), "\\000x.");
         assert_eq!(Name::root().to_string(), ".");
     }

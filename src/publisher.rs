@@ -71,7 +71,12 @@ impl Publisher {
         let found = loader::scan(&self.dir)?;
         let mut changed = false;
         // Removed files.
-        let gone: Vec<PathBuf> = self.tracked.keys().filter(|p| !found.iter().any(|f| &f.path == *p)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .tracked
+            .keys()
+            .filter(|p| !found.iter().any(|f| &f.path == *p))
+            .cloned()
+            .collect();
         for path in gone {
             let t = self.tracked.remove(&path).expect("tracked");
             if t.served.is_some() {
@@ -79,11 +84,19 @@ impl Publisher {
                 changed = true;
             }
         }
-        self.pending.retain(|p, _| found.iter().any(|f| &f.path == p));
+        self.pending
+            .retain(|p, _| found.iter().any(|f| &f.path == p));
         for file in found {
-            let known_files = self.tracked.get(&file.path).map_or_else(|| vec![file.path.clone()], |t| t.files.clone());
+            let known_files = self
+                .tracked
+                .get(&file.path)
+                .map_or_else(|| vec![file.path.clone()], |t| t.files.clone());
             let now_sig = signatures(&known_files);
-            if self.tracked.get(&file.path).is_some_and(|t| t.seen == now_sig) {
+            if self
+                .tracked
+                .get(&file.path)
+                .is_some_and(|t| t.seen == now_sig)
+            {
                 self.pending.remove(&file.path);
                 continue;
             }
@@ -99,7 +112,12 @@ impl Publisher {
             .tracked
             .values()
             .filter(|t| t.file.kind == Kind::Plain)
-            .filter(|t| self.tracked.values().any(|o| o.file.path != t.file.path && o.files.iter().skip(1).any(|f| same_file(f, &t.file.path))))
+            .filter(|t| {
+                self.tracked.values().any(|o| {
+                    o.file.path != t.file.path
+                        && o.files.iter().skip(1).any(|f| same_file(f, &t.file.path))
+                })
+            })
             .map(|t| t.file.path.clone())
             .collect();
         for path in fragments {
@@ -126,11 +144,22 @@ impl Publisher {
             self.tracked.remove(&file.path);
             return false;
         }
-        let twin = self.tracked.values().find(|t| t.file.apex == file.apex && t.file.path != file.path && t.served.is_some());
+        let twin = self
+            .tracked
+            .values()
+            .find(|t| t.file.apex == file.apex && t.file.path != file.path && t.served.is_some());
         if let Some(t) = twin {
             warn!(zone = %file.apex, file = %file.path.display(), other = %t.file.path.display(), "zone defined by two files; this one is ignored");
             let seen = signatures(std::slice::from_ref(&file.path));
-            self.tracked.insert(file.path.clone(), Tracked { files: vec![file.path.clone()], seen, file, served: None });
+            self.tracked.insert(
+                file.path.clone(),
+                Tracked {
+                    files: vec![file.path.clone()],
+                    seen,
+                    file,
+                    served: None,
+                },
+            );
             return false;
         }
         let load = loader::load(file.clone());
@@ -149,16 +178,36 @@ impl Publisher {
                 Some(Arc::new(zone))
             }
             Err(errors) => {
-                let keeps = if previous.is_some() { "the previous version keeps serving" } else { "zone not served" };
+                let keeps = if previous.is_some() {
+                    "the previous version keeps serving"
+                } else {
+                    "zone not served"
+                };
                 warn!(zone = %file.apex, file = %file.path.display(), errors = errors.len(), "zone file has errors; {keeps}");
                 for e in &errors {
                     warn!(zone = %file.apex, "{e}");
                 }
-                self.tracked.insert(file.path.clone(), Tracked { file, files: load.files, seen, served: previous });
+                self.tracked.insert(
+                    file.path.clone(),
+                    Tracked {
+                        file,
+                        files: load.files,
+                        seen,
+                        served: previous,
+                    },
+                );
                 return false;
             }
         };
-        self.tracked.insert(file.path.clone(), Tracked { file, files: load.files, seen, served });
+        self.tracked.insert(
+            file.path.clone(),
+            Tracked {
+                file,
+                files: load.files,
+                seen,
+                served,
+            },
+        );
         true
     }
 
@@ -170,8 +219,18 @@ impl Publisher {
             .filter_map(|t| t.served.clone())
             .map(|zone| {
                 // No monitor yet: every target is unknown, which the chart answers as up.
-                let answers: Arc<[PoolAnswer]> =
-                    zone.pools.iter().map(|p| pool_answer(p, zone.neg_ttl, |_| (Health::Unknown, Admin::Auto, false), [None, None])).collect();
+                let answers: Arc<[PoolAnswer]> = zone
+                    .pools
+                    .iter()
+                    .map(|p| {
+                        pool_answer(
+                            p,
+                            zone.neg_ttl,
+                            |_| (Health::Unknown, Admin::Auto, false),
+                            [None, None],
+                        )
+                    })
+                    .collect();
                 ZoneEntry { zone, answers }
             })
             .collect();
@@ -193,7 +252,12 @@ mod tests {
     const ZONE: &str = "$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n";
 
     fn served(p: &Publisher) -> Vec<(String, u32)> {
-        p.store.load().zones.iter().map(|z| (z.zone.apex.to_string(), z.zone.serial)).collect()
+        p.store
+            .load()
+            .zones
+            .iter()
+            .map(|z| (z.zone.apex.to_string(), z.zone.serial))
+            .collect()
     }
 
     #[test]
@@ -224,12 +288,20 @@ mod tests {
     #[test]
     fn include_changes_reload_the_zone() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.com.zone\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("example.com.toml"),
+            "include = \"example.com.zone\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
         let mut p = Publisher::new(dir.path());
         p.reconcile(true).unwrap();
         assert_eq!(served(&p), [("example.com.".into(), 1)]);
-        std::fs::write(dir.path().join("example.com.zone"), ZONE.replace(" 1 1h", " 5 1h")).unwrap();
+        std::fs::write(
+            dir.path().join("example.com.zone"),
+            ZONE.replace(" 1 1h", " 5 1h"),
+        )
+        .unwrap();
         p.reconcile(true).unwrap();
         assert_eq!(served(&p), [("example.com.".into(), 5)]);
     }

@@ -27,10 +27,19 @@ pub struct Sockets {
 impl Sockets {
     /// Binds UDP and TCP on each address.
     pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Sockets> {
-        let mut s = Sockets { udp: Vec::new(), tcp: Vec::new() };
+        let mut s = Sockets {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        };
         for &addr in addrs {
-            let ctx = |e: std::io::Error, proto: &str| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({proto}): {e}"));
-            let udp = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+            let ctx = |e: std::io::Error, proto: &str| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({proto}): {e}"))
+            };
+            let udp = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )?;
             if addr.is_ipv6() {
                 udp.set_only_v6(true)?;
             }
@@ -65,7 +74,11 @@ pub struct Listeners {
 impl Listeners {
     pub fn start(sockets: Sockets, store: Store, limits: &Limits) -> std::io::Result<Listeners> {
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = if limits.udp_workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { limits.udp_workers };
+        let workers = if limits.udp_workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            limits.udp_workers
+        };
         let mut udp_threads = Vec::new();
         for sock in sockets.udp {
             sock.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -73,7 +86,11 @@ impl Listeners {
                 let sock = sock.try_clone()?;
                 let (store, stop, payload) = (store.clone(), stop.clone(), limits.udp_payload);
                 let name = format!("udp-{}-{i}", sock.local_addr()?);
-                udp_threads.push(std::thread::Builder::new().name(name).spawn(move || udp_worker(sock, store, stop, payload))?);
+                udp_threads.push(
+                    std::thread::Builder::new()
+                        .name(name)
+                        .spawn(move || udp_worker(sock, store, stop, payload))?,
+                );
             }
         }
         let mut tcp = JoinSet::new();
@@ -81,16 +98,26 @@ impl Listeners {
         for l in sockets.tcp {
             l.set_nonblocking(true)?;
             let l = tokio::net::TcpListener::from_std(l)?;
-            tcp.spawn(tcp_accept(l, store.clone(), permits.clone(), limits.clone()));
+            tcp.spawn(tcp_accept(
+                l,
+                store.clone(),
+                permits.clone(),
+                limits.clone(),
+            ));
         }
-        Ok(Listeners { stop, udp_threads, _tcp: tcp })
+        Ok(Listeners {
+            stop,
+            udp_threads,
+            _tcp: tcp,
+        })
     }
 
     /// Stops every listener and waits for the UDP threads (they notice within 200 ms).
     pub async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let threads = self.udp_threads;
-        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| _ = t.join())).await;
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| _ = t.join()))
+            .await;
     }
 }
 
@@ -100,7 +127,14 @@ fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16
     while !stop.load(Ordering::Relaxed) {
         let (n, peer) = match sock.recv_from(&mut inbuf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 debug!(error = %e, "UDP receive failed");
                 continue;
@@ -115,7 +149,12 @@ fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16
     }
 }
 
-async fn tcp_accept(listener: tokio::net::TcpListener, store: Store, permits: Arc<Semaphore>, limits: Limits) {
+async fn tcp_accept(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    permits: Arc<Semaphore>,
+    limits: Limits,
+) {
     let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -142,7 +181,12 @@ async fn tcp_accept(listener: tokio::net::TcpListener, store: Store, permits: Ar
     }
 }
 
-async fn tcp_conn(mut stream: tokio::net::TcpStream, store: Store, idle: Duration, payload: u16) -> std::io::Result<()> {
+async fn tcp_conn(
+    mut stream: tokio::net::TcpStream,
+    store: Store,
+    idle: Duration,
+    payload: u16,
+) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.split();
     let mut r = BufReader::new(r);

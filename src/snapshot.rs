@@ -35,7 +35,11 @@ pub struct PoolAnswer {
 
 impl PoolAnswer {
     pub fn family(&self, qtype: u16) -> &FamilyAnswer {
-        if qtype == rtype::AAAA { &self.aaaa } else { &self.a }
+        if qtype == rtype::AAAA {
+            &self.aaaa
+        } else {
+            &self.a
+        }
     }
 }
 
@@ -44,24 +48,46 @@ pub type Verdict = (Health, Admin, bool);
 
 /// Runs the chart for both families of a pool. `verdict` gives each target's state; `held` the
 /// level a manual failback keeps per family (A, AAAA).
-pub fn pool_answer(pool: &Pool, zone_neg_ttl: u32, verdict: impl Fn(&Target) -> Verdict, held: [Option<u8>; 2]) -> PoolAnswer {
+pub fn pool_answer(
+    pool: &Pool,
+    zone_neg_ttl: u32,
+    verdict: impl Fn(&Target) -> Verdict,
+    held: [Option<u8>; 2],
+) -> PoolAnswer {
     let family = |v6: bool, held: Option<u8>| {
-        let targets: Vec<&Target> = pool.targets.iter().filter(|t| t.address.is_ipv6() == v6).collect();
+        let targets: Vec<&Target> = pool
+            .targets
+            .iter()
+            .filter(|t| t.address.is_ipv6() == v6)
+            .collect();
         let views: Vec<TargetView> = targets
             .iter()
             .map(|t| {
                 let (health, admin, in_doubt) = verdict(t);
-                TargetView { priority: t.priority, health, admin, in_doubt }
+                TargetView {
+                    priority: t.priority,
+                    health,
+                    admin,
+                    in_doubt,
+                }
             })
             .collect();
         let choice = chart::choose(&views, pool.all_down, held);
-        let ttl = if choice.short_ttl { pool.ttl_min } else { pool.ttl };
+        let ttl = if choice.short_ttl {
+            pool.ttl_min
+        } else {
+            pool.ttl
+        };
         let rdatas = choice.selected.iter().map(|&i| match targets[i].address {
             std::net::IpAddr::V4(a) => a.octets().to_vec(),
             std::net::IpAddr::V6(a) => a.octets().to_vec(),
         });
         let rt = if v6 { rtype::AAAA } else { rtype::A };
-        FamilyAnswer { rrset: RRset::new(rt, ttl, rdatas), level: choice.level, mode: choice.mode }
+        FamilyAnswer {
+            rrset: RRset::new(rt, ttl, rdatas),
+            level: choice.level,
+            mode: choice.mode,
+        }
     };
     PoolAnswer {
         a: family(false, held[0]),
@@ -86,14 +112,22 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(zones: Vec<ZoneEntry>) -> Snapshot {
-        let index = zones.iter().enumerate().map(|(i, z)| (z.zone.apex.key(), i as u32)).collect();
+        let index = zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (z.zone.apex.key(), i as u32))
+            .collect();
         Snapshot { zones, index }
     }
 
     /// The most specific zone containing the query name, and how many labels the query name
     /// has above that zone's apex.
     pub fn find_zone(&self, q: &Query<'_>) -> Option<(&ZoneEntry, usize)> {
-        (0..=q.label_count()).find_map(|skip| self.index.get(q.suffix_key(skip)).map(|&i| (&self.zones[i as usize], skip)))
+        (0..=q.label_count()).find_map(|skip| {
+            self.index
+                .get(q.suffix_key(skip))
+                .map(|&i| (&self.zones[i as usize], skip))
+        })
     }
 
     pub fn zone(&self, apex_key: &[u8]) -> Option<&ZoneEntry> {

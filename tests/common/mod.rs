@@ -24,7 +24,11 @@ impl Server {
         Self::start_with(ip, zones, |_| {})
     }
 
-    pub fn start_with(ip: &str, zones: &[(&str, &str)], tweak: impl FnOnce(&mut weiche::Config)) -> Server {
+    pub fn start_with(
+        ip: &str,
+        zones: &[(&str, &str)],
+        tweak: impl FnOnce(&mut weiche::Config),
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in zones {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -38,13 +42,22 @@ impl Server {
         let addr = sockets.udp[0].local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(weiche::run(config, sockets, async {
                 let _ = rx.await;
             }))
             .unwrap();
         });
-        Server { addr, dir, stop: Some(tx), thread: Some(thread) }
+        Server {
+            addr,
+            dir,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     pub fn zone_path(&self, name: &str) -> PathBuf {
@@ -100,7 +113,8 @@ pub fn udp_raw(addr: SocketAddr, msg: &[u8], timeout: Duration) -> Option<Vec<u8
 }
 
 pub fn udp(addr: SocketAddr, m: &Message) -> Message {
-    let raw = udp_raw(addr, &m.to_vec().unwrap(), Duration::from_secs(2)).expect("no UDP reply within 2 s");
+    let raw = udp_raw(addr, &m.to_vec().unwrap(), Duration::from_secs(2))
+        .expect("no UDP reply within 2 s");
     let resp = Message::from_vec(&raw).unwrap();
     assert_eq!(resp.metadata.id, m.metadata.id);
     resp
@@ -116,7 +130,9 @@ pub fn tcp_pipelined(addr: SocketAddr, msgs: &[Vec<u8>]) -> Vec<Vec<u8>> {
         out.extend_from_slice(m);
     }
     s.write_all(&out).unwrap();
-    (0..msgs.len()).map(|_| read_tcp_msg(&mut s).expect("TCP reply")).collect()
+    (0..msgs.len())
+        .map(|_| read_tcp_msg(&mut s).expect("TCP reply"))
+        .collect()
 }
 
 pub fn read_tcp_msg(s: &mut TcpStream) -> Option<Vec<u8>> {

@@ -1,0 +1,189 @@
+//! The `weiche` binary itself: `check`, `--help`, serving on `--listen`, and stopping on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_weiche");
+
+fn repo_zones() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")
+}
+
+#[test]
+fn the_shipped_example_zones_pass_check() {
+    let out = Command::new(BIN)
+        .args(["check", "--zones"])
+        .arg(repo_zones())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("zone example.com. OK") && stdout.contains("2 pools"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("zone example.net. OK"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_problem_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.test.zone"),
+        "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("bad.test.zone"), "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\nwww A 192.0.2.256\nmx MX ten mail\n").unwrap();
+    std::fs::write(
+        dir.path().join("pool.test.toml"),
+        "records = '''\n$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n'''\n[pools.www]\nchek = \"x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--zones"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let bad = dir.path().join("bad.test.zone");
+    let pool = dir.path().join("pool.test.toml");
+    assert!(
+        stderr.contains(&format!(
+            "{}:5:7: A record: not an IPv4 address: \"192.0.2.256\"",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:6:7: MX record: preference: expected a number in range, got \"ten\"",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:8:1: unknown field `chek`", pool.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 problem(s) in 2 of 3 zone(s)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_rejects_a_config_typo() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:1053\"]\nzone = \"zones\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("{}:3:1: unknown field `zone`", cfg.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_names_the_commands_and_flags() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for word in [
+        "serve",
+        "check",
+        "--listen",
+        "--zones",
+        "--config",
+        "--log-format",
+    ] {
+        assert!(s.contains(word), "--help lacks {word}:\n{s}");
+    }
+}
+
+#[test]
+fn serves_on_listen_and_stops_on_sigterm() {
+    // Find a free port on a loopback address of our own.
+    let port = std::net::UdpSocket::bind("127.0.0.21:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.21:{port}");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--log-format",
+            "json",
+            "--zones",
+        ])
+        .arg(repo_zones())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.21:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let q = b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06static\x07example\x03com\x00\x00\x01\x00\x01";
+    let start = Instant::now();
+    let mut answer = None;
+    while answer.is_none() && start.elapsed() < Duration::from_secs(10) {
+        sock.send_to(q, &addr).unwrap();
+        let mut buf = [0u8; 512];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            answer = Some(buf[..n].to_vec());
+        }
+    }
+    let answer = answer.expect("an answer within 10 s");
+    assert_eq!(
+        &answer[answer.len() - 4..],
+        &[127, 0, 0, 20],
+        "static.example.com A 127.0.0.20"
+    );
+    send_signal(child.id(), 15);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "did not exit within 5 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let first = log.lines().next().unwrap();
+    assert!(
+        first.starts_with('{') && first.contains("\"message\":\"zone loaded\""),
+        "JSON log lines: {log}"
+    );
+}
+
+fn send_signal(pid: u32, sig: i32) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
