@@ -93,22 +93,10 @@ impl Name {
                     continue;
                 }
                 b'\\' => {
-                    let rest = &bytes[i + 1..];
-                    if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                        let v = (rest[0] - b'0') as u32 * 100
-                            + (rest[1] - b'0') as u32 * 10
-                            + (rest[2] - b'0') as u32;
-                        if v > 255 {
-                            return Err(NameError::BadEscape(text.into()));
-                        }
-                        wire.push(v as u8);
-                        i += 4;
-                    } else if let Some(&next) = rest.first() {
-                        wire.push(next);
-                        i += 2;
-                    } else {
-                        return Err(NameError::BadEscape(text.into()));
-                    }
+                    let (b, used) =
+                        unescape_at(bytes, i).ok_or_else(|| NameError::BadEscape(text.into()))?;
+                    wire.push(b);
+                    i += used;
                     continue;
                 }
                 _ => wire.push(c),
@@ -192,6 +180,18 @@ impl Name {
         wire.extend_from_slice(&self.0);
         Some(Name(wire.into()))
     }
+}
+
+/// Decodes the escape (`\X` or `\DDD`) whose backslash is at `bytes[i]`: the byte it stands
+/// for and how many input bytes it took. None for a lone backslash or `\DDD` over 255.
+pub fn unescape_at(bytes: &[u8], i: usize) -> Option<(u8, usize)> {
+    let rest = &bytes[i + 1..];
+    if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
+        let v =
+            (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
+        return u8::try_from(v).ok().map(|b| (b, 4));
+    }
+    rest.first().map(|&c| (c, 2))
 }
 
 /// Offsets of each label start in an uncompressed wire name (the root label excluded).

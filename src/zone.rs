@@ -445,6 +445,66 @@ mod tests {
         assert!(e[0].contains("DNAME"), "{e:?}");
     }
 
+    fn pool(name: &str) -> crate::config::Pool {
+        let check = crate::config::Check {
+            name: "c".into(),
+            kind: crate::config::CheckKind::Tcp,
+            port: 80,
+            interval: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(2),
+            retry_interval: std::time::Duration::from_secs(2),
+            fall: 3,
+            rise: 2,
+            probe: crate::config::Probe::Tcp {
+                send: None,
+                expect: None,
+            },
+        };
+        crate::config::Pool {
+            name: Name::parse(name, None).unwrap(),
+            ttl: 30,
+            ttl_min: 5,
+            check: std::sync::Arc::new(check),
+            all_down: Default::default(),
+            failback: Default::default(),
+            failback_delay: Default::default(),
+            max_answers: None,
+            targets: vec![crate::config::Target {
+                address: "127.0.0.10".parse().unwrap(),
+                priority: 1,
+                probe: "127.0.0.10:80".parse().unwrap(),
+            }],
+            at: Location {
+                file: Path::new("t.toml").into(),
+                line: 9,
+                col: 8,
+            },
+        }
+    }
+
+    fn zone_with_pool(text: &str, pool_name: &str) -> Result<Zone, Vec<String>> {
+        let apex = Name::parse("example.com.", None).unwrap();
+        let p = zonefile::parse(Source::file(text, Path::new("t.zone")), &apex);
+        Zone::build(apex, p.records, vec![pool(pool_name)], vec![])
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn pool_rules() {
+        let z = zone_with_pool(&format!("{HEAD}www TXT hi\n"), "www.example.com.").unwrap();
+        let www = z.node(z.node_id(&key("www.example.com.")).unwrap());
+        assert_eq!(www.pool, 0);
+        // A pool on a new name creates it and its empty parents.
+        let z = zone_with_pool(HEAD, "a.b.example.com.").unwrap();
+        assert!(z.node_id(&key("b.example.com.")).is_some());
+        let e = zone_with_pool(&format!("{HEAD}www CNAME x\n"), "www.example.com.").unwrap_err();
+        assert!(e[0].starts_with("t.toml:9:8: pool www.example.com.: the name also has static CNAME records (at t.zone:5:1)"), "{e:?}");
+        let e = zone_with_pool(&format!("{HEAD}www AAAA ::1\n"), "www.example.com.").unwrap_err();
+        assert!(e[0].contains("static AAAA records"), "{e:?}");
+        let e = zone_with_pool(&format!("{HEAD}sub NS ns9\n"), "x.sub.example.com.").unwrap_err();
+        assert!(e[0].contains("at or below a delegation"), "{e:?}");
+    }
+
     #[test]
     fn rrset_iteration() {
         let s = RRset::new(rtype::A, 60, [[1u8, 2, 3, 4], [5, 6, 7, 8]]);

@@ -187,3 +187,60 @@ fn send_signal(pid: u32, sig: i32) {
         .unwrap();
     assert!(ok.success());
 }
+
+#[test]
+fn sighup_reloads_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let zone =
+        |serial: u32| format!("$TTL 60\n@ SOA ns hm {serial} 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n");
+    std::fs::write(zones.join("hup.test.zone"), zone(1)).unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.22:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // An hour between looks at the directory: only SIGHUP can explain a quick reload.
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, format!("[server]\nlisten = [\"127.0.0.22:{port}\"]\nzones = \"zones\"\nreload_interval = \"1h\"\n")).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.22:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let soa_serial = || -> Option<u32> {
+        let q =
+            b"\x00\x07\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03hup\x04test\x00\x00\x06\x00\x01";
+        sock.send_to(q, ("127.0.0.22", port)).ok()?;
+        let mut buf = [0u8; 512];
+        let (n, _) = sock.recv_from(&mut buf).ok()?;
+        // The serial is the first of the SOA's five 32-bit fields at the end.
+        (u16::from_be_bytes([buf[6], buf[7]]) == 1)
+            .then(|| u32::from_be_bytes(buf[n - 20..n - 16].try_into().unwrap()))
+    };
+    let start = Instant::now();
+    while soa_serial() != Some(1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server did not answer"
+        );
+    }
+    std::fs::write(zones.join("hup.test.zone"), zone(2)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(soa_serial(), Some(1), "not reloaded without a signal");
+    send_signal(child.id(), 1);
+    let t = Instant::now();
+    while soa_serial() != Some(2) {
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "SIGHUP did not reload within 3 s"
+        );
+    }
+    send_signal(child.id(), 15);
+    assert!(child.wait().unwrap().success());
+}

@@ -204,18 +204,7 @@ impl Parser {
                 ));
             }
             if ttl.is_none() && t.text.as_bytes()[0].is_ascii_digit() {
-                let v = hickory_proto::serialize::txt::parse_ttl(t.text).map_err(|_| {
-                    at(
-                        t,
-                        format!("TTL {:?} is not a number or a time like 1h30m", t.text),
-                    )
-                })?;
-                if v > MAX_TTL {
-                    return Err(at(
-                        t,
-                        format!("TTL {v} is over the maximum of {MAX_TTL} (RFC 2181)"),
-                    ));
-                }
+                let v = ttl_value(t)?;
                 ttl = Some(v);
                 continue;
             }
@@ -328,18 +317,7 @@ impl Parser {
             }
             "$TTL" => {
                 let t = arg(1, "a TTL")?;
-                let v = hickory_proto::serialize::txt::parse_ttl(t.text).map_err(|_| {
-                    at(
-                        t,
-                        format!("TTL {:?} is not a number or a time like 1h30m", t.text),
-                    )
-                })?;
-                if v > MAX_TTL {
-                    return Err(at(
-                        t,
-                        format!("TTL {v} is over the maximum of {MAX_TTL} (RFC 2181)"),
-                    ));
-                }
+                let v = ttl_value(t)?;
                 st.default_ttl = Some(v);
             }
             "$INCLUDE" => {
@@ -381,6 +359,25 @@ impl Parser {
             }
         }
         Ok(())
+    }
+}
+
+/// A TTL token: seconds or BIND units (`1h30m`), at most 2^31-1 (RFC 2181 §8).
+fn ttl_value(t: &Tok<'_>) -> Result<u32, ParseError> {
+    let err = |msg: String| ParseError {
+        line: t.line,
+        col: t.col,
+        msg,
+    };
+    match hickory_proto::serialize::txt::parse_ttl(t.text) {
+        Ok(v) if v <= MAX_TTL => Ok(v),
+        Ok(v) => Err(err(format!(
+            "TTL {v} is over the maximum of {MAX_TTL} (RFC 2181)"
+        ))),
+        Err(_) => Err(err(format!(
+            "TTL {:?} is not a number or a time like 1h30m",
+            t.text
+        ))),
     }
 }
 

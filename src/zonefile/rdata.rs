@@ -158,22 +158,10 @@ pub fn unescape(text: &str) -> std::result::Result<Vec<u8>, String> {
             i += 1;
             continue;
         }
-        let rest = &b[i + 1..];
-        if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-            let v = (rest[0] - b'0') as u32 * 100
-                + (rest[1] - b'0') as u32 * 10
-                + (rest[2] - b'0') as u32;
-            if v > 255 {
-                return Err(format!("bad escape \\{} in {text:?}", &text[i + 1..i + 4]));
-            }
-            out.push(v as u8);
-            i += 4;
-        } else if let Some(&c) = rest.first() {
-            out.push(c);
-            i += 2;
-        } else {
-            return Err(format!("a lone backslash ends {text:?}"));
-        }
+        let (c, used) =
+            crate::name::unescape_at(b, i).ok_or_else(|| format!("bad escape in {text:?}"))?;
+        out.push(c);
+        i += used;
     }
     Ok(out)
 }
