@@ -30,6 +30,7 @@ pub mod answer;
 pub mod chart;
 pub mod config;
 pub mod loader;
+pub mod monitor;
 pub mod name;
 pub mod publisher;
 pub mod rtype;

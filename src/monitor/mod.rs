@@ -1,0 +1,211 @@
+//! The health monitor: probes every pool target and reports verdict changes to the publisher.
+//!
+//! Each distinct (probe address, check) is probed by one task, however many pools use it. Tasks
+//! are independent: a target that hangs costs only its own timeout. A semaphore bounds how many
+//! probes run at once. The monitor owns the rise/fall counters; the publisher only ever sees
+//! [`Update`]s. It never touches the snapshot or the query path.
+
+pub mod hysteresis;
+pub mod probe;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+use tracing::{debug, warn};
+
+use crate::chart::Health;
+use crate::config::Check;
+pub use hysteresis::{TargetState, Transition};
+
+/// Most probes in flight at once.
+pub const MAX_CONCURRENT_PROBES: usize = 1024;
+
+/// What is probed: an address and a check. Pools that share both share the probe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeKey {
+    pub addr: SocketAddr,
+    pub check: Arc<CheckKey>,
+}
+
+/// A check compared by what it does (its name and where it is defined do not matter).
+#[derive(Debug, Clone)]
+pub struct CheckKey(pub Check);
+
+impl PartialEq for CheckKey {
+    fn eq(&self, o: &Self) -> bool {
+        let (a, b) = (&self.0, &o.0);
+        (
+            a.kind,
+            a.port,
+            a.interval,
+            a.timeout,
+            a.retry_interval,
+            a.fall,
+            a.rise,
+            &a.probe,
+        ) == (
+            b.kind,
+            b.port,
+            b.interval,
+            b.timeout,
+            b.retry_interval,
+            b.fall,
+            b.rise,
+            &b.probe,
+        )
+    }
+}
+impl Eq for CheckKey {}
+impl Hash for CheckKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let c = &self.0;
+        (
+            c.kind,
+            c.port,
+            c.interval,
+            c.timeout,
+            c.retry_interval,
+            c.fall,
+            c.rise,
+            &c.probe,
+        )
+            .hash(h)
+    }
+}
+impl ProbeKey {
+    pub fn new(addr: SocketAddr, check: &Check) -> ProbeKey {
+        ProbeKey {
+            addr,
+            check: Arc::new(CheckKey(check.clone())),
+        }
+    }
+}
+
+/// A probe result that changed what the publisher must know: a new verdict, or the verdict
+/// coming into or out of doubt.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub key: ProbeKey,
+    pub state: TargetState,
+    pub transition: Option<Transition>,
+    /// Why the last probe failed (None: it passed).
+    pub cause: Option<String>,
+    pub latency: Duration,
+}
+
+/// Runs one task per probe key and sends updates on `tx`.
+pub struct Monitor {
+    tx: mpsc::UnboundedSender<Update>,
+    limit: Arc<Semaphore>,
+    tasks: HashMap<ProbeKey, AbortHandle>,
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        for t in self.tasks.values() {
+            t.abort();
+        }
+    }
+}
+
+impl Monitor {
+    pub fn new(tx: mpsc::UnboundedSender<Update>) -> Monitor {
+        Monitor {
+            tx,
+            limit: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// Probes exactly `keys` from now on: new ones start (unknown), removed ones stop, the rest
+    /// keep their counters.
+    pub fn set_targets(&mut self, keys: impl IntoIterator<Item = ProbeKey>) {
+        let wanted: HashMap<ProbeKey, ()> = keys.into_iter().map(|k| (k, ())).collect();
+        self.tasks.retain(|k, t| {
+            let keep = wanted.contains_key(k);
+            if !keep {
+                t.abort();
+            }
+            keep
+        });
+        for key in wanted.into_keys() {
+            if self.tasks.contains_key(&key) {
+                continue;
+            }
+            let handle = tokio::spawn(probe_loop(key.clone(), self.tx.clone(), self.limit.clone()))
+                .abort_handle();
+            self.tasks.insert(key, handle);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+/// A stable fraction in [0, 1) for a key, to spread probes of different targets over the interval.
+fn phase(key: &ProbeKey) -> f64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % 10_000) as f64 / 10_000.0
+}
+
+async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc<Semaphore>) {
+    let check = &key.check.0;
+    let prober = match probe::Prober::new(key.addr, Arc::new(check.clone())) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(target = %key.addr, check = %check.name, error = %e, "cannot probe this target");
+            return;
+        }
+    };
+    let mut state = TargetState::default();
+    let mut first = true;
+    loop {
+        let started = Instant::now();
+        let result = {
+            let Ok(_permit) = limit.acquire().await else {
+                return;
+            };
+            prober.probe().await
+        };
+        let latency = started.elapsed();
+        let ok = result.is_ok();
+        let was_in_doubt = state.in_doubt();
+        let transition = state.observe(ok, check.rise, check.fall);
+        debug!(target = %key.addr, check = %check.name, ok, latency_ms = latency.as_millis() as u64, cause = result.as_ref().err().map(String::as_str), "probe");
+        if transition.is_some() || state.in_doubt() != was_in_doubt {
+            let update = Update {
+                key: key.clone(),
+                state: state.clone(),
+                transition,
+                cause: result.err(),
+                latency,
+            };
+            if tx.send(update).is_err() {
+                return;
+            }
+        }
+        let mut wait = if state.in_doubt() || state.verdict == Health::Unknown {
+            check.retry_interval
+        } else {
+            check.interval
+        };
+        if first {
+            // The start-up round runs at once for every target; afterwards targets keep
+            // distinct phases, so probes are spread over the interval, not fired in bursts.
+            wait = wait.mul_f64(0.5 + phase(&key));
+            first = false;
+        }
+        tokio::time::sleep_until((started + wait).into()).await;
+    }
+}
