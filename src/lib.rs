@@ -20,6 +20,7 @@
 //! | `zone`      | one validated zone: name index, RRsets, cuts, wildcards, pools    |
 //! | `loader`    | the zones directory → zones or positioned errors                  |
 //! | `chart`     | the failover chart: which targets answer (pure)                   |
+//! | `monitor`   | probes targets, rise/fall hysteresis, verdict updates             |
 //! | `snapshot`  | what a query reads: zones and current pool answers                |
 //! | `publisher` | the one writer: reloads files, builds and publishes snapshots     |
 //! | `wire`      | query parsing and response writing, allocation-free               |
@@ -66,6 +67,11 @@ pub async fn run(
     publisher = tokio::task::spawn_blocking(move || publisher.reconcile(true).map(|_| publisher))
         .await
         .expect("zone loading panicked")?;
+    let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let mut monitor = monitor::Monitor::new(tx);
+    let keys = publisher.probe_keys();
+    monitor.set_targets(keys.clone());
+    startup_round(&mut publisher, &mut updates, &keys).await;
     let store = publisher.store();
     let zones = store.load().zones.len();
     let limits = server::Limits {
@@ -81,8 +87,13 @@ pub async fn run(
         .map(|a| a.to_string())
         .collect();
     let listeners = server::Listeners::start(sockets, store, &limits)?;
-    info!(listen = %addrs.join(" "), zones, zones_dir = %config.zones_dir.display(), "weiche serving");
-    let reloader = tokio::spawn(reload_loop(publisher, config.reload_interval));
+    info!(listen = %addrs.join(" "), zones, targets = keys.len(), zones_dir = %config.zones_dir.display(), "weiche serving");
+    let reloader = tokio::spawn(reload_loop(
+        publisher,
+        monitor,
+        updates,
+        config.reload_interval,
+    ));
     shutdown.await;
     info!("shutting down");
     reloader.abort();
@@ -90,13 +101,48 @@ pub async fn run(
     Ok(())
 }
 
-/// Re-reads the zones directory every `interval`, and at once on SIGHUP.
-async fn reload_loop(mut publisher: publisher::Publisher, interval: Duration) {
+/// Waits until every target has a first verdict, or the longest check timeout (plus a little)
+/// has passed, so pools answer from verdicts rather than from "unknown" once serving starts.
+async fn startup_round(
+    publisher: &mut publisher::Publisher,
+    updates: &mut tokio::sync::mpsc::UnboundedReceiver<monitor::Update>,
+    keys: &[monitor::ProbeKey],
+) {
+    let Some(longest) = keys.iter().map(|k| k.check.0.timeout).max() else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + longest + Duration::from_millis(200);
+    while !keys.iter().all(|k| publisher.has_verdict(k)) {
+        match tokio::time::timeout_at(deadline, updates.recv()).await {
+            Ok(Some(u)) => publisher.apply(u),
+            _ => break,
+        }
+    }
+    let known = keys.iter().filter(|k| publisher.has_verdict(k)).count();
+    info!(
+        targets = keys.len(),
+        with_verdict = known,
+        "first probe round done"
+    );
+}
+
+/// Re-reads the zones directory every `interval`, and at once on SIGHUP; applies the monitor's
+/// updates as they come.
+async fn reload_loop(
+    mut publisher: publisher::Publisher,
+    mut monitor: monitor::Monitor,
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<monitor::Update>,
+    interval: Duration,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let now = tokio::select! {
+            Some(u) = updates.recv() => {
+                publisher.apply(u);
+                continue;
+            }
             _ = tick.tick() => false,
             Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 info!("SIGHUP: reloading zones");
@@ -113,5 +159,9 @@ async fn reload_loop(mut publisher: publisher::Publisher, interval: Duration) {
         if let Err(e) = result {
             warn!(error = %e, "zones not reloaded; serving what was loaded");
         }
+        // New targets start unknown; unchanged ones keep their verdicts; removed ones stop.
+        let keys = publisher.probe_keys();
+        monitor.set_targets(keys.iter().cloned());
+        publisher.retain_verdicts(&keys);
     }
 }

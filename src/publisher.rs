@@ -5,17 +5,19 @@
 //! a file is loaded only once it has stopped changing (same size, time and inode on two looks in
 //! a row), so a half-written file is never served; a deleted file removes its zone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::chart::{Admin, Health};
+use crate::chart::{Admin, Failback, Health, Mode};
+use crate::config::Pool;
 use crate::loader::{self, Kind, ZoneFile};
-use crate::snapshot::{PoolAnswer, Snapshot, ZoneEntry, pool_answer};
+use crate::monitor::{ProbeKey, TargetState, Update};
+use crate::snapshot::{FamilyAnswer, Snapshot, ZoneEntry, pool_answer};
 use crate::zone::Zone;
 
 /// What a file looked like: changes to any of these mean "read it again".
@@ -49,6 +51,12 @@ pub struct Publisher {
     tracked: BTreeMap<PathBuf, Tracked>,
     /// Changed files waiting to be seen unchanged once more before loading.
     pending: BTreeMap<PathBuf, Vec<Signature>>,
+    /// The monitor's latest word on each probed target.
+    verdicts: HashMap<ProbeKey, TargetState>,
+    /// What each pool answered last, per family (A, AAAA), keyed by the pool's name.
+    answered: HashMap<Box<[u8]>, [FamilyAnswer; 2]>,
+    /// Levels held by manual failback, per pool name and family.
+    held: HashMap<Box<[u8]>, [Option<u8>; 2]>,
 }
 
 impl Publisher {
@@ -58,7 +66,96 @@ impl Publisher {
             store: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             tracked: BTreeMap::new(),
             pending: BTreeMap::new(),
+            verdicts: HashMap::new(),
+            answered: HashMap::new(),
+            held: HashMap::new(),
         }
+    }
+
+    /// Every (address, check) the served pools need probed.
+    pub fn probe_keys(&self) -> Vec<ProbeKey> {
+        let mut keys: Vec<ProbeKey> = Vec::new();
+        for z in self.tracked.values().filter_map(|t| t.served.as_ref()) {
+            for p in &z.pools {
+                for t in &p.targets {
+                    let k = ProbeKey::new(t.probe, &p.check);
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// Forgets verdicts of targets no longer probed (a reload removed them).
+    pub fn retain_verdicts(&mut self, keys: &[ProbeKey]) {
+        self.verdicts.retain(|k, _| keys.contains(k));
+    }
+
+    pub fn has_verdict(&self, key: &ProbeKey) -> bool {
+        self.verdicts
+            .get(key)
+            .is_some_and(|s| s.verdict != Health::Unknown)
+    }
+
+    /// Takes a monitor update: logs target events and publishes the answers that follow.
+    pub fn apply(&mut self, u: Update) {
+        if let Some(t) = u.transition {
+            for (zone, pool) in self.pools_probing(&u.key) {
+                let check = &pool.check.name;
+                let target = u.key.addr;
+                match t.to {
+                    Health::Down => {
+                        warn!(pool = %pool.name, %target, check = %check, failures = t.after, cause = u.cause.as_deref().unwrap_or("?"), zone = %zone, "target down")
+                    }
+                    Health::Up => {
+                        info!(pool = %pool.name, %target, check = %check, successes = t.after, latency_ms = u.latency.as_millis() as u64, zone = %zone, "target up")
+                    }
+                    Health::Unknown => {}
+                }
+            }
+        }
+        let reason = match (u.transition, &u.cause) {
+            (Some(t), _) if t.to == Health::Down => format!("{} down", u.key.addr.ip()),
+            (Some(t), _) if t.to == Health::Up => format!("{} up", u.key.addr.ip()),
+            (_, Some(_)) => format!("{} in doubt", u.key.addr.ip()),
+            _ => format!("{} recovered from doubt", u.key.addr.ip()),
+        };
+        self.verdicts.insert(u.key, u.state);
+        self.publish(&reason);
+    }
+
+    /// Releases a manual failback hold: the pool returns to its best healthy level.
+    /// Returns false if no served pool has that name.
+    pub fn release_failback(&mut self, pool_name: &crate::name::Name) -> bool {
+        let key = pool_name.key();
+        let known = self
+            .tracked
+            .values()
+            .filter_map(|t| t.served.as_ref())
+            .any(|z| z.pools.iter().any(|p| p.name.key() == key));
+        if known {
+            info!(pool = %pool_name, "manual failback released by operator");
+            self.held.remove(&key);
+            self.publish("failback released by operator");
+        }
+        known
+    }
+
+    fn pools_probing(&self, key: &ProbeKey) -> Vec<(crate::name::Name, Pool)> {
+        let mut out = Vec::new();
+        for z in self.tracked.values().filter_map(|t| t.served.as_ref()) {
+            for p in &z.pools {
+                if p.targets
+                    .iter()
+                    .any(|t| t.probe == key.addr && ProbeKey::new(t.probe, &p.check) == *key)
+                {
+                    out.push((z.apex.clone(), p.clone()));
+                }
+            }
+        }
+        out
     }
 
     pub fn store(&self) -> Store {
@@ -127,7 +224,7 @@ impl Publisher {
             }
         }
         if changed {
-            self.publish();
+            self.publish("zone reloaded");
         }
         Ok(())
     }
@@ -211,30 +308,97 @@ impl Publisher {
         true
     }
 
-    /// Builds and publishes a snapshot of every served zone.
-    fn publish(&self) {
-        let zones = self
+    /// Builds and publishes a snapshot of every served zone, logging each pool whose answer
+    /// changed (with `reason`, what caused the change).
+    fn publish(&mut self, reason: &str) {
+        let served: Vec<Arc<Zone>> = self
             .tracked
             .values()
             .filter_map(|t| t.served.clone())
-            .map(|zone| {
-                // No monitor yet: every target is unknown, which the chart answers as up.
-                let answers: Arc<[PoolAnswer]> = zone
-                    .pools
-                    .iter()
-                    .map(|p| {
-                        pool_answer(
-                            p,
-                            zone.neg_ttl,
-                            |_| (Health::Unknown, Admin::Auto, false),
-                            [None, None],
-                        )
-                    })
-                    .collect();
-                ZoneEntry { zone, answers }
-            })
             .collect();
-        self.store.store(Arc::new(Snapshot::new(zones)));
+        let mut entries = Vec::with_capacity(served.len());
+        let mut answered = HashMap::new();
+        let mut held_now = HashMap::new();
+        for zone in served {
+            let mut answers = Vec::with_capacity(zone.pools.len());
+            for pool in &zone.pools {
+                let name_key = pool.name.key();
+                let held = self.held.get(&name_key).copied().unwrap_or([None, None]);
+                let verdicts = &self.verdicts;
+                let answer = pool_answer(
+                    pool,
+                    zone.neg_ttl,
+                    |t| match verdicts.get(&ProbeKey::new(t.probe, &pool.check)) {
+                        Some(s) => (s.verdict, Admin::Auto, s.in_doubt()),
+                        None => (Health::Unknown, Admin::Auto, false),
+                    },
+                    held,
+                );
+                // Manual failback: a pool answering from a fallback level stays there.
+                if pool.failback == Failback::Manual {
+                    let hold = |f: &FamilyAnswer| {
+                        if f.mode == Mode::Fallback {
+                            f.level
+                        } else {
+                            None
+                        }
+                    };
+                    held_now.insert(name_key.clone(), [hold(&answer.a), hold(&answer.aaaa)]);
+                }
+                let now = [answer.a.clone(), answer.aaaa.clone()];
+                if let Some(before) = self.answered.get(&name_key) {
+                    for (i, rt) in ["A", "AAAA"].into_iter().enumerate() {
+                        log_change(pool, rt, &before[i], &now[i], reason);
+                    }
+                }
+                answered.insert(name_key, now);
+                answers.push(answer);
+            }
+            entries.push(ZoneEntry {
+                zone,
+                answers: answers.into(),
+            });
+        }
+        self.answered = answered;
+        self.held = held_now;
+        self.store.store(Arc::new(Snapshot::new(entries)));
+    }
+}
+
+fn addresses(f: &FamilyAnswer) -> String {
+    let list: Vec<String> = f
+        .rrset
+        .rdatas()
+        .map(|rd| match rd.len() {
+            4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(rd).unwrap()).to_string(),
+            _ => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(rd).unwrap()).to_string(),
+        })
+        .collect();
+    if list.is_empty() {
+        "(nothing)".into()
+    } else {
+        list.join(",")
+    }
+}
+
+/// One event line per pool answer that changed, readable at 3 a.m.
+fn log_change(pool: &Pool, rtype: &str, before: &FamilyAnswer, now: &FamilyAnswer, reason: &str) {
+    if before.rrset.data == now.rrset.data && before.mode == now.mode {
+        return;
+    }
+    let (from, to) = (addresses(before), addresses(now));
+    if now.mode == Mode::AllDown {
+        let policy = format!("{:?}", pool.all_down).to_lowercase();
+        error!(pool = %pool.name, r#type = rtype, policy = %policy, answering = %to, reason, "all targets down");
+    } else if before.rrset.data != now.rrset.data {
+        let level = now.level.map_or("-".to_string(), |l| l.to_string());
+        if now.mode == Mode::Preferred {
+            info!(pool = %pool.name, r#type = rtype, from = %from, to = %to, priority = %level, reason, "answer changed");
+        } else {
+            warn!(pool = %pool.name, r#type = rtype, from = %from, to = %to, priority = %level, reason, "answer changed");
+        }
+    } else if before.mode == Mode::AllDown {
+        info!(pool = %pool.name, r#type = rtype, answering = %to, reason, "targets back up");
     }
 }
 
