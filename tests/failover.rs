@@ -1,0 +1,273 @@
+//! Health checks and failover against real backends on 127.0.0.x started by the test:
+//! TCP listeners, HTTP servers, a tarpit, closed ports.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
+
+/// A TCP backend that can be stopped (port closed: connections refused) and started again.
+struct Backend {
+    addr: std::net::SocketAddr,
+    /// The HTTP response it sends (None: accept and close, for TCP checks).
+    reply: Arc<Mutex<Option<String>>>,
+    running: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+impl Backend {
+    fn start(ip: &str, port: u16, reply: Option<&str>) -> Backend {
+        let mut b = Backend {
+            addr: format!("{ip}:{port}").parse().unwrap(),
+            reply: Arc::new(Mutex::new(reply.map(String::from))),
+            running: None,
+        };
+        b.up();
+        b
+    }
+
+    fn up(&mut self) {
+        let l = TcpListener::bind(self.addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, reply) = (stop.clone(), self.reply.clone());
+        let t = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let r = reply.lock().unwrap().clone();
+                        if let Some(r) = r {
+                            // HTTP waits for the request; banner protocols (SMTP, MySQL) speak first.
+                            if r.starts_with("HTTP/") {
+                                c.set_read_timeout(Some(Duration::from_millis(500)))
+                                    .unwrap();
+                                let mut buf = [0u8; 2048];
+                                let _ = c.read(&mut buf);
+                            }
+                            let _ = c.write_all(r.as_bytes());
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        self.running = Some((stop, t));
+    }
+
+    fn down(&mut self) {
+        if let Some((stop, t)) = self.running.take() {
+            stop.store(true, Ordering::Relaxed);
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// A port free on every given address.
+fn free_port(ips: &[&str]) -> u16 {
+    for _ in 0..50 {
+        let port = TcpListener::bind(format!("{}:0", ips[0]))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if ips
+            .iter()
+            .all(|ip| TcpListener::bind(format!("{ip}:{port}")).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn zone(pool: &str) -> String {
+    format!(
+        "records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n\"\"\"\n{pool}"
+    )
+}
+
+fn answer(s: &Server, name: &str) -> Vec<Ipv4Addr> {
+    let r = udp(s.addr, &query(name, RecordType::A, None));
+    let mut v: Vec<Ipv4Addr> = r
+        .answers
+        .iter()
+        .filter_map(|a| {
+            if let RData::A(a) = &a.data {
+                Some(a.0)
+            } else {
+                None
+            }
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn ttl(s: &Server, name: &str) -> u32 {
+    udp(s.addr, &query(name, RecordType::A, None)).answers[0].ttl
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn tcp_failover_and_failback() {
+    let (p, sec) = ("127.0.0.31", "127.0.0.32");
+    let port = free_port(&[p, sec]);
+    let mut primary = Backend::start(p, port, None);
+    let _secondary = Backend::start(sec, port, None);
+    let pool = format!(
+        "[pools.www]\nttl = 30\nttl_min = 5\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
+         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    );
+    let s = Server::start("127.0.0.30", &[("fo.test.toml", &zone(&pool))]);
+    // After the start-up round the primary is known up: full TTL.
+    assert_eq!(answer(&s, "www.fo.test."), vec![ip(p)]);
+    assert!(wait_until(Duration::from_secs(2), || ttl(&s, "www.fo.test.") == 30).is_some());
+    // Kill the primary: within interval × fall + timeout + 0.5 s the answer is the secondary.
+    primary.down();
+    let limit = Duration::from_millis(250 * 2 + 200 + 500);
+    let took = wait_until(Duration::from_secs(5), || {
+        answer(&s, "www.fo.test.") == vec![ip(sec)]
+    });
+    assert!(
+        took.is_some_and(|t| t <= limit),
+        "failover took {took:?}, limit {limit:?}"
+    );
+    assert_eq!(
+        ttl(&s, "www.fo.test."),
+        5,
+        "short TTL while on a fallback level"
+    );
+    // It stays there (no flapping) while the primary is down.
+    for _ in 0..10 {
+        assert_eq!(answer(&s, "www.fo.test."), vec![ip(sec)]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Restore it: back after `rise` successes.
+    primary.up();
+    let took = wait_until(Duration::from_secs(5), || {
+        answer(&s, "www.fo.test.") == vec![ip(p)]
+    });
+    assert!(
+        took.is_some_and(|t| t <= Duration::from_millis(250 * 2 + 200 + 500)),
+        "failback took {took:?}"
+    );
+}
+
+#[test]
+fn all_down_policies() {
+    let (a, b) = ("127.0.0.41", "127.0.0.42");
+    let port = free_port(&[a, b]);
+    // Nothing listens: every target is down from the first round.
+    let pools = format!(
+        "[checks.t]\ntype = \"tcp\"\nport = {port}\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
+         [pools.keep]\ncheck = \"t\"\ntargets = [{{ address = \"{a}\", priority = 1 }}, {{ address = \"{b}\", priority = 2 }}]\n\
+         [pools.all]\ncheck = \"t\"\nall_down = \"all\"\ntargets = [{{ address = \"{a}\", priority = 1 }}, {{ address = \"{b}\", priority = 2 }}]\n\
+         [pools.last]\ncheck = \"t\"\nall_down = \"last\"\ntargets = [{{ address = \"{a}\", priority = 1 }}, {{ address = \"{b}\", priority = 2 }}]\n\
+         [pools.none]\nttl = 20\ncheck = \"t\"\nall_down = \"none\"\ntargets = [{{ address = \"{a}\", priority = 1 }}, {{ address = \"{b}\", priority = 2 }}]\n"
+    );
+    let s = Server::start("127.0.0.40", &[("ad.test.toml", &zone(&pools))]);
+    assert_eq!(answer(&s, "keep.ad.test."), vec![ip(a)]);
+    assert_eq!(answer(&s, "all.ad.test."), vec![ip(a), ip(b)]);
+    assert_eq!(answer(&s, "last.ad.test."), vec![ip(b)]);
+    assert_eq!(ttl(&s, "keep.ad.test."), 5, "short TTL while all down");
+    // none: NODATA, and the SOA's TTL is capped at the pool's TTL (not the zone's 600).
+    let r = udp(s.addr, &query("none.ad.test.", RecordType::A, None));
+    assert_eq!(
+        (r.metadata.response_code, r.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
+    assert_eq!(r.authorities[0].ttl, 20);
+    // A backend comes up: every policy answers it.
+    let _up = Backend::start(b, port, None);
+    assert!(
+        wait_until(Duration::from_secs(3), || answer(&s, "none.ad.test.")
+            == vec![ip(b)])
+        .is_some()
+    );
+    assert_eq!(answer(&s, "keep.ad.test."), vec![ip(b)]);
+}
+
+#[test]
+fn http_status_and_body_checks() {
+    let (good, bad_status, bad_body) = ("127.0.0.51", "127.0.0.52", "127.0.0.53");
+    let port = free_port(&[good, bad_status, bad_body]);
+    let ok = "HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nhealthy";
+    let _g = Backend::start(good, port, Some(ok));
+    let _s = Backend::start(
+        bad_status,
+        port,
+        Some("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nhealthy"),
+    );
+    let _b = Backend::start(
+        bad_body,
+        port,
+        Some("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nbroken!"),
+    );
+    let pools = format!(
+        "[checks.h]\ntype = \"http\"\nport = {port}\nhost = \"www.example.test\"\npath = \"/health\"\nbody_contains = \"healthy\"\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
+         [pools.s]\ncheck = \"h\"\ntargets = [{{ address = \"{bad_status}\", priority = 1 }}, {{ address = \"{good}\", priority = 2 }}]\n\
+         [pools.b]\ncheck = \"h\"\ntargets = [{{ address = \"{bad_body}\", priority = 1 }}, {{ address = \"{good}\", priority = 2 }}]\n"
+    );
+    let s = Server::start("127.0.0.50", &[("http.test.toml", &zone(&pools))]);
+    assert_eq!(
+        answer(&s, "s.http.test."),
+        vec![ip(good)],
+        "HTTP 503 is down"
+    );
+    assert_eq!(
+        answer(&s, "b.http.test."),
+        vec![ip(good)],
+        "body mismatch is down"
+    );
+}
+
+#[test]
+fn a_tarpit_costs_only_its_own_timeout() {
+    let (tarpit, p, sec) = ("127.0.0.61", "127.0.0.62", "127.0.0.63");
+    let port = free_port(&[tarpit, p, sec]);
+    // Accepts connections (kernel backlog) and never says anything.
+    let _hold = TcpListener::bind(format!("{tarpit}:{port}")).unwrap();
+    let mut primary = Backend::start(p, port, Some("220 ready\r\n"));
+    let _secondary = Backend::start(sec, port, Some("220 ready\r\n"));
+    let pools = format!(
+        "[checks.banner]\ntype = \"tcp\"\nport = {port}\nexpect = \"220\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfall = 2\nrise = 2\n\
+         [pools.slow]\ncheck = \"banner\"\ntargets = [{{ address = \"{tarpit}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n\
+         [pools.fast]\ncheck = \"banner\"\ntargets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    );
+    let s = Server::start("127.0.0.60", &[("tp.test.toml", &zone(&pools))]);
+    // The tarpit never sends the banner: down after its timeouts.
+    assert!(
+        wait_until(Duration::from_secs(3), || answer(&s, "slow.tp.test.")
+            == vec![ip(sec)])
+        .is_some()
+    );
+    assert_eq!(answer(&s, "fast.tp.test."), vec![ip(p)]);
+    // The other pool's failover in the same run stays on time.
+    let t = Instant::now();
+    primary.down();
+    let took = wait_until(Duration::from_secs(5), || {
+        answer(&s, "fast.tp.test.") == vec![ip(sec)]
+    });
+    let limit = Duration::from_millis(300 * 2 + 250 + 500);
+    assert!(
+        took.is_some_and(|d| d <= limit),
+        "failover took {:?} (limit {limit:?}, since kill {:?})",
+        took,
+        t.elapsed()
+    );
+}
