@@ -41,6 +41,17 @@ pub enum AllDown {
     None,
 }
 
+impl std::fmt::Display for AllDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AllDown::KeepPrimary => "keep-primary",
+            AllDown::All => "all",
+            AllDown::Last => "last",
+            AllDown::None => "none",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Failback {

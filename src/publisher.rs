@@ -388,17 +388,16 @@ fn log_change(pool: &Pool, rtype: &str, before: &FamilyAnswer, now: &FamilyAnswe
     }
     let (from, to) = (addresses(before), addresses(now));
     if now.mode == Mode::AllDown {
-        let policy = format!("{:?}", pool.all_down).to_lowercase();
-        error!(pool = %pool.name, r#type = rtype, policy = %policy, answering = %to, reason, "all targets down");
+        error!(pool = %pool.name, r#type = %rtype, policy = %pool.all_down, answering = %to, reason, "all targets down");
     } else if before.rrset.data != now.rrset.data {
         let level = now.level.map_or("-".to_string(), |l| l.to_string());
         if now.mode == Mode::Preferred {
-            info!(pool = %pool.name, r#type = rtype, from = %from, to = %to, priority = %level, reason, "answer changed");
+            info!(pool = %pool.name, r#type = %rtype, from = %from, to = %to, priority = %level, reason, "answer changed");
         } else {
-            warn!(pool = %pool.name, r#type = rtype, from = %from, to = %to, priority = %level, reason, "answer changed");
+            warn!(pool = %pool.name, r#type = %rtype, from = %from, to = %to, priority = %level, reason, "answer changed");
         }
     } else if before.mode == Mode::AllDown {
-        info!(pool = %pool.name, r#type = rtype, answering = %to, reason, "targets back up");
+        info!(pool = %pool.name, r#type = %rtype, answering = %to, reason, "targets back up");
     }
 }
 

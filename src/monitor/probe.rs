@@ -179,23 +179,23 @@ fn io_cause(e: &std::io::Error) -> String {
     }
 }
 
-/// reqwest's error with its causes, which say what actually went wrong.
+/// What went wrong, in a few words: the underlying I/O error when there is one ("connection
+/// refused"), else reqwest's error with its causes.
 fn http_error(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        e.to_string()
-    };
+    if e.is_timeout() {
+        return "timed out".into();
+    }
     let mut source = std::error::Error::source(e);
+    let mut chain = vec![e.to_string()];
     while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io_cause(io);
         }
+        chain.push(s.to_string());
         source = s.source();
     }
-    msg
+    chain.dedup();
+    chain.join(": ")
 }
 
 pub fn fmt_duration(d: Duration) -> String {
