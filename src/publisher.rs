@@ -448,6 +448,99 @@ mod tests {
         assert_eq!(served(&p), [("example.net.".into(), 1)]);
     }
 
+    fn answer_of(p: &Publisher, name: &str) -> (Vec<Vec<u8>>, u32) {
+        let snap = p.store.load();
+        let key = crate::name::Name::parse(name, None).unwrap().key();
+        for z in &snap.zones {
+            if let Some(i) = z.zone.pools.iter().position(|pl| pl.name.key() == key) {
+                let a = &z.answers[i].a.rrset;
+                return (a.rdatas().map(<[u8]>::to_vec).collect(), a.ttl);
+            }
+        }
+        panic!("no pool {name}");
+    }
+
+    fn update(p: &Publisher, addr: &str, ok: bool) -> Update {
+        let key = p
+            .probe_keys()
+            .into_iter()
+            .find(|k| k.addr == addr.parse().unwrap())
+            .unwrap();
+        let mut state = p.verdicts.get(&key).cloned().unwrap_or_default();
+        let transition = state.observe(ok, key.check.0.rise, key.check.0.fall);
+        Update {
+            key,
+            state,
+            transition,
+            cause: (!ok).then(|| "connection refused".into()),
+            latency: Default::default(),
+        }
+    }
+
+    const POOL: &str = r#"records = '''
+$TTL 60
+@ SOA ns1 hm 1 1h 10m 14d 300
+@ NS ns1
+ns1 A 192.0.2.53
+'''
+[pools.www]
+failback = "manual"
+check = { type = "tcp", port = 80, fall = 1, rise = 1 }
+targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", priority = 2 }]
+"#;
+
+    #[test]
+    fn manual_failback_holds_until_released_and_reload_keeps_verdicts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), POOL).unwrap();
+        let mut p = Publisher::new(dir.path());
+        p.reconcile(true).unwrap();
+        for a in ["127.0.0.1:80", "127.0.0.2:80"] {
+            let u = update(&p, a, true);
+            p.apply(u);
+        }
+        let www = crate::name::Name::parse("www.example.com.", None).unwrap();
+        assert_eq!(
+            answer_of(&p, "www.example.com.").0,
+            vec![vec![127, 0, 0, 1]]
+        );
+        // The primary fails: the secondary answers.
+        let u = update(&p, "127.0.0.1:80", false);
+        p.apply(u);
+        assert_eq!(
+            answer_of(&p, "www.example.com.").0,
+            vec![vec![127, 0, 0, 2]]
+        );
+        // The primary recovers: with manual failback the answer stays on the secondary.
+        let u = update(&p, "127.0.0.1:80", true);
+        p.apply(u);
+        assert_eq!(
+            answer_of(&p, "www.example.com.").0,
+            vec![vec![127, 0, 0, 2]]
+        );
+        // A reload keeps the verdicts of unchanged targets, and the hold.
+        std::fs::write(
+            dir.path().join("example.com.toml"),
+            POOL.replace("1h 10m", "2h 10m"),
+        )
+        .unwrap();
+        p.reconcile(true).unwrap();
+        let keys = p.probe_keys();
+        p.retain_verdicts(&keys);
+        assert_eq!(keys.iter().filter(|k| p.has_verdict(k)).count(), 2);
+        assert_eq!(
+            answer_of(&p, "www.example.com.").0,
+            vec![vec![127, 0, 0, 2]]
+        );
+        // Released: back to the primary, which is up, with the full TTL.
+        assert!(p.release_failback(&www));
+        assert_eq!(
+            answer_of(&p, "www.example.com."),
+            (vec![vec![127, 0, 0, 1]], 30)
+        );
+        assert!(!p.release_failback(&crate::name::Name::parse("nope.example.com.", None).unwrap()));
+    }
+
     #[test]
     fn include_changes_reload_the_zone() {
         let dir = tempfile::tempdir().unwrap();
