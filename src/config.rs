@@ -408,6 +408,7 @@ pub struct Pool {
 }
 
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
+pub const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Checks and pools of one zone TOML file, validated. `text` is the file's contents.
 pub fn pools_of(
@@ -521,11 +522,19 @@ fn check_of(
             )),
         ));
     }
-    let retry_interval = dur(
-        &s.retry_interval,
-        (interval / 4).max(MIN_INTERVAL).min(interval),
-        "retry_interval",
-    )?;
+    // A failure on an up target (or a success on a down one) is confirmed quickly (HAProxy's
+    // fastinter): by default a fifth of the interval, at least 100ms.
+    let retry_default = (interval / 5).max(MIN_RETRY_INTERVAL).min(interval);
+    let retry_interval = dur(&s.retry_interval, retry_default, "retry_interval")?;
+    if retry_interval < MIN_RETRY_INTERVAL || retry_interval > interval {
+        let span = s.retry_interval.as_ref().map(Spanned::span).unwrap_or(0..0);
+        return Err(err(
+            span,
+            ctx(format!(
+                "retry_interval must be 100ms..=interval, got {retry_interval:?}"
+            )),
+        ));
+    }
     let count = |v: &Option<Spanned<u32>>, default: u32, what: &str| -> Result<u32, FileError> {
         match v {
             Some(v) if !(1..=100).contains(v.get_ref()) => Err(err(
