@@ -143,6 +143,10 @@ async fn reload_loop(
                 publisher.apply(u);
                 continue;
             }
+            _ = async { match publisher.wake_at() { Some(at) => tokio::time::sleep_until(at.into()).await, None => std::future::pending().await } } => {
+                publisher.wake();
+                continue;
+            }
             _ = tick.tick() => false,
             Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 info!("SIGHUP: reloading zones");

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
@@ -53,6 +53,10 @@ pub struct Publisher {
     pending: BTreeMap<PathBuf, Vec<Signature>>,
     /// The monitor's latest word on each probed target.
     verdicts: HashMap<ProbeKey, TargetState>,
+    /// When each target last came back up from down (for `failback_delay`).
+    recovered: HashMap<ProbeKey, Instant>,
+    /// The next moment a `failback_delay` runs out and answers must be recomputed.
+    wake_at: Option<Instant>,
     /// What each pool answered last, per family (A, AAAA), keyed by the pool's name.
     answered: HashMap<Box<[u8]>, [FamilyAnswer; 2]>,
     /// Levels held by manual failback, per pool name and family.
@@ -67,6 +71,8 @@ impl Publisher {
             tracked: BTreeMap::new(),
             pending: BTreeMap::new(),
             verdicts: HashMap::new(),
+            recovered: HashMap::new(),
+            wake_at: None,
             answered: HashMap::new(),
             held: HashMap::new(),
         }
@@ -91,6 +97,7 @@ impl Publisher {
     /// Forgets verdicts of targets no longer probed (a reload removed them).
     pub fn retain_verdicts(&mut self, keys: &[ProbeKey]) {
         self.verdicts.retain(|k, _| keys.contains(k));
+        self.recovered.retain(|k, _| keys.contains(k));
     }
 
     pub fn has_verdict(&self, key: &ProbeKey) -> bool {
@@ -122,8 +129,29 @@ impl Publisher {
             (_, Some(_)) => format!("{} in doubt", u.key.addr.ip()),
             _ => format!("{} recovered from doubt", u.key.addr.ip()),
         };
+        match u.transition {
+            Some(t) if t.from == Health::Down && t.to == Health::Up => {
+                self.recovered.insert(u.key.clone(), Instant::now());
+            }
+            Some(_) => {
+                self.recovered.remove(&u.key);
+            }
+            None => {}
+        }
         self.verdicts.insert(u.key, u.state);
         self.publish(&reason);
+    }
+
+    /// When answers must be recomputed because a `failback_delay` runs out (None: nothing waits).
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.wake_at
+    }
+
+    /// Recomputes answers whose `failback_delay` has run out.
+    pub fn wake(&mut self) {
+        if self.wake_at.is_some_and(|w| w <= Instant::now()) {
+            self.publish("failback delay passed");
+        }
     }
 
     /// Releases a manual failback hold: the pool returns to its best healthy level.
@@ -319,18 +347,33 @@ impl Publisher {
         let mut entries = Vec::with_capacity(served.len());
         let mut answered = HashMap::new();
         let mut held_now = HashMap::new();
+        let wake_at: std::cell::Cell<Option<Instant>> = std::cell::Cell::new(None);
         for zone in served {
             let mut answers = Vec::with_capacity(zone.pools.len());
             for pool in &zone.pools {
                 let name_key = pool.name.key();
                 let held = self.held.get(&name_key).copied().unwrap_or([None, None]);
-                let verdicts = &self.verdicts;
+                let (verdicts, recovered) = (&self.verdicts, &self.recovered);
                 let answer = pool_answer(
                     pool,
                     zone.neg_ttl,
-                    |t| match verdicts.get(&ProbeKey::new(t.probe, &pool.check)) {
-                        Some(s) => (s.verdict, Admin::Auto, s.in_doubt()),
-                        None => (Health::Unknown, Admin::Auto, false),
+                    |t| {
+                        let key = ProbeKey::new(t.probe, &pool.check);
+                        match verdicts.get(&key) {
+                            // Back up, but not yet for `failback_delay`: not answered yet.
+                            Some(s)
+                                if s.verdict == Health::Up
+                                    && recovered
+                                        .get(&key)
+                                        .is_some_and(|at| at.elapsed() < pool.failback_delay) =>
+                            {
+                                let ready = recovered[&key] + pool.failback_delay;
+                                wake_at.set(Some(wake_at.get().map_or(ready, |w| w.min(ready))));
+                                (Health::Down, Admin::Auto, true)
+                            }
+                            Some(s) => (s.verdict, Admin::Auto, s.in_doubt()),
+                            None => (Health::Unknown, Admin::Auto, false),
+                        }
                     },
                     held,
                 );
@@ -361,6 +404,7 @@ impl Publisher {
         }
         self.answered = answered;
         self.held = held_now;
+        self.wake_at = wake_at.get();
         self.store.store(Arc::new(Snapshot::new(entries)));
     }
 }
@@ -539,6 +583,51 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
             (vec![vec![127, 0, 0, 1]], 30)
         );
         assert!(!p.release_failback(&crate::name::Name::parse("nope.example.com.", None).unwrap()));
+    }
+
+    #[test]
+    fn failback_waits_for_the_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = POOL.replace("failback = \"manual\"", "failback_delay = \"300ms\"");
+        std::fs::write(dir.path().join("example.com.toml"), text).unwrap();
+        let mut p = Publisher::new(dir.path());
+        p.reconcile(true).unwrap();
+        for (a, ok) in [
+            ("127.0.0.1:80", true),
+            ("127.0.0.2:80", true),
+            ("127.0.0.1:80", false),
+        ] {
+            let u = update(&p, a, ok);
+            p.apply(u);
+        }
+        assert_eq!(
+            answer_of(&p, "www.example.com.").0,
+            vec![vec![127, 0, 0, 2]]
+        );
+        assert!(p.wake_at().is_none());
+        // Back up: not answered until it has stayed up for the delay.
+        let u = update(&p, "127.0.0.1:80", true);
+        p.apply(u);
+        assert_eq!(
+            answer_of(&p, "www.example.com.").0,
+            vec![vec![127, 0, 0, 2]]
+        );
+        let at = p.wake_at().expect("a wake-up is scheduled");
+        p.wake();
+        assert_eq!(
+            answer_of(&p, "www.example.com.").0,
+            vec![vec![127, 0, 0, 2]],
+            "too early"
+        );
+        std::thread::sleep(
+            at.saturating_duration_since(Instant::now()) + std::time::Duration::from_millis(10),
+        );
+        p.wake();
+        assert_eq!(
+            answer_of(&p, "www.example.com.").0,
+            vec![vec![127, 0, 0, 1]]
+        );
+        assert!(p.wake_at().is_none());
     }
 
     #[test]
