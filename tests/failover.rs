@@ -271,3 +271,91 @@ fn a_tarpit_costs_only_its_own_timeout() {
         t.elapsed()
     );
 }
+
+/// An HTTPS backend: `openssl s_server -www` with a fresh self-signed certificate for
+/// www.example.test. Killed on drop.
+struct TlsBackend(std::process::Child);
+
+impl TlsBackend {
+    fn start(dir: &std::path::Path, ip: &str, port: u16) -> TlsBackend {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=www.example.test",
+            ])
+            .args(["-addext", "subjectAltName=DNS:www.example.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(ok.success());
+        let child = std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-www",
+                "-accept",
+                &format!("{ip}:{port}"),
+                "-cert",
+            ])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while std::net::TcpStream::connect(format!("{ip}:{port}")).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "s_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsBackend(child)
+    }
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn https_checks_use_sni_and_verify_certificates() {
+    let (tls, fallback) = ("127.0.0.71", "127.0.0.72");
+    let port = free_port(&[tls, fallback]);
+    let dir = tempfile::tempdir().unwrap();
+    let _server = TlsBackend::start(dir.path(), tls, port);
+    let _fallback = Backend::start(fallback, port, None);
+    let pools = format!(
+        "[checks.noverify]\ntype = \"https\"\nport = {port}\nhost = \"www.example.test\"\ntls_verify = false\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
+         [checks.verify]\ntype = \"https\"\nport = {port}\nhost = \"www.example.test\"\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
+         [pools.lax]\ncheck = \"noverify\"\ntargets = [{{ address = \"{tls}\", priority = 1 }}, {{ address = \"{fallback}\", priority = 2 }}]\n\
+         [pools.strict]\ncheck = \"verify\"\ntargets = [{{ address = \"{tls}\", priority = 1 }}, {{ address = \"{fallback}\", priority = 2 }}]\n"
+    );
+    let s = Server::start("127.0.0.70", &[("tls.test.toml", &zone(&pools))]);
+    // The TLS server answers HTTP 200 over TLS: up when the certificate is not checked.
+    assert_eq!(answer(&s, "lax.tls.test."), vec![ip(tls)]);
+    // Verified, the self-signed certificate fails; the plain-TCP fallback is down for HTTPS too,
+    // so keep-primary answers the primary.
+    let r = udp(s.addr, &query("strict.tls.test.", RecordType::A, None));
+    assert_eq!(
+        (r.answers.len(), r.answers[0].ttl),
+        (1, 5),
+        "all down: keep-primary with the short TTL"
+    );
+}
