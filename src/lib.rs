@@ -114,7 +114,13 @@ async fn startup_round(
     let deadline = tokio::time::Instant::now() + longest + Duration::from_millis(200);
     while !keys.iter().all(|k| publisher.has_verdict(k)) {
         match tokio::time::timeout_at(deadline, updates.recv()).await {
-            Ok(Some(u)) => publisher.apply(u),
+            Ok(Some(u)) => {
+                let mut batch = vec![u];
+                while let Ok(more) = updates.try_recv() {
+                    batch.push(more);
+                }
+                publisher.apply_all(batch);
+            }
             _ => break,
         }
     }
@@ -140,7 +146,12 @@ async fn reload_loop(
     loop {
         let now = tokio::select! {
             Some(u) = updates.recv() => {
-                publisher.apply(u);
+                // Everything that arrived together is published once.
+                let mut batch = vec![u];
+                while let Ok(more) = updates.try_recv() {
+                    batch.push(more);
+                }
+                publisher.apply_all(batch);
                 continue;
             }
             _ = async { match publisher.wake_at() { Some(at) => tokio::time::sleep_until(at.into()).await, None => std::future::pending().await } } => {

@@ -45,6 +45,14 @@ struct Tracked {
 
 pub type Store = Arc<ArcSwap<Snapshot>>;
 
+/// Which probe key each pool target has, and which pools each key serves.
+#[derive(Default)]
+struct ProbeIndex {
+    /// Per served zone (by address of its `Arc`): per pool, per target.
+    per_zone: HashMap<usize, Vec<Vec<ProbeKey>>>,
+    users: HashMap<ProbeKey, Vec<(Arc<Zone>, usize)>>,
+}
+
 pub struct Publisher {
     dir: PathBuf,
     store: Store,
@@ -53,6 +61,8 @@ pub struct Publisher {
     pending: BTreeMap<PathBuf, Vec<Signature>>,
     /// The monitor's latest word on each probed target.
     verdicts: HashMap<ProbeKey, TargetState>,
+    /// Probe keys of the served pools, built when zones change.
+    index: ProbeIndex,
     /// When each target last came back up from down (for `failback_delay`).
     recovered: HashMap<ProbeKey, Instant>,
     /// The next moment a `failback_delay` runs out and answers must be recomputed.
@@ -71,6 +81,7 @@ impl Publisher {
             tracked: BTreeMap::new(),
             pending: BTreeMap::new(),
             verdicts: HashMap::new(),
+            index: ProbeIndex::default(),
             recovered: HashMap::new(),
             wake_at: None,
             answered: HashMap::new(),
@@ -80,18 +91,39 @@ impl Publisher {
 
     /// Every (address, check) the served pools need probed.
     pub fn probe_keys(&self) -> Vec<ProbeKey> {
-        let mut keys: Vec<ProbeKey> = Vec::new();
-        for z in self.tracked.values().filter_map(|t| t.served.as_ref()) {
-            for p in &z.pools {
-                for t in &p.targets {
-                    let k = ProbeKey::new(t.probe, &p.check);
-                    if !keys.contains(&k) {
-                        keys.push(k);
-                    }
-                }
-            }
+        self.index.users.keys().cloned().collect()
+    }
+
+    /// Rebuilds the probe index from the served zones (after zones changed).
+    fn reindex(&mut self) {
+        let mut index = ProbeIndex::default();
+        for zone in self.tracked.values().filter_map(|t| t.served.as_ref()) {
+            let keys: Vec<Vec<ProbeKey>> = zone
+                .pools
+                .iter()
+                .enumerate()
+                .map(|(pi, p)| {
+                    let check = Arc::new(crate::monitor::CheckKey((*p.check).clone()));
+                    p.targets
+                        .iter()
+                        .map(|t| {
+                            let k = ProbeKey {
+                                addr: t.probe,
+                                check: check.clone(),
+                            };
+                            index
+                                .users
+                                .entry(k.clone())
+                                .or_default()
+                                .push((zone.clone(), pi));
+                            k
+                        })
+                        .collect()
+                })
+                .collect();
+            index.per_zone.insert(Arc::as_ptr(zone) as usize, keys);
         }
-        keys
+        self.index = index;
     }
 
     /// Forgets verdicts of targets no longer probed (a reload removed them).
@@ -108,6 +140,27 @@ impl Publisher {
 
     /// Takes a monitor update: logs target events and publishes the answers that follow.
     pub fn apply(&mut self, u: Update) {
+        let reason = self.record(u);
+        self.publish(&reason);
+    }
+
+    /// Takes several updates that arrived together, and publishes once.
+    pub fn apply_all(&mut self, updates: Vec<Update>) {
+        let n = updates.len();
+        let mut reason = String::new();
+        for u in updates {
+            reason = self.record(u);
+        }
+        if n > 1 {
+            reason = format!("{n} targets changed (last: {reason})");
+        }
+        if n > 0 {
+            self.publish(&reason);
+        }
+    }
+
+    /// Records an update and logs its target events; returns the reason for answer changes.
+    fn record(&mut self, u: Update) -> String {
         if let Some(t) = u.transition {
             for (zone, pool) in self.pools_probing(&u.key) {
                 let check = &pool.check.name;
@@ -139,7 +192,7 @@ impl Publisher {
             None => {}
         }
         self.verdicts.insert(u.key, u.state);
-        self.publish(&reason);
+        reason
     }
 
     /// When answers must be recomputed because a `failback_delay` runs out (None: nothing waits).
@@ -172,18 +225,16 @@ impl Publisher {
     }
 
     fn pools_probing(&self, key: &ProbeKey) -> Vec<(crate::name::Name, Pool)> {
-        let mut out = Vec::new();
-        for z in self.tracked.values().filter_map(|t| t.served.as_ref()) {
-            for p in &z.pools {
-                if p.targets
-                    .iter()
-                    .any(|t| t.probe == key.addr && ProbeKey::new(t.probe, &p.check) == *key)
-                {
-                    out.push((z.apex.clone(), p.clone()));
-                }
-            }
-        }
-        out
+        let users = self
+            .index
+            .users
+            .get(key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        users
+            .iter()
+            .map(|(z, pi)| (z.apex.clone(), z.pools[*pi].clone()))
+            .collect()
     }
 
     pub fn store(&self) -> Store {
@@ -252,6 +303,7 @@ impl Publisher {
             }
         }
         if changed {
+            self.reindex();
             self.publish("zone reloaded");
         }
         Ok(())
@@ -350,24 +402,25 @@ impl Publisher {
         let wake_at: std::cell::Cell<Option<Instant>> = std::cell::Cell::new(None);
         for zone in served {
             let mut answers = Vec::with_capacity(zone.pools.len());
-            for pool in &zone.pools {
+            let zone_keys = &self.index.per_zone[&(Arc::as_ptr(&zone) as usize)];
+            for (pi, pool) in zone.pools.iter().enumerate() {
                 let name_key = pool.name.key();
                 let held = self.held.get(&name_key).copied().unwrap_or([None, None]);
                 let (verdicts, recovered) = (&self.verdicts, &self.recovered);
                 let answer = pool_answer(
                     pool,
                     zone.neg_ttl,
-                    |t| {
-                        let key = ProbeKey::new(t.probe, &pool.check);
-                        match verdicts.get(&key) {
+                    |ti| {
+                        let key = &zone_keys[pi][ti];
+                        match verdicts.get(key) {
                             // Back up, but not yet for `failback_delay`: not answered yet.
                             Some(s)
                                 if s.verdict == Health::Up
                                     && recovered
-                                        .get(&key)
+                                        .get(key)
                                         .is_some_and(|at| at.elapsed() < pool.failback_delay) =>
                             {
-                                let ready = recovered[&key] + pool.failback_delay;
+                                let ready = recovered[key] + pool.failback_delay;
                                 wake_at.set(Some(wake_at.get().map_or(ready, |w| w.min(ready))));
                                 (Health::Down, Admin::Auto, true)
                             }

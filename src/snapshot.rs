@@ -46,24 +46,27 @@ impl PoolAnswer {
 /// What the chart needs to know of one target.
 pub type Verdict = (Health, Admin, bool);
 
-/// Runs the chart for both families of a pool. `verdict` gives each target's state; `held` the
+/// Runs the chart for both families of a pool. `verdict` gives each target's state (by index in
+/// `pool.targets`); `held` the
 /// level a manual failback keeps per family (A, AAAA).
 pub fn pool_answer(
     pool: &Pool,
     zone_neg_ttl: u32,
-    verdict: impl Fn(&Target) -> Verdict,
+    verdict: impl Fn(usize) -> Verdict,
     held: [Option<u8>; 2],
 ) -> PoolAnswer {
     let family = |v6: bool, held: Option<u8>| {
-        let targets: Vec<&Target> = pool
+        let (indices, targets): (Vec<usize>, Vec<&Target>) = pool
             .targets
             .iter()
-            .filter(|t| t.address.is_ipv6() == v6)
-            .collect();
+            .enumerate()
+            .filter(|(_, t)| t.address.is_ipv6() == v6)
+            .unzip();
         let views: Vec<TargetView> = targets
             .iter()
-            .map(|t| {
-                let (health, admin, in_doubt) = verdict(t);
+            .zip(&indices)
+            .map(|(t, &i)| {
+                let (health, admin, in_doubt) = verdict(i);
                 TargetView {
                     priority: t.priority,
                     health,

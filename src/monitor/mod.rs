@@ -168,7 +168,12 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
             return;
         }
     };
-    if let crate::config::Probe::Http { tls: true, tls_verify: false, .. } = &check.probe {
+    if let crate::config::Probe::Http {
+        tls: true,
+        tls_verify: false,
+        ..
+    } = &check.probe
+    {
         warn!(target = %key.addr, check = %check.name, "certificate verification is off for this check (tls_verify = false)");
     }
     let mut state = TargetState::default();
