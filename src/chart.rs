@@ -401,4 +401,44 @@ mod tests {
             }
         }
     }
+
+    /// Both failback modes over every combination: with a held level (manual failback), the
+    /// answer stays on it exactly while it has a healthy target and is worse than the best.
+    #[test]
+    fn exhaustive_failback_modes() {
+        let states = [Up, Down, Unknown];
+        for code in 0..3usize.pow(6) {
+            let mut ts = Vec::new();
+            let mut c = code;
+            for i in 0..6 {
+                ts.push(t((i / 2 + 1) as u8, states[c % 3]));
+                c /= 3;
+            }
+            for p in POLICIES {
+                let auto = choose(&ts, p, None);
+                for held in 1..=3u8 {
+                    let manual = choose(&ts, p, Some(held));
+                    let best_up = ts
+                        .iter()
+                        .filter(|x| x.health == Up)
+                        .map(|x| x.priority)
+                        .min();
+                    let held_up = ts.iter().any(|x| x.priority == held && x.health == Up);
+                    match best_up {
+                        Some(best) if held > best && held_up => {
+                            assert_eq!(manual.level, Some(held));
+                            assert_eq!(manual.mode, Mode::Fallback);
+                            assert!(
+                                manual
+                                    .selected
+                                    .iter()
+                                    .all(|&i| ts[i].priority == held && ts[i].health == Up)
+                            );
+                        }
+                        _ => assert_eq!(manual, auto, "hold {held} must not matter: {ts:?}"),
+                    }
+                }
+            }
+        }
+    }
 }

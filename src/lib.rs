@@ -57,11 +57,53 @@ pub enum ServeError {
     Listen(#[from] std::io::Error),
 }
 
+/// An operator's command to a running server.
+#[derive(Debug)]
+pub enum Command {
+    /// Release a manual failback hold on a pool; answers whether the pool exists.
+    ReleaseFailback {
+        pool: name::Name,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
+}
+
+/// Sends operator commands to a running server (see [`serve`]).
+#[derive(Debug, Clone)]
+pub struct Control(tokio::sync::mpsc::UnboundedSender<Command>);
+
+pub type Commands = tokio::sync::mpsc::UnboundedReceiver<Command>;
+
+impl Control {
+    pub fn new() -> (Control, Commands) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Control(tx), rx)
+    }
+
+    /// Releases a manual failback hold. The answer (an error: the server is gone) says whether
+    /// the pool exists.
+    pub fn release_failback(&self, pool: name::Name) -> tokio::sync::oneshot::Receiver<bool> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let _ = self.0.send(Command::ReleaseFailback { pool, done });
+        rx
+    }
+}
+
 /// Serves `config` on `sockets` until `shutdown` completes.
 pub async fn run(
     config: Config,
     sockets: Sockets,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (_control, commands) = Control::new();
+    serve(config, sockets, shutdown, commands).await
+}
+
+/// Like [`run`], taking operator commands from `commands`.
+pub async fn serve(
+    config: Config,
+    sockets: Sockets,
+    shutdown: impl Future<Output = ()>,
+    commands: Commands,
 ) -> Result<(), ServeError> {
     let mut publisher = publisher::Publisher::new(&config.zones_dir);
     publisher = tokio::task::spawn_blocking(move || publisher.reconcile(true).map(|_| publisher))
@@ -92,6 +134,7 @@ pub async fn run(
         publisher,
         monitor,
         updates,
+        commands,
         config.reload_interval,
     ));
     shutdown.await;
@@ -138,6 +181,7 @@ async fn reload_loop(
     mut publisher: publisher::Publisher,
     mut monitor: monitor::Monitor,
     mut updates: tokio::sync::mpsc::UnboundedReceiver<monitor::Update>,
+    mut commands: Commands,
     interval: Duration,
 ) {
     let mut tick = tokio::time::interval(interval);
@@ -152,6 +196,14 @@ async fn reload_loop(
                     batch.push(more);
                 }
                 publisher.apply_all(batch);
+                continue;
+            }
+            Some(cmd) = commands.recv() => {
+                match cmd {
+                    Command::ReleaseFailback { pool, done } => {
+                        let _ = done.send(publisher.release_failback(&pool));
+                    }
+                }
                 continue;
             }
             _ = async { match publisher.wake_at() { Some(at) => tokio::time::sleep_until(at.into()).await, None => std::future::pending().await } } => {

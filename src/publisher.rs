@@ -430,8 +430,15 @@ impl Publisher {
                     },
                     held,
                 );
-                // Manual failback: a pool answering from a fallback level stays there.
-                if pool.failback == Failback::Manual {
+                // Manual failback: a pool answering from a fallback level stays there. Not
+                // before every target has a verdict: a secondary judged before the primary at
+                // start-up is no failover.
+                let all_judged = zone_keys[pi].iter().all(|k| {
+                    self.verdicts
+                        .get(k)
+                        .is_some_and(|v| v.verdict != Health::Unknown)
+                });
+                if pool.failback == Failback::Manual && all_judged {
                     let hold = |f: &FamilyAnswer| {
                         if f.mode == Mode::Fallback {
                             f.level

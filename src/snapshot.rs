@@ -137,3 +137,85 @@ impl Snapshot {
         self.index.get(apex_key).map(|&i| &self.zones[i as usize])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chart::{AllDown, Mode};
+
+    fn pool(targets: &[(&str, u8)], all_down: AllDown) -> Pool {
+        let check = crate::config::Check {
+            name: "c".into(),
+            kind: crate::config::CheckKind::Tcp,
+            port: 80,
+            interval: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(2),
+            retry_interval: std::time::Duration::from_secs(2),
+            fall: 3,
+            rise: 2,
+            probe: crate::config::Probe::Tcp {
+                send: None,
+                expect: None,
+            },
+        };
+        Pool {
+            name: crate::name::Name::parse("www.example.com.", None).unwrap(),
+            ttl: 30,
+            ttl_min: 5,
+            check: Arc::new(check),
+            all_down,
+            failback: Default::default(),
+            failback_delay: Default::default(),
+            max_answers: None,
+            targets: targets
+                .iter()
+                .map(|(a, p)| Target {
+                    address: a.parse().unwrap(),
+                    priority: *p,
+                    probe: std::net::SocketAddr::new(a.parse().unwrap(), 80),
+                })
+                .collect(),
+            at: crate::zonefile::Location {
+                file: std::path::Path::new("t").into(),
+                line: 1,
+                col: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn families_are_charted_separately() {
+        let p = pool(
+            &[
+                ("192.0.2.1", 1),
+                ("2001:db8::1", 1),
+                ("192.0.2.2", 2),
+                ("2001:db8::2", 2),
+            ],
+            AllDown::None,
+        );
+        // IPv4 primary down, IPv6 primary up.
+        let health = [Health::Down, Health::Up, Health::Up, Health::Up];
+        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, false), [None, None]);
+        assert_eq!(
+            a.a.rrset.rdatas().collect::<Vec<_>>(),
+            vec![&[192, 0, 2, 2][..]]
+        );
+        assert_eq!((a.a.mode, a.a.rrset.ttl), (Mode::Fallback, 5));
+        assert_eq!(a.aaaa.rrset.rdatas().count(), 1);
+        assert_eq!(
+            (a.aaaa.mode, a.aaaa.rrset.ttl, a.aaaa.rrset.rtype),
+            (Mode::Preferred, 30, rtype::AAAA)
+        );
+        // Every IPv4 target down with policy none: empty A, AAAA unaffected; NODATA TTL capped.
+        let health = [Health::Down, Health::Up, Health::Down, Health::Up];
+        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, false), [None, None]);
+        assert_eq!((a.a.rrset.count, a.a.mode), (0, Mode::AllDown));
+        assert_eq!(a.aaaa.rrset.count, 1);
+        assert_eq!(a.nodata_ttl, 30);
+        // A pool with IPv4 targets only answers AAAA with nothing.
+        let p4 = pool(&[("192.0.2.1", 1)], AllDown::KeepPrimary);
+        let a = pool_answer(&p4, 300, |_| (Health::Up, Admin::Auto, false), [None, None]);
+        assert_eq!(a.aaaa.rrset.count, 0);
+    }
+}

@@ -359,3 +359,39 @@ fn https_checks_use_sni_and_verify_certificates() {
         "all down: keep-primary with the short TTL"
     );
 }
+
+#[test]
+fn manual_failback_holds_the_secondary_until_released() {
+    let (p, sec) = ("127.0.0.91", "127.0.0.92");
+    let port = free_port(&[p, sec]);
+    let mut primary = Backend::start(p, port, None);
+    let _secondary = Backend::start(sec, port, None);
+    let pool = format!(
+        "[pools.db]\nfailback = \"manual\"\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
+         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    );
+    let s = Server::start("127.0.0.90", &[("mf.test.toml", &zone(&pool))]);
+    assert_eq!(answer(&s, "db.mf.test."), vec![ip(p)]);
+    primary.down();
+    assert!(
+        wait_until(Duration::from_secs(3), || answer(&s, "db.mf.test.")
+            == vec![ip(sec)])
+        .is_some()
+    );
+    // The primary is back and healthy well past `rise`, yet the answer stays on the secondary.
+    primary.up();
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..5 {
+        assert_eq!(answer(&s, "db.mf.test."), vec![ip(sec)]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The operator releases it: back to the primary at once.
+    let name = weiche::name::Name::parse("db.mf.test.", None).unwrap();
+    assert_eq!(s.control.release_failback(name).blocking_recv(), Ok(true));
+    assert_eq!(answer(&s, "db.mf.test."), vec![ip(p)]);
+    let unknown = weiche::name::Name::parse("nope.mf.test.", None).unwrap();
+    assert_eq!(
+        s.control.release_failback(unknown).blocking_recv(),
+        Ok(false)
+    );
+}

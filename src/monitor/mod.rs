@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
@@ -179,7 +179,7 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
     let mut state = TargetState::default();
     let mut first = true;
     loop {
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let result = {
             let Ok(_permit) = limit.acquire().await else {
                 return;
@@ -214,6 +214,68 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
             wait = wait.mul_f64(0.5 + phase(&key));
             first = false;
         }
-        tokio::time::sleep_until((started + wait).into()).await;
+        tokio::time::sleep_until(started + wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CheckKind, Probe};
+    use tokio::time::Instant;
+
+    fn check() -> Check {
+        Check {
+            name: "t".into(),
+            kind: CheckKind::Tcp,
+            port: 0,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            retry_interval: Duration::from_millis(200),
+            fall: 3,
+            rise: 2,
+            probe: Probe::Tcp {
+                send: None,
+                expect: None,
+            },
+        }
+    }
+
+    /// With the clock paused, the schedule is exact: a failure on an up target is probed again
+    /// after `retry_interval`, and `fall` failures take it down within interval + (fall-1) × retry.
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_confirmed_at_the_retry_interval() {
+        let listener = std::net::TcpListener::bind("127.0.0.81:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut m = Monitor::new(tx);
+        m.set_targets([ProbeKey::new(addr, &check())]);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.transition.map(|t| t.to), Some(Health::Up));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        drop(listener);
+        let killed = Instant::now();
+        let doubt = rx.recv().await.unwrap();
+        let t_doubt = Instant::now();
+        assert!(doubt.transition.is_none() && doubt.state.in_doubt());
+        assert!(
+            t_doubt - killed <= Duration::from_secs(1),
+            "first failure within one interval"
+        );
+        let down = rx.recv().await.unwrap();
+        let t_down = Instant::now();
+        assert_eq!(
+            down.transition.map(|t| (t.to, t.after)),
+            Some((Health::Down, 3))
+        );
+        assert_eq!(down.cause.as_deref(), Some("connection refused"));
+        let confirm = t_down - t_doubt;
+        assert!(
+            confirm >= Duration::from_millis(400) && confirm < Duration::from_millis(450),
+            "two retries: {confirm:?}"
+        );
+        // Removing the target stops its probes.
+        m.set_targets([]);
+        assert!(m.is_empty());
     }
 }

@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RecordType};
 /// A running server; stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
+    pub control: weiche::Control,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -41,19 +42,22 @@ impl Server {
         let sockets = weiche::Sockets::bind(&[format!("{ip}:0").parse().unwrap()]).unwrap();
         let addr = sockets.udp[0].local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (control, commands) = weiche::Control::new();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(weiche::run(config, sockets, async {
+            let stop = async {
                 let _ = rx.await;
-            }))
-            .unwrap();
+            };
+            rt.block_on(weiche::serve(config, sockets, stop, commands))
+                .unwrap();
         });
         Server {
             addr,
+            control,
             dir,
             stop: Some(tx),
             thread: Some(thread),
