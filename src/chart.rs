@@ -225,6 +225,14 @@ mod tests {
         }
     }
 
+    /// The `code`-th assignment of up/down/unknown to three levels of two targets.
+    fn combination(code: usize) -> Vec<TargetView> {
+        let states = [Up, Down, Unknown];
+        (0..6)
+            .map(|i| t((i / 2 + 1) as u8, states[code / 3usize.pow(i as u32) % 3]))
+            .collect()
+    }
+
     const POLICIES: [AllDown; 4] = [
         AllDown::KeepPrimary,
         AllDown::All,
@@ -355,14 +363,8 @@ mod tests {
     /// invariants that must always hold.
     #[test]
     fn exhaustive_invariants() {
-        let states = [Up, Down, Unknown];
         for code in 0..3usize.pow(6) {
-            let mut ts = Vec::new();
-            let mut c = code;
-            for i in 0..6 {
-                ts.push(t((i / 2 + 1) as u8, states[c % 3]));
-                c /= 3;
-            }
+            let ts = combination(code);
             for p in POLICIES {
                 let ch = choose(&ts, p, None);
                 let any_up = ts.iter().any(|x| x.health == Up);
@@ -406,14 +408,8 @@ mod tests {
     /// answer stays on it exactly while it has a healthy target and is worse than the best.
     #[test]
     fn exhaustive_failback_modes() {
-        let states = [Up, Down, Unknown];
         for code in 0..3usize.pow(6) {
-            let mut ts = Vec::new();
-            let mut c = code;
-            for i in 0..6 {
-                ts.push(t((i / 2 + 1) as u8, states[c % 3]));
-                c /= 3;
-            }
+            let ts = combination(code);
             for p in POLICIES {
                 let auto = choose(&ts, p, None);
                 for held in 1..=3u8 {

@@ -79,6 +79,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A duration field: its default when absent, or a positioned error when it does not parse.
+fn duration_field(
+    v: Option<&Spanned<String>>,
+    default: Duration,
+    what: &str,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Duration, FileError> {
+    match v {
+        None => Ok(default),
+        Some(v) => parse_duration(v.get_ref()).map_err(|m| err(v.span(), format!("{what}: {m}"))),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // weiche.toml
 
@@ -177,17 +190,6 @@ impl Config {
         if listen.is_empty() {
             listen.push("127.0.0.1:1053".parse().unwrap());
         }
-        let duration = |v: Option<Spanned<String>>,
-                        default: Duration,
-                        what: &str|
-         -> Result<Duration, FileError> {
-            match v {
-                None => Ok(default),
-                Some(v) => {
-                    parse_duration(v.get_ref()).map_err(|m| err(v.span(), format!("{what}: {m}")))
-                }
-            }
-        };
         let udp_payload = match s.udp_payload {
             Some(v) if !(512..=4096).contains(v.get_ref()) => {
                 return Err(err(
@@ -224,17 +226,19 @@ impl Config {
             listen,
             zones_dir: base.join(s.zones.unwrap_or_else(|| "zones".into())),
             udp_payload,
-            tcp_idle_timeout: duration(
-                s.tcp_idle_timeout,
+            tcp_idle_timeout: duration_field(
+                s.tcp_idle_timeout.as_ref(),
                 Duration::from_secs(10),
                 "tcp_idle_timeout",
+                &err,
             )?,
             tcp_max_connections,
             udp_workers: s.udp_workers.unwrap_or(0),
-            reload_interval: duration(
-                s.reload_interval,
+            reload_interval: duration_field(
+                s.reload_interval.as_ref(),
                 Duration::from_millis(500),
                 "reload_interval",
+                &err,
             )?,
             log_format: spec.log.format.unwrap_or_default(),
             log_level,
@@ -486,16 +490,9 @@ fn check_of(
     err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
 ) -> Result<Check, FileError> {
     let ctx = |m: String| format!("check {name:?}: {m}");
-    let dur = |v: &Option<Spanned<String>>,
-               default: Duration,
-               what: &str|
-     -> Result<Duration, FileError> {
-        match v {
-            None => Ok(default),
-            Some(v) => {
-                parse_duration(v.get_ref()).map_err(|m| err(v.span(), ctx(format!("{what}: {m}"))))
-            }
-        }
+    let cerr = |span: std::ops::Range<usize>, m: String| err(span, ctx(m));
+    let dur = |v: &Option<Spanned<String>>, default: Duration, what: &str| {
+        duration_field(v.as_ref(), default, what, &cerr)
     };
     let interval = dur(&s.interval, Duration::from_secs(10), "interval")?;
     if interval < MIN_INTERVAL {
@@ -845,6 +842,59 @@ fn parse_probe(s: &str, default_port: u16) -> Option<SocketAddr> {
         .parse::<IpAddr>()
         .ok()?;
     Some(SocketAddr::new(ip, default_port))
+}
+
+/// Ready-made values for other modules' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn tcp_check() -> Check {
+        Check {
+            name: "t".into(),
+            kind: CheckKind::Tcp,
+            port: 80,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            retry_interval: Duration::from_millis(200),
+            fall: 3,
+            rise: 2,
+            probe: Probe::Tcp {
+                send: None,
+                expect: None,
+            },
+        }
+    }
+
+    /// A pool at `name` with (address, priority) targets, probed on port 80.
+    pub fn pool(name: &str, targets: &[(&str, u8)], all_down: AllDown) -> Pool {
+        Pool {
+            name: Name::parse(name, None).unwrap(),
+            ttl: 30,
+            ttl_min: 5,
+            check: Arc::new(tcp_check()),
+            all_down,
+            failback: Failback::Auto,
+            failback_delay: Duration::ZERO,
+            max_answers: None,
+            targets: targets
+                .iter()
+                .map(|(a, p)| {
+                    let address: IpAddr = a.parse().unwrap();
+                    Target {
+                        address,
+                        priority: *p,
+                        probe: SocketAddr::new(address, 80),
+                    }
+                })
+                .collect(),
+            at: crate::zonefile::Location {
+                file: Path::new("t.toml").into(),
+                line: 9,
+                col: 8,
+            },
+        }
+    }
 }
 
 #[cfg(test)]

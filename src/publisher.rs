@@ -342,7 +342,7 @@ impl Publisher {
         let load = loader::load(file.clone());
         let seen = signatures(&load.files);
         let previous = self.tracked.remove(&file.path).and_then(|t| t.served);
-        let served = match load.result {
+        let (served, changed) = match load.result {
             Ok(zone) => {
                 info!(
                     zone = %zone.apex,
@@ -352,7 +352,7 @@ impl Publisher {
                     file = %file.path.display(),
                     "zone loaded"
                 );
-                Some(Arc::new(zone))
+                (Some(Arc::new(zone)), true)
             }
             Err(errors) => {
                 let keeps = if previous.is_some() {
@@ -364,16 +364,7 @@ impl Publisher {
                 for e in &errors {
                     warn!(zone = %file.apex, "{e}");
                 }
-                self.tracked.insert(
-                    file.path.clone(),
-                    Tracked {
-                        file,
-                        files: load.files,
-                        seen,
-                        served: previous,
-                    },
-                );
-                return false;
+                (previous, false)
             }
         };
         self.tracked.insert(
@@ -385,7 +376,7 @@ impl Publisher {
                 served,
             },
         );
-        true
+        changed
     }
 
     /// Builds and publishes a snapshot of every served zone, logging each pool whose answer

@@ -144,43 +144,7 @@ mod tests {
     use crate::chart::{AllDown, Mode};
 
     fn pool(targets: &[(&str, u8)], all_down: AllDown) -> Pool {
-        let check = crate::config::Check {
-            name: "c".into(),
-            kind: crate::config::CheckKind::Tcp,
-            port: 80,
-            interval: std::time::Duration::from_secs(10),
-            timeout: std::time::Duration::from_secs(2),
-            retry_interval: std::time::Duration::from_secs(2),
-            fall: 3,
-            rise: 2,
-            probe: crate::config::Probe::Tcp {
-                send: None,
-                expect: None,
-            },
-        };
-        Pool {
-            name: crate::name::Name::parse("www.example.com.", None).unwrap(),
-            ttl: 30,
-            ttl_min: 5,
-            check: Arc::new(check),
-            all_down,
-            failback: Default::default(),
-            failback_delay: Default::default(),
-            max_answers: None,
-            targets: targets
-                .iter()
-                .map(|(a, p)| Target {
-                    address: a.parse().unwrap(),
-                    priority: *p,
-                    probe: std::net::SocketAddr::new(a.parse().unwrap(), 80),
-                })
-                .collect(),
-            at: crate::zonefile::Location {
-                file: std::path::Path::new("t").into(),
-                line: 1,
-                col: 1,
-            },
-        }
+        crate::config::testing::pool("www.example.com.", targets, all_down)
     }
 
     #[test]

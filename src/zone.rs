@@ -445,48 +445,20 @@ mod tests {
         assert!(e[0].contains("DNAME"), "{e:?}");
     }
 
-    fn pool(name: &str) -> crate::config::Pool {
-        let check = crate::config::Check {
-            name: "c".into(),
-            kind: crate::config::CheckKind::Tcp,
-            port: 80,
-            interval: std::time::Duration::from_secs(10),
-            timeout: std::time::Duration::from_secs(2),
-            retry_interval: std::time::Duration::from_secs(2),
-            fall: 3,
-            rise: 2,
-            probe: crate::config::Probe::Tcp {
-                send: None,
-                expect: None,
-            },
-        };
-        crate::config::Pool {
-            name: Name::parse(name, None).unwrap(),
-            ttl: 30,
-            ttl_min: 5,
-            check: std::sync::Arc::new(check),
-            all_down: Default::default(),
-            failback: Default::default(),
-            failback_delay: Default::default(),
-            max_answers: None,
-            targets: vec![crate::config::Target {
-                address: "127.0.0.10".parse().unwrap(),
-                priority: 1,
-                probe: "127.0.0.10:80".parse().unwrap(),
-            }],
-            at: Location {
-                file: Path::new("t.toml").into(),
-                line: 9,
-                col: 8,
-            },
-        }
-    }
-
     fn zone_with_pool(text: &str, pool_name: &str) -> Result<Zone, Vec<String>> {
         let apex = Name::parse("example.com.", None).unwrap();
         let p = zonefile::parse(Source::file(text, Path::new("t.zone")), &apex);
-        Zone::build(apex, p.records, vec![pool(pool_name)], vec![])
-            .map_err(|e| e.iter().map(ToString::to_string).collect())
+        Zone::build(
+            apex,
+            p.records,
+            vec![crate::config::testing::pool(
+                pool_name,
+                &[("127.0.0.10", 1)],
+                Default::default(),
+            )],
+            vec![],
+        )
+        .map_err(|e| e.iter().map(ToString::to_string).collect())
     }
 
     #[test]

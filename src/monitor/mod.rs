@@ -221,24 +221,10 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CheckKind, Probe};
     use tokio::time::Instant;
 
     fn check() -> Check {
-        Check {
-            name: "t".into(),
-            kind: CheckKind::Tcp,
-            port: 0,
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_millis(500),
-            retry_interval: Duration::from_millis(200),
-            fall: 3,
-            rise: 2,
-            probe: Probe::Tcp {
-                send: None,
-                expect: None,
-            },
-        }
+        crate::config::testing::tcp_check()
     }
 
     /// With the clock paused, the schedule is exact: a failure on an up target is probed again
