@@ -27,9 +27,11 @@
 //! | `answer`    | the authoritative answer algorithm                                |
 //! | `server`    | UDP and TCP listeners                                             |
 
+pub mod admin;
 pub mod answer;
 pub mod chart;
 pub mod config;
+pub mod events;
 pub mod loader;
 pub mod monitor;
 pub mod name;

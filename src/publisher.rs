@@ -1,22 +1,28 @@
-//! The publisher: the one owner of what is served. It loads zones, notices changed files, and
-//! builds and publishes each new snapshot.
+//! The publisher: the one owner of what is served. It loads zones, notices changed files, takes
+//! the monitor's verdicts and the operators' decisions, and builds and publishes each new
+//! snapshot. Every change it makes is an [`Event`].
 //!
 //! Rules it keeps: a file that fails to load leaves the previous version of its zone serving;
 //! a file is loaded only once it has stopped changing (same size, time and inode on two looks in
-//! a row), so a half-written file is never served; a deleted file removes its zone.
+//! a row), so a half-written file is never served; a deleted file removes its zone; operator
+//! decisions (drains, manual-failback holds) survive restarts through the state file.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
+use crate::admin::{AdminState, Drain, StateFile};
 use crate::chart::{Admin, Failback, Health, Mode};
-use crate::config::Pool;
+use crate::events::{Event, EventKind, Journal};
 use crate::loader::{self, Kind, ZoneFile};
 use crate::monitor::{ProbeKey, TargetState, Update};
+use crate::name::Name;
 use crate::snapshot::{FamilyAnswer, Snapshot, ZoneEntry, pool_answer};
 use crate::zone::Zone;
 
@@ -33,6 +39,10 @@ fn signatures(files: &[PathBuf]) -> Vec<Signature> {
     files.iter().map(|f| signature(f)).collect()
 }
 
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 /// A zone file as last seen.
 struct Tracked {
     file: ZoneFile,
@@ -41,6 +51,9 @@ struct Tracked {
     seen: Vec<Signature>,
     /// What is being served from it (None: it never loaded).
     served: Option<Arc<Zone>>,
+    loaded_at: Option<SystemTime>,
+    /// Why the latest version was not loaded (None: it was).
+    last_error: Option<String>,
 }
 
 pub type Store = Arc<ArcSwap<Snapshot>>;
@@ -53,6 +66,17 @@ struct ProbeIndex {
     users: HashMap<ProbeKey, Vec<(Arc<Zone>, usize)>>,
 }
 
+/// What the status API shows of a probed target beyond its verdict.
+#[derive(Debug, Clone)]
+struct ProbeStatus {
+    /// When the verdict last changed.
+    since: SystemTime,
+    checked_at: SystemTime,
+    latency_ms: f64,
+    /// Why the last probe failed (None: it passed).
+    error: Option<String>,
+}
+
 pub struct Publisher {
     dir: PathBuf,
     store: Store,
@@ -61,6 +85,7 @@ pub struct Publisher {
     pending: BTreeMap<PathBuf, Vec<Signature>>,
     /// The monitor's latest word on each probed target.
     verdicts: HashMap<ProbeKey, TargetState>,
+    probes: HashMap<ProbeKey, ProbeStatus>,
     /// Probe keys of the served pools, built when zones change.
     index: ProbeIndex,
     /// When each target last came back up from down (for `failback_delay`).
@@ -69,8 +94,10 @@ pub struct Publisher {
     wake_at: Option<Instant>,
     /// What each pool answered last, per family (A, AAAA), keyed by the pool's name.
     answered: HashMap<Box<[u8]>, [FamilyAnswer; 2]>,
-    /// Levels held by manual failback, per pool name and family.
-    held: HashMap<Box<[u8]>, [Option<u8>; 2]>,
+    /// Drains and manual-failback holds.
+    admin: AdminState,
+    state_file: Option<StateFile>,
+    journal: Journal,
 }
 
 impl Publisher {
@@ -81,12 +108,37 @@ impl Publisher {
             tracked: BTreeMap::new(),
             pending: BTreeMap::new(),
             verdicts: HashMap::new(),
+            probes: HashMap::new(),
             index: ProbeIndex::default(),
             recovered: HashMap::new(),
             wake_at: None,
             answered: HashMap::new(),
-            held: HashMap::new(),
+            admin: AdminState::default(),
+            state_file: None,
+            journal: Journal::default(),
         }
+    }
+
+    /// Keeps operator decisions in `file`, restoring what it holds now.
+    pub fn with_state(mut self, file: StateFile) -> Publisher {
+        let (state, problem) = file.load();
+        if let Some(p) = problem {
+            error!("{p}");
+        }
+        if !state.drained.is_empty() || !state.held.is_empty() {
+            info!(drained = state.drained.len(), held = state.held.len(), file = %file.path.display(), "operator state restored");
+        }
+        self.admin = state;
+        self.state_file = Some(file);
+        self
+    }
+
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// Every (address, check) the served pools need probed.
@@ -129,6 +181,7 @@ impl Publisher {
     /// Forgets verdicts of targets no longer probed (a reload removed them).
     pub fn retain_verdicts(&mut self, keys: &[ProbeKey]) {
         self.verdicts.retain(|k, _| keys.contains(k));
+        self.probes.retain(|k, _| keys.contains(k));
         self.recovered.retain(|k, _| keys.contains(k));
     }
 
@@ -138,59 +191,86 @@ impl Publisher {
             .is_some_and(|s| s.verdict != Health::Unknown)
     }
 
-    /// Takes a monitor update: logs target events and publishes the answers that follow.
+    /// Takes a monitor update and publishes the answers that follow.
     pub fn apply(&mut self, u: Update) {
-        let reason = self.record(u);
-        self.publish(&reason);
+        self.apply_all(vec![u]);
     }
 
-    /// Takes several updates that arrived together, and publishes once.
+    /// Takes updates that arrived together; publishes once, and only if a verdict (or its
+    /// doubt, which sets the TTL) changed.
     pub fn apply_all(&mut self, updates: Vec<Update>) {
-        let n = updates.len();
-        let mut reason = String::new();
+        let mut reasons = Vec::new();
         for u in updates {
-            reason = self.record(u);
+            if let Some(r) = self.record(u) {
+                reasons.push(r);
+            }
         }
-        if n > 1 {
-            reason = format!("{n} targets changed (last: {reason})");
-        }
-        if n > 0 {
-            self.publish(&reason);
+        match reasons.len() {
+            0 => {}
+            1 => self.publish(&reasons[0]),
+            n => self.publish(&format!("{n} targets changed (last: {})", reasons[n - 1])),
         }
     }
 
-    /// Records an update and logs its target events; returns the reason for answer changes.
-    fn record(&mut self, u: Update) -> String {
+    /// Records one probe result; returns why answers must be recomputed, if they must.
+    fn record(&mut self, u: Update) -> Option<String> {
+        let now = SystemTime::now();
+        let before = self.verdicts.get(&u.key).cloned().unwrap_or_default();
+        let status = self.probes.entry(u.key.clone()).or_insert(ProbeStatus {
+            since: now,
+            checked_at: now,
+            latency_ms: 0.0,
+            error: None,
+        });
+        status.checked_at = now;
+        status.latency_ms = u.latency.as_secs_f64() * 1000.0;
+        status.error = u.cause.clone();
+        if u.transition.is_some() {
+            status.since = now;
+        }
         if let Some(t) = u.transition {
-            for (zone, pool) in self.pools_probing(&u.key) {
-                let check = &pool.check.name;
-                let target = u.key.addr;
-                match t.to {
-                    Health::Down => {
-                        warn!(pool = %pool.name, %target, check = %check, failures = t.after, cause = u.cause.as_deref().unwrap_or("?"), zone = %zone, "target down")
-                    }
-                    Health::Up => {
-                        info!(pool = %pool.name, %target, check = %check, successes = t.after, latency_ms = u.latency.as_millis() as u64, zone = %zone, "target up")
-                    }
-                    Health::Unknown => {}
+            let kind = match t.to {
+                Health::Down => Some(EventKind::TargetDown),
+                Health::Up => Some(EventKind::TargetUp),
+                Health::Unknown => None,
+            };
+            for (zone, pi) in self.index.users.get(&u.key).cloned().unwrap_or_default() {
+                let pool = &zone.pools[pi];
+                if let Some(kind) = kind {
+                    self.journal.push(Event {
+                        zone: Some(zone.apex.to_string()),
+                        pool: Some(pool.name.to_string()),
+                        target: Some(u.key.addr.to_string()),
+                        check: Some(pool.check.name.clone()),
+                        count: Some(t.after),
+                        ..Event::new(
+                            kind,
+                            u.cause
+                                .clone()
+                                .unwrap_or_else(|| format!("{} probes passed", t.after)),
+                        )
+                    });
+                }
+            }
+            match t {
+                t if t.from == Health::Down && t.to == Health::Up => {
+                    self.recovered.insert(u.key.clone(), Instant::now());
+                }
+                _ => {
+                    self.recovered.remove(&u.key);
                 }
             }
         }
-        let reason = match (u.transition, &u.cause) {
-            (Some(t), _) if t.to == Health::Down => format!("{} down", u.key.addr.ip()),
-            (Some(t), _) if t.to == Health::Up => format!("{} up", u.key.addr.ip()),
-            (_, Some(_)) => format!("{} in doubt", u.key.addr.ip()),
-            _ => format!("{} recovered from doubt", u.key.addr.ip()),
+        let ip = u.key.addr.ip();
+        let reason = match u.transition {
+            Some(t) if t.to == Health::Down => Some(format!("{ip} down")),
+            Some(t) if t.to == Health::Up => Some(format!("{ip} up")),
+            _ if u.state.in_doubt() && !before.in_doubt() => Some(format!("{ip} in doubt")),
+            _ if !u.state.in_doubt() && before.in_doubt() => {
+                Some(format!("{ip} no longer in doubt"))
+            }
+            _ => None,
         };
-        match u.transition {
-            Some(t) if t.from == Health::Down && t.to == Health::Up => {
-                self.recovered.insert(u.key.clone(), Instant::now());
-            }
-            Some(_) => {
-                self.recovered.remove(&u.key);
-            }
-            None => {}
-        }
         self.verdicts.insert(u.key, u.state);
         reason
     }
@@ -207,38 +287,91 @@ impl Publisher {
         }
     }
 
-    /// Releases a manual failback hold: the pool returns to its best healthy level.
-    /// Returns false if no served pool has that name.
-    pub fn release_failback(&mut self, pool_name: &crate::name::Name) -> bool {
-        let key = pool_name.key();
-        let known = self
-            .tracked
+    fn pool_exists(&self, name: &Name) -> bool {
+        let key = name.key();
+        self.tracked
             .values()
             .filter_map(|t| t.served.as_ref())
-            .any(|z| z.pools.iter().any(|p| p.name.key() == key));
-        if known {
-            info!(pool = %pool_name, "manual failback released by operator");
-            self.held.remove(&key);
-            self.publish("failback released by operator");
+            .any(|z| z.pools.iter().any(|p| p.name.key() == key))
+    }
+
+    fn target_exists(&self, address: IpAddr, pool: Option<&Name>) -> bool {
+        let key = pool.map(Name::key);
+        self.tracked
+            .values()
+            .filter_map(|t| t.served.as_ref())
+            .flat_map(|z| z.pools.iter())
+            .filter(|p| key.as_ref().is_none_or(|k| p.name.key() == *k))
+            .any(|p| p.targets.iter().any(|t| t.address == address))
+    }
+
+    fn save_state(&self) {
+        if let Some(f) = &self.state_file
+            && let Err(e) = f.save(&self.admin)
+        {
+            error!("{e}; the change holds until restart only");
         }
-        known
     }
 
-    fn pools_probing(&self, key: &ProbeKey) -> Vec<(crate::name::Name, Pool)> {
-        let users = self
-            .index
-            .users
-            .get(key)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        users
-            .iter()
-            .map(|(z, pi)| (z.apex.clone(), z.pools[*pi].clone()))
-            .collect()
+    /// Releases a manual failback hold: the pool returns to its best healthy level.
+    /// Returns false if no served pool has that name.
+    pub fn release_failback(&mut self, pool_name: &Name) -> bool {
+        if !self.pool_exists(pool_name) {
+            return false;
+        }
+        self.admin.held.remove(&hold_key(pool_name));
+        self.save_state();
+        self.journal.push(Event {
+            pool: Some(pool_name.to_string()),
+            ..Event::new(EventKind::FailbackReleased, "operator")
+        });
+        self.publish("failback released by operator");
+        true
     }
 
-    pub fn store(&self) -> Store {
-        self.store.clone()
+    /// Drains (or undrains) an answered address, in every pool or in one. Errors say why not.
+    pub fn set_drain(
+        &mut self,
+        address: IpAddr,
+        pool: Option<&Name>,
+        drained: bool,
+    ) -> Result<(), String> {
+        if let Some(p) = pool
+            && !self.pool_exists(p)
+        {
+            return Err(format!("no pool named {p}"));
+        }
+        if !self.target_exists(address, pool) {
+            return Err(format!(
+                "{address} is not a target{}",
+                pool.map(|p| format!(" of pool {p}")).unwrap_or_default()
+            ));
+        }
+        let d = Drain {
+            address,
+            pool: pool.map(|p| p.to_string().to_ascii_lowercase()),
+        };
+        let changed = if drained {
+            self.admin.drained.insert(d)
+        } else {
+            self.admin.drained.remove(&d)
+        };
+        if changed {
+            self.save_state();
+            let kind = if drained {
+                EventKind::Drain
+            } else {
+                EventKind::Undrain
+            };
+            self.journal.push(Event {
+                target: Some(address.to_string()),
+                pool: pool.map(Name::to_string),
+                ..Event::new(kind, "operator")
+            });
+            let what = if drained { "drained" } else { "undrained" };
+            self.publish(&format!("{address} {what} by operator"));
+        }
+        Ok(())
     }
 
     /// Looks at the zones directory and loads what changed. With `now`, changed files are
@@ -246,7 +379,6 @@ impl Publisher {
     pub fn reconcile(&mut self, now: bool) -> Result<(), loader::DirError> {
         let found = loader::scan(&self.dir)?;
         let mut changed = false;
-        // Removed files.
         let gone: Vec<PathBuf> = self
             .tracked
             .keys()
@@ -256,7 +388,13 @@ impl Publisher {
         for path in gone {
             let t = self.tracked.remove(&path).expect("tracked");
             if t.served.is_some() {
-                warn!(zone = %t.file.apex, file = %path.display(), "zone file deleted; zone no longer served");
+                self.journal.push(Event {
+                    zone: Some(t.file.apex.to_string()),
+                    ..Event::new(
+                        EventKind::ZoneRemoved,
+                        format!("{} was deleted", path.display()),
+                    )
+                });
                 changed = true;
             }
         }
@@ -328,6 +466,7 @@ impl Publisher {
         if let Some(t) = twin {
             warn!(zone = %file.apex, file = %file.path.display(), other = %t.file.path.display(), "zone defined by two files; this one is ignored");
             let seen = signatures(std::slice::from_ref(&file.path));
+            let last_error = Some(format!("zone also defined by {}", t.file.path.display()));
             self.tracked.insert(
                 file.path.clone(),
                 Tracked {
@@ -335,36 +474,47 @@ impl Publisher {
                     seen,
                     file,
                     served: None,
+                    loaded_at: None,
+                    last_error,
                 },
             );
             return false;
         }
         let load = loader::load(file.clone());
         let seen = signatures(&load.files);
-        let previous = self.tracked.remove(&file.path).and_then(|t| t.served);
-        let (served, changed) = match load.result {
+        let previous = self.tracked.remove(&file.path);
+        let (served, loaded_at, last_error, changed) = match load.result {
             Ok(zone) => {
-                info!(
-                    zone = %zone.apex,
-                    serial = zone.serial,
-                    records = zone.record_count,
-                    pools = zone.pools.len(),
-                    file = %file.path.display(),
-                    "zone loaded"
+                let reason = format!(
+                    "serial {}, {} records, {} pools, from {}",
+                    zone.serial,
+                    zone.record_count,
+                    zone.pools.len(),
+                    file.path.display()
                 );
-                (Some(Arc::new(zone)), true)
+                self.journal.push(Event {
+                    zone: Some(zone.apex.to_string()),
+                    ..Event::new(EventKind::ZoneLoaded, reason)
+                });
+                (Some(Arc::new(zone)), Some(SystemTime::now()), None, true)
             }
             Err(errors) => {
-                let keeps = if previous.is_some() {
+                let (served, loaded_at) =
+                    previous.map_or((None, None), |p| (p.served, p.loaded_at));
+                let keeps = if served.is_some() {
                     "the previous version keeps serving"
                 } else {
                     "zone not served"
                 };
-                warn!(zone = %file.apex, file = %file.path.display(), errors = errors.len(), "zone file has errors; {keeps}");
                 for e in &errors {
                     warn!(zone = %file.apex, "{e}");
                 }
-                (previous, false)
+                let reason = format!("{} error(s), first: {}; {keeps}", errors.len(), errors[0]);
+                self.journal.push(Event {
+                    zone: Some(file.apex.to_string()),
+                    ..Event::new(EventKind::ZoneError, reason)
+                });
+                (served, loaded_at, Some(errors[0].to_string()), false)
             }
         };
         self.tracked.insert(
@@ -374,13 +524,15 @@ impl Publisher {
                 files: load.files,
                 seen,
                 served,
+                loaded_at,
+                last_error,
             },
         );
         changed
     }
 
-    /// Builds and publishes a snapshot of every served zone, logging each pool whose answer
-    /// changed (with `reason`, what caused the change).
+    /// Builds and publishes a snapshot of every served zone, with an event for each pool whose
+    /// answer changed (`reason` says what caused it).
     fn publish(&mut self, reason: &str) {
         let served: Vec<Arc<Zone>> = self
             .tracked
@@ -389,19 +541,23 @@ impl Publisher {
             .collect();
         let mut entries = Vec::with_capacity(served.len());
         let mut answered = HashMap::new();
-        let mut held_now = HashMap::new();
+        let mut held_now = BTreeMap::new();
+        let mut events = Vec::new();
         let wake_at: std::cell::Cell<Option<Instant>> = std::cell::Cell::new(None);
         for zone in served {
             let mut answers = Vec::with_capacity(zone.pools.len());
             let zone_keys = &self.index.per_zone[&(Arc::as_ptr(&zone) as usize)];
             for (pi, pool) in zone.pools.iter().enumerate() {
-                let name_key = pool.name.key();
-                let held = self.held.get(&name_key).copied().unwrap_or([None, None]);
-                let (verdicts, recovered) = (&self.verdicts, &self.recovered);
+                let hold = hold_key(&pool.name);
+                let held = self.admin.held.get(&hold).copied().unwrap_or([None, None]);
+                let (verdicts, recovered, admin) = (&self.verdicts, &self.recovered, &self.admin);
                 let answer = pool_answer(
                     pool,
                     zone.neg_ttl,
                     |ti| {
+                        if admin.is_drained(pool.targets[ti].address, &hold) {
+                            return (Health::Unknown, Admin::ForcedDown, false);
+                        }
                         let key = &zone_keys[pi][ti];
                         match verdicts.get(key) {
                             // Back up, but not yet for `failback_delay`: not answered yet.
@@ -429,20 +585,31 @@ impl Publisher {
                         .get(k)
                         .is_some_and(|v| v.verdict != Health::Unknown)
                 });
-                if pool.failback == Failback::Manual && all_judged {
-                    let hold = |f: &FamilyAnswer| {
+                if pool.failback == Failback::Manual {
+                    let hold_of = |f: &FamilyAnswer| {
                         if f.mode == Mode::Fallback {
                             f.level
                         } else {
                             None
                         }
                     };
-                    held_now.insert(name_key.clone(), [hold(&answer.a), hold(&answer.aaaa)]);
+                    let h = if all_judged {
+                        [hold_of(&answer.a), hold_of(&answer.aaaa)]
+                    } else {
+                        held
+                    };
+                    if h != [None, None] {
+                        held_now.insert(hold.clone(), h);
+                    }
                 }
                 let now = [answer.a.clone(), answer.aaaa.clone()];
+                let name_key = pool.name.key();
                 if let Some(before) = self.answered.get(&name_key) {
                     for (i, rt) in ["A", "AAAA"].into_iter().enumerate() {
-                        log_change(pool, rt, &before[i], &now[i], reason);
+                        if let Some(e) = change_event(&zone, pool, rt, &before[i], &now[i], reason)
+                        {
+                            events.push(e);
+                        }
                     }
                 }
                 answered.insert(name_key, now);
@@ -454,10 +621,101 @@ impl Publisher {
             });
         }
         self.answered = answered;
-        self.held = held_now;
+        if held_now != self.admin.held {
+            self.admin.held = held_now;
+            self.save_state();
+        }
         self.wake_at = wake_at.get();
         self.store.store(Arc::new(Snapshot::new(entries)));
+        for e in events {
+            self.journal.push(e);
+        }
     }
+
+    /// Everything an operator wants to see at a glance, as JSON (the `/status` document).
+    pub fn status(&self, events: usize) -> Value {
+        let snap = self.store.load();
+        let zones: Vec<Value> = self
+            .tracked
+            .values()
+            .map(|t| {
+                json!({
+                    "zone": t.file.apex.to_string(),
+                    "serial": t.served.as_ref().map(|z| z.serial),
+                    "served": t.served.is_some(),
+                    "files": t.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                    "loaded_at": t.loaded_at.map(rfc3339),
+                    "last_error": t.last_error,
+                })
+            })
+            .collect();
+        let mut pools = Vec::new();
+        for entry in &snap.zones {
+            let zone = &entry.zone;
+            let keys = self.index.per_zone.get(&(Arc::as_ptr(zone) as usize));
+            for (pi, pool) in zone.pools.iter().enumerate() {
+                let hold = hold_key(&pool.name);
+                let answer = &entry.answers[pi];
+                let family = |f: &FamilyAnswer| {
+                    json!({
+                        "answer": addresses(f).split(',').filter(|a| !a.is_empty() && *a != "(nothing)").collect::<Vec<_>>(),
+                        "priority": f.level,
+                        "mode": format!("{:?}", f.mode).to_lowercase(),
+                        "ttl": f.rrset.ttl,
+                    })
+                };
+                let targets: Vec<Value> = pool
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .map(|(ti, t)| {
+                        let key = keys.map(|k| &k[pi][ti]);
+                        let v = key.and_then(|k| self.verdicts.get(k));
+                        let st = key.and_then(|k| self.probes.get(k));
+                        json!({
+                            "address": t.address.to_string(),
+                            "probe": t.probe.to_string(),
+                            "priority": t.priority,
+                            "verdict": format!("{:?}", v.map_or(Health::Unknown, |v| v.verdict)).to_lowercase(),
+                            "in_doubt": v.is_some_and(TargetState::in_doubt),
+                            "since": st.map(|s| rfc3339(s.since)),
+                            "last_probe": st.map(|s| json!({
+                                "at": rfc3339(s.checked_at),
+                                "ok": s.error.is_none(),
+                                "latency_ms": (s.latency_ms * 10.0).round() / 10.0,
+                                "error": s.error,
+                            })),
+                            "streak": v.map(|v| json!({"ok": v.last_ok, "count": v.streak})),
+                            "drained": self.admin.is_drained(t.address, &hold),
+                        })
+                    })
+                    .collect();
+                pools.push(json!({
+                    "pool": pool.name.to_string(),
+                    "zone": zone.apex.to_string(),
+                    "check": pool.check.name,
+                    "policy": pool.all_down.to_string(),
+                    "failback": format!("{:?}", pool.failback).to_lowercase(),
+                    "held": self.admin.held.get(&hold).map(|h| json!({"a": h[0], "aaaa": h[1]})),
+                    "a": family(&answer.a),
+                    "aaaa": family(&answer.aaaa),
+                    "targets": targets,
+                }));
+            }
+        }
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "zones": zones,
+            "pools": pools,
+            "drained": self.admin.drained.iter().map(|d| json!({"address": d.address.to_string(), "pool": d.pool})).collect::<Vec<_>>(),
+            "events": self.journal.since(0, events),
+        })
+    }
+}
+
+/// How a pool is named in the state file (and matched for per-pool drains).
+fn hold_key(name: &Name) -> String {
+    name.to_string().to_ascii_lowercase()
 }
 
 fn addresses(f: &FamilyAnswer) -> String {
@@ -476,24 +734,39 @@ fn addresses(f: &FamilyAnswer) -> String {
     }
 }
 
-/// One event line per pool answer that changed, readable at 3 a.m.
-fn log_change(pool: &Pool, rtype: &str, before: &FamilyAnswer, now: &FamilyAnswer, reason: &str) {
+/// The event for a pool answer that changed, if it did.
+fn change_event(
+    zone: &Zone,
+    pool: &crate::config::Pool,
+    rtype: &'static str,
+    before: &FamilyAnswer,
+    now: &FamilyAnswer,
+    reason: &str,
+) -> Option<Event> {
     if before.rrset.data == now.rrset.data && before.mode == now.mode {
-        return;
+        return None;
     }
-    let (from, to) = (addresses(before), addresses(now));
-    if now.mode == Mode::AllDown {
-        error!(pool = %pool.name, r#type = %rtype, policy = %pool.all_down, answering = %to, reason, "all targets down");
-    } else if before.rrset.data != now.rrset.data {
-        let level = now.level.map_or("-".to_string(), |l| l.to_string());
-        if now.mode == Mode::Preferred {
-            info!(pool = %pool.name, r#type = %rtype, from = %from, to = %to, priority = %level, reason, "answer changed");
-        } else {
-            warn!(pool = %pool.name, r#type = %rtype, from = %from, to = %to, priority = %level, reason, "answer changed");
-        }
+    let kind = if now.mode == Mode::AllDown {
+        EventKind::AllDown
     } else if before.mode == Mode::AllDown {
-        info!(pool = %pool.name, r#type = %rtype, answering = %to, reason, "targets back up");
-    }
+        EventKind::Recovered
+    } else if now.level > before.level {
+        EventKind::Failover
+    } else if before.rrset.data != now.rrset.data {
+        EventKind::Failback
+    } else {
+        return None;
+    };
+    Some(Event {
+        zone: Some(zone.apex.to_string()),
+        pool: Some(pool.name.to_string()),
+        rtype: Some(rtype),
+        from: Some(addresses(before)),
+        to: Some(addresses(now)),
+        priority: now.level,
+        policy: (kind == EventKind::AllDown).then(|| pool.all_down.to_string()),
+        ..Event::new(kind, reason)
+    })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

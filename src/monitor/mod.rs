@@ -86,8 +86,7 @@ impl ProbeKey {
     }
 }
 
-/// A probe result that changed what the publisher must know: a new verdict, or the verdict
-/// coming into or out of doubt.
+/// One probe's result, with the verdict it leaves.
 #[derive(Debug, Clone)]
 pub struct Update {
     pub key: ProbeKey,
@@ -188,20 +187,23 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
         };
         let latency = started.elapsed();
         let ok = result.is_ok();
-        let was_in_doubt = state.in_doubt();
         let transition = state.observe(ok, check.rise, check.fall);
         debug!(target = %key.addr, check = %check.name, ok, latency_ms = latency.as_millis() as u64, cause = result.as_ref().err().map(String::as_str), "probe");
-        if transition.is_some() || state.in_doubt() != was_in_doubt {
-            let update = Update {
-                key: key.clone(),
-                state: state.clone(),
-                transition,
-                cause: result.err(),
-                latency,
-            };
-            if tx.send(update).is_err() {
-                return;
-            }
+        let outcome = if ok { "ok" } else { "fail" };
+        metrics::counter!("weiche_probes_total", "check" => check.name.clone(), "result" => outcome).increment(1);
+        metrics::histogram!("weiche_probe_latency_seconds", "check" => check.name.clone())
+            .record(latency.as_secs_f64());
+        // Every result goes to the publisher (the status API shows the last one); it decides
+        // whether answers change.
+        let update = Update {
+            key: key.clone(),
+            state: state.clone(),
+            transition,
+            cause: result.err(),
+            latency,
+        };
+        if tx.send(update).is_err() {
+            return;
         }
         let mut wait = if state.in_doubt() || state.verdict == Health::Unknown {
             check.retry_interval
@@ -241,14 +243,25 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         drop(listener);
         let killed = Instant::now();
-        let doubt = rx.recv().await.unwrap();
+        // Every probe reports; wait for the first that disagrees, then for the verdict.
+        let doubt = loop {
+            let u = rx.recv().await.unwrap();
+            if u.state.in_doubt() || u.transition.is_some() {
+                break u;
+            }
+        };
         let t_doubt = Instant::now();
         assert!(doubt.transition.is_none() && doubt.state.in_doubt());
         assert!(
             t_doubt - killed <= Duration::from_secs(1),
             "first failure within one interval"
         );
-        let down = rx.recv().await.unwrap();
+        let down = loop {
+            let u = rx.recv().await.unwrap();
+            if u.transition.is_some() {
+                break u;
+            }
+        };
         let t_down = Instant::now();
         assert_eq!(
             down.transition.map(|t| (t.to, t.after)),

@@ -1,0 +1,314 @@
+//! Events: every change a person may want to know of (a target down or up, an answer that moved,
+//! a drain), as one record that is logged, kept for the status API, and sent to subscribers
+//! (webhooks, `weiche events --follow`).
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tracing::{error, info, warn};
+
+/// How many recent events are kept for `/status` and `/events`.
+pub const KEEP: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    TargetDown,
+    TargetUp,
+    /// A pool's answer moved to a worse priority level.
+    Failover,
+    /// A pool's answer moved back to a better level.
+    Failback,
+    /// No target of a family is healthy: the all-down policy answers.
+    AllDown,
+    /// Out of all-down again.
+    Recovered,
+    Drain,
+    Undrain,
+    FailbackReleased,
+    ZoneLoaded,
+    ZoneError,
+    ZoneRemoved,
+}
+
+impl EventKind {
+    /// Events that notifications (webhooks, commands) are sent for.
+    pub fn notifies(self) -> bool {
+        use EventKind::*;
+        matches!(
+            self,
+            Failover | Failback | AllDown | Recovered | Drain | Undrain | FailbackReleased
+        )
+    }
+}
+
+/// One event. Fields that do not apply are left out of the JSON.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Event {
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub kind: Option<EventKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// A or AAAA, for answer changes.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub rtype: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// Consecutive probe results that brought a target event about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// The answer before and after, comma-separated addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Why: a probe's failure cause, what changed, who asked.
+    pub reason: String,
+    /// One sentence for a person.
+    pub message: String,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, reason: impl Into<String>) -> Event {
+        Event {
+            kind: Some(kind),
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The log line: WARN for trouble, ERROR for all down, INFO for recovery and operator actions.
+    fn log(&self) {
+        let (pool, target, check, from, to) = (
+            self.pool.as_deref(),
+            self.target.as_deref(),
+            self.check.as_deref(),
+            self.from.as_deref(),
+            self.to.as_deref(),
+        );
+        let (zone, rtype, reason) = (self.zone.as_deref(), self.rtype, self.reason.as_str());
+        match self.kind.expect("events have a kind") {
+            EventKind::TargetDown => warn!(
+                pool,
+                target,
+                check,
+                failures = self.count,
+                cause = reason,
+                zone,
+                "target down"
+            ),
+            EventKind::TargetUp => info!(
+                pool,
+                target,
+                check,
+                successes = self.count,
+                zone,
+                "target up"
+            ),
+            EventKind::Failover => warn!(
+                pool,
+                r#type = rtype,
+                from,
+                to,
+                priority = self.priority,
+                reason,
+                "answer changed"
+            ),
+            EventKind::Failback => info!(
+                pool,
+                r#type = rtype,
+                from,
+                to,
+                priority = self.priority,
+                reason,
+                "answer changed"
+            ),
+            EventKind::AllDown => error!(
+                pool,
+                r#type = rtype,
+                policy = self.policy.as_deref(),
+                answering = to,
+                reason,
+                "all targets down"
+            ),
+            EventKind::Recovered => info!(
+                pool,
+                r#type = rtype,
+                answering = to,
+                reason,
+                "targets back up"
+            ),
+            EventKind::Drain => warn!(target, pool, reason, "target drained"),
+            EventKind::Undrain => info!(target, pool, reason, "target undrained"),
+            EventKind::FailbackReleased => info!(pool, reason, "manual failback released"),
+            EventKind::ZoneLoaded => info!(zone, reason, "zone loaded"),
+            EventKind::ZoneError => warn!(zone, reason, "zone file has errors"),
+            EventKind::ZoneRemoved => warn!(zone, reason, "zone removed"),
+        }
+    }
+}
+
+/// The recent events and the subscribers to new ones.
+pub struct Journal {
+    next: u64,
+    recent: VecDeque<Event>,
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal {
+            next: 1,
+            recent: VecDeque::new(),
+            tx: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl Journal {
+    /// Numbers, stamps, logs, keeps and broadcasts an event.
+    pub fn push(&mut self, mut e: Event) {
+        e.seq = self.next;
+        self.next += 1;
+        e.time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        if e.message.is_empty() {
+            e.message = describe(&e);
+        }
+        e.log();
+        if self.recent.len() == KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(e.clone());
+        let _ = self.tx.send(e);
+    }
+
+    /// Events after `seq` (0: all kept), oldest first, at most `limit`.
+    pub fn since(&self, seq: u64, limit: usize) -> Vec<Event> {
+        let newer: Vec<&Event> = self.recent.iter().filter(|e| e.seq > seq).collect();
+        newer[newer.len().saturating_sub(limit)..]
+            .iter()
+            .map(|e| (*e).clone())
+            .collect()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
+
+/// The sentence a person reads in a notification.
+fn describe(e: &Event) -> String {
+    let pool = e.pool.as_deref().unwrap_or("?");
+    let rt = e.rtype.unwrap_or("");
+    match e.kind.expect("events have a kind") {
+        EventKind::TargetDown => format!(
+            "{pool}: target {} is down ({})",
+            e.target.as_deref().unwrap_or("?"),
+            e.reason
+        ),
+        EventKind::TargetUp => format!(
+            "{pool}: target {} is up again",
+            e.target.as_deref().unwrap_or("?")
+        ),
+        EventKind::Failover => format!(
+            "{pool} {rt} failed over from {} to {} ({})",
+            e.from.as_deref().unwrap_or("?"),
+            e.to.as_deref().unwrap_or("?"),
+            e.reason
+        ),
+        EventKind::Failback => format!(
+            "{pool} {rt} is back on {} (was {}; {})",
+            e.to.as_deref().unwrap_or("?"),
+            e.from.as_deref().unwrap_or("?"),
+            e.reason
+        ),
+        EventKind::AllDown => format!(
+            "{pool} {rt}: all targets down; answering {} by policy {}",
+            e.to.as_deref().unwrap_or("nothing"),
+            e.policy.as_deref().unwrap_or("?")
+        ),
+        EventKind::Recovered => format!(
+            "{pool} {rt}: targets back up; answering {}",
+            e.to.as_deref().unwrap_or("?")
+        ),
+        EventKind::Drain => format!(
+            "target {} drained{}",
+            e.target.as_deref().unwrap_or("?"),
+            e.pool
+                .as_deref()
+                .map(|p| format!(" in {p}"))
+                .unwrap_or_default()
+        ),
+        EventKind::Undrain => format!(
+            "target {} undrained{}",
+            e.target.as_deref().unwrap_or("?"),
+            e.pool
+                .as_deref()
+                .map(|p| format!(" in {p}"))
+                .unwrap_or_default()
+        ),
+        EventKind::FailbackReleased => format!("{pool}: manual failback released"),
+        EventKind::ZoneLoaded => format!(
+            "zone {} loaded ({})",
+            e.zone.as_deref().unwrap_or("?"),
+            e.reason
+        ),
+        EventKind::ZoneError => format!(
+            "zone {} not reloaded: {}",
+            e.zone.as_deref().unwrap_or("?"),
+            e.reason
+        ),
+        EventKind::ZoneRemoved => format!(
+            "zone {} removed ({})",
+            e.zone.as_deref().unwrap_or("?"),
+            e.reason
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_numbers_keeps_and_broadcasts() {
+        let mut j = Journal::default();
+        let mut rx = j.subscribe();
+        for i in 0..(KEEP + 5) {
+            j.push(Event {
+                target: Some(format!("192.0.2.{}", i % 250)),
+                ..Event::new(EventKind::Drain, "operator")
+            });
+        }
+        assert_eq!(j.since(0, usize::MAX).len(), KEEP);
+        assert_eq!(j.since(0, usize::MAX)[0].seq, 6);
+        assert_eq!(
+            j.since(KEEP as u64, 3)
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
+            vec![KEEP as u64 + 3, KEEP as u64 + 4, KEEP as u64 + 5]
+        );
+        let first = rx.try_recv().unwrap();
+        assert_eq!(
+            (first.seq, first.message.as_str()),
+            (1, "target 192.0.2.0 drained")
+        );
+        let json = serde_json::to_value(&first).unwrap();
+        assert_eq!(json["kind"], "drain");
+        assert!(json.get("pool").is_none(), "absent fields are left out");
+        assert!(json["time"].as_str().unwrap().ends_with('Z'));
+    }
+}
