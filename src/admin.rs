@@ -34,12 +34,9 @@ pub struct Drain {
 
 impl AdminState {
     pub fn is_drained(&self, address: IpAddr, pool: &str) -> bool {
-        self.drained.iter().any(|d| {
-            d.address == address
-                && d.pool
-                    .as_deref()
-                    .is_none_or(|p| p.eq_ignore_ascii_case(pool))
-        })
+        self.drained
+            .iter()
+            .any(|d| d.address == address && d.pool.as_deref().is_none_or(|p| p.eq_ignore_ascii_case(pool)))
     }
 }
 
@@ -52,17 +49,12 @@ pub struct StateFile {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot write the state file {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 impl StateFile {
     pub fn in_dir(dir: &Path) -> StateFile {
-        StateFile {
-            path: dir.join(STATE_FILE),
-        }
+        StateFile { path: dir.join(STATE_FILE) }
     }
 
     /// Reads the state. A missing file is an empty state; a corrupt one is renamed to
@@ -76,19 +68,15 @@ impl StateFile {
             Err(e) => {
                 return (
                     AdminState::default(),
-                    Some(format!(
-                        "cannot read {}: {e}; starting with no drains",
-                        self.path.display()
-                    )),
+                    Some(format!("cannot read {}: {e}; starting with no drains", self.path.display())),
                 );
             }
         };
         match serde_json::from_str::<AdminState>(&text) {
             Ok(s) => (s, None),
             Err(e) => {
-                let secs = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let secs =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 let aside = self.path.with_extension(format!("json.corrupt-{secs}"));
                 let moved = std::fs::rename(&self.path, &aside).map_or_else(
                     |e| format!("could not move it aside: {e}"),
@@ -107,19 +95,12 @@ impl StateFile {
 
     /// Writes the state atomically.
     pub fn save(&self, state: &AdminState) -> Result<(), StateError> {
-        let err = |source| StateError::Write {
-            path: self.path.clone(),
-            source,
-        };
+        let err = |source| StateError::Write { path: self.path.clone(), source };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        let mut text = serde_json::to_vec_pretty(&AdminState {
-            version: 1,
-            ..state.clone()
-        })
-        .expect("serializable");
+        let mut text = serde_json::to_vec_pretty(&AdminState { version: 1, ..state.clone() }).expect("serializable");
         text.push(b'\n');
         f.write_all(&text).map_err(err)?;
         f.sync_all().map_err(err)?;
@@ -142,21 +123,12 @@ mod tests {
         let f = StateFile::in_dir(&dir.path().join("state"));
         assert_eq!(f.load(), (AdminState::default(), None));
         let mut s = AdminState::default();
-        s.drained.insert(Drain {
-            address: "192.0.2.1".parse().unwrap(),
-            pool: None,
-        });
-        s.drained.insert(Drain {
-            address: "192.0.2.2".parse().unwrap(),
-            pool: Some("www.example.com.".into()),
-        });
+        s.drained.insert(Drain { address: "192.0.2.1".parse().unwrap(), pool: None });
+        s.drained.insert(Drain { address: "192.0.2.2".parse().unwrap(), pool: Some("www.example.com.".into()) });
         s.held.insert("db.example.com.".into(), [Some(2), None]);
         f.save(&s).unwrap();
         let (back, msg) = f.load();
-        assert_eq!(
-            (back.drained, back.held, msg),
-            (s.drained.clone(), s.held.clone(), None)
-        );
+        assert_eq!((back.drained, back.held, msg), (s.drained.clone(), s.held.clone(), None));
         assert!(s.is_drained("192.0.2.1".parse().unwrap(), "any.example.com."));
         assert!(s.is_drained("192.0.2.2".parse().unwrap(), "WWW.example.com."));
         assert!(!s.is_drained("192.0.2.2".parse().unwrap(), "db.example.com."));
@@ -171,14 +143,7 @@ mod tests {
         assert_eq!(s, AdminState::default());
         assert!(msg.unwrap().contains("is corrupt"));
         assert!(!f.path.exists());
-        let aside: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .collect();
-        assert!(
-            aside
-                .iter()
-                .any(|e| e.file_name().to_string_lossy().contains("corrupt"))
-        );
+        let aside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).collect();
+        assert!(aside.iter().any(|e| e.file_name().to_string_lossy().contains("corrupt")));
     }
 }

@@ -19,26 +19,18 @@ const MAX_CHAIN: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub rcode: u16,
+    pub qtype: u16,
     pub truncated: bool,
 }
 
 /// Answers `msg` into `out`. Returns None when nothing should be sent back.
-pub fn respond(
-    snap: &Snapshot,
-    msg: &[u8],
-    tcp: bool,
-    udp_payload: u16,
-    out: &mut Vec<u8>,
-) -> Option<Outcome> {
+pub fn respond(snap: &Snapshot, msg: &[u8], tcp: bool, udp_payload: u16, out: &mut Vec<u8>) -> Option<Outcome> {
     let q = match Query::parse(msg) {
         Ok(q) => q,
         Err(Reject::Drop) => return None,
         Err(Reject::Header { id, flags, rcode }) => {
             wire::header_only(out, id, flags, rcode);
-            return Some(Outcome {
-                rcode: rcode as u16,
-                truncated: false,
-            });
+            return Some(Outcome { rcode: rcode as u16, qtype: 0, truncated: false });
         }
     };
     let max = if tcp {
@@ -52,13 +44,7 @@ pub fn respond(
     let opt_room = if q.edns.is_some() { 11 } else { 0 };
     let base = flags::QR | (q.flags & (0x7800 | flags::RD | flags::CD));
     let mut w = Writer::begin(out, &q, max - opt_room);
-    let mut r = Resolver {
-        q: &q,
-        w: &mut w,
-        rcode: rcode::NOERROR as u16,
-        aa: false,
-        chain: [NONE; MAX_CHAIN],
-    };
+    let mut r = Resolver { q: &q, w: &mut w, rcode: rcode::NOERROR as u16, aa: false, chain: [NONE; MAX_CHAIN] };
     match q.edns {
         _ if q.multiple_opt => r.rcode = rcode::FORMERR as u16,
         Some(e) if e.version > 0 => r.rcode = rcode::BADVERS,
@@ -71,10 +57,7 @@ pub fn respond(
     }
     let truncated = w.truncated;
     w.finish(base | if aa { flags::AA } else { 0 } | (rc & 0xf));
-    Some(Outcome {
-        rcode: rc,
-        truncated,
-    })
+    Some(Outcome { rcode: rc, qtype: q.qtype, truncated })
 }
 
 struct Resolver<'q, 'w, 'b> {
@@ -100,11 +83,7 @@ fn find(zone: &Zone, key: &[u8]) -> Found {
     let mut exact = true;
     loop {
         if let Some(id) = zone.node_id(cur) {
-            return if exact {
-                Found::Exact(id)
-            } else {
-                Found::Encloser(id)
-            };
+            return if exact { Found::Exact(id) } else { Found::Encloser(id) };
         }
         if cur[0] == 0 {
             // Only reachable for a name outside the zone; callers never pass one.
@@ -209,15 +188,9 @@ impl Resolver<'_, '_, '_> {
         let pool = (node.pool != NONE).then(|| &entry.answers[node.pool as usize]);
         let nodata_ttl = pool.map_or(zone.neg_ttl, |p| p.nodata_ttl);
         if let Some(p) = pool
-            && (qtype == rtype::A
-                || qtype == rtype::AAAA
-                || (qtype == rtype::ANY && node.rrsets.is_empty()))
+            && (qtype == rtype::A || qtype == rtype::AAAA || (qtype == rtype::ANY && node.rrsets.is_empty()))
         {
-            let fam = p.family(if qtype == rtype::ANY && p.a.rrset.count == 0 {
-                rtype::AAAA
-            } else {
-                qtype
-            });
+            let fam = p.family(if qtype == rtype::ANY && p.a.rrset.count == 0 { rtype::AAAA } else { qtype });
             let set = &fam.rrset;
             if set.count == 0 {
                 return self.negative(zone, nodata_ttl);
@@ -231,8 +204,7 @@ impl Resolver<'_, '_, '_> {
                     }) as usize
                         % set.count as usize;
                     let rdatas = set.rdatas().cycle().skip(start).take(max as usize);
-                    self.w
-                        .rdatas(Section::Answer, owner, set.rtype, set.ttl, rdatas, max)
+                    self.w.rdatas(Section::Answer, owner, set.rtype, set.ttl, rdatas, max)
                 }
                 _ => self.w.rrset(Section::Answer, owner, set, set.ttl),
             };
@@ -241,11 +213,7 @@ impl Resolver<'_, '_, '_> {
             }
             return;
         }
-        let set = if qtype == rtype::ANY {
-            node.rrsets.first()
-        } else {
-            node.rrset(qtype)
-        };
+        let set = if qtype == rtype::ANY { node.rrsets.first() } else { node.rrset(qtype) };
         match set {
             Some(set) => {
                 if !self.w.rrset(Section::Answer, owner, set, set.ttl) {
@@ -259,12 +227,7 @@ impl Resolver<'_, '_, '_> {
     /// NXDOMAIN or NODATA: the zone's SOA in the authority section.
     fn negative(&mut self, zone: &Zone, ttl: u32) {
         let soa = zone.soa();
-        if !self.w.rrset(
-            Section::Authority,
-            Owner::Name(zone.apex.wire()),
-            soa,
-            ttl.min(soa.ttl),
-        ) {
+        if !self.w.rrset(Section::Authority, Owner::Name(zone.apex.wire()), soa, ttl.min(soa.ttl)) {
             self.w.truncated = true;
         }
     }
@@ -278,12 +241,7 @@ impl Resolver<'_, '_, '_> {
         self.aa = false;
         let node = zone.node(cut);
         let ns = node.rrset(rtype::NS).expect("a cut has NS");
-        if !self.w.rrset(
-            Section::Authority,
-            Owner::Name(node.name.wire()),
-            ns,
-            ns.ttl,
-        ) {
+        if !self.w.rrset(Section::Authority, Owner::Name(node.name.wire()), ns, ns.ttl) {
             self.w.truncated = true;
             return;
         }
@@ -293,12 +251,7 @@ impl Resolver<'_, '_, '_> {
             let required = glue.cut == cut;
             for rt in [rtype::A, rtype::AAAA] {
                 if let Some(set) = glue.rrset(rt)
-                    && !self.w.rrset(
-                        Section::Additional,
-                        Owner::Name(glue.name.wire()),
-                        set,
-                        set.ttl,
-                    )
+                    && !self.w.rrset(Section::Additional, Owner::Name(glue.name.wire()), set, set.ttl)
                 {
                     if required {
                         self.w.truncated = true;

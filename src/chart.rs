@@ -109,106 +109,46 @@ fn steady(t: &TargetView) -> bool {
 }
 
 fn at_level(targets: &[TargetView], level: u8, pick: impl Fn(&TargetView) -> bool) -> Vec<usize> {
-    (0..targets.len())
-        .filter(|&i| targets[i].priority == level && pick(&targets[i]))
-        .collect()
+    (0..targets.len()).filter(|&i| targets[i].priority == level && pick(&targets[i])).collect()
 }
 
 /// Chooses the answer for one address family. `held` is the level a manual failback keeps.
 pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
-    let best_usable = targets
-        .iter()
-        .filter(|t| usable(t))
-        .map(|t| t.priority)
-        .min();
+    let best_usable = targets.iter().filter(|t| usable(t)).map(|t| t.priority).min();
     let Some(best_usable) = best_usable else {
-        return Choice {
-            selected: Vec::new(),
-            level: None,
-            mode: Mode::AllDown,
-            short_ttl: true,
-        };
+        return Choice { selected: Vec::new(), level: None, mode: Mode::AllDown, short_ttl: true };
     };
-    let best_healthy = targets
-        .iter()
-        .filter(|t| healthy(t))
-        .map(|t| t.priority)
-        .min();
+    let best_healthy = targets.iter().filter(|t| healthy(t)).map(|t| t.priority).min();
     let level = match (best_healthy, held) {
         // Manual failback: stay on the held level while it has a healthy target.
-        (Some(best), Some(h))
-            if h > best && targets.iter().any(|t| t.priority == h && healthy(t)) =>
-        {
-            Some(h)
-        }
+        (Some(best), Some(h)) if h > best && targets.iter().any(|t| t.priority == h && healthy(t)) => Some(h),
         (Some(best), _) => Some(best),
         (None, _) => None,
     };
     if let Some(level) = level {
         let selected = at_level(targets, level, healthy);
-        let mode = if level == best_usable {
-            Mode::Preferred
-        } else {
-            Mode::Fallback
-        };
-        let all_steady = targets
-            .iter()
-            .filter(|t| t.priority == level && usable(t))
-            .all(steady);
-        return Choice {
-            selected,
-            level: Some(level),
-            mode,
-            short_ttl: mode == Mode::Fallback || !all_steady,
-        };
+        let mode = if level == best_usable { Mode::Preferred } else { Mode::Fallback };
+        let all_steady = targets.iter().filter(|t| t.priority == level && usable(t)).all(steady);
+        return Choice { selected, level: Some(level), mode, short_ttl: mode == Mode::Fallback || !all_steady };
     }
     // No verdict says up. Targets the monitor has not judged yet are taken as up: until the first
     // probe round is done, nothing is known to be down.
     let unknown = |t: &TargetView| t.admin == Admin::Auto && t.health == Health::Unknown;
-    if let Some(level) = targets
-        .iter()
-        .filter(|t| unknown(t))
-        .map(|t| t.priority)
-        .min()
-    {
+    if let Some(level) = targets.iter().filter(|t| unknown(t)).map(|t| t.priority).min() {
         let selected = at_level(targets, level, unknown);
-        let mode = if level == best_usable {
-            Mode::Preferred
-        } else {
-            Mode::Fallback
-        };
-        return Choice {
-            selected,
-            level: Some(level),
-            mode,
-            short_ttl: true,
-        };
+        let mode = if level == best_usable { Mode::Preferred } else { Mode::Fallback };
+        return Choice { selected, level: Some(level), mode, short_ttl: true };
     }
     let (selected, level) = match all_down {
         AllDown::KeepPrimary => (at_level(targets, best_usable, usable), Some(best_usable)),
         AllDown::Last => {
-            let worst = targets
-                .iter()
-                .filter(|t| usable(t))
-                .map(|t| t.priority)
-                .max()
-                .unwrap_or(best_usable);
+            let worst = targets.iter().filter(|t| usable(t)).map(|t| t.priority).max().unwrap_or(best_usable);
             (at_level(targets, worst, usable), Some(worst))
         }
-        AllDown::All => (
-            (0..targets.len())
-                .filter(|&i| usable(&targets[i]))
-                .collect(),
-            None,
-        ),
+        AllDown::All => ((0..targets.len()).filter(|&i| usable(&targets[i])).collect(), None),
         AllDown::None => (Vec::new(), None),
     };
-    Choice {
-        selected,
-        level,
-        mode: Mode::AllDown,
-        short_ttl: true,
-    }
+    Choice { selected, level, mode: Mode::AllDown, short_ttl: true }
 }
 
 #[cfg(test)]
@@ -217,52 +157,29 @@ mod tests {
     use Health::*;
 
     fn t(priority: u8, health: Health) -> TargetView {
-        TargetView {
-            priority,
-            health,
-            admin: Admin::Auto,
-            in_doubt: false,
-        }
+        TargetView { priority, health, admin: Admin::Auto, in_doubt: false }
     }
 
     /// The `code`-th assignment of up/down/unknown to three levels of two targets.
     fn combination(code: usize) -> Vec<TargetView> {
         let states = [Up, Down, Unknown];
-        (0..6)
-            .map(|i| t((i / 2 + 1) as u8, states[code / 3usize.pow(i as u32) % 3]))
-            .collect()
+        (0..6).map(|i| t((i / 2 + 1) as u8, states[code / 3usize.pow(i as u32) % 3])).collect()
     }
 
-    const POLICIES: [AllDown; 4] = [
-        AllDown::KeepPrimary,
-        AllDown::All,
-        AllDown::Last,
-        AllDown::None,
-    ];
+    const POLICIES: [AllDown; 4] = [AllDown::KeepPrimary, AllDown::All, AllDown::Last, AllDown::None];
 
     #[test]
     fn primary_up_is_answered_with_full_ttl() {
         let ts = [t(1, Up), t(1, Up), t(2, Up)];
         let c = choose(&ts, AllDown::KeepPrimary, None);
-        assert_eq!(
-            c,
-            Choice {
-                selected: vec![0, 1],
-                level: Some(1),
-                mode: Mode::Preferred,
-                short_ttl: false
-            }
-        );
+        assert_eq!(c, Choice { selected: vec![0, 1], level: Some(1), mode: Mode::Preferred, short_ttl: false });
     }
 
     #[test]
     fn fails_over_to_the_first_healthy_level() {
         let ts = [t(1, Down), t(2, Down), t(3, Up), t(3, Down)];
         let c = choose(&ts, AllDown::KeepPrimary, None);
-        assert_eq!(
-            (c.selected, c.level, c.mode, c.short_ttl),
-            (vec![2], Some(3), Mode::Fallback, true)
-        );
+        assert_eq!((c.selected, c.level, c.mode, c.short_ttl), (vec![2], Some(3), Mode::Fallback, true));
     }
 
     #[test]
@@ -281,11 +198,7 @@ mod tests {
         let ts = [t(1, Unknown), t(2, Unknown)];
         for p in POLICIES {
             let c = choose(&ts, p, None);
-            assert_eq!(
-                (c.selected, c.mode, c.short_ttl),
-                (vec![0], Mode::Preferred, true),
-                "{p:?}"
-            );
+            assert_eq!((c.selected, c.mode, c.short_ttl), (vec![0], Mode::Preferred, true), "{p:?}");
         }
     }
 
@@ -319,10 +232,7 @@ mod tests {
         ts[0].admin = Admin::ForcedDown;
         let c = choose(&ts, AllDown::KeepPrimary, None);
         // The drained primary no longer defines "preferred": level 2 is the best there is.
-        assert_eq!(
-            (c.selected, c.mode, c.short_ttl),
-            (vec![1], Mode::Preferred, false)
-        );
+        assert_eq!((c.selected, c.mode, c.short_ttl), (vec![1], Mode::Preferred, false));
         let mut ts = [t(1, Down), t(2, Up)];
         ts[0].admin = Admin::ForcedUp;
         assert_eq!(choose(&ts, AllDown::KeepPrimary, None).selected, vec![0]);
@@ -341,10 +251,7 @@ mod tests {
     fn manual_failback_holds_while_the_held_level_is_healthy() {
         let ts = [t(1, Up), t(2, Up)];
         let c = choose(&ts, AllDown::KeepPrimary, Some(2));
-        assert_eq!(
-            (c.selected, c.mode, c.short_ttl),
-            (vec![1], Mode::Fallback, true)
-        );
+        assert_eq!((c.selected, c.mode, c.short_ttl), (vec![1], Mode::Fallback, true));
         // The held level fails: move to the best healthy one.
         let ts = [t(1, Up), t(2, Down), t(3, Up)];
         assert_eq!(choose(&ts, AllDown::KeepPrimary, Some(2)).selected, vec![0]);
@@ -370,28 +277,11 @@ mod tests {
                 let any_up = ts.iter().any(|x| x.health == Up);
                 let any_unknown = ts.iter().any(|x| x.health == Unknown);
                 if any_up {
-                    let best = ts
-                        .iter()
-                        .filter(|x| x.health == Up)
-                        .map(|x| x.priority)
-                        .min()
-                        .unwrap();
-                    assert!(
-                        ch.selected
-                            .iter()
-                            .all(|&i| ts[i].health == Up && ts[i].priority == best)
-                    );
-                    assert_eq!(
-                        ch.selected.len(),
-                        ts.iter()
-                            .filter(|x| x.health == Up && x.priority == best)
-                            .count()
-                    );
+                    let best = ts.iter().filter(|x| x.health == Up).map(|x| x.priority).min().unwrap();
+                    assert!(ch.selected.iter().all(|&i| ts[i].health == Up && ts[i].priority == best));
+                    assert_eq!(ch.selected.len(), ts.iter().filter(|x| x.health == Up && x.priority == best).count());
                     assert_eq!(ch.mode == Mode::Preferred, best == 1);
-                    assert_eq!(
-                        ch.short_ttl,
-                        best != 1 || ts.iter().any(|x| x.priority == 1 && x.health != Up)
-                    );
+                    assert_eq!(ch.short_ttl, best != 1 || ts.iter().any(|x| x.priority == 1 && x.health != Up));
                 } else if any_unknown {
                     assert!(!ch.selected.is_empty());
                     assert!(ch.selected.iter().all(|&i| ts[i].health == Unknown));
@@ -414,22 +304,13 @@ mod tests {
                 let auto = choose(&ts, p, None);
                 for held in 1..=3u8 {
                     let manual = choose(&ts, p, Some(held));
-                    let best_up = ts
-                        .iter()
-                        .filter(|x| x.health == Up)
-                        .map(|x| x.priority)
-                        .min();
+                    let best_up = ts.iter().filter(|x| x.health == Up).map(|x| x.priority).min();
                     let held_up = ts.iter().any(|x| x.priority == held && x.health == Up);
                     match best_up {
                         Some(best) if held > best && held_up => {
                             assert_eq!(manual.level, Some(held));
                             assert_eq!(manual.mode, Mode::Fallback);
-                            assert!(
-                                manual
-                                    .selected
-                                    .iter()
-                                    .all(|&i| ts[i].priority == held && ts[i].health == Up)
-                            );
+                            assert!(manual.selected.iter().all(|&i| ts[i].priority == held && ts[i].health == Up));
                         }
                         _ => assert_eq!(manual, auto, "hold {held} must not matter: {ts:?}"),
                     }

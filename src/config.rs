@@ -33,12 +33,7 @@ pub fn locate(text: &str, offset: usize) -> (u32, u32) {
 }
 
 /// Turns a span in `text` (the contents of `file`) into a positioned error.
-pub fn span_error(
-    file: &Arc<Path>,
-    text: &str,
-    span: std::ops::Range<usize>,
-    msg: impl Into<String>,
-) -> FileError {
+pub fn span_error(file: &Arc<Path>, text: &str, span: std::ops::Range<usize>, msg: impl Into<String>) -> FileError {
     let (line, col) = locate(text, span.start);
     FileError::new(file, line, col, msg)
 }
@@ -63,9 +58,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -102,6 +95,16 @@ struct ConfigSpec {
     server: ServerSpec,
     #[serde(default)]
     log: LogSpec,
+    #[serde(default)]
+    api: ApiSpec,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApiSpec {
+    /// ADDRESS:PORT, or "off".
+    listen: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -114,6 +117,7 @@ struct ServerSpec {
     tcp_max_connections: Option<Spanned<usize>>,
     udp_workers: Option<usize>,
     reload_interval: Option<Spanned<String>>,
+    state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -148,6 +152,22 @@ pub struct Config {
     pub reload_interval: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// The HTTP API's address (None: no API).
+    pub api_listen: Option<SocketAddr>,
+    /// Bearer token the API requires (read from `api.token_file`).
+    pub api_token: Option<String>,
+    /// Where operator decisions (drains, failback holds) are kept (None: not kept).
+    pub state_dir: Option<PathBuf>,
+}
+
+pub const DEFAULT_API: &str = "127.0.0.1:8053";
+
+/// Parses an API address: ADDRESS:PORT, or "off" for none.
+pub fn parse_api_listen(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| format!("{s:?} is not ADDRESS:PORT or \"off\""))
 }
 
 impl Config {
@@ -155,20 +175,11 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
         let (file, text): (Arc<Path>, String) = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    FileError::new(
-                        &Arc::from(p),
-                        0,
-                        0,
-                        format!("cannot read the configuration: {e}"),
-                    )
-                })?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| FileError::new(&Arc::from(p), 0, 0, format!("cannot read the configuration: {e}")))?;
                 (p.into(), text)
             }
-            None => (
-                Path::new("<built-in configuration>").into(),
-                BUILTIN.to_string(),
-            ),
+            None => (Path::new("<built-in configuration>").into(), BUILTIN.to_string()),
         };
         let spec: ConfigSpec = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
         let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
@@ -179,10 +190,7 @@ impl Config {
             let addr = l.get_ref().parse::<SocketAddr>().map_err(|_| {
                 err(
                     l.span(),
-                    format!(
-                        "listen: {:?} is not ADDRESS:PORT (e.g. 127.0.0.1:1053 or [::1]:53)",
-                        l.get_ref()
-                    ),
+                    format!("listen: {:?} is not ADDRESS:PORT (e.g. 127.0.0.1:1053 or [::1]:53)", l.get_ref()),
                 )
             })?;
             listen.push(addr);
@@ -192,20 +200,14 @@ impl Config {
         }
         let udp_payload = match s.udp_payload {
             Some(v) if !(512..=4096).contains(v.get_ref()) => {
-                return Err(err(
-                    v.span(),
-                    format!("udp_payload must be 512..=4096, got {}", v.get_ref()),
-                ));
+                return Err(err(v.span(), format!("udp_payload must be 512..=4096, got {}", v.get_ref())));
             }
             Some(v) => v.into_inner(),
             None => DEFAULT_UDP_PAYLOAD,
         };
         let tcp_max_connections = match s.tcp_max_connections {
             Some(v) if *v.get_ref() == 0 => {
-                return Err(err(
-                    v.span(),
-                    "tcp_max_connections must be at least 1".into(),
-                ));
+                return Err(err(v.span(), "tcp_max_connections must be at least 1".into()));
             }
             Some(v) => v.into_inner(),
             None => 512,
@@ -216,12 +218,44 @@ impl Config {
                 &file,
                 0,
                 0,
-                format!(
-                    "log.level {log_level:?} is not a level or filter (error, warn, info, debug, trace)"
-                ),
+                format!("log.level {log_level:?} is not a level or filter (error, warn, info, debug, trace)"),
+            ));
+        }
+        let api_listen = match &spec.api.listen {
+            None => parse_api_listen(DEFAULT_API).expect("valid default"),
+            Some(l) => parse_api_listen(l.get_ref()).map_err(|m| err(l.span(), format!("api.listen: {m}")))?,
+        };
+        let api_token = match &spec.api.token_file {
+            None => None,
+            Some(f) => {
+                let path = base.join(f.get_ref());
+                let token = std::fs::read_to_string(&path)
+                    .map_err(|e| err(f.span(), format!("api.token_file: cannot read {}: {e}", path.display())))?
+                    .trim()
+                    .to_string();
+                if token.len() < 16 {
+                    return Err(err(
+                        f.span(),
+                        format!("api.token_file: the token in {} is shorter than 16 characters", path.display()),
+                    ));
+                }
+                Some(token)
+            }
+        };
+        if let Some(a) = api_listen
+            && !a.ip().is_loopback()
+            && api_token.is_none()
+        {
+            let span = spec.api.listen.as_ref().map_or(0..0, Spanned::span);
+            return Err(err(
+                span,
+                format!("api.listen {a} is beyond loopback: set api.token_file too (a file holding a bearer token)"),
             ));
         }
         Ok(Config {
+            api_listen,
+            api_token,
+            state_dir: s.state_dir.as_ref().map(|d| base.join(d)),
             file: path.map(Path::to_path_buf),
             listen,
             zones_dir: base.join(s.zones.unwrap_or_else(|| "zones".into())),
@@ -443,15 +477,7 @@ pub fn pools_of(
     for (key, spec) in pools {
         let key_span = key.span();
         let label = key.get_ref().clone();
-        match pool_of(
-            &label,
-            key_span.clone(),
-            spec.into_inner(),
-            origin,
-            &named,
-            file,
-            text,
-        ) {
+        match pool_of(&label, key_span.clone(), spec.into_inner(), origin, &named, file, text) {
             Ok(p) => out.push(p),
             Err(e) => errors.extend(e),
         }
@@ -466,21 +492,8 @@ pub struct ZonePools {
 }
 
 impl ZoneSpec {
-    pub fn split(
-        self,
-    ) -> (
-        Option<Spanned<String>>,
-        Option<Spanned<OneOrMany>>,
-        ZonePools,
-    ) {
-        (
-            self.records,
-            self.include,
-            ZonePools {
-                checks: self.checks,
-                pools: self.pools,
-            },
-        )
+    pub fn split(self) -> (Option<Spanned<String>>, Option<Spanned<OneOrMany>>, ZonePools) {
+        (self.records, self.include, ZonePools { checks: self.checks, pools: self.pools })
     }
 }
 
@@ -491,32 +504,19 @@ fn check_of(
 ) -> Result<Check, FileError> {
     let ctx = |m: String| format!("check {name:?}: {m}");
     let cerr = |span: std::ops::Range<usize>, m: String| err(span, ctx(m));
-    let dur = |v: &Option<Spanned<String>>, default: Duration, what: &str| {
-        duration_field(v.as_ref(), default, what, &cerr)
-    };
+    let dur =
+        |v: &Option<Spanned<String>>, default: Duration, what: &str| duration_field(v.as_ref(), default, what, &cerr);
     let interval = dur(&s.interval, Duration::from_secs(10), "interval")?;
     if interval < MIN_INTERVAL {
         let span = s.interval.as_ref().map(Spanned::span).unwrap_or(0..0);
-        return Err(err(
-            span,
-            ctx(format!(
-                "interval must be at least {}ms",
-                MIN_INTERVAL.as_millis()
-            )),
-        ));
+        return Err(err(span, ctx(format!("interval must be at least {}ms", MIN_INTERVAL.as_millis()))));
     }
-    let timeout = dur(
-        &s.timeout,
-        Duration::from_secs(2).min(interval / 2),
-        "timeout",
-    )?;
+    let timeout = dur(&s.timeout, Duration::from_secs(2).min(interval / 2), "timeout")?;
     if timeout >= interval || timeout.is_zero() {
         let span = s.timeout.as_ref().map(Spanned::span).unwrap_or(0..0);
         return Err(err(
             span,
-            ctx(format!(
-                "timeout ({timeout:?}) must be above zero and less than the interval ({interval:?})"
-            )),
+            ctx(format!("timeout ({timeout:?}) must be above zero and less than the interval ({interval:?})")),
         ));
     }
     // A failure on an up target (or a success on a down one) is confirmed quickly (HAProxy's
@@ -525,19 +525,13 @@ fn check_of(
     let retry_interval = dur(&s.retry_interval, retry_default, "retry_interval")?;
     if retry_interval < MIN_RETRY_INTERVAL || retry_interval > interval {
         let span = s.retry_interval.as_ref().map(Spanned::span).unwrap_or(0..0);
-        return Err(err(
-            span,
-            ctx(format!(
-                "retry_interval must be 100ms..=interval, got {retry_interval:?}"
-            )),
-        ));
+        return Err(err(span, ctx(format!("retry_interval must be 100ms..=interval, got {retry_interval:?}"))));
     }
     let count = |v: &Option<Spanned<u32>>, default: u32, what: &str| -> Result<u32, FileError> {
         match v {
-            Some(v) if !(1..=100).contains(v.get_ref()) => Err(err(
-                v.span(),
-                ctx(format!("{what} must be 1..=100, got {}", v.get_ref())),
-            )),
+            Some(v) if !(1..=100).contains(v.get_ref()) => {
+                Err(err(v.span(), ctx(format!("{what} must be 1..=100, got {}", v.get_ref()))))
+            }
             Some(v) => Ok(*v.get_ref()),
             None => Ok(default),
         }
@@ -545,10 +539,7 @@ fn check_of(
     let fall = count(&s.fall, 3, "fall")?;
     let rise = count(&s.rise, 2, "rise")?;
     let only_for = |v: Option<std::ops::Range<usize>>, field: &str, kinds: &str| match v {
-        Some(span) => Err(err(
-            span,
-            ctx(format!("{field} is only for {kinds} checks")),
-        )),
+        Some(span) => Err(err(span, ctx(format!("{field} is only for {kinds} checks")))),
         None => Ok(()),
     };
     let probe = match s.kind {
@@ -557,84 +548,44 @@ fn check_of(
             only_for(s.path.as_ref().map(Spanned::span), "path", "http/https")?;
             only_for(s.method.as_ref().map(Spanned::span), "method", "http/https")?;
             only_for(
-                s.expect_status
-                    .as_ref()
-                    .and_then(|v| v.first())
-                    .map(Spanned::span),
+                s.expect_status.as_ref().and_then(|v| v.first()).map(Spanned::span),
                 "expect_status",
                 "http/https",
             )?;
-            only_for(
-                s.body_contains.as_ref().map(Spanned::span),
-                "body_contains",
-                "http/https",
-            )?;
-            only_for(
-                s.headers.as_ref().map(Spanned::span),
-                "headers",
-                "http/https",
-            )?;
-            only_for(
-                s.tls_verify.as_ref().map(Spanned::span),
-                "tls_verify",
-                "https",
-            )?;
-            Probe::Tcp {
-                send: s.send.map(Spanned::into_inner),
-                expect: s.expect.map(Spanned::into_inner),
-            }
+            only_for(s.body_contains.as_ref().map(Spanned::span), "body_contains", "http/https")?;
+            only_for(s.headers.as_ref().map(Spanned::span), "headers", "http/https")?;
+            only_for(s.tls_verify.as_ref().map(Spanned::span), "tls_verify", "https")?;
+            Probe::Tcp { send: s.send.map(Spanned::into_inner), expect: s.expect.map(Spanned::into_inner) }
         }
         CheckKind::Http | CheckKind::Https => {
             only_for(s.send.as_ref().map(Spanned::span), "send", "tcp")?;
             only_for(s.expect.as_ref().map(Spanned::span), "expect", "tcp")?;
             if s.kind == CheckKind::Http {
-                only_for(
-                    s.tls_verify.as_ref().map(Spanned::span),
-                    "tls_verify",
-                    "https",
-                )?;
+                only_for(s.tls_verify.as_ref().map(Spanned::span), "tls_verify", "https")?;
             }
-            let method = s
-                .method
-                .map(Spanned::into_inner)
-                .unwrap_or_else(|| "GET".into())
-                .to_ascii_uppercase();
+            let method = s.method.map(Spanned::into_inner).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
             if method != "GET" && method != "HEAD" {
-                return Err(err(
-                    0..0,
-                    ctx(format!("method must be GET or HEAD, got {method}")),
-                ));
+                return Err(err(0..0, ctx(format!("method must be GET or HEAD, got {method}"))));
             }
-            let path = s
-                .path
-                .map(Spanned::into_inner)
-                .unwrap_or_else(|| "/".into());
+            let path = s.path.map(Spanned::into_inner).unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
-                return Err(err(
-                    0..0,
-                    ctx(format!("path must start with '/', got {path:?}")),
-                ));
+                return Err(err(0..0, ctx(format!("path must start with '/', got {path:?}"))));
             }
             let mut statuses = Vec::new();
             for st in s.expect_status.unwrap_or_default() {
                 let span = st.span();
                 let range = match st.into_inner() {
                     StatusSpec::Code(c) => Some((c, c)),
-                    StatusSpec::Range(r) => r
-                        .split_once('-')
-                        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?))),
+                    StatusSpec::Range(r) => {
+                        r.split_once('-').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                    }
                 };
                 match range {
-                    Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => {
-                        statuses.push((a, b))
-                    }
+                    Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => statuses.push((a, b)),
                     _ => {
                         return Err(err(
                             span,
-                            ctx(
-                                "expect_status: give codes like 200 or ranges like \"200-399\""
-                                    .into(),
-                            ),
+                            ctx("expect_status: give codes like 200 or ranges like \"200-399\"".into()),
                         ));
                     }
                 }
@@ -649,10 +600,7 @@ fn check_of(
                 method,
                 statuses,
                 body_contains: s.body_contains.map(Spanned::into_inner),
-                headers: s
-                    .headers
-                    .map(|h| h.into_inner().into_iter().collect())
-                    .unwrap_or_default(),
+                headers: s.headers.map(|h| h.into_inner().into_iter().collect()).unwrap_or_default(),
                 tls_verify: s.tls_verify.map(Spanned::into_inner).unwrap_or(true),
             }
         }
@@ -664,17 +612,7 @@ fn check_of(
         (None, CheckKind::Https) => 443,
         (None, CheckKind::Tcp) => return Err(err(0..0, ctx("a tcp check needs a port".into()))),
     };
-    Ok(Check {
-        name: name.to_string(),
-        kind: s.kind,
-        port,
-        interval,
-        timeout,
-        retry_interval,
-        fall,
-        rise,
-        probe,
-    })
+    Ok(Check { name: name.to_string(), kind: s.kind, port, interval, timeout, retry_interval, fall, rise, probe })
 }
 
 fn pool_of(
@@ -686,17 +624,13 @@ fn pool_of(
     file: &Arc<Path>,
     text: &str,
 ) -> Result<Pool, Vec<FileError>> {
-    let err = |span: std::ops::Range<usize>, msg: String| {
-        span_error(file, text, span, format!("pool {label:?}: {msg}"))
-    };
+    let err =
+        |span: std::ops::Range<usize>, msg: String| span_error(file, text, span, format!("pool {label:?}: {msg}"));
     let mut errors = Vec::new();
     let name = match crate::zonefile::rdata::parse_name(label, origin) {
         Ok(n) if n.is_subdomain_of(origin) => n,
         Ok(n) => {
-            return Err(vec![err(
-                key_span,
-                format!("{n} is not inside zone {origin}"),
-            )]);
+            return Err(vec![err(key_span, format!("{n} is not inside zone {origin}"))]);
         }
         Err(m) => return Err(vec![err(key_span, m)]),
     };
@@ -706,10 +640,7 @@ fn pool_of(
             Some(c) => Some(c.clone()),
             None => {
                 let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
-                errors.push(err(
-                    check_span,
-                    format!("no check named {n:?} in this file (defined: {known})"),
-                ));
+                errors.push(err(check_span, format!("no check named {n:?} in this file (defined: {known})")));
                 None
             }
         },
@@ -726,17 +657,11 @@ fn pool_of(
     };
     let ttl = s.ttl.as_ref().map_or(30, |t| *t.get_ref());
     if ttl > crate::zonefile::MAX_TTL {
-        errors.push(err(
-            s.ttl.as_ref().unwrap().span(),
-            "ttl is over 2147483647".into(),
-        ));
+        errors.push(err(s.ttl.as_ref().unwrap().span(), "ttl is over 2147483647".into()));
     }
     let ttl_min = s.ttl_min.as_ref().map_or(5.min(ttl), |t| *t.get_ref());
     if ttl_min > ttl {
-        errors.push(err(
-            s.ttl_min.as_ref().unwrap().span(),
-            format!("ttl_min ({ttl_min}) is above ttl ({ttl})"),
-        ));
+        errors.push(err(s.ttl_min.as_ref().unwrap().span(), format!("ttl_min ({ttl_min}) is above ttl ({ttl})")));
     }
     let failback_delay = match &s.failback_delay {
         None => Duration::ZERO,
@@ -747,10 +672,7 @@ fn pool_of(
     };
     let max_answers = match s.max_answers {
         Some(m) if *m.get_ref() == 0 => {
-            errors.push(err(
-                m.span(),
-                "max_answers must be at least 1 (leave it out for no limit)".into(),
-            ));
+            errors.push(err(m.span(), "max_answers must be at least 1 (leave it out for no limit)".into()));
             None
         }
         m => m.map(Spanned::into_inner),
@@ -764,27 +686,18 @@ fn pool_of(
             Err(_) => {
                 errors.push(err(
                     t.address.span(),
-                    format!(
-                        "target address {:?} is not an IPv4 or IPv6 address",
-                        t.address.get_ref()
-                    ),
+                    format!("target address {:?} is not an IPv4 or IPv6 address", t.address.get_ref()),
                 ));
                 continue;
             }
         };
         let priority = *t.priority.get_ref();
         if !(1..=255).contains(&priority) {
-            errors.push(err(
-                t.priority.span(),
-                format!("target priority must be 1..=255, got {priority}"),
-            ));
+            errors.push(err(t.priority.span(), format!("target priority must be 1..=255, got {priority}")));
             continue;
         }
         if targets.iter().any(|o| o.address == address) {
-            errors.push(err(
-                t.address.span(),
-                format!("target {address} is listed twice"),
-            ));
+            errors.push(err(t.address.span(), format!("target {address} is listed twice")));
             continue;
         }
         let port = check.as_ref().map_or(0, |c| c.port);
@@ -793,19 +706,12 @@ fn pool_of(
             Some(p) => match parse_probe(p.get_ref(), port) {
                 Some(a) => a,
                 None => {
-                    errors.push(err(
-                        p.span(),
-                        format!("probe {:?} is not ADDRESS or ADDRESS:PORT", p.get_ref()),
-                    ));
+                    errors.push(err(p.span(), format!("probe {:?} is not ADDRESS or ADDRESS:PORT", p.get_ref())));
                     continue;
                 }
             },
         };
-        targets.push(Target {
-            address,
-            priority: priority as u8,
-            probe,
-        });
+        targets.push(Target { address, priority: priority as u8, probe });
     }
     if targets.is_empty() && errors.is_empty() {
         errors.push(err(targets_span, "a pool needs at least one target".into()));
@@ -824,11 +730,7 @@ fn pool_of(
         failback_delay,
         max_answers,
         targets,
-        at: crate::zonefile::Location {
-            file: file.clone(),
-            line,
-            col,
-        },
+        at: crate::zonefile::Location { file: file.clone(), line, col },
     })
 }
 
@@ -836,11 +738,7 @@ fn parse_probe(s: &str, default_port: u16) -> Option<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Some(a);
     }
-    let ip = s
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .ok()?;
+    let ip = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?;
     Some(SocketAddr::new(ip, default_port))
 }
 
@@ -859,10 +757,7 @@ pub(crate) mod testing {
             retry_interval: Duration::from_millis(200),
             fall: 3,
             rise: 2,
-            probe: Probe::Tcp {
-                send: None,
-                expect: None,
-            },
+            probe: Probe::Tcp { send: None, expect: None },
         }
     }
 
@@ -881,18 +776,10 @@ pub(crate) mod testing {
                 .iter()
                 .map(|(a, p)| {
                     let address: IpAddr = a.parse().unwrap();
-                    Target {
-                        address,
-                        priority: *p,
-                        probe: SocketAddr::new(address, 80),
-                    }
+                    Target { address, priority: *p, probe: SocketAddr::new(address, 80) }
                 })
                 .collect(),
-            at: crate::zonefile::Location {
-                file: Path::new("t.toml").into(),
-                line: 9,
-                col: 8,
-            },
+            at: crate::zonefile::Location { file: Path::new("t.toml").into(), line: 9, col: 8 },
         }
     }
 }
@@ -938,17 +825,12 @@ mod tests {
         let e = Config::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("weiche.toml:2:11: listen:"), "{e}");
         std::fs::write(&p, "[server]\nzones = \"z\"\n").unwrap();
-        assert_eq!(
-            Config::load(Some(&p)).unwrap().zones_dir,
-            dir.path().join("z")
-        );
+        assert_eq!(Config::load(Some(&p)).unwrap().zones_dir, dir.path().join("z"));
     }
 
     fn pools(text: &str) -> (Vec<Pool>, Vec<String>) {
         let file: Arc<Path> = Path::new("example.com.toml").into();
-        let spec: ZoneSpec = toml::from_str(text)
-            .map_err(|e| toml_error(&file, text, &e).to_string())
-            .unwrap();
+        let spec: ZoneSpec = toml::from_str(text).map_err(|e| toml_error(&file, text, &e).to_string()).unwrap();
         let (_, _, zp) = spec.split();
         let mut errors = Vec::new();
         let origin = Name::parse("example.com.", None).unwrap();
@@ -982,19 +864,15 @@ targets = [
         assert!(e.is_empty(), "{e:?}");
         let p = &p[0];
         assert_eq!(p.name.to_string(), "www.example.com.");
-        assert_eq!(
-            (p.ttl, p.ttl_min, p.all_down, p.failback),
-            (30, 5, AllDown::Last, Failback::Manual)
-        );
+        assert_eq!((p.ttl, p.ttl_min, p.all_down, p.failback), (30, 5, AllDown::Last, Failback::Manual));
         assert_eq!(p.check.port, 443);
         assert_eq!(p.check.interval, Duration::from_secs(2));
         assert_eq!(p.targets[0].probe, "192.0.2.10:443".parse().unwrap());
         assert_eq!(p.targets[2].probe, "10.0.0.10:8443".parse().unwrap());
         match &p.check.probe {
-            Probe::Http { statuses, tls, .. } => assert_eq!(
-                (statuses.as_slice(), *tls),
-                (&[(200, 200), (300, 302)][..], true)
-            ),
+            Probe::Http { statuses, tls, .. } => {
+                assert_eq!((statuses.as_slice(), *tls), (&[(200, 200), (300, 302)][..], true))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!((p.at.line, p.at.col), (10, 8));
@@ -1018,35 +896,18 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
         );
         assert_eq!(e.len(), 4, "{e:?}");
         assert!(
-            e[0].starts_with(
-                "example.com.toml:4:40: pool \"www\": target priority must be 1..=255, got 0"
-            ),
+            e[0].starts_with("example.com.toml:4:40: pool \"www\": target priority must be 1..=255, got 0"),
             "{}",
             e[0]
         );
-        assert!(
-            e[1].starts_with(
-                "example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed twice"
-            ),
-            "{}",
-            e[1]
-        );
-        assert!(
-            e[2].contains("\"banana\" is not an IPv4 or IPv6"),
-            "{}",
-            e[2]
-        );
-        assert!(
-            e[3].contains("www.example.net. is not inside zone example.com."),
-            "{}",
-            e[3]
-        );
+        assert!(e[1].starts_with("example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed twice"), "{}", e[1]);
+        assert!(e[2].contains("\"banana\" is not an IPv4 or IPv6"), "{}", e[2]);
+        assert!(e[3].contains("www.example.net. is not inside zone example.com."), "{}", e[3]);
     }
 
     #[test]
     fn check_errors() {
-        let (_, e) =
-            pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"1s\"\n");
+        let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"1s\"\n");
         assert!(e[0].contains("check \"a\": timeout"), "{e:?}");
         assert!(e[0].starts_with("example.com.toml:5:11:"), "{e:?}");
         let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\npath = \"/\"\n");

@@ -37,10 +37,7 @@ impl EventKind {
     /// Events that notifications (webhooks, commands) are sent for.
     pub fn notifies(self) -> bool {
         use EventKind::*;
-        matches!(
-            self,
-            Failover | Failback | AllDown | Recovered | Drain | Undrain | FailbackReleased
-        )
+        matches!(self, Failover | Failback | AllDown | Recovered | Drain | Undrain | FailbackReleased)
     }
 }
 
@@ -82,74 +79,31 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: EventKind, reason: impl Into<String>) -> Event {
-        Event {
-            kind: Some(kind),
-            reason: reason.into(),
-            ..Default::default()
-        }
+        Event { kind: Some(kind), reason: reason.into(), ..Default::default() }
     }
 
     /// The log line: WARN for trouble, ERROR for all down, INFO for recovery and operator actions.
     fn log(&self) {
-        let (pool, target, check, from, to) = (
-            self.pool.as_deref(),
-            self.target.as_deref(),
-            self.check.as_deref(),
-            self.from.as_deref(),
-            self.to.as_deref(),
-        );
-        let (zone, rtype, reason) = (self.zone.as_deref(), self.rtype, self.reason.as_str());
+        // Shown as plain text (not quoted), and left out when absent.
+        let d = |v: &Option<String>| v.clone().map(tracing::field::display);
+        let (pool, target, check, from, to) =
+            (d(&self.pool), d(&self.target), d(&self.check), d(&self.from), d(&self.to));
+        let (zone, rtype, reason) = (d(&self.zone), self.rtype.map(tracing::field::display), self.reason.as_str());
         match self.kind.expect("events have a kind") {
-            EventKind::TargetDown => warn!(
-                pool,
-                target,
-                check,
-                failures = self.count,
-                cause = reason,
-                zone,
-                "target down"
-            ),
-            EventKind::TargetUp => info!(
-                pool,
-                target,
-                check,
-                successes = self.count,
-                zone,
-                "target up"
-            ),
-            EventKind::Failover => warn!(
-                pool,
-                r#type = rtype,
-                from,
-                to,
-                priority = self.priority,
-                reason,
-                "answer changed"
-            ),
-            EventKind::Failback => info!(
-                pool,
-                r#type = rtype,
-                from,
-                to,
-                priority = self.priority,
-                reason,
-                "answer changed"
-            ),
-            EventKind::AllDown => error!(
-                pool,
-                r#type = rtype,
-                policy = self.policy.as_deref(),
-                answering = to,
-                reason,
-                "all targets down"
-            ),
-            EventKind::Recovered => info!(
-                pool,
-                r#type = rtype,
-                answering = to,
-                reason,
-                "targets back up"
-            ),
+            EventKind::TargetDown => {
+                warn!(pool, target, check, failures = self.count, cause = reason, zone, "target down")
+            }
+            EventKind::TargetUp => info!(pool, target, check, successes = self.count, zone, "target up"),
+            EventKind::Failover => {
+                warn!(pool, r#type = rtype, from, to, priority = self.priority, reason, "answer changed")
+            }
+            EventKind::Failback => {
+                info!(pool, r#type = rtype, from, to, priority = self.priority, reason, "answer changed")
+            }
+            EventKind::AllDown => {
+                error!(pool, r#type = rtype, policy = d(&self.policy), answering = to, reason, "all targets down")
+            }
+            EventKind::Recovered => info!(pool, r#type = rtype, answering = to, reason, "targets back up"),
             EventKind::Drain => warn!(target, pool, reason, "target drained"),
             EventKind::Undrain => info!(target, pool, reason, "target undrained"),
             EventKind::FailbackReleased => info!(pool, reason, "manual failback released"),
@@ -169,11 +123,7 @@ pub struct Journal {
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal {
-            next: 1,
-            recent: VecDeque::new(),
-            tx: broadcast::channel(1024).0,
-        }
+        Journal { next: 1, recent: VecDeque::new(), tx: broadcast::channel(1024).0 }
     }
 }
 
@@ -187,6 +137,9 @@ impl Journal {
             e.message = describe(&e);
         }
         e.log();
+        if let Some(kind) = e.kind {
+            metrics::counter!("weiche_events_total", "kind" => format!("{kind:?}")).increment(1);
+        }
         if self.recent.len() == KEEP {
             self.recent.pop_front();
         }
@@ -197,14 +150,16 @@ impl Journal {
     /// Events after `seq` (0: all kept), oldest first, at most `limit`.
     pub fn since(&self, seq: u64, limit: usize) -> Vec<Event> {
         let newer: Vec<&Event> = self.recent.iter().filter(|e| e.seq > seq).collect();
-        newer[newer.len().saturating_sub(limit)..]
-            .iter()
-            .map(|e| (*e).clone())
-            .collect()
+        newer[newer.len().saturating_sub(limit)..].iter().map(|e| (*e).clone()).collect()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    /// A handle others can subscribe through later.
+    pub fn sender(&self) -> broadcast::Sender<Event> {
+        self.tx.clone()
     }
 }
 
@@ -213,15 +168,10 @@ fn describe(e: &Event) -> String {
     let pool = e.pool.as_deref().unwrap_or("?");
     let rt = e.rtype.unwrap_or("");
     match e.kind.expect("events have a kind") {
-        EventKind::TargetDown => format!(
-            "{pool}: target {} is down ({})",
-            e.target.as_deref().unwrap_or("?"),
-            e.reason
-        ),
-        EventKind::TargetUp => format!(
-            "{pool}: target {} is up again",
-            e.target.as_deref().unwrap_or("?")
-        ),
+        EventKind::TargetDown => {
+            format!("{pool}: target {} is down ({})", e.target.as_deref().unwrap_or("?"), e.reason)
+        }
+        EventKind::TargetUp => format!("{pool}: target {} is up again", e.target.as_deref().unwrap_or("?")),
         EventKind::Failover => format!(
             "{pool} {rt} failed over from {} to {} ({})",
             e.from.as_deref().unwrap_or("?"),
@@ -239,42 +189,21 @@ fn describe(e: &Event) -> String {
             e.to.as_deref().unwrap_or("nothing"),
             e.policy.as_deref().unwrap_or("?")
         ),
-        EventKind::Recovered => format!(
-            "{pool} {rt}: targets back up; answering {}",
-            e.to.as_deref().unwrap_or("?")
-        ),
+        EventKind::Recovered => format!("{pool} {rt}: targets back up; answering {}", e.to.as_deref().unwrap_or("?")),
         EventKind::Drain => format!(
             "target {} drained{}",
             e.target.as_deref().unwrap_or("?"),
-            e.pool
-                .as_deref()
-                .map(|p| format!(" in {p}"))
-                .unwrap_or_default()
+            e.pool.as_deref().map(|p| format!(" in {p}")).unwrap_or_default()
         ),
         EventKind::Undrain => format!(
             "target {} undrained{}",
             e.target.as_deref().unwrap_or("?"),
-            e.pool
-                .as_deref()
-                .map(|p| format!(" in {p}"))
-                .unwrap_or_default()
+            e.pool.as_deref().map(|p| format!(" in {p}")).unwrap_or_default()
         ),
         EventKind::FailbackReleased => format!("{pool}: manual failback released"),
-        EventKind::ZoneLoaded => format!(
-            "zone {} loaded ({})",
-            e.zone.as_deref().unwrap_or("?"),
-            e.reason
-        ),
-        EventKind::ZoneError => format!(
-            "zone {} not reloaded: {}",
-            e.zone.as_deref().unwrap_or("?"),
-            e.reason
-        ),
-        EventKind::ZoneRemoved => format!(
-            "zone {} removed ({})",
-            e.zone.as_deref().unwrap_or("?"),
-            e.reason
-        ),
+        EventKind::ZoneLoaded => format!("zone {} loaded ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
+        EventKind::ZoneError => format!("zone {} not reloaded: {}", e.zone.as_deref().unwrap_or("?"), e.reason),
+        EventKind::ZoneRemoved => format!("zone {} removed ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
     }
 }
 
@@ -287,25 +216,16 @@ mod tests {
         let mut j = Journal::default();
         let mut rx = j.subscribe();
         for i in 0..(KEEP + 5) {
-            j.push(Event {
-                target: Some(format!("192.0.2.{}", i % 250)),
-                ..Event::new(EventKind::Drain, "operator")
-            });
+            j.push(Event { target: Some(format!("192.0.2.{}", i % 250)), ..Event::new(EventKind::Drain, "operator") });
         }
         assert_eq!(j.since(0, usize::MAX).len(), KEEP);
         assert_eq!(j.since(0, usize::MAX)[0].seq, 6);
         assert_eq!(
-            j.since(KEEP as u64, 3)
-                .iter()
-                .map(|e| e.seq)
-                .collect::<Vec<_>>(),
+            j.since(KEEP as u64, 3).iter().map(|e| e.seq).collect::<Vec<_>>(),
             vec![KEEP as u64 + 3, KEEP as u64 + 4, KEEP as u64 + 5]
         );
         let first = rx.try_recv().unwrap();
-        assert_eq!(
-            (first.seq, first.message.as_str()),
-            (1, "target 192.0.2.0 drained")
-        );
+        assert_eq!((first.seq, first.message.as_str()), (1, "target 192.0.2.0 drained"));
         let json = serde_json::to_value(&first).unwrap();
         assert_eq!(json["kind"], "drain");
         assert!(json.get("pool").is_none(), "absent fields are left out");

@@ -29,8 +29,10 @@
 
 pub mod admin;
 pub mod answer;
+pub mod api;
 pub mod chart;
 pub mod config;
+pub mod control;
 pub mod events;
 pub mod loader;
 pub mod monitor;
@@ -39,6 +41,7 @@ pub mod publisher;
 pub mod rtype;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 pub mod wire;
 pub mod zone;
 pub mod zonefile;
@@ -49,6 +52,19 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 pub use config::Config;
+pub use control::{Commands, Control};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A task that is stopped when this handle goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 pub use server::Sockets;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,55 +75,43 @@ pub enum ServeError {
     Listen(#[from] std::io::Error),
 }
 
-/// An operator's command to a running server.
-#[derive(Debug)]
-pub enum Command {
-    /// Release a manual failback hold on a pool; answers whether the pool exists.
-    ReleaseFailback {
-        pool: name::Name,
-        done: tokio::sync::oneshot::Sender<bool>,
-    },
-}
-
-/// Sends operator commands to a running server (see [`serve`]).
-#[derive(Debug, Clone)]
-pub struct Control(tokio::sync::mpsc::UnboundedSender<Command>);
-
-pub type Commands = tokio::sync::mpsc::UnboundedReceiver<Command>;
-
-impl Control {
-    pub fn new() -> (Control, Commands) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (Control(tx), rx)
-    }
-
-    /// Releases a manual failback hold. The answer (an error: the server is gone) says whether
-    /// the pool exists.
-    pub fn release_failback(&self, pool: name::Name) -> tokio::sync::oneshot::Receiver<bool> {
-        let (done, rx) = tokio::sync::oneshot::channel();
-        let _ = self.0.send(Command::ReleaseFailback { pool, done });
-        rx
-    }
-}
-
 /// Serves `config` on `sockets` until `shutdown` completes.
-pub async fn run(
-    config: Config,
-    sockets: Sockets,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
-    let (_control, commands) = Control::new();
-    serve(config, sockets, shutdown, commands).await
+pub async fn run(config: Config, sockets: Sockets, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    serve(config, sockets, shutdown, Control::new()).await
 }
 
-/// Like [`run`], taking operator commands from `commands`.
+/// Like [`run`], taking operator commands from the given channel (whose [`Control`] the caller
+/// may keep; the HTTP API uses a clone).
 pub async fn serve(
     config: Config,
-    sockets: Sockets,
+    mut sockets: Sockets,
     shutdown: impl Future<Output = ()>,
-    commands: Commands,
+    (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
+    api::metrics_handle();
     let mut publisher = publisher::Publisher::new(&config.zones_dir);
+    if let Some(dir) = &config.state_dir {
+        publisher = publisher.with_state(admin::StateFile::in_dir(dir));
+    }
+    let ready = Arc::new(AtomicBool::new(false));
+    let _api = match sockets.api.take() {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            let state = api::ApiState {
+                control,
+                events: publisher.journal().sender(),
+                ready: ready.clone(),
+                token: config.api_token.as_deref().map(Arc::from),
+            };
+            info!(api = %addr, "HTTP API listening");
+            Some(AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = api::serve(l, state).await {
+                    warn!(error = %e, "HTTP API stopped");
+                }
+            })))
+        }
+        None => None,
+    };
     publisher = tokio::task::spawn_blocking(move || publisher.reconcile(true).map(|_| publisher))
         .await
         .expect("zone loading panicked")?;
@@ -116,6 +120,7 @@ pub async fn serve(
     let keys = publisher.probe_keys();
     monitor.set_targets(keys.clone());
     startup_round(&mut publisher, &mut updates, &keys).await;
+    ready.store(true, Ordering::Relaxed);
     let store = publisher.store();
     let zones = store.load().zones.len();
     let limits = server::Limits {
@@ -124,21 +129,10 @@ pub async fn serve(
         tcp_max_connections: config.tcp_max_connections,
         udp_workers: config.udp_workers,
     };
-    let addrs: Vec<String> = sockets
-        .udp
-        .iter()
-        .filter_map(|s| s.local_addr().ok())
-        .map(|a| a.to_string())
-        .collect();
+    let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
     let listeners = server::Listeners::start(sockets, store, &limits)?;
     info!(listen = %addrs.join(" "), zones, targets = keys.len(), zones_dir = %config.zones_dir.display(), "weiche serving");
-    let reloader = tokio::spawn(reload_loop(
-        publisher,
-        monitor,
-        updates,
-        commands,
-        config.reload_interval,
-    ));
+    let reloader = tokio::spawn(reload_loop(publisher, monitor, updates, commands, config.reload_interval));
     shutdown.await;
     info!("shutting down");
     reloader.abort();
@@ -170,11 +164,7 @@ async fn startup_round(
         }
     }
     let known = keys.iter().filter(|k| publisher.has_verdict(k)).count();
-    info!(
-        targets = keys.len(),
-        with_verdict = known,
-        "first probe round done"
-    );
+    info!(targets = keys.len(), with_verdict = known, "first probe round done");
 }
 
 /// Re-reads the zones directory every `interval`, and at once on SIGHUP; applies the monitor's
@@ -201,11 +191,7 @@ async fn reload_loop(
                 continue;
             }
             Some(cmd) = commands.recv() => {
-                match cmd {
-                    Command::ReleaseFailback { pool, done } => {
-                        let _ = done.send(publisher.release_failback(&pool));
-                    }
-                }
+                control::execute(&mut publisher, cmd);
                 continue;
             }
             _ = async { match publisher.wake_at() { Some(at) => tokio::time::sleep_until(at.into()).await, None => std::future::pending().await } } => {

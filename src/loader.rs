@@ -42,16 +42,10 @@ pub struct DirError {
 
 /// Zone files in `dir`, sorted by path. Editor leftovers (dot files, `~` backups) are skipped.
 pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| DirError {
-        dir: dir.into(),
-        source,
-    })?;
+    let rd = std::fs::read_dir(dir).map_err(|source| DirError { dir: dir.into(), source })?;
     let mut out = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|source| DirError {
-            dir: dir.into(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| DirError { dir: dir.into(), source })?;
         let path = entry.path();
         let Some(fname) = path.file_name().and_then(|f| f.to_str()) else {
             continue;
@@ -79,24 +73,11 @@ pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
 pub fn load_dir(dir: &Path) -> Result<Vec<ZoneLoad>, DirError> {
     let files = scan(dir)?;
     let mut loads: Vec<ZoneLoad> = files.into_iter().map(load).collect();
-    let included: Vec<PathBuf> = loads
-        .iter()
-        .flat_map(|l| l.files.iter().skip(1))
-        .filter_map(|p| p.canonicalize().ok())
-        .collect();
-    loads.retain(|l| {
-        l.file.kind == Kind::Toml
-            || !l
-                .file
-                .path
-                .canonicalize()
-                .is_ok_and(|p| included.contains(&p))
-    });
+    let included: Vec<PathBuf> =
+        loads.iter().flat_map(|l| l.files.iter().skip(1)).filter_map(|p| p.canonicalize().ok()).collect();
+    loads.retain(|l| l.file.kind == Kind::Toml || !l.file.path.canonicalize().is_ok_and(|p| included.contains(&p)));
     for i in 0..loads.len() {
-        let twin = loads[..i]
-            .iter()
-            .find(|o| o.file.apex == loads[i].file.apex)
-            .map(|o| o.file.path.clone());
+        let twin = loads[..i].iter().find(|o| o.file.apex == loads[i].file.apex).map(|o| o.file.path.clone());
         if let Some(other) = twin {
             let at: Arc<Path> = loads[i].file.path.as_path().into();
             let msg = format!(
@@ -117,17 +98,8 @@ pub fn load(file: ZoneFile) -> ZoneLoad {
     let text = match std::fs::read_to_string(&file.path) {
         Ok(t) => t,
         Err(e) => {
-            let result = Err(vec![FileError::new(
-                &path,
-                1,
-                1,
-                format!("cannot read: {e}"),
-            )]);
-            return ZoneLoad {
-                file,
-                files,
-                result,
-            };
+            let result = Err(vec![FileError::new(&path, 1, 1, format!("cannot read: {e}"))]);
+            return ZoneLoad { file, files, result };
         }
     };
     let (records, pools, mut errors) = match file.kind {
@@ -144,11 +116,7 @@ pub fn load(file: ZoneFile) -> ZoneLoad {
         errors.truncate(zonefile::MAX_ERRORS);
         Err(errors)
     };
-    ZoneLoad {
-        file,
-        files,
-        result,
-    }
+    ZoneLoad { file, files, result }
 }
 
 fn load_toml(
@@ -160,21 +128,14 @@ fn load_toml(
     let spec: ZoneSpec = match toml::from_str(text) {
         Ok(s) => s,
         Err(e) => {
-            return (
-                Vec::new(),
-                Vec::new(),
-                vec![config::toml_error(path, text, &e)],
-            );
+            return (Vec::new(), Vec::new(), vec![config::toml_error(path, text, &e)]);
         }
     };
     let (inline, include, pools) = spec.split();
     let mut records = Vec::new();
     let mut errors = Vec::new();
     let include_span = include.as_ref().map_or(0..0, |i| i.span());
-    for inc in include
-        .map(|i| i.into_inner().into_vec())
-        .unwrap_or_default()
-    {
+    for inc in include.map(|i| i.into_inner().into_vec()).unwrap_or_default() {
         let inc_path = file.path.parent().unwrap_or(Path::new(".")).join(&inc);
         match std::fs::read_to_string(&inc_path) {
             Ok(t) => {
@@ -196,11 +157,7 @@ fn load_toml(
         let span = inline.span();
         // The text starts after the opening quote(s); TOML drops a newline right after `"""`.
         let raw = &text[span.clone()];
-        let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
-            3
-        } else {
-            1
-        };
+        let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") { 3 } else { 1 };
         let mut start = span.start + quote;
         if quote == 3 && text[start..].starts_with('\n') {
             start += 1;
@@ -208,15 +165,7 @@ fn load_toml(
             start += 2;
         }
         let (line, col) = config::locate(text, start);
-        let parsed = zonefile::parse(
-            Source {
-                text: inline.get_ref(),
-                file: path.clone(),
-                line,
-                col,
-            },
-            &file.apex,
-        );
+        let parsed = zonefile::parse(Source { text: inline.get_ref(), file: path.clone(), line, col }, &file.apex);
         files.extend(parsed.includes);
         records.extend(parsed.records);
         errors.extend(parsed.errors);
@@ -232,11 +181,7 @@ mod tests {
     const ZONE: &str = "$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n";
 
     fn errors(l: &ZoneLoad) -> Vec<String> {
-        l.result
-            .as_ref()
-            .err()
-            .map(|e| e.iter().map(ToString::to_string).collect())
-            .unwrap_or_default()
+        l.result.as_ref().err().map(|e| e.iter().map(ToString::to_string).collect()).unwrap_or_default()
     }
 
     #[test]
@@ -250,14 +195,13 @@ mod tests {
         assert_eq!(loads.len(), 1);
         let e = errors(&loads[0]);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].contains("example.com.toml:8:8: pool www.example.com.: the name also has static A records (at "), "{e:?}");
+        assert!(
+            e[0].contains("example.com.toml:8:8: pool www.example.com.: the name also has static A records (at "),
+            "{e:?}"
+        );
         assert!(e[0].contains("example.com.toml:6:1)"), "{e:?}");
         // Fix it: the pool is served.
-        std::fs::write(
-            dir.path().join("example.com.toml"),
-            toml.replace("www A 192.0.2.1\n", ""),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), toml.replace("www A 192.0.2.1\n", "")).unwrap();
         let loads = load_dir(dir.path()).unwrap();
         let z = loads[0].result.as_ref().unwrap();
         assert_eq!(z.pools.len(), 1);
@@ -285,11 +229,7 @@ mod tests {
     fn included_zone_files_are_not_zones_of_their_own() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
-        std::fs::write(
-            dir.path().join("example.com.toml"),
-            "include = \"example.com.zone\"\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.com.zone\"\n").unwrap();
         std::fs::write(dir.path().join("example.net.zone"), ZONE).unwrap();
         std::fs::write(dir.path().join(".example.org.zone.swp"), "junk").unwrap();
         std::fs::write(dir.path().join("README"), "junk").unwrap();
@@ -304,25 +244,14 @@ mod tests {
     fn two_files_for_one_zone_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
-        std::fs::write(
-            dir.path().join("example.com.toml"),
-            format!("records = '''\n{ZONE}'''\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), format!("records = '''\n{ZONE}'''\n")).unwrap();
         let loads = load_dir(dir.path()).unwrap();
-        assert!(
-            loads
-                .iter()
-                .any(|l| errors(l).iter().any(|e| e.contains("also defined by")))
-        );
+        assert!(loads.iter().any(|l| errors(l).iter().any(|e| e.contains("also defined by"))));
     }
 
     #[test]
     fn missing_directory() {
         let e = load_dir(Path::new("/nonexistent/zones")).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("cannot read the zones directory /nonexistent/zones")
-        );
+        assert!(e.to_string().starts_with("cannot read the zones directory /nonexistent/zones"));
     }
 }

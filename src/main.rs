@@ -46,9 +46,19 @@ struct ServeArgs {
     /// Address and port to answer on, UDP and TCP; repeat for more (overrides server.listen).
     #[arg(long, short, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
+    /// HTTP API address, or "off" (overrides api.listen; default 127.0.0.1:8053).
+    #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_api)]
+    api: Option<ApiAddr>,
     /// Log format on stderr (overrides log.format).
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+}
+
+#[derive(Clone, Debug)]
+struct ApiAddr(Option<SocketAddr>);
+
+fn parse_api(s: &str) -> Result<ApiAddr, String> {
+    weiche::config::parse_api_listen(s).map(ApiAddr)
 }
 
 fn load_config(args: &CommonArgs) -> Result<Config, String> {
@@ -82,19 +92,23 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(f) = args.log_format {
         config.log_format = f;
     }
+    if let Some(ApiAddr(a)) = args.api {
+        config.api_listen = a;
+    }
     init_logging(&config);
-    let sockets = match weiche::Sockets::bind(&config.listen) {
+    let bound = weiche::Sockets::bind(&config.listen);
+    let sockets = match config.api_listen {
+        Some(api) => bound.and_then(|s| s.with_api(api)),
+        None => bound,
+    };
+    let sockets = match sockets {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weiche: cannot start the runtime: {e}");
@@ -112,10 +126,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -178,10 +189,7 @@ fn check(args: &CommonArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if loads.is_empty() {
-        eprintln!(
-            "no zones in {} (NAME.zone or NAME.toml files)",
-            config.zones_dir.display()
-        );
+        eprintln!("no zones in {} (NAME.zone or NAME.toml files)", config.zones_dir.display());
         return ExitCode::FAILURE;
     }
     println!("{} zone(s) OK", loads.len());

@@ -93,8 +93,7 @@ impl Name {
                     continue;
                 }
                 b'\\' => {
-                    let (b, used) =
-                        unescape_at(bytes, i).ok_or_else(|| NameError::BadEscape(text.into()))?;
+                    let (b, used) = unescape_at(bytes, i).ok_or_else(|| NameError::BadEscape(text.into()))?;
                     wire.push(b);
                     i += used;
                     continue;
@@ -187,8 +186,7 @@ impl Name {
 pub fn unescape_at(bytes: &[u8], i: usize) -> Option<(u8, usize)> {
     let rest = &bytes[i + 1..];
     if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-        let v =
-            (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
+        let v = (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
         return u8::try_from(v).ok().map(|b| (b, 4));
     }
     rest.first().map(|&c| (c, 2))
@@ -252,39 +250,21 @@ mod tests {
     #[test]
     fn parses_absolute_and_relative() {
         let origin = n("example.com.");
-        assert_eq!(
-            n("www.example.com.").wire(),
-            b"\x03www\x07example\x03com\x00"
-        );
-        assert_eq!(
-            Name::parse("www", Some(&origin)).unwrap(),
-            n("www.example.com.")
-        );
+        assert_eq!(n("www.example.com.").wire(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(Name::parse("www", Some(&origin)).unwrap(), n("www.example.com."));
         assert_eq!(n(".").wire(), b"\x00");
-        assert_eq!(
-            Name::parse("a\\.b.c.", None).unwrap().wire(),
-            b"\x03a.b\x01c\x00"
-        );
+        assert_eq!(Name::parse("a\\.b.c.", None).unwrap().wire(), b"\x03a.b\x01c\x00");
         assert_eq!(Name::parse("\\065.", None).unwrap().wire(), b"\x01A\x00");
         assert!(Name::parse("www", None).is_err());
     }
 
     #[test]
     fn rejects_bad_names() {
-        assert!(matches!(
-            Name::parse("a..b.", None),
-            Err(NameError::EmptyLabel(_))
-        ));
+        assert!(matches!(Name::parse("a..b.", None), Err(NameError::EmptyLabel(_))));
         let long = "a".repeat(64) + ".";
-        assert!(matches!(
-            Name::parse(&long, None),
-            Err(NameError::LabelTooLong(_))
-        ));
+        assert!(matches!(Name::parse(&long, None), Err(NameError::LabelTooLong(_))));
         let too_long = "abcdefghi.".repeat(26);
-        assert!(matches!(
-            Name::parse(&too_long, None),
-            Err(NameError::TooLong(_))
-        ));
+        assert!(matches!(Name::parse(&too_long, None), Err(NameError::TooLong(_))));
         assert!(Name::parse("\\256.", None).is_err());
         assert!(Name::parse("a\\", None).is_err());
     }
@@ -303,10 +283,7 @@ mod tests {
 
     #[test]
     fn display_escapes() {
-        assert_eq!(
-            Name::parse("a\\.b.c.", None).unwrap().to_string(),
-            "a\\.b.c."
-        );
+        assert_eq!(Name::parse("a\\.b.c.", None).unwrap().to_string(), "a\\.b.c.");
         assert_eq!(Name::parse("\\000x.", None).unwrap().to_string(), "\\000x.");
         assert_eq!(Name::root().to_string(), ".");
     }

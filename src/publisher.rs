@@ -159,15 +159,8 @@ impl Publisher {
                     p.targets
                         .iter()
                         .map(|t| {
-                            let k = ProbeKey {
-                                addr: t.probe,
-                                check: check.clone(),
-                            };
-                            index
-                                .users
-                                .entry(k.clone())
-                                .or_default()
-                                .push((zone.clone(), pi));
+                            let k = ProbeKey { addr: t.probe, check: check.clone() };
+                            index.users.entry(k.clone()).or_default().push((zone.clone(), pi));
                             k
                         })
                         .collect()
@@ -186,9 +179,7 @@ impl Publisher {
     }
 
     pub fn has_verdict(&self, key: &ProbeKey) -> bool {
-        self.verdicts
-            .get(key)
-            .is_some_and(|s| s.verdict != Health::Unknown)
+        self.verdicts.get(key).is_some_and(|s| s.verdict != Health::Unknown)
     }
 
     /// Takes a monitor update and publishes the answers that follow.
@@ -243,12 +234,7 @@ impl Publisher {
                         target: Some(u.key.addr.to_string()),
                         check: Some(pool.check.name.clone()),
                         count: Some(t.after),
-                        ..Event::new(
-                            kind,
-                            u.cause
-                                .clone()
-                                .unwrap_or_else(|| format!("{} probes passed", t.after)),
-                        )
+                        ..Event::new(kind, u.cause.clone().unwrap_or_else(|| format!("{} probes passed", t.after)))
                     });
                 }
             }
@@ -266,9 +252,7 @@ impl Publisher {
             Some(t) if t.to == Health::Down => Some(format!("{ip} down")),
             Some(t) if t.to == Health::Up => Some(format!("{ip} up")),
             _ if u.state.in_doubt() && !before.in_doubt() => Some(format!("{ip} in doubt")),
-            _ if !u.state.in_doubt() && before.in_doubt() => {
-                Some(format!("{ip} no longer in doubt"))
-            }
+            _ if !u.state.in_doubt() && before.in_doubt() => Some(format!("{ip} no longer in doubt")),
             _ => None,
         };
         self.verdicts.insert(u.key, u.state);
@@ -289,10 +273,7 @@ impl Publisher {
 
     fn pool_exists(&self, name: &Name) -> bool {
         let key = name.key();
-        self.tracked
-            .values()
-            .filter_map(|t| t.served.as_ref())
-            .any(|z| z.pools.iter().any(|p| p.name.key() == key))
+        self.tracked.values().filter_map(|t| t.served.as_ref()).any(|z| z.pools.iter().any(|p| p.name.key() == key))
     }
 
     fn target_exists(&self, address: IpAddr, pool: Option<&Name>) -> bool {
@@ -321,21 +302,14 @@ impl Publisher {
         }
         self.admin.held.remove(&hold_key(pool_name));
         self.save_state();
-        self.journal.push(Event {
-            pool: Some(pool_name.to_string()),
-            ..Event::new(EventKind::FailbackReleased, "operator")
-        });
+        self.journal
+            .push(Event { pool: Some(pool_name.to_string()), ..Event::new(EventKind::FailbackReleased, "operator") });
         self.publish("failback released by operator");
         true
     }
 
     /// Drains (or undrains) an answered address, in every pool or in one. Errors say why not.
-    pub fn set_drain(
-        &mut self,
-        address: IpAddr,
-        pool: Option<&Name>,
-        drained: bool,
-    ) -> Result<(), String> {
+    pub fn set_drain(&mut self, address: IpAddr, pool: Option<&Name>, drained: bool) -> Result<(), String> {
         if let Some(p) = pool
             && !self.pool_exists(p)
         {
@@ -347,22 +321,11 @@ impl Publisher {
                 pool.map(|p| format!(" of pool {p}")).unwrap_or_default()
             ));
         }
-        let d = Drain {
-            address,
-            pool: pool.map(|p| p.to_string().to_ascii_lowercase()),
-        };
-        let changed = if drained {
-            self.admin.drained.insert(d)
-        } else {
-            self.admin.drained.remove(&d)
-        };
+        let d = Drain { address, pool: pool.map(|p| p.to_string().to_ascii_lowercase()) };
+        let changed = if drained { self.admin.drained.insert(d) } else { self.admin.drained.remove(&d) };
         if changed {
             self.save_state();
-            let kind = if drained {
-                EventKind::Drain
-            } else {
-                EventKind::Undrain
-            };
+            let kind = if drained { EventKind::Drain } else { EventKind::Undrain };
             self.journal.push(Event {
                 target: Some(address.to_string()),
                 pool: pool.map(Name::to_string),
@@ -379,38 +342,23 @@ impl Publisher {
     pub fn reconcile(&mut self, now: bool) -> Result<(), loader::DirError> {
         let found = loader::scan(&self.dir)?;
         let mut changed = false;
-        let gone: Vec<PathBuf> = self
-            .tracked
-            .keys()
-            .filter(|p| !found.iter().any(|f| &f.path == *p))
-            .cloned()
-            .collect();
+        let gone: Vec<PathBuf> =
+            self.tracked.keys().filter(|p| !found.iter().any(|f| &f.path == *p)).cloned().collect();
         for path in gone {
             let t = self.tracked.remove(&path).expect("tracked");
             if t.served.is_some() {
                 self.journal.push(Event {
                     zone: Some(t.file.apex.to_string()),
-                    ..Event::new(
-                        EventKind::ZoneRemoved,
-                        format!("{} was deleted", path.display()),
-                    )
+                    ..Event::new(EventKind::ZoneRemoved, format!("{} was deleted", path.display()))
                 });
                 changed = true;
             }
         }
-        self.pending
-            .retain(|p, _| found.iter().any(|f| &f.path == p));
+        self.pending.retain(|p, _| found.iter().any(|f| &f.path == p));
         for file in found {
-            let known_files = self
-                .tracked
-                .get(&file.path)
-                .map_or_else(|| vec![file.path.clone()], |t| t.files.clone());
+            let known_files = self.tracked.get(&file.path).map_or_else(|| vec![file.path.clone()], |t| t.files.clone());
             let now_sig = signatures(&known_files);
-            if self
-                .tracked
-                .get(&file.path)
-                .is_some_and(|t| t.seen == now_sig)
-            {
+            if self.tracked.get(&file.path).is_some_and(|t| t.seen == now_sig) {
                 self.pending.remove(&file.path);
                 continue;
             }
@@ -427,10 +375,9 @@ impl Publisher {
             .values()
             .filter(|t| t.file.kind == Kind::Plain)
             .filter(|t| {
-                self.tracked.values().any(|o| {
-                    o.file.path != t.file.path
-                        && o.files.iter().skip(1).any(|f| same_file(f, &t.file.path))
-                })
+                self.tracked
+                    .values()
+                    .any(|o| o.file.path != t.file.path && o.files.iter().skip(1).any(|f| same_file(f, &t.file.path)))
             })
             .map(|t| t.file.path.clone())
             .collect();
@@ -459,24 +406,15 @@ impl Publisher {
             self.tracked.remove(&file.path);
             return false;
         }
-        let twin = self
-            .tracked
-            .values()
-            .find(|t| t.file.apex == file.apex && t.file.path != file.path && t.served.is_some());
+        let twin =
+            self.tracked.values().find(|t| t.file.apex == file.apex && t.file.path != file.path && t.served.is_some());
         if let Some(t) = twin {
             warn!(zone = %file.apex, file = %file.path.display(), other = %t.file.path.display(), "zone defined by two files; this one is ignored");
             let seen = signatures(std::slice::from_ref(&file.path));
             let last_error = Some(format!("zone also defined by {}", t.file.path.display()));
             self.tracked.insert(
                 file.path.clone(),
-                Tracked {
-                    files: vec![file.path.clone()],
-                    seen,
-                    file,
-                    served: None,
-                    loaded_at: None,
-                    last_error,
-                },
+                Tracked { files: vec![file.path.clone()], seen, file, served: None, loaded_at: None, last_error },
             );
             return false;
         }
@@ -492,53 +430,31 @@ impl Publisher {
                     zone.pools.len(),
                     file.path.display()
                 );
-                self.journal.push(Event {
-                    zone: Some(zone.apex.to_string()),
-                    ..Event::new(EventKind::ZoneLoaded, reason)
-                });
+                self.journal
+                    .push(Event { zone: Some(zone.apex.to_string()), ..Event::new(EventKind::ZoneLoaded, reason) });
                 (Some(Arc::new(zone)), Some(SystemTime::now()), None, true)
             }
             Err(errors) => {
-                let (served, loaded_at) =
-                    previous.map_or((None, None), |p| (p.served, p.loaded_at));
-                let keeps = if served.is_some() {
-                    "the previous version keeps serving"
-                } else {
-                    "zone not served"
-                };
+                let (served, loaded_at) = previous.map_or((None, None), |p| (p.served, p.loaded_at));
+                let keeps = if served.is_some() { "the previous version keeps serving" } else { "zone not served" };
                 for e in &errors {
                     warn!(zone = %file.apex, "{e}");
                 }
                 let reason = format!("{} error(s), first: {}; {keeps}", errors.len(), errors[0]);
-                self.journal.push(Event {
-                    zone: Some(file.apex.to_string()),
-                    ..Event::new(EventKind::ZoneError, reason)
-                });
+                self.journal
+                    .push(Event { zone: Some(file.apex.to_string()), ..Event::new(EventKind::ZoneError, reason) });
                 (served, loaded_at, Some(errors[0].to_string()), false)
             }
         };
-        self.tracked.insert(
-            file.path.clone(),
-            Tracked {
-                file,
-                files: load.files,
-                seen,
-                served,
-                loaded_at,
-                last_error,
-            },
-        );
+        self.tracked
+            .insert(file.path.clone(), Tracked { file, files: load.files, seen, served, loaded_at, last_error });
         changed
     }
 
     /// Builds and publishes a snapshot of every served zone, with an event for each pool whose
     /// answer changed (`reason` says what caused it).
     fn publish(&mut self, reason: &str) {
-        let served: Vec<Arc<Zone>> = self
-            .tracked
-            .values()
-            .filter_map(|t| t.served.clone())
-            .collect();
+        let served: Vec<Arc<Zone>> = self.tracked.values().filter_map(|t| t.served.clone()).collect();
         let mut entries = Vec::with_capacity(served.len());
         let mut answered = HashMap::new();
         let mut held_now = BTreeMap::new();
@@ -563,9 +479,7 @@ impl Publisher {
                             // Back up, but not yet for `failback_delay`: not answered yet.
                             Some(s)
                                 if s.verdict == Health::Up
-                                    && recovered
-                                        .get(key)
-                                        .is_some_and(|at| at.elapsed() < pool.failback_delay) =>
+                                    && recovered.get(key).is_some_and(|at| at.elapsed() < pool.failback_delay) =>
                             {
                                 let ready = recovered[key] + pool.failback_delay;
                                 wake_at.set(Some(wake_at.get().map_or(ready, |w| w.min(ready))));
@@ -580,24 +494,13 @@ impl Publisher {
                 // Manual failback: a pool answering from a fallback level stays there. Not
                 // before every target has a verdict: a secondary judged before the primary at
                 // start-up is no failover.
-                let all_judged = zone_keys[pi].iter().all(|k| {
-                    self.verdicts
-                        .get(k)
-                        .is_some_and(|v| v.verdict != Health::Unknown)
-                });
+                let all_judged =
+                    zone_keys[pi].iter().all(|k| self.verdicts.get(k).is_some_and(|v| v.verdict != Health::Unknown));
                 if pool.failback == Failback::Manual {
                     let hold_of = |f: &FamilyAnswer| {
-                        if f.mode == Mode::Fallback {
-                            f.level
-                        } else {
-                            None
-                        }
+                        if f.mode == Mode::Fallback { f.level } else { None }
                     };
-                    let h = if all_judged {
-                        [hold_of(&answer.a), hold_of(&answer.aaaa)]
-                    } else {
-                        held
-                    };
+                    let h = if all_judged { [hold_of(&answer.a), hold_of(&answer.aaaa)] } else { held };
                     if h != [None, None] {
                         held_now.insert(hold.clone(), h);
                     }
@@ -606,8 +509,7 @@ impl Publisher {
                 let name_key = pool.name.key();
                 if let Some(before) = self.answered.get(&name_key) {
                     for (i, rt) in ["A", "AAAA"].into_iter().enumerate() {
-                        if let Some(e) = change_event(&zone, pool, rt, &before[i], &now[i], reason)
-                        {
+                        if let Some(e) = change_event(&zone, pool, rt, &before[i], &now[i], reason) {
                             events.push(e);
                         }
                     }
@@ -615,10 +517,7 @@ impl Publisher {
                 answered.insert(name_key, now);
                 answers.push(answer);
             }
-            entries.push(ZoneEntry {
-                zone,
-                answers: answers.into(),
-            });
+            entries.push(ZoneEntry { zone, answers: answers.into() });
         }
         self.answered = answered;
         if held_now != self.admin.held {
@@ -727,11 +626,7 @@ fn addresses(f: &FamilyAnswer) -> String {
             _ => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(rd).unwrap()).to_string(),
         })
         .collect();
-    if list.is_empty() {
-        "(nothing)".into()
-    } else {
-        list.join(",")
-    }
+    if list.is_empty() { "(nothing)".into() } else { list.join(",") }
 }
 
 /// The event for a pool answer that changed, if it did.
@@ -783,12 +678,7 @@ mod tests {
     const ZONE: &str = "$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n";
 
     fn served(p: &Publisher) -> Vec<(String, u32)> {
-        p.store
-            .load()
-            .zones
-            .iter()
-            .map(|z| (z.zone.apex.to_string(), z.zone.serial))
-            .collect()
+        p.store.load().zones.iter().map(|z| (z.zone.apex.to_string(), z.zone.serial)).collect()
     }
 
     #[test]
@@ -829,11 +719,7 @@ mod tests {
     }
 
     fn update(p: &Publisher, addr: &str, ok: bool) -> Update {
-        let key = p
-            .probe_keys()
-            .into_iter()
-            .find(|k| k.addr == addr.parse().unwrap())
-            .unwrap();
+        let key = p.probe_keys().into_iter().find(|k| k.addr == addr.parse().unwrap()).unwrap();
         let mut state = p.verdicts.get(&key).cloned().unwrap_or_default();
         let transition = state.observe(ok, key.check.0.rise, key.check.0.fall);
         Update {
@@ -868,44 +754,25 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
             p.apply(u);
         }
         let www = crate::name::Name::parse("www.example.com.", None).unwrap();
-        assert_eq!(
-            answer_of(&p, "www.example.com.").0,
-            vec![vec![127, 0, 0, 1]]
-        );
+        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 1]]);
         // The primary fails: the secondary answers.
         let u = update(&p, "127.0.0.1:80", false);
         p.apply(u);
-        assert_eq!(
-            answer_of(&p, "www.example.com.").0,
-            vec![vec![127, 0, 0, 2]]
-        );
+        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
         // The primary recovers: with manual failback the answer stays on the secondary.
         let u = update(&p, "127.0.0.1:80", true);
         p.apply(u);
-        assert_eq!(
-            answer_of(&p, "www.example.com.").0,
-            vec![vec![127, 0, 0, 2]]
-        );
+        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
         // A reload keeps the verdicts of unchanged targets, and the hold.
-        std::fs::write(
-            dir.path().join("example.com.toml"),
-            POOL.replace("1h 10m", "2h 10m"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), POOL.replace("1h 10m", "2h 10m")).unwrap();
         p.reconcile(true).unwrap();
         let keys = p.probe_keys();
         p.retain_verdicts(&keys);
         assert_eq!(keys.iter().filter(|k| p.has_verdict(k)).count(), 2);
-        assert_eq!(
-            answer_of(&p, "www.example.com.").0,
-            vec![vec![127, 0, 0, 2]]
-        );
+        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
         // Released: back to the primary, which is up, with the full TTL.
         assert!(p.release_failback(&www));
-        assert_eq!(
-            answer_of(&p, "www.example.com."),
-            (vec![vec![127, 0, 0, 1]], 30)
-        );
+        assert_eq!(answer_of(&p, "www.example.com."), (vec![vec![127, 0, 0, 1]], 30));
         assert!(!p.release_failback(&crate::name::Name::parse("nope.example.com.", None).unwrap()));
     }
 
@@ -916,61 +783,34 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         std::fs::write(dir.path().join("example.com.toml"), text).unwrap();
         let mut p = Publisher::new(dir.path());
         p.reconcile(true).unwrap();
-        for (a, ok) in [
-            ("127.0.0.1:80", true),
-            ("127.0.0.2:80", true),
-            ("127.0.0.1:80", false),
-        ] {
+        for (a, ok) in [("127.0.0.1:80", true), ("127.0.0.2:80", true), ("127.0.0.1:80", false)] {
             let u = update(&p, a, ok);
             p.apply(u);
         }
-        assert_eq!(
-            answer_of(&p, "www.example.com.").0,
-            vec![vec![127, 0, 0, 2]]
-        );
+        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
         assert!(p.wake_at().is_none());
         // Back up: not answered until it has stayed up for the delay.
         let u = update(&p, "127.0.0.1:80", true);
         p.apply(u);
-        assert_eq!(
-            answer_of(&p, "www.example.com.").0,
-            vec![vec![127, 0, 0, 2]]
-        );
+        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
         let at = p.wake_at().expect("a wake-up is scheduled");
         p.wake();
-        assert_eq!(
-            answer_of(&p, "www.example.com.").0,
-            vec![vec![127, 0, 0, 2]],
-            "too early"
-        );
-        std::thread::sleep(
-            at.saturating_duration_since(Instant::now()) + std::time::Duration::from_millis(10),
-        );
+        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]], "too early");
+        std::thread::sleep(at.saturating_duration_since(Instant::now()) + std::time::Duration::from_millis(10));
         p.wake();
-        assert_eq!(
-            answer_of(&p, "www.example.com.").0,
-            vec![vec![127, 0, 0, 1]]
-        );
+        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 1]]);
         assert!(p.wake_at().is_none());
     }
 
     #[test]
     fn include_changes_reload_the_zone() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("example.com.toml"),
-            "include = \"example.com.zone\"\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.com.zone\"\n").unwrap();
         std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
         let mut p = Publisher::new(dir.path());
         p.reconcile(true).unwrap();
         assert_eq!(served(&p), [("example.com.".into(), 1)]);
-        std::fs::write(
-            dir.path().join("example.com.zone"),
-            ZONE.replace(" 1 1h", " 5 1h"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("example.com.zone"), ZONE.replace(" 1 1h", " 5 1h")).unwrap();
         p.reconcile(true).unwrap();
         assert_eq!(served(&p), [("example.com.".into(), 5)]);
     }

@@ -87,10 +87,7 @@ pub fn from_str(s: &str) -> Option<u16> {
     if let Some((num, _)) = NAMES.iter().find(|(_, n)| n.eq_ignore_ascii_case(s)) {
         return Some(*num);
     }
-    let digits = s
-        .get(..4)
-        .filter(|p| p.eq_ignore_ascii_case("TYPE"))
-        .map(|_| &s[4..])?;
+    let digits = s.get(..4).filter(|p| p.eq_ignore_ascii_case("TYPE")).map(|_| &s[4..])?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -16,21 +16,21 @@ use tracing::{debug, warn};
 
 use crate::answer;
 use crate::publisher::Store;
+use crate::stats::{self, Counters, Transport};
 
 /// Sockets to serve on, bound before `run` (tests bind port 0 and read the port back).
 #[derive(Debug)]
 pub struct Sockets {
     pub udp: Vec<UdpSocket>,
     pub tcp: Vec<TcpListener>,
+    /// The HTTP API's listener, if any.
+    pub api: Option<TcpListener>,
 }
 
 impl Sockets {
     /// Binds UDP and TCP on each address.
     pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Sockets> {
-        let mut s = Sockets {
-            udp: Vec::new(),
-            tcp: Vec::new(),
-        };
+        let mut s = Sockets { udp: Vec::new(), tcp: Vec::new(), api: None };
         for &addr in addrs {
             let ctx = |e: std::io::Error, proto: &str| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({proto}): {e}"))
@@ -53,6 +53,15 @@ impl Sockets {
             s.tcp.push(tcp);
         }
         Ok(s)
+    }
+
+    /// Binds the HTTP API's listener too.
+    pub fn with_api(mut self, addr: SocketAddr) -> std::io::Result<Sockets> {
+        let l = TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr} (HTTP API; see --api): {e}"))
+        })?;
+        self.api = Some(l);
+        Ok(self)
     }
 }
 
@@ -86,53 +95,46 @@ impl Listeners {
                 let sock = sock.try_clone()?;
                 let (store, stop, payload) = (store.clone(), stop.clone(), limits.udp_payload);
                 let name = format!("udp-{}-{i}", sock.local_addr()?);
+                let counters = stats::counters(Transport::Udp);
                 udp_threads.push(
                     std::thread::Builder::new()
                         .name(name)
-                        .spawn(move || udp_worker(sock, store, stop, payload))?,
+                        .spawn(move || udp_worker(sock, store, stop, payload, counters))?,
                 );
             }
         }
         let mut tcp = JoinSet::new();
         let permits = Arc::new(Semaphore::new(limits.tcp_max_connections));
+        let tcp_counters = stats::counters(Transport::Tcp);
         for l in sockets.tcp {
             l.set_nonblocking(true)?;
             let l = tokio::net::TcpListener::from_std(l)?;
-            tcp.spawn(tcp_accept(
-                l,
-                store.clone(),
-                permits.clone(),
-                limits.clone(),
-            ));
+            let conn = Conn {
+                store: store.clone(),
+                idle: limits.tcp_idle_timeout,
+                payload: limits.udp_payload,
+                counters: tcp_counters.clone(),
+            };
+            tcp.spawn(tcp_accept(l, conn, permits.clone()));
         }
-        Ok(Listeners {
-            stop,
-            udp_threads,
-            _tcp: tcp,
-        })
+        Ok(Listeners { stop, udp_threads, _tcp: tcp })
     }
 
     /// Stops every listener and waits for the UDP threads (they notice within 200 ms).
     pub async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let threads = self.udp_threads;
-        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| _ = t.join()))
-            .await;
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| _ = t.join())).await;
     }
 }
 
-fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16) {
+fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16, counters: Arc<Counters>) {
     let mut inbuf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
     while !stop.load(Ordering::Relaxed) {
         let (n, peer) = match sock.recv_from(&mut inbuf) {
             Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 continue;
             }
             Err(e) => {
@@ -141,6 +143,7 @@ fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16
             }
         };
         let answered = answer::respond(&store.load(), &inbuf[..n], false, payload, &mut out);
+        counters.count(answered);
         if answered.is_some()
             && let Err(e) = sock.send_to(&out, peer)
         {
@@ -149,12 +152,16 @@ fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16
     }
 }
 
-async fn tcp_accept(
-    listener: tokio::net::TcpListener,
+/// What every TCP connection needs.
+#[derive(Clone)]
+struct Conn {
     store: Store,
-    permits: Arc<Semaphore>,
-    limits: Limits,
-) {
+    idle: Duration,
+    payload: u16,
+    counters: Arc<Counters>,
+}
+
+async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<Semaphore>) {
     let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -171,9 +178,9 @@ async fn tcp_accept(
             debug!(%peer, "TCP connection refused: too many open");
             continue;
         };
-        let (store, idle, payload) = (store.clone(), limits.tcp_idle_timeout, limits.udp_payload);
+        let conn = conn.clone();
         conns.spawn(async move {
-            if let Err(e) = tcp_conn(stream, store, idle, payload).await {
+            if let Err(e) = tcp_conn(stream, conn).await {
                 debug!(%peer, error = %e, "TCP connection ended");
             }
             drop(permit);
@@ -181,12 +188,8 @@ async fn tcp_accept(
     }
 }
 
-async fn tcp_conn(
-    mut stream: tokio::net::TcpStream,
-    store: Store,
-    idle: Duration,
-    payload: u16,
-) -> std::io::Result<()> {
+async fn tcp_conn(mut stream: tokio::net::TcpStream, c: Conn) -> std::io::Result<()> {
+    let (store, idle, payload) = (&c.store, c.idle, c.payload);
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.split();
     let mut r = BufReader::new(r);
@@ -204,7 +207,9 @@ async fn tcp_conn(
             Ok(Ok(_)) => {}
             _ => break,
         }
-        if answer::respond(&store.load(), &msg, true, payload, &mut out).is_none() {
+        let answered = answer::respond(&store.load(), &msg, true, payload, &mut out);
+        c.counters.count(answered);
+        if answered.is_none() {
             break;
         }
         w.write_u16(out.len() as u16).await?;

@@ -35,11 +35,7 @@ pub struct PoolAnswer {
 
 impl PoolAnswer {
     pub fn family(&self, qtype: u16) -> &FamilyAnswer {
-        if qtype == rtype::AAAA {
-            &self.aaaa
-        } else {
-            &self.a
-        }
+        if qtype == rtype::AAAA { &self.aaaa } else { &self.a }
     }
 }
 
@@ -56,41 +52,24 @@ pub fn pool_answer(
     held: [Option<u8>; 2],
 ) -> PoolAnswer {
     let family = |v6: bool, held: Option<u8>| {
-        let (indices, targets): (Vec<usize>, Vec<&Target>) = pool
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.address.is_ipv6() == v6)
-            .unzip();
+        let (indices, targets): (Vec<usize>, Vec<&Target>) =
+            pool.targets.iter().enumerate().filter(|(_, t)| t.address.is_ipv6() == v6).unzip();
         let views: Vec<TargetView> = targets
             .iter()
             .zip(&indices)
             .map(|(t, &i)| {
                 let (health, admin, in_doubt) = verdict(i);
-                TargetView {
-                    priority: t.priority,
-                    health,
-                    admin,
-                    in_doubt,
-                }
+                TargetView { priority: t.priority, health, admin, in_doubt }
             })
             .collect();
         let choice = chart::choose(&views, pool.all_down, held);
-        let ttl = if choice.short_ttl {
-            pool.ttl_min
-        } else {
-            pool.ttl
-        };
+        let ttl = if choice.short_ttl { pool.ttl_min } else { pool.ttl };
         let rdatas = choice.selected.iter().map(|&i| match targets[i].address {
             std::net::IpAddr::V4(a) => a.octets().to_vec(),
             std::net::IpAddr::V6(a) => a.octets().to_vec(),
         });
         let rt = if v6 { rtype::AAAA } else { rtype::A };
-        FamilyAnswer {
-            rrset: RRset::new(rt, ttl, rdatas),
-            level: choice.level,
-            mode: choice.mode,
-        }
+        FamilyAnswer { rrset: RRset::new(rt, ttl, rdatas), level: choice.level, mode: choice.mode }
     };
     PoolAnswer {
         a: family(false, held[0]),
@@ -115,22 +94,15 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(zones: Vec<ZoneEntry>) -> Snapshot {
-        let index = zones
-            .iter()
-            .enumerate()
-            .map(|(i, z)| (z.zone.apex.key(), i as u32))
-            .collect();
+        let index = zones.iter().enumerate().map(|(i, z)| (z.zone.apex.key(), i as u32)).collect();
         Snapshot { zones, index }
     }
 
     /// The most specific zone containing the query name, and how many labels the query name
     /// has above that zone's apex.
     pub fn find_zone(&self, q: &Query<'_>) -> Option<(&ZoneEntry, usize)> {
-        (0..=q.label_count()).find_map(|skip| {
-            self.index
-                .get(q.suffix_key(skip))
-                .map(|&i| (&self.zones[i as usize], skip))
-        })
+        (0..=q.label_count())
+            .find_map(|skip| self.index.get(q.suffix_key(skip)).map(|&i| (&self.zones[i as usize], skip)))
     }
 
     pub fn zone(&self, apex_key: &[u8]) -> Option<&ZoneEntry> {
@@ -149,28 +121,14 @@ mod tests {
 
     #[test]
     fn families_are_charted_separately() {
-        let p = pool(
-            &[
-                ("192.0.2.1", 1),
-                ("2001:db8::1", 1),
-                ("192.0.2.2", 2),
-                ("2001:db8::2", 2),
-            ],
-            AllDown::None,
-        );
+        let p = pool(&[("192.0.2.1", 1), ("2001:db8::1", 1), ("192.0.2.2", 2), ("2001:db8::2", 2)], AllDown::None);
         // IPv4 primary down, IPv6 primary up.
         let health = [Health::Down, Health::Up, Health::Up, Health::Up];
         let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, false), [None, None]);
-        assert_eq!(
-            a.a.rrset.rdatas().collect::<Vec<_>>(),
-            vec![&[192, 0, 2, 2][..]]
-        );
+        assert_eq!(a.a.rrset.rdatas().collect::<Vec<_>>(), vec![&[192, 0, 2, 2][..]]);
         assert_eq!((a.a.mode, a.a.rrset.ttl), (Mode::Fallback, 5));
         assert_eq!(a.aaaa.rrset.rdatas().count(), 1);
-        assert_eq!(
-            (a.aaaa.mode, a.aaaa.rrset.ttl, a.aaaa.rrset.rtype),
-            (Mode::Preferred, 30, rtype::AAAA)
-        );
+        assert_eq!((a.aaaa.mode, a.aaaa.rrset.ttl, a.aaaa.rrset.rtype), (Mode::Preferred, 30, rtype::AAAA));
         // Every IPv4 target down with policy none: empty A, AAAA unaffected; NODATA TTL capped.
         let health = [Health::Down, Health::Up, Health::Down, Health::Up];
         let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, false), [None, None]);

@@ -84,11 +84,8 @@ impl<'a> Query<'a> {
 
     /// Offset in the message of the name with `skip` labels removed (the question starts at 12).
     pub fn suffix_offset(&self, skip: usize) -> u16 {
-        let off = if skip >= self.label_count as usize {
-            self.key_len as usize - 1
-        } else {
-            self.labels[skip] as usize
-        };
+        let off =
+            if skip >= self.label_count as usize { self.key_len as usize - 1 } else { self.labels[skip] as usize };
         (HEADER_LEN + off) as u16
     }
 
@@ -104,17 +101,9 @@ impl<'a> Query<'a> {
         let count = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
         let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
         let opcode = ((flags >> 11) & 0xf) as u8;
-        let formerr = Reject::Header {
-            id,
-            flags,
-            rcode: rcode::FORMERR,
-        };
+        let formerr = Reject::Header { id, flags, rcode: rcode::FORMERR };
         if qd != 1 {
-            let rcode = if opcode != 0 {
-                rcode::NOTIMP
-            } else {
-                rcode::FORMERR
-            };
+            let rcode = if opcode != 0 { rcode::NOTIMP } else { rcode::FORMERR };
             return Err(Reject::Header { id, flags, rcode });
         }
         let mut q = Query {
@@ -134,11 +123,7 @@ impl<'a> Query<'a> {
         // The question name: uncompressed labels only (nothing precedes it to point at).
         let mut i = HEADER_LEN;
         loop {
-            let len = *msg.get(i).ok_or(Reject::Header {
-                id,
-                flags,
-                rcode: rcode::FORMERR,
-            })? as usize;
+            let len = *msg.get(i).ok_or(Reject::Header { id, flags, rcode: rcode::FORMERR })? as usize;
             if len == 0 {
                 q.key[q.key_len as usize] = 0;
                 q.key_len += 1;
@@ -148,11 +133,7 @@ impl<'a> Query<'a> {
             if len > MAX_LABEL_LEN || q.key_len as usize + 1 + len + 1 > MAX_NAME_LEN {
                 return Err(formerr);
             }
-            let label = msg.get(i + 1..i + 1 + len).ok_or(Reject::Header {
-                id,
-                flags,
-                rcode: rcode::FORMERR,
-            })?;
+            let label = msg.get(i + 1..i + 1 + len).ok_or(Reject::Header { id, flags, rcode: rcode::FORMERR })?;
             let at = q.key_len as usize;
             q.labels[q.label_count as usize] = at as u8;
             q.label_count += 1;
@@ -163,36 +144,20 @@ impl<'a> Query<'a> {
             q.key_len += 1 + len as u8;
             i += 1 + len;
         }
-        let fixed = msg.get(i..i + 4).ok_or(Reject::Header {
-            id,
-            flags,
-            rcode: rcode::FORMERR,
-        })?;
+        let fixed = msg.get(i..i + 4).ok_or(Reject::Header { id, flags, rcode: rcode::FORMERR })?;
         q.qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         q.qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
         i += 4;
         q.question = &msg[HEADER_LEN..i];
         // Answer and authority sections are skipped; the additional section is read for OPT.
         for n in 0..(an as usize + ns as usize + ar as usize) {
-            let name_end = skip_name(msg, i).ok_or(Reject::Header {
-                id,
-                flags,
-                rcode: rcode::FORMERR,
-            })?;
-            let f = msg.get(name_end..name_end + 10).ok_or(Reject::Header {
-                id,
-                flags,
-                rcode: rcode::FORMERR,
-            })?;
+            let name_end = skip_name(msg, i).ok_or(Reject::Header { id, flags, rcode: rcode::FORMERR })?;
+            let f = msg.get(name_end..name_end + 10).ok_or(Reject::Header { id, flags, rcode: rcode::FORMERR })?;
             let rt = u16::from_be_bytes([f[0], f[1]]);
             let rdlen = u16::from_be_bytes([f[8], f[9]]) as usize;
             let end = name_end + 10 + rdlen;
             if end > msg.len() {
-                return Err(Reject::Header {
-                    id,
-                    flags,
-                    rcode: rcode::FORMERR,
-                });
+                return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
             }
             if rt == rtype::OPT && n >= an as usize + ns as usize {
                 if q.edns.is_some() {
@@ -200,11 +165,7 @@ impl<'a> Query<'a> {
                 }
                 // RFC 6891 §6.1.1: OPT's owner is the root.
                 if name_end != i + 1 || msg[i] != 0 {
-                    return Err(Reject::Header {
-                        id,
-                        flags,
-                        rcode: rcode::FORMERR,
-                    });
+                    return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
                 }
                 q.edns = Some(Edns {
                     payload: u16::from_be_bytes([f[2], f[3]]),
@@ -279,14 +240,7 @@ impl<'b> Writer<'b> {
         buf.extend_from_slice(&[0; 10]);
         buf.extend_from_slice(q.question);
         buf[5] = 1;
-        let mut w = Writer {
-            buf,
-            limit,
-            known: [0; MAX_KNOWN],
-            n_known: 0,
-            counts: [0; 3],
-            truncated: false,
-        };
+        let mut w = Writer { buf, limit, known: [0; MAX_KNOWN], n_known: 0, counts: [0; 3], truncated: false };
         for k in 0..q.label_count() {
             w.remember(q.suffix_offset(k));
         }
@@ -335,10 +289,7 @@ impl<'b> Writer<'b> {
         let mut i = 0;
         while name[i] != 0 {
             let suffix = &name[i..];
-            if let Some(&off) = self.known[..self.n_known]
-                .iter()
-                .find(|&&off| self.same_name(off as usize, suffix))
-            {
+            if let Some(&off) = self.known[..self.n_known].iter().find(|&&off| self.same_name(off as usize, suffix)) {
                 self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes());
                 return;
             }
@@ -404,8 +355,7 @@ impl<'b> Writer<'b> {
                     self.name(n);
                     // Later records of the set point at this copy (or at what it pointed to).
                     owner_at = Some(if self.buf[at as usize] & 0xc0 == 0xc0 {
-                        u16::from_be_bytes([self.buf[at as usize], self.buf[at as usize + 1]])
-                            & 0x3fff
+                        u16::from_be_bytes([self.buf[at as usize], self.buf[at as usize + 1]]) & 0x3fff
                     } else {
                         at
                     });
@@ -430,18 +380,13 @@ impl<'b> Writer<'b> {
         self.buf.push(0);
         self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
         self.buf.extend_from_slice(&payload.to_be_bytes());
-        self.buf
-            .extend_from_slice(&[ext_rcode, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+        self.buf.extend_from_slice(&[ext_rcode, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
         self.counts[Section::Additional as usize] += 1;
     }
 
     /// Writes flags and counts into the header.
     pub fn finish(self, flags: u16) {
-        let flags = if self.truncated {
-            flags | flags::TC
-        } else {
-            flags
-        };
+        let flags = if self.truncated { flags | flags::TC } else { flags };
         self.buf[2..4].copy_from_slice(&flags.to_be_bytes());
         self.buf[6..8].copy_from_slice(&self.counts[0].to_be_bytes());
         self.buf[8..10].copy_from_slice(&self.counts[1].to_be_bytes());
@@ -493,14 +438,7 @@ mod tests {
         assert_eq!(q.suffix_key(1), b"\x07example\x03com\x00");
         assert_eq!(q.suffix_key(3), b"\x00");
         assert_eq!(q.suffix_offset(1), 16);
-        assert_eq!(
-            q.edns,
-            Some(Edns {
-                payload: 1232,
-                version: 0,
-                dnssec_ok: true
-            })
-        );
+        assert_eq!(q.edns, Some(Edns { payload: 1232, version: 0, dnssec_ok: true }));
         assert_eq!(&q.question[..4], b"\x03WwW");
     }
 
@@ -510,45 +448,22 @@ mod tests {
         let mut resp = query(b"\x00", 1, &[], 0);
         resp[2] |= 0x80;
         assert_eq!(Query::parse(&resp).err(), Some(Reject::Drop));
-        let formerr = |m: &[u8]| {
-            matches!(
-                Query::parse(m),
-                Err(Reject::Header {
-                    rcode: rcode::FORMERR,
-                    ..
-                })
-            )
-        };
-        assert!(
-            formerr(&query(b"\xc0\x0c", 1, &[], 0)),
-            "pointer in question"
-        );
+        let formerr = |m: &[u8]| matches!(Query::parse(m), Err(Reject::Header { rcode: rcode::FORMERR, .. }));
+        assert!(formerr(&query(b"\xc0\x0c", 1, &[], 0)), "pointer in question");
         assert!(formerr(&query(b"\x05ab", 1, &[], 0)[..15]), "short name");
         assert!(formerr(&query(b"\x40aaaa", 1, &[], 0)), "label type 01");
-        let long: Vec<u8> = (0..5)
-            .flat_map(|_| std::iter::once(63u8).chain([b'a'; 63]))
-            .chain([0])
-            .collect();
+        let long: Vec<u8> = (0..5).flat_map(|_| std::iter::once(63u8).chain([b'a'; 63])).chain([0]).collect();
         assert!(formerr(&query(&long, 1, &[], 0)), "name over 255");
         let mut two = query(b"\x00", 1, &[], 0);
         two[5] = 2;
         assert!(formerr(&two));
         // OPT promised but missing, OPT with a non-root owner, a pointer loop in additional.
         assert!(formerr(&query(b"\x00", 1, &[], 1)));
-        assert!(formerr(&query(
-            b"\x00",
-            1,
-            &[1, b'a', 0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0],
-            1
-        )));
+        assert!(formerr(&query(b"\x00", 1, &[1, b'a', 0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0], 1)));
         let looped = query(b"\x00", 1, &[0xc0, 17, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0], 1);
         assert!(formerr(&looped));
         let two_opt = [OPT, OPT].concat();
-        assert!(
-            Query::parse(&query(b"\x00", 1, &two_opt, 2))
-                .unwrap()
-                .multiple_opt
-        );
+        assert!(Query::parse(&query(b"\x00", 1, &two_opt, 2)).unwrap().multiple_opt);
     }
 
     #[test]
@@ -557,19 +472,9 @@ mod tests {
         let q = Query::parse(&m).unwrap();
         let mut buf = Vec::new();
         let mut w = Writer::begin(&mut buf, &q, 512);
-        let soa = [
-            &b"\x03ns1\x07EXAMPLE\x03com\x00"[..],
-            b"\x02hm\x07example\x03com\x00",
-            &[0; 20],
-        ]
-        .concat();
+        let soa = [&b"\x03ns1\x07EXAMPLE\x03com\x00"[..], b"\x02hm\x07example\x03com\x00", &[0; 20]].concat();
         let set = RRset::new(rtype::SOA, 60, [soa]);
-        assert!(w.rrset(
-            Section::Authority,
-            Owner::Name(b"\x07example\x03com\x00"),
-            &set,
-            60
-        ));
+        assert!(w.rrset(Section::Authority, Owner::Name(b"\x07example\x03com\x00"), &set, 60));
         let len = w.buf.len();
         w.finish(flags::QR);
         // owner: pointer to 16; mname: "ns1" + pointer to 16; rname: "hm" + pointer to 16.

@@ -36,12 +36,7 @@ impl RRset {
             data.extend_from_slice(r);
             count += 1;
         }
-        RRset {
-            rtype,
-            ttl,
-            count,
-            data: data.into(),
-        }
+        RRset { rtype, ttl, count, data: data.into() }
     }
 
     pub fn rdatas(&self) -> RdataIter<'_> {
@@ -116,9 +111,7 @@ impl Zone {
     }
 
     pub fn soa(&self) -> &RRset {
-        self.nodes[APEX as usize]
-            .rrset(rtype::SOA)
-            .expect("a zone always has an SOA")
+        self.nodes[APEX as usize].rrset(rtype::SOA).expect("a zone always has an SOA")
     }
 
     /// Builds and validates a zone. All problems are returned, each with its location.
@@ -129,26 +122,17 @@ impl Zone {
         sources: Vec<PathBuf>,
     ) -> Result<Zone, Vec<FileError>> {
         let mut errors = Vec::new();
-        let mut b = Builder {
-            index: Index::default(),
-            names: Vec::new(),
-        };
+        let mut b = Builder { index: Index::default(), names: Vec::new() };
         b.node(&apex);
         let mut recs: Vec<(NodeId, Record)> = Vec::with_capacity(records.len());
         for r in records {
             if !r.owner.is_subdomain_of(&apex) {
-                errors.push(FileError {
-                    msg: format!("{} is outside zone {apex}", r.owner),
-                    at: r.at,
-                });
+                errors.push(FileError { msg: format!("{} is outside zone {apex}", r.owner), at: r.at });
                 continue;
             }
             match r.rtype {
                 rtype::DNAME => {
-                    errors.push(FileError {
-                        msg: "DNAME records are not supported".into(),
-                        at: r.at,
-                    });
+                    errors.push(FileError { msg: "DNAME records are not supported".into(), at: r.at });
                     continue;
                 }
                 rtype::SOA if r.owner.key() != apex.key() => {
@@ -186,10 +170,7 @@ impl Zone {
                 } else {
                     "a zone has only one SOA record"
                 };
-                errors.push(FileError {
-                    msg: what.into(),
-                    at: recs[i + 1].1.at.clone(),
-                });
+                errors.push(FileError { msg: what.into(), at: recs[i + 1].1.at.clone() });
             }
             first_at.insert((id, rt), recs[i].1.at.clone());
             rrsets[id as usize].push(RRset::new(rt, recs[i].1.ttl, rdatas));
@@ -199,9 +180,7 @@ impl Zone {
             let id = id as NodeId;
             let has = |t| sets.iter().any(|s: &RRset| s.rtype == t);
             if has(rtype::CNAME) {
-                let other = sets
-                    .iter()
-                    .find(|s| !matches!(s.rtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC));
+                let other = sets.iter().find(|s| !matches!(s.rtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC));
                 if let Some(o) = other {
                     errors.push(FileError {
                         msg: format!(
@@ -216,24 +195,15 @@ impl Zone {
             }
         }
         let zone_file_at = || Location {
-            file: sources
-                .first()
-                .map(|p| p.as_path().into())
-                .unwrap_or_else(|| std::path::Path::new("?").into()),
+            file: sources.first().map(|p| p.as_path().into()).unwrap_or_else(|| std::path::Path::new("?").into()),
             line: 1,
             col: 1,
         };
         if !rrsets[APEX as usize].iter().any(|s| s.rtype == rtype::SOA) {
-            errors.push(FileError {
-                msg: format!("zone {apex} has no SOA record at its apex"),
-                at: zone_file_at(),
-            });
+            errors.push(FileError { msg: format!("zone {apex} has no SOA record at its apex"), at: zone_file_at() });
         }
         if !rrsets[APEX as usize].iter().any(|s| s.rtype == rtype::NS) {
-            errors.push(FileError {
-                msg: format!("zone {apex} has no NS records at its apex"),
-                at: zone_file_at(),
-            });
+            errors.push(FileError { msg: format!("zone {apex} has no NS records at its apex"), at: zone_file_at() });
         }
 
         // Pools: a node each, checked against the static data there.
@@ -246,16 +216,17 @@ impl Zone {
             for t in [rtype::A, rtype::AAAA, rtype::CNAME] {
                 if let Some(at) = first_at.get(&(id, t)) {
                     errors.push(FileError {
-                        msg: format!("pool {}: the name also has static {} records (at {at}); remove them or the pool", p.name, rtype::name(t)),
+                        msg: format!(
+                            "pool {}: the name also has static {} records (at {at}); remove them or the pool",
+                            p.name,
+                            rtype::name(t)
+                        ),
                         at: p.at.clone(),
                     });
                 }
             }
             if pool_at.iter().any(|(n, _)| *n == id) {
-                errors.push(FileError {
-                    msg: format!("pool {}: defined twice", p.name),
-                    at: p.at.clone(),
-                });
+                errors.push(FileError { msg: format!("pool {}: defined twice", p.name), at: p.at.clone() });
             }
             pool_at.push((id, pi));
         }
@@ -301,10 +272,7 @@ impl Zone {
             let node = &mut nodes[id as usize];
             if node.cut != NONE {
                 errors.push(FileError {
-                    msg: format!(
-                        "pool {}: the name is at or below a delegation",
-                        pools[pi].name
-                    ),
+                    msg: format!("pool {}: the name is at or below a delegation", pools[pi].name),
                     at: pools[pi].at.clone(),
                 });
             }
@@ -320,9 +288,7 @@ impl Zone {
                 let target = Name::from_wire_unchecked(rd);
                 if let Some(&g) = index.get(&target.key()) {
                     let n = &nodes[g as usize];
-                    if (n.rrset(rtype::A).is_some() || n.rrset(rtype::AAAA).is_some())
-                        && !glue.contains(&g)
-                    {
+                    if (n.rrset(rtype::A).is_some() || n.rrset(rtype::AAAA).is_some()) && !glue.contains(&g) {
                         glue.push(g);
                     }
                 }
@@ -336,16 +302,7 @@ impl Zone {
         let rd = soa.rdatas().next().expect("one SOA");
         let minimum = u32::from_be_bytes(rd[rd.len() - 4..].try_into().unwrap());
         let serial = u32::from_be_bytes(rd[rd.len() - 20..rd.len() - 16].try_into().unwrap());
-        Ok(Zone {
-            apex,
-            neg_ttl: soa.ttl.min(minimum),
-            serial,
-            nodes,
-            index,
-            pools,
-            sources,
-            record_count,
-        })
+        Ok(Zone { apex, neg_ttl: soa.ttl.min(minimum), serial, nodes, index, pools, sources, record_count })
     }
 }
 
@@ -398,39 +355,23 @@ mod tests {
         assert_eq!((z.serial, z.neg_ttl), (7, 300));
         let bc = z.node_id(&key("b.c.example.com.")).unwrap();
         assert!(z.node(bc).rrsets.is_empty(), "empty non-terminal");
-        assert!(
-            z.node(z.node_id(&key("w.example.com.")).unwrap())
-                .wildcard_child
-        );
+        assert!(z.node(z.node_id(&key("w.example.com.")).unwrap()).wildcard_child);
         let sub = z.node_id(&key("sub.example.com.")).unwrap();
         assert_eq!(z.node(sub).cut, sub);
         let glue = z.node_id(&key("ns.sub.example.com.")).unwrap();
         assert_eq!(z.node(glue).cut, sub);
-        assert_eq!(
-            z.node(z.node_id(&key("x.ns.sub.example.com.")).unwrap())
-                .cut,
-            sub
-        );
+        assert_eq!(z.node(z.node_id(&key("x.ns.sub.example.com.")).unwrap()).cut, sub);
         assert_eq!(z.node(sub).glue.len(), 2);
         assert_eq!(z.node(APEX).cut, NONE);
         let www = z.node_id(&key("WWW.example.com.")).unwrap();
-        assert_eq!(
-            z.node(www).rrset(rtype::A).unwrap().count,
-            1,
-            "duplicates merged"
-        );
+        assert_eq!(z.node(www).rrset(rtype::A).unwrap().count, 1, "duplicates merged");
         assert!(z.node_id(&key("nope.example.com.")).is_none());
     }
 
     #[test]
     fn zone_rules() {
         let e = zone(&format!("{HEAD}www CNAME x\nwww A 192.0.2.1\n")).unwrap_err();
-        assert!(
-            e[0].starts_with(
-                "t.zone:5:1: www.example.com. has a CNAME and other data (A at t.zone:6:1)"
-            ),
-            "{e:?}"
-        );
+        assert!(e[0].starts_with("t.zone:5:1: www.example.com. has a CNAME and other data (A at t.zone:6:1)"), "{e:?}");
         let e = zone(&format!("{HEAD}www CNAME x\nwww CNAME y\n")).unwrap_err();
         assert!(e[0].contains("only one CNAME"), "{e:?}");
         let e = zone(&format!("{HEAD}www.example.net. A 192.0.2.1\n")).unwrap_err();
@@ -451,11 +392,7 @@ mod tests {
         Zone::build(
             apex,
             p.records,
-            vec![crate::config::testing::pool(
-                pool_name,
-                &[("127.0.0.10", 1)],
-                Default::default(),
-            )],
+            vec![crate::config::testing::pool(pool_name, &[("127.0.0.10", 1)], Default::default())],
             vec![],
         )
         .map_err(|e| e.iter().map(ToString::to_string).collect())
@@ -470,7 +407,12 @@ mod tests {
         let z = zone_with_pool(HEAD, "a.b.example.com.").unwrap();
         assert!(z.node_id(&key("b.example.com.")).is_some());
         let e = zone_with_pool(&format!("{HEAD}www CNAME x\n"), "www.example.com.").unwrap_err();
-        assert!(e[0].starts_with("t.toml:9:8: pool www.example.com.: the name also has static CNAME records (at t.zone:5:1)"), "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "t.toml:9:8: pool www.example.com.: the name also has static CNAME records (at t.zone:5:1)"
+            ),
+            "{e:?}"
+        );
         let e = zone_with_pool(&format!("{HEAD}www AAAA ::1\n"), "www.example.com.").unwrap_err();
         assert!(e[0].contains("static AAAA records"), "{e:?}");
         let e = zone_with_pool(&format!("{HEAD}sub NS ns9\n"), "x.sub.example.com.").unwrap_err();
@@ -480,10 +422,7 @@ mod tests {
     #[test]
     fn rrset_iteration() {
         let s = RRset::new(rtype::A, 60, [[1u8, 2, 3, 4], [5, 6, 7, 8]]);
-        assert_eq!(
-            s.rdatas().collect::<Vec<_>>(),
-            vec![&[1, 2, 3, 4][..], &[5, 6, 7, 8][..]]
-        );
+        assert_eq!(s.rdatas().collect::<Vec<_>>(), vec![&[1, 2, 3, 4][..], &[5, 6, 7, 8][..]]);
         assert_eq!(s.count, 2);
     }
 }

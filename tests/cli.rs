@@ -11,52 +11,35 @@ fn repo_zones() -> std::path::PathBuf {
 
 #[test]
 fn the_shipped_example_zones_pass_check() {
-    let out = Command::new(BIN)
-        .args(["check", "--zones"])
-        .arg(repo_zones())
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["check", "--zones"]).arg(repo_zones()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("zone example.com. OK") && stdout.contains("2 pools"),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("zone example.com. OK") && stdout.contains("2 pools"), "{stdout}");
     assert!(stdout.contains("zone example.net. OK"), "{stdout}");
 }
 
 #[test]
 fn check_reports_every_problem_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.test.zone"), "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n")
+        .unwrap();
     std::fs::write(
-        dir.path().join("good.test.zone"),
-        "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n",
+        dir.path().join("bad.test.zone"),
+        "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\nwww A 192.0.2.256\nmx MX ten mail\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("bad.test.zone"), "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\nwww A 192.0.2.256\nmx MX ten mail\n").unwrap();
     std::fs::write(
         dir.path().join("pool.test.toml"),
         "records = '''\n$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n'''\n[pools.www]\nchek = \"x\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--zones"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["check", "--zones"]).arg(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let bad = dir.path().join("bad.test.zone");
     let pool = dir.path().join("pool.test.toml");
     assert!(
-        stderr.contains(&format!(
-            "{}:5:7: A record: not an IPv4 address: \"192.0.2.256\"",
-            bad.display()
-        )),
+        stderr.contains(&format!("{}:5:7: A record: not an IPv4 address: \"192.0.2.256\"", bad.display())),
         "{stderr}"
     );
     assert!(
@@ -66,37 +49,19 @@ fn check_reports_every_problem_with_its_position() {
         )),
         "{stderr}"
     );
-    assert!(
-        stderr.contains(&format!("{}:8:1: unknown field `chek`", pool.display())),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("3 problem(s) in 2 of 3 zone(s)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{}:8:1: unknown field `chek`", pool.display())), "{stderr}");
+    assert!(stderr.contains("3 problem(s) in 2 of 3 zone(s)"), "{stderr}");
 }
 
 #[test]
 fn check_rejects_a_config_typo() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("weiche.toml");
-    std::fs::write(
-        &cfg,
-        "[server]\nlisten = [\"127.0.0.1:1053\"]\nzone = \"zones\"\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    std::fs::write(&cfg, "[server]\nlisten = [\"127.0.0.1:1053\"]\nzone = \"zones\"\n").unwrap();
+    let out = Command::new(BIN).arg("check").arg("--config").arg(&cfg).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr.contains(&format!("{}:3:1: unknown field `zone`", cfg.display())),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{}:3:1: unknown field `zone`", cfg.display())), "{stderr}");
 }
 
 #[test]
@@ -104,14 +69,7 @@ fn help_names_the_commands_and_flags() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for word in [
-        "serve",
-        "check",
-        "--listen",
-        "--zones",
-        "--config",
-        "--log-format",
-    ] {
+    for word in ["serve", "check", "--listen", "--zones", "--config", "--log-format"] {
         assert!(s.contains(word), "--help lacks {word}:\n{s}");
     }
 }
@@ -119,28 +77,16 @@ fn help_names_the_commands_and_flags() {
 #[test]
 fn serves_on_listen_and_stops_on_sigterm() {
     // Find a free port on a loopback address of our own.
-    let port = std::net::UdpSocket::bind("127.0.0.21:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::UdpSocket::bind("127.0.0.21:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.21:{port}");
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &addr,
-            "--log-format",
-            "json",
-            "--zones",
-        ])
+        .args(["serve", "--listen", &addr, "--api", "off", "--log-format", "json", "--zones"])
         .arg(repo_zones())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let sock = std::net::UdpSocket::bind("127.0.0.21:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let q = b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06static\x07example\x03com\x00\x00\x01\x00\x01";
     let start = Instant::now();
     let mut answer = None;
@@ -152,39 +98,25 @@ fn serves_on_listen_and_stops_on_sigterm() {
         }
     }
     let answer = answer.expect("an answer within 10 s");
-    assert_eq!(
-        &answer[answer.len() - 4..],
-        &[127, 0, 0, 20],
-        "static.example.com A 127.0.0.20"
-    );
+    assert_eq!(&answer[answer.len() - 4..], &[127, 0, 0, 20], "static.example.com A 127.0.0.20");
     send_signal(child.id(), 15);
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "did not exit within 5 s of SIGTERM"
-        );
+        assert!(t.elapsed() < Duration::from_secs(5), "did not exit within 5 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success());
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     let first = log.lines().next().unwrap();
-    assert!(
-        first.starts_with('{') && first.contains("\"message\":\"zone loaded\""),
-        "JSON log lines: {log}"
-    );
+    assert!(first.starts_with('{') && first.contains("\"message\":\"zone loaded\""), "JSON log lines: {log}");
 }
 
 fn send_signal(pid: u32, sig: i32) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
     assert!(ok.success());
 }
 
@@ -193,42 +125,26 @@ fn sighup_reloads_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let zones = dir.path().join("zones");
     std::fs::create_dir(&zones).unwrap();
-    let zone =
-        |serial: u32| format!("$TTL 60\n@ SOA ns hm {serial} 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n");
+    let zone = |serial: u32| format!("$TTL 60\n@ SOA ns hm {serial} 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n");
     std::fs::write(zones.join("hup.test.zone"), zone(1)).unwrap();
-    let port = std::net::UdpSocket::bind("127.0.0.22:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::UdpSocket::bind("127.0.0.22:0").unwrap().local_addr().unwrap().port();
     // An hour between looks at the directory: only SIGHUP can explain a quick reload.
     let cfg = dir.path().join("weiche.toml");
-    std::fs::write(&cfg, format!("[server]\nlisten = [\"127.0.0.22:{port}\"]\nzones = \"zones\"\nreload_interval = \"1h\"\n")).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    std::fs::write(&cfg, format!("[server]\nlisten = [\"127.0.0.22:{port}\"]\nzones = \"zones\"\nreload_interval = \"1h\"\n[api]\nlisten = \"off\"\n")).unwrap();
+    let mut child = Command::new(BIN).arg("--config").arg(&cfg).stderr(Stdio::null()).spawn().unwrap();
     let sock = std::net::UdpSocket::bind("127.0.0.22:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let soa_serial = || -> Option<u32> {
-        let q =
-            b"\x00\x07\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03hup\x04test\x00\x00\x06\x00\x01";
+        let q = b"\x00\x07\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03hup\x04test\x00\x00\x06\x00\x01";
         sock.send_to(q, ("127.0.0.22", port)).ok()?;
         let mut buf = [0u8; 512];
         let (n, _) = sock.recv_from(&mut buf).ok()?;
         // The serial is the first of the SOA's five 32-bit fields at the end.
-        (u16::from_be_bytes([buf[6], buf[7]]) == 1)
-            .then(|| u32::from_be_bytes(buf[n - 20..n - 16].try_into().unwrap()))
+        (u16::from_be_bytes([buf[6], buf[7]]) == 1).then(|| u32::from_be_bytes(buf[n - 20..n - 16].try_into().unwrap()))
     };
     let start = Instant::now();
     while soa_serial() != Some(1) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "server did not answer"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "server did not answer");
     }
     std::fs::write(zones.join("hup.test.zone"), zone(2)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -236,10 +152,7 @@ fn sighup_reloads_at_once() {
     send_signal(child.id(), 1);
     let t = Instant::now();
     while soa_serial() != Some(2) {
-        assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "SIGHUP did not reload within 3 s"
-        );
+        assert!(t.elapsed() < Duration::from_secs(3), "SIGHUP did not reload within 3 s");
     }
     send_signal(child.id(), 15);
     assert!(child.wait().unwrap().success());

@@ -60,10 +60,7 @@ targets = [
 "#;
 
 fn server(ip: &str) -> Server {
-    Server::start(
-        ip,
-        &[("example.test.zone", ZONE), ("pool.test.toml", POOL_ZONE)],
-    )
+    Server::start(ip, &[("example.test.zone", ZONE), ("pool.test.toml", POOL_ZONE)])
 }
 
 struct Case {
@@ -76,8 +73,7 @@ struct Case {
     additional: &'static [&'static str],
 }
 
-const NEG_SOA: &str =
-    "example.test. 300 IN SOA ns1.example.test. hostmaster.example.test. 42 3600 600 1209600 300";
+const NEG_SOA: &str = "example.test. 300 IN SOA ns1.example.test. hostmaster.example.test. 42 3600 600 1209600 300";
 
 fn c(
     qname: &'static str,
@@ -87,15 +83,7 @@ fn c(
     answer: &'static [&'static str],
     authority: &'static [&'static str],
 ) -> Case {
-    Case {
-        qname,
-        qtype,
-        rcode,
-        aa,
-        answer,
-        authority,
-        additional: &[],
-    }
+    Case { qname, qtype, rcode, aa, answer, authority, additional: &[] }
 }
 
 #[test]
@@ -109,44 +97,20 @@ fn answer_table() {
             A,
             NoError,
             true,
-            &[
-                "www.example.test. 3600 IN A 192.0.2.1",
-                "www.example.test. 3600 IN A 192.0.2.2",
-            ],
+            &["www.example.test. 3600 IN A 192.0.2.1", "www.example.test. 3600 IN A 192.0.2.2"],
             &[],
         ),
-        c(
-            "WwW.ExAmPle.TEST.",
-            AAAA,
-            NoError,
-            true,
-            &["WwW.ExAmPle.TEST. 3600 IN AAAA 2001:db8::1"],
-            &[],
-        ),
+        c("WwW.ExAmPle.TEST.", AAAA, NoError, true, &["WwW.ExAmPle.TEST. 3600 IN AAAA 2001:db8::1"], &[]),
         // NODATA: the name exists, the type does not.
         c("www.example.test.", MX, NoError, true, &[], &[NEG_SOA]),
         c("www.example.test.", TLSA, NoError, true, &[], &[NEG_SOA]),
         // NXDOMAIN, SOA TTL = min(SOA TTL, MINIMUM).
         c("nope.example.test.", A, NXDomain, true, &[], &[NEG_SOA]),
-        c(
-            "deeper.nope.example.test.",
-            A,
-            NXDomain,
-            true,
-            &[],
-            &[NEG_SOA],
-        ),
+        c("deeper.nope.example.test.", A, NXDomain, true, &[], &[NEG_SOA]),
         // Empty non-terminals exist: NODATA.
         c("b.c.example.test.", A, NoError, true, &[], &[NEG_SOA]),
         c("c.example.test.", TXT, NoError, true, &[], &[NEG_SOA]),
-        c(
-            "a.b.c.example.test.",
-            TXT,
-            NoError,
-            true,
-            &["a.b.c.example.test. 3600 IN TXT deep"],
-            &[],
-        ),
+        c("a.b.c.example.test.", TXT, NoError, true, &["a.b.c.example.test. 3600 IN TXT deep"], &[]),
         // CNAME chains inside the zone are followed; out-of-zone ones are left to the resolver.
         c(
             "alias.example.test.",
@@ -173,14 +137,7 @@ fn answer_table() {
             ],
             &[],
         ),
-        c(
-            "alias.example.test.",
-            CNAME,
-            NoError,
-            true,
-            &["alias.example.test. 3600 IN CNAME www.example.test."],
-            &[],
-        ),
+        c("alias.example.test.", CNAME, NoError, true, &["alias.example.test. 3600 IN CNAME www.example.test."], &[]),
         c(
             "alias.example.test.",
             MX,
@@ -189,14 +146,7 @@ fn answer_table() {
             &["alias.example.test. 3600 IN CNAME www.example.test."],
             &[NEG_SOA],
         ),
-        c(
-            "out.example.test.",
-            A,
-            NoError,
-            true,
-            &["out.example.test. 3600 IN CNAME www.elsewhere.test."],
-            &[],
-        ),
+        c("out.example.test.", A, NoError, true, &["out.example.test. 3600 IN CNAME www.elsewhere.test."], &[]),
         c(
             "dangling.example.test.",
             A,
@@ -217,31 +167,10 @@ fn answer_table() {
             &[],
         ),
         // Wildcards (RFC 4592): the owner is the query name; no match where the name exists.
-        c(
-            "foo.wild.example.test.",
-            A,
-            NoError,
-            true,
-            &["foo.wild.example.test. 3600 IN A 192.0.2.99"],
-            &[],
-        ),
-        c(
-            "a.b.wild.example.test.",
-            TXT,
-            NoError,
-            true,
-            &["a.b.wild.example.test. 3600 IN TXT wild"],
-            &[],
-        ),
+        c("foo.wild.example.test.", A, NoError, true, &["foo.wild.example.test. 3600 IN A 192.0.2.99"], &[]),
+        c("a.b.wild.example.test.", TXT, NoError, true, &["a.b.wild.example.test. 3600 IN TXT wild"], &[]),
         c("foo.wild.example.test.", MX, NoError, true, &[], &[NEG_SOA]),
-        c(
-            "x.wild.example.test.",
-            A,
-            NoError,
-            true,
-            &["x.wild.example.test. 3600 IN A 192.0.2.98"],
-            &[],
-        ),
+        c("x.wild.example.test.", A, NoError, true, &["x.wild.example.test. 3600 IN A 192.0.2.98"], &[]),
         c("x.wild.example.test.", TXT, NoError, true, &[], &[NEG_SOA]),
         c("wild.example.test.", A, NoError, true, &[], &[NEG_SOA]),
         // Delegation: referral without AA, NS in authority, in-bailiwick glue in additional.
@@ -293,22 +222,8 @@ fn answer_table() {
             &[],
         ),
         // Other types, including RFC 3597 unknown ones.
-        c(
-            "mail.example.test.",
-            MX,
-            NoError,
-            true,
-            &["mail.example.test. 3600 IN MX 10 mx1.example.test."],
-            &[],
-        ),
-        c(
-            "caa.example.test.",
-            CAA,
-            NoError,
-            true,
-            &["caa.example.test. 3600 IN CAA 0 issue \"ca.test\""],
-            &[],
-        ),
+        c("mail.example.test.", MX, NoError, true, &["mail.example.test. 3600 IN MX 10 mx1.example.test."], &[]),
+        c("caa.example.test.", CAA, NoError, true, &["caa.example.test. 3600 IN CAA 0 issue \"ca.test\""], &[]),
         c(
             "_https._tcp.example.test.",
             SRV,
@@ -331,9 +246,7 @@ fn answer_table() {
             SOA,
             NoError,
             true,
-            &[
-                "example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 42 3600 600 1209600 300",
-            ],
+            &["example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 42 3600 600 1209600 300"],
             &[],
         ),
         // Outside every zone: REFUSED, no AA.
@@ -348,20 +261,10 @@ fn answer_table() {
             A,
             NoError,
             true,
-            &[
-                "app.pool.test. 5 IN A 127.0.0.10",
-                "app.pool.test. 5 IN A 127.0.0.12",
-            ],
+            &["app.pool.test. 5 IN A 127.0.0.10", "app.pool.test. 5 IN A 127.0.0.12"],
             &[],
         ),
-        c(
-            "app.pool.test.",
-            AAAA,
-            NoError,
-            true,
-            &["app.pool.test. 5 IN AAAA ::1"],
-            &[],
-        ),
+        c("app.pool.test.", AAAA, NoError, true, &["app.pool.test. 5 IN AAAA ::1"], &[]),
         // NODATA at a pool: the SOA's TTL never exceeds the pool's TTL.
         c(
             "app.pool.test.",
@@ -376,11 +279,7 @@ fn answer_table() {
     for case in &cases {
         for transport in ["udp", "tcp"] {
             let q = query(case.qname, case.qtype, Some(1232));
-            let r = if transport == "udp" {
-                udp(s.addr, &q)
-            } else {
-                tcp(s.addr, &q)
-            };
+            let r = if transport == "udp" { udp(s.addr, &q) } else { tcp(s.addr, &q) };
             let got = (
                 r.metadata.response_code,
                 r.metadata.authoritative,
@@ -397,10 +296,7 @@ fn answer_table() {
                 case.aa,
                 want_answer,
                 want_auth,
-                case.additional
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
+                case.additional.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             );
             if got != want {
                 failures.push(format!(
@@ -411,11 +307,7 @@ fn answer_table() {
             // Header rules hold for every answer.
             assert!(r.metadata.recursion_desired, "RD copied");
             assert!(!r.metadata.recursion_available, "RA clear");
-            assert_eq!(
-                r.queries[0].name.to_string(),
-                case.qname,
-                "question echoed in the query's case"
-            );
+            assert_eq!(r.queries[0].name.to_string(), case.qname, "question echoed in the query's case");
             assert!(r.edns.is_some(), "OPT answered to OPT");
         }
     }
@@ -425,25 +317,13 @@ fn answer_table() {
 #[test]
 fn answers_keep_the_query_case_in_owner_names() {
     let s = server("127.0.0.3");
-    let raw = udp_raw(
-        s.addr,
-        &query("wWw.EXAMPLE.test.", RecordType::A, None)
-            .to_vec()
-            .unwrap(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let raw =
+        udp_raw(s.addr, &query("wWw.EXAMPLE.test.", RecordType::A, None).to_vec().unwrap(), Duration::from_secs(2))
+            .unwrap();
     // Owner names point at the question, whose bytes are the query's own.
-    assert!(
-        raw.windows(18)
-            .any(|w| w == b"\x03wWw\x07EXAMPLE\x04test\x00")
-    );
+    assert!(raw.windows(18).any(|w| w == b"\x03wWw\x07EXAMPLE\x04test\x00"));
     let r = Message::from_vec(&raw).unwrap();
-    assert!(
-        r.answers
-            .iter()
-            .all(|a| a.name.to_string() == "wWw.EXAMPLE.test.")
-    );
+    assert!(r.answers.iter().all(|a| a.name.to_string() == "wWw.EXAMPLE.test."));
 }
 
 #[test]
@@ -462,10 +342,7 @@ fn class_and_opcode() {
     let s = server("127.0.0.5");
     let mut q = query("www.example.test.", RecordType::A, None);
     q.queries[0].query_class = hickory_proto::rr::DNSClass::CH;
-    assert_eq!(
-        udp(s.addr, &q).metadata.response_code,
-        ResponseCode::Refused
-    );
+    assert_eq!(udp(s.addr, &q).metadata.response_code, ResponseCode::Refused);
     let mut q = query("www.example.test.", RecordType::A, None);
     q.metadata.op_code = OpCode::Status;
     let r = udp(s.addr, &q);
@@ -505,18 +382,9 @@ fn edns() {
     let r = Message::from_vec(&get(raw_query(WWW, 1, &[], 0))).unwrap();
     assert!(r.edns.is_none());
     // OPT in: OPT out, our payload 1232, DO copied, unknown options and flags ignored.
-    let r = Message::from_vec(&get(raw_query(
-        WWW,
-        1,
-        &opt(4096, 0, true, &[0xfe, 0xdc, 0, 2, 1, 2]),
-        1,
-    )))
-    .unwrap();
+    let r = Message::from_vec(&get(raw_query(WWW, 1, &opt(4096, 0, true, &[0xfe, 0xdc, 0, 2, 1, 2]), 1))).unwrap();
     let e = r.edns.as_ref().expect("OPT");
-    assert_eq!(
-        (e.max_payload(), e.version(), e.flags().dnssec_ok),
-        (1232, 0, true)
-    );
+    assert_eq!((e.max_payload(), e.version(), e.flags().dnssec_ok), (1232, 0, true));
     assert_eq!(r.answers.len(), 2);
     // Version 1: BADVERS (extended RCODE 16: 1 in the OPT, 0 in the header), no answer.
     let raw = get(raw_query(WWW, 1, &opt(1232, 1, false, &[]), 1));
@@ -532,8 +400,7 @@ fn edns() {
 }
 
 fn big_zone() -> String {
-    let mut z =
-        String::from("$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n");
+    let mut z = String::from("$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n");
     for i in 0..40 {
         z.push_str(&format!("big TXT \"{}-{i:02}\"\n", "x".repeat(60)));
     }
@@ -547,27 +414,16 @@ fn big_zone() -> String {
 fn truncation_and_tcp_fallback() {
     let s = Server::start("127.0.0.7", &[("big.test.zone", &big_zone())]);
     // Without EDNS the limit is 512: TC set, whole RRsets only (here: none of the 40).
-    let raw = udp_raw(
-        s.addr,
-        &query("big.big.test.", RecordType::TXT, None)
-            .to_vec()
-            .unwrap(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let raw = udp_raw(s.addr, &query("big.big.test.", RecordType::TXT, None).to_vec().unwrap(), Duration::from_secs(2))
+        .unwrap();
     assert!(raw.len() <= 512);
     let r = Message::from_vec(&raw).unwrap();
     assert!(r.metadata.truncation);
     assert!(r.answers.is_empty(), "no partial RRset");
     // With EDNS 1232 too (40 × ~80 bytes does not fit).
-    let raw = udp_raw(
-        s.addr,
-        &query("big.big.test.", RecordType::TXT, Some(4096))
-            .to_vec()
-            .unwrap(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let raw =
+        udp_raw(s.addr, &query("big.big.test.", RecordType::TXT, Some(4096)).to_vec().unwrap(), Duration::from_secs(2))
+            .unwrap();
     assert!(raw.len() <= 1232, "capped at our payload: {}", raw.len());
     assert!(Message::from_vec(&raw).unwrap().metadata.truncation);
     // A client payload below 512 counts as 512.
@@ -588,11 +444,7 @@ fn tcp_pipelining_idle_timeout_and_connection_limit() {
     });
     let msgs: Vec<Vec<u8>> = (0..50)
         .map(|i| {
-            let qt = if i % 2 == 0 {
-                RecordType::A
-            } else {
-                RecordType::AAAA
-            };
+            let qt = if i % 2 == 0 { RecordType::A } else { RecordType::AAAA };
             query("www.example.test.", qt, None).to_vec().unwrap()
         })
         .collect();
@@ -608,34 +460,20 @@ fn tcp_pipelining_idle_timeout_and_connection_limit() {
     let t = std::time::Instant::now();
     assert!(read_tcp_msg(&mut a).is_none());
     let waited = t.elapsed();
-    assert!(
-        waited >= Duration::from_millis(400) && waited < Duration::from_millis(2500),
-        "closed after {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_millis(2500), "closed after {waited:?}");
     // Bounded: with two connections held open, a third is closed at once.
     let _a = std::net::TcpStream::connect(s.addr).unwrap();
     let _b = std::net::TcpStream::connect(s.addr).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let mut c = std::net::TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     use std::io::{Read, Write};
-    let m = query("www.example.test.", RecordType::A, None)
-        .to_vec()
-        .unwrap();
+    let m = query("www.example.test.", RecordType::A, None).to_vec().unwrap();
     let _ = c.write_all(&[&(m.len() as u16).to_be_bytes()[..], &m].concat());
     let mut buf = [0u8; 2];
-    assert!(
-        matches!(c.read(&mut buf), Ok(0) | Err(_)),
-        "third connection refused"
-    );
+    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)), "third connection refused");
     // UDP is unaffected.
-    assert_eq!(
-        udp(s.addr, &query("www.example.test.", RecordType::A, None))
-            .answers
-            .len(),
-        2
-    );
+    assert_eq!(udp(s.addr, &query("www.example.test.", RecordType::A, None)).answers.len(), 2);
 }
 
 #[test]
@@ -659,38 +497,16 @@ fn malformed_packets_never_stop_the_server() {
     // A compression loop, a pointer in the question, a label over 63, a name over 255.
     let looped = raw_query(b"\x00", 1, &[0xc0, 17, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0], 1);
     assert_eq!(rcode(&udp_raw(s.addr, &looped, t).unwrap()), 1);
+    assert_eq!(rcode(&udp_raw(s.addr, &raw_query(b"\xc0\x0c", 1, &[], 0), t).unwrap()), 1);
     assert_eq!(
-        rcode(&udp_raw(s.addr, &raw_query(b"\xc0\x0c", 1, &[], 0), t).unwrap()),
+        rcode(&udp_raw(s.addr, &raw_query(&[&[64u8][..], &[b'a'; 64], &[0]].concat(), 1, &[], 0), t).unwrap()),
         1
     );
-    assert_eq!(
-        rcode(
-            &udp_raw(
-                s.addr,
-                &raw_query(&[&[64u8][..], &[b'a'; 64], &[0]].concat(), 1, &[], 0),
-                t
-            )
-            .unwrap()
-        ),
-        1
-    );
-    let long: Vec<u8> = (0..5)
-        .flat_map(|_| std::iter::once(63u8).chain([b'a'; 63]))
-        .chain([0])
-        .collect();
-    assert_eq!(
-        rcode(&udp_raw(s.addr, &raw_query(&long, 1, &[], 0), t).unwrap()),
-        1
-    );
+    let long: Vec<u8> = (0..5).flat_map(|_| std::iter::once(63u8).chain([b'a'; 63])).chain([0]).collect();
+    assert_eq!(rcode(&udp_raw(s.addr, &raw_query(&long, 1, &[], 0), t).unwrap()), 1);
     // Truncated question: FORMERR; records promised but missing: FORMERR.
-    assert_eq!(
-        rcode(&udp_raw(s.addr, &raw_query(WWW, 1, &[], 0)[..20], t).unwrap()),
-        1
-    );
-    assert_eq!(
-        rcode(&udp_raw(s.addr, &raw_query(WWW, 1, &[], 3), t).unwrap()),
-        1
-    );
+    assert_eq!(rcode(&udp_raw(s.addr, &raw_query(WWW, 1, &[], 0)[..20], t).unwrap()), 1);
+    assert_eq!(rcode(&udp_raw(s.addr, &raw_query(WWW, 1, &[], 3), t).unwrap()), 1);
     // Random garbage: whatever comes back, the server stays up.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..2000 {
@@ -698,9 +514,7 @@ fn malformed_packets_never_stop_the_server() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let len = 12 + (seed % 60) as usize;
-        let mut pkt: Vec<u8> = (0..len)
-            .map(|i| (seed.rotate_left(i as u32 * 7) & 0xff) as u8)
-            .collect();
+        let mut pkt: Vec<u8> = (0..len).map(|i| (seed.rotate_left(i as u32 * 7) & 0xff) as u8).collect();
         pkt[2] &= 0x7f;
         let sock = std::net::UdpSocket::bind("127.0.0.9:0").unwrap();
         sock.send_to(&pkt, s.addr).unwrap();
@@ -712,18 +526,8 @@ fn malformed_packets_never_stop_the_server() {
         c.write_all(&[0x10, 0x00, 1, 2, 3]).unwrap();
     }
     // The next query is answered.
-    assert_eq!(
-        udp(s.addr, &query("www.example.test.", RecordType::A, None))
-            .answers
-            .len(),
-        2
-    );
-    assert_eq!(
-        tcp(s.addr, &query("www.example.test.", RecordType::A, None))
-            .answers
-            .len(),
-        2
-    );
+    assert_eq!(udp(s.addr, &query("www.example.test.", RecordType::A, None)).answers.len(), 2);
+    assert_eq!(tcp(s.addr, &query("www.example.test.", RecordType::A, None)).answers.len(), 2);
 }
 
 #[test]
@@ -741,17 +545,9 @@ fn reload_on_edit_keeps_previous_on_error_and_removes_deleted() {
     // An edit is served within 2 s.
     write_atomically(&path, &ZONE.replace(" 42 ", " 43 "));
     let took = wait_until(Duration::from_secs(3), || serial() == Some(43));
-    assert!(
-        took.is_some_and(|t| t < Duration::from_secs(2)),
-        "took {took:?}"
-    );
+    assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "took {took:?}");
     // A broken edit: the previous version keeps serving.
-    write_atomically(
-        &path,
-        &ZONE
-            .replace(" 42 ", " 44 ")
-            .replace("192.0.2.1\n", "192.0.2.300\n"),
-    );
+    write_atomically(&path, &ZONE.replace(" 42 ", " 44 ").replace("192.0.2.1\n", "192.0.2.300\n"));
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(serial(), Some(43));
     // Written in place, in pieces: never served half-written.
@@ -765,39 +561,21 @@ fn reload_on_edit_keeps_previous_on_error_and_removes_deleted() {
         for _ in 0..6 {
             std::thread::sleep(Duration::from_millis(50));
             assert_ne!(serial(), None);
-            assert!(
-                udp(s.addr, &query("caa.example.test.", RecordType::CAA, None))
-                    .answers
-                    .len()
-                    <= 1
-            );
+            assert!(udp(s.addr, &query("caa.example.test.", RecordType::CAA, None)).answers.len() <= 1);
         }
         f.write_all(b.as_bytes()).unwrap();
     }
     assert!(wait_until(Duration::from_secs(3), || serial() == Some(45)).is_some());
-    assert_eq!(
-        udp(s.addr, &query("caa.example.test.", RecordType::CAA, None))
-            .answers
-            .len(),
-        1
-    );
+    assert_eq!(udp(s.addr, &query("caa.example.test.", RecordType::CAA, None)).answers.len(), 1);
     // A deleted file removes its zone.
     std::fs::remove_file(&path).unwrap();
     assert!(
-        wait_until(Duration::from_secs(3), || udp(
-            s.addr,
-            &query("example.test.", RecordType::SOA, None)
-        )
-        .metadata
-        .response_code
+        wait_until(Duration::from_secs(3), || udp(s.addr, &query("example.test.", RecordType::SOA, None))
+            .metadata
+            .response_code
             == ResponseCode::Refused)
         .is_some()
     );
     // The other zone is untouched.
-    assert_eq!(
-        udp(s.addr, &query("app.pool.test.", RecordType::A, None))
-            .answers
-            .len(),
-        2
-    );
+    assert_eq!(udp(s.addr, &query("app.pool.test.", RecordType::A, None)).answers.len(), 2);
 }

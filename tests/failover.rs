@@ -45,8 +45,7 @@ impl Backend {
                         if let Some(r) = r {
                             // HTTP waits for the request; banner protocols (SMTP, MySQL) speak first.
                             if r.starts_with("HTTP/") {
-                                c.set_read_timeout(Some(Duration::from_millis(500)))
-                                    .unwrap();
+                                c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
                                 let mut buf = [0u8; 2048];
                                 let _ = c.read(&mut buf);
                             }
@@ -77,15 +76,8 @@ impl Drop for Backend {
 /// A port free on every given address.
 fn free_port(ips: &[&str]) -> u16 {
     for _ in 0..50 {
-        let port = TcpListener::bind(format!("{}:0", ips[0]))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if ips
-            .iter()
-            .all(|ip| TcpListener::bind(format!("{ip}:{port}")).is_ok())
-        {
+        let port = TcpListener::bind(format!("{}:0", ips[0])).unwrap().local_addr().unwrap().port();
+        if ips.iter().all(|ip| TcpListener::bind(format!("{ip}:{port}")).is_ok()) {
             return port;
         }
     }
@@ -93,24 +85,13 @@ fn free_port(ips: &[&str]) -> u16 {
 }
 
 fn zone(pool: &str) -> String {
-    format!(
-        "records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n\"\"\"\n{pool}"
-    )
+    format!("records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n\"\"\"\n{pool}")
 }
 
 fn answer(s: &Server, name: &str) -> Vec<Ipv4Addr> {
     let r = udp(s.addr, &query(name, RecordType::A, None));
-    let mut v: Vec<Ipv4Addr> = r
-        .answers
-        .iter()
-        .filter_map(|a| {
-            if let RData::A(a) = &a.data {
-                Some(a.0)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let mut v: Vec<Ipv4Addr> =
+        r.answers.iter().filter_map(|a| if let RData::A(a) = &a.data { Some(a.0) } else { None }).collect();
     v.sort();
     v
 }
@@ -140,18 +121,9 @@ fn tcp_failover_and_failback() {
     // Kill the primary: within interval × fall + timeout + 0.5 s the answer is the secondary.
     primary.down();
     let limit = Duration::from_millis(250 * 2 + 200 + 500);
-    let took = wait_until(Duration::from_secs(5), || {
-        answer(&s, "www.fo.test.") == vec![ip(sec)]
-    });
-    assert!(
-        took.is_some_and(|t| t <= limit),
-        "failover took {took:?}, limit {limit:?}"
-    );
-    assert_eq!(
-        ttl(&s, "www.fo.test."),
-        5,
-        "short TTL while on a fallback level"
-    );
+    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(sec)]);
+    assert!(took.is_some_and(|t| t <= limit), "failover took {took:?}, limit {limit:?}");
+    assert_eq!(ttl(&s, "www.fo.test."), 5, "short TTL while on a fallback level");
     // It stays there (no flapping) while the primary is down.
     for _ in 0..10 {
         assert_eq!(answer(&s, "www.fo.test."), vec![ip(sec)]);
@@ -159,13 +131,8 @@ fn tcp_failover_and_failback() {
     }
     // Restore it: back after `rise` successes.
     primary.up();
-    let took = wait_until(Duration::from_secs(5), || {
-        answer(&s, "www.fo.test.") == vec![ip(p)]
-    });
-    assert!(
-        took.is_some_and(|t| t <= Duration::from_millis(250 * 2 + 200 + 500)),
-        "failback took {took:?}"
-    );
+    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(p)]);
+    assert!(took.is_some_and(|t| t <= Duration::from_millis(250 * 2 + 200 + 500)), "failback took {took:?}");
 }
 
 #[test]
@@ -187,18 +154,11 @@ fn all_down_policies() {
     assert_eq!(ttl(&s, "keep.ad.test."), 5, "short TTL while all down");
     // none: NODATA, and the SOA's TTL is capped at the pool's TTL (not the zone's 600).
     let r = udp(s.addr, &query("none.ad.test.", RecordType::A, None));
-    assert_eq!(
-        (r.metadata.response_code, r.answers.len()),
-        (ResponseCode::NoError, 0)
-    );
+    assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
     assert_eq!(r.authorities[0].ttl, 20);
     // A backend comes up: every policy answers it.
     let _up = Backend::start(b, port, None);
-    assert!(
-        wait_until(Duration::from_secs(3), || answer(&s, "none.ad.test.")
-            == vec![ip(b)])
-        .is_some()
-    );
+    assert!(wait_until(Duration::from_secs(3), || answer(&s, "none.ad.test.") == vec![ip(b)]).is_some());
     assert_eq!(answer(&s, "keep.ad.test."), vec![ip(b)]);
 }
 
@@ -208,32 +168,17 @@ fn http_status_and_body_checks() {
     let port = free_port(&[good, bad_status, bad_body]);
     let ok = "HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nhealthy";
     let _g = Backend::start(good, port, Some(ok));
-    let _s = Backend::start(
-        bad_status,
-        port,
-        Some("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nhealthy"),
-    );
-    let _b = Backend::start(
-        bad_body,
-        port,
-        Some("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nbroken!"),
-    );
+    let _s =
+        Backend::start(bad_status, port, Some("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nhealthy"));
+    let _b = Backend::start(bad_body, port, Some("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nbroken!"));
     let pools = format!(
         "[checks.h]\ntype = \"http\"\nport = {port}\nhost = \"www.example.test\"\npath = \"/health\"\nbody_contains = \"healthy\"\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
          [pools.s]\ncheck = \"h\"\ntargets = [{{ address = \"{bad_status}\", priority = 1 }}, {{ address = \"{good}\", priority = 2 }}]\n\
          [pools.b]\ncheck = \"h\"\ntargets = [{{ address = \"{bad_body}\", priority = 1 }}, {{ address = \"{good}\", priority = 2 }}]\n"
     );
     let s = Server::start("127.0.0.50", &[("http.test.toml", &zone(&pools))]);
-    assert_eq!(
-        answer(&s, "s.http.test."),
-        vec![ip(good)],
-        "HTTP 503 is down"
-    );
-    assert_eq!(
-        answer(&s, "b.http.test."),
-        vec![ip(good)],
-        "body mismatch is down"
-    );
+    assert_eq!(answer(&s, "s.http.test."), vec![ip(good)], "HTTP 503 is down");
+    assert_eq!(answer(&s, "b.http.test."), vec![ip(good)], "body mismatch is down");
 }
 
 #[test]
@@ -251,18 +196,12 @@ fn a_tarpit_costs_only_its_own_timeout() {
     );
     let s = Server::start("127.0.0.60", &[("tp.test.toml", &zone(&pools))]);
     // The tarpit never sends the banner: down after its timeouts.
-    assert!(
-        wait_until(Duration::from_secs(3), || answer(&s, "slow.tp.test.")
-            == vec![ip(sec)])
-        .is_some()
-    );
+    assert!(wait_until(Duration::from_secs(3), || answer(&s, "slow.tp.test.") == vec![ip(sec)]).is_some());
     assert_eq!(answer(&s, "fast.tp.test."), vec![ip(p)]);
     // The other pool's failover in the same run stays on time.
     let t = Instant::now();
     primary.down();
-    let took = wait_until(Duration::from_secs(5), || {
-        answer(&s, "fast.tp.test.") == vec![ip(sec)]
-    });
+    let took = wait_until(Duration::from_secs(5), || answer(&s, "fast.tp.test.") == vec![ip(sec)]);
     let limit = Duration::from_millis(300 * 2 + 250 + 500);
     assert!(
         took.is_some_and(|d| d <= limit),
@@ -280,17 +219,7 @@ impl TlsBackend {
     fn start(dir: &std::path::Path, ip: &str, port: u16) -> TlsBackend {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         let ok = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=www.example.test",
-            ])
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=www.example.test"])
             .args(["-addext", "subjectAltName=DNS:www.example.test", "-keyout"])
             .arg(&key)
             .arg("-out")
@@ -300,14 +229,7 @@ impl TlsBackend {
             .expect("openssl is installed");
         assert!(ok.success());
         let child = std::process::Command::new("openssl")
-            .args([
-                "s_server",
-                "-quiet",
-                "-www",
-                "-accept",
-                &format!("{ip}:{port}"),
-                "-cert",
-            ])
+            .args(["s_server", "-quiet", "-www", "-accept", &format!("{ip}:{port}"), "-cert"])
             .arg(&cert)
             .arg("-key")
             .arg(&key)
@@ -317,10 +239,7 @@ impl TlsBackend {
             .unwrap();
         let t = Instant::now();
         while std::net::TcpStream::connect(format!("{ip}:{port}")).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "s_server did not start"
-            );
+            assert!(t.elapsed() < Duration::from_secs(5), "s_server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
         TlsBackend(child)
@@ -353,11 +272,7 @@ fn https_checks_use_sni_and_verify_certificates() {
     // Verified, the self-signed certificate fails; the plain-TCP fallback is down for HTTPS too,
     // so keep-primary answers the primary.
     let r = udp(s.addr, &query("strict.tls.test.", RecordType::A, None));
-    assert_eq!(
-        (r.answers.len(), r.answers[0].ttl),
-        (1, 5),
-        "all down: keep-primary with the short TTL"
-    );
+    assert_eq!((r.answers.len(), r.answers[0].ttl), (1, 5), "all down: keep-primary with the short TTL");
 }
 
 #[test]
@@ -373,11 +288,7 @@ fn manual_failback_holds_the_secondary_until_released() {
     let s = Server::start("127.0.0.90", &[("mf.test.toml", &zone(&pool))]);
     assert_eq!(answer(&s, "db.mf.test."), vec![ip(p)]);
     primary.down();
-    assert!(
-        wait_until(Duration::from_secs(3), || answer(&s, "db.mf.test.")
-            == vec![ip(sec)])
-        .is_some()
-    );
+    assert!(wait_until(Duration::from_secs(3), || answer(&s, "db.mf.test.") == vec![ip(sec)]).is_some());
     // The primary is back and healthy well past `rise`, yet the answer stays on the secondary.
     primary.up();
     std::thread::sleep(Duration::from_millis(1500));
@@ -390,8 +301,5 @@ fn manual_failback_holds_the_secondary_until_released() {
     assert_eq!(s.control.release_failback(name).blocking_recv(), Ok(true));
     assert_eq!(answer(&s, "db.mf.test."), vec![ip(p)]);
     let unknown = weiche::name::Name::parse("nope.mf.test.", None).unwrap();
-    assert_eq!(
-        s.control.release_failback(unknown).blocking_recv(),
-        Ok(false)
-    );
+    assert_eq!(s.control.release_failback(unknown).blocking_recv(), Ok(false));
 }

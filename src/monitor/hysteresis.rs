@@ -35,11 +35,7 @@ impl TargetState {
     /// start-up round gives verdicts); after that `fall` failures in a row take an up target
     /// down, and `rise` successes in a row bring a down one up.
     pub fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<Transition> {
-        self.streak = if self.last_ok == Some(ok) {
-            self.streak.saturating_add(1)
-        } else {
-            1
-        };
+        self.streak = if self.last_ok == Some(ok) { self.streak.saturating_add(1) } else { 1 };
         self.last_ok = Some(ok);
         let from = self.verdict;
         let agrees = matches!((from, ok), (Health::Up, true) | (Health::Down, false));
@@ -72,31 +68,14 @@ mod tests {
 
     fn run(results: &[bool], rise: u32, fall: u32) -> (TargetState, Vec<Transition>) {
         let mut s = TargetState::default();
-        let t = results
-            .iter()
-            .filter_map(|&ok| s.observe(ok, rise, fall))
-            .collect();
+        let t = results.iter().filter_map(|&ok| s.observe(ok, rise, fall)).collect();
         (s, t)
     }
 
     #[test]
     fn first_result_decides() {
-        assert_eq!(
-            run(&[true], 2, 3).1,
-            vec![Transition {
-                from: Unknown,
-                to: Up,
-                after: 1
-            }]
-        );
-        assert_eq!(
-            run(&[false], 2, 3).1,
-            vec![Transition {
-                from: Unknown,
-                to: Down,
-                after: 1
-            }]
-        );
+        assert_eq!(run(&[true], 2, 3).1, vec![Transition { from: Unknown, to: Up, after: 1 }]);
+        assert_eq!(run(&[false], 2, 3).1, vec![Transition { from: Unknown, to: Down, after: 1 }]);
     }
 
     #[test]
@@ -105,14 +84,7 @@ mod tests {
         assert_eq!((s.verdict, s.in_doubt(), t.len()), (Up, true, 1));
         let (s, t) = run(&[true, false, false, false], 2, 3);
         assert_eq!((s.verdict, s.in_doubt()), (Down, false));
-        assert_eq!(
-            t[1],
-            Transition {
-                from: Up,
-                to: Down,
-                after: 3
-            }
-        );
+        assert_eq!(t[1], Transition { from: Up, to: Down, after: 3 });
     }
 
     #[test]
@@ -127,17 +99,7 @@ mod tests {
         let (s, t) = run(&[false, true], 2, 3);
         assert_eq!((s.verdict, s.in_doubt(), t.len()), (Down, true, 1));
         let (s, t) = run(&[false, true, true], 2, 3);
-        assert_eq!(
-            (s.verdict, t[1]),
-            (
-                Up,
-                Transition {
-                    from: Down,
-                    to: Up,
-                    after: 2
-                }
-            )
-        );
+        assert_eq!((s.verdict, t[1]), (Up, Transition { from: Down, to: Up, after: 2 }));
         let (s, _) = run(&[false, true, false, true], 2, 3);
         assert_eq!(s.verdict, Down, "a failure resets the success count");
     }
@@ -171,10 +133,7 @@ mod tests {
                             if before != Unknown {
                                 let need = if ok { rise } else { fall } as usize;
                                 assert!(i + 1 >= need);
-                                assert!(
-                                    results[i + 1 - need..=i].iter().all(|&r| r == ok),
-                                    "{results:?} at {i}"
-                                );
+                                assert!(results[i + 1 - need..=i].iter().all(|&r| r == ok), "{results:?} at {i}");
                             }
                         }
                         assert_ne!(s.verdict, Unknown);

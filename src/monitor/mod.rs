@@ -39,50 +39,20 @@ pub struct CheckKey(pub Check);
 impl PartialEq for CheckKey {
     fn eq(&self, o: &Self) -> bool {
         let (a, b) = (&self.0, &o.0);
-        (
-            a.kind,
-            a.port,
-            a.interval,
-            a.timeout,
-            a.retry_interval,
-            a.fall,
-            a.rise,
-            &a.probe,
-        ) == (
-            b.kind,
-            b.port,
-            b.interval,
-            b.timeout,
-            b.retry_interval,
-            b.fall,
-            b.rise,
-            &b.probe,
-        )
+        (a.kind, a.port, a.interval, a.timeout, a.retry_interval, a.fall, a.rise, &a.probe)
+            == (b.kind, b.port, b.interval, b.timeout, b.retry_interval, b.fall, b.rise, &b.probe)
     }
 }
 impl Eq for CheckKey {}
 impl Hash for CheckKey {
     fn hash<H: Hasher>(&self, h: &mut H) {
         let c = &self.0;
-        (
-            c.kind,
-            c.port,
-            c.interval,
-            c.timeout,
-            c.retry_interval,
-            c.fall,
-            c.rise,
-            &c.probe,
-        )
-            .hash(h)
+        (c.kind, c.port, c.interval, c.timeout, c.retry_interval, c.fall, c.rise, &c.probe).hash(h)
     }
 }
 impl ProbeKey {
     pub fn new(addr: SocketAddr, check: &Check) -> ProbeKey {
-        ProbeKey {
-            addr,
-            check: Arc::new(CheckKey(check.clone())),
-        }
+        ProbeKey { addr, check: Arc::new(CheckKey(check.clone())) }
     }
 }
 
@@ -114,11 +84,7 @@ impl Drop for Monitor {
 
 impl Monitor {
     pub fn new(tx: mpsc::UnboundedSender<Update>) -> Monitor {
-        Monitor {
-            tx,
-            limit: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
-            tasks: HashMap::new(),
-        }
+        Monitor { tx, limit: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)), tasks: HashMap::new() }
     }
 
     /// Probes exactly `keys` from now on: new ones start (unknown), removed ones stop, the rest
@@ -136,8 +102,7 @@ impl Monitor {
             if self.tasks.contains_key(&key) {
                 continue;
             }
-            let handle = tokio::spawn(probe_loop(key.clone(), self.tx.clone(), self.limit.clone()))
-                .abort_handle();
+            let handle = tokio::spawn(probe_loop(key.clone(), self.tx.clone(), self.limit.clone())).abort_handle();
             self.tasks.insert(key, handle);
         }
     }
@@ -167,12 +132,7 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
             return;
         }
     };
-    if let crate::config::Probe::Http {
-        tls: true,
-        tls_verify: false,
-        ..
-    } = &check.probe
-    {
+    if let crate::config::Probe::Http { tls: true, tls_verify: false, .. } = &check.probe {
         warn!(target = %key.addr, check = %check.name, "certificate verification is off for this check (tls_verify = false)");
     }
     let mut state = TargetState::default();
@@ -195,21 +155,12 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
             .record(latency.as_secs_f64());
         // Every result goes to the publisher (the status API shows the last one); it decides
         // whether answers change.
-        let update = Update {
-            key: key.clone(),
-            state: state.clone(),
-            transition,
-            cause: result.err(),
-            latency,
-        };
+        let update = Update { key: key.clone(), state: state.clone(), transition, cause: result.err(), latency };
         if tx.send(update).is_err() {
             return;
         }
-        let mut wait = if state.in_doubt() || state.verdict == Health::Unknown {
-            check.retry_interval
-        } else {
-            check.interval
-        };
+        let mut wait =
+            if state.in_doubt() || state.verdict == Health::Unknown { check.retry_interval } else { check.interval };
         if first {
             // The start-up round runs at once for every target; afterwards targets keep
             // distinct phases, so probes are spread over the interval, not fired in bursts.
@@ -252,10 +203,7 @@ mod tests {
         };
         let t_doubt = Instant::now();
         assert!(doubt.transition.is_none() && doubt.state.in_doubt());
-        assert!(
-            t_doubt - killed <= Duration::from_secs(1),
-            "first failure within one interval"
-        );
+        assert!(t_doubt - killed <= Duration::from_secs(1), "first failure within one interval");
         let down = loop {
             let u = rx.recv().await.unwrap();
             if u.transition.is_some() {
@@ -263,10 +211,7 @@ mod tests {
             }
         };
         let t_down = Instant::now();
-        assert_eq!(
-            down.transition.map(|t| (t.to, t.after)),
-            Some((Health::Down, 3))
-        );
+        assert_eq!(down.transition.map(|t| (t.to, t.after)), Some((Health::Down, 3)));
         assert_eq!(down.cause.as_deref(), Some("connection refused"));
         let confirm = t_down - t_doubt;
         assert!(

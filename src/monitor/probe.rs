@@ -25,14 +25,7 @@ impl Prober {
     pub fn new(addr: SocketAddr, check: std::sync::Arc<Check>) -> Result<Prober, String> {
         let http = match &check.probe {
             Probe::Tcp { .. } => None,
-            Probe::Http {
-                tls,
-                host,
-                path,
-                tls_verify,
-                headers,
-                ..
-            } => {
+            Probe::Http { tls, host, path, tls_verify, headers, .. } => {
                 install_crypto_provider();
                 let scheme = if *tls { "https" } else { "http" };
                 let host_part = match host {
@@ -45,8 +38,7 @@ impl Prober {
                 for (k, v) in headers {
                     let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
                         .map_err(|e| format!("header {k:?}: {e}"))?;
-                    let value = reqwest::header::HeaderValue::from_str(v)
-                        .map_err(|e| format!("header {k:?}: {e}"))?;
+                    let value = reqwest::header::HeaderValue::from_str(v).map_err(|e| format!("header {k:?}: {e}"))?;
                     default_headers.insert(name, value);
                 }
                 let mut b = reqwest::Client::builder()
@@ -62,11 +54,7 @@ impl Prober {
                     // Connect to the target while naming the service (Host header and SNI).
                     b = b.resolve(h, addr);
                 }
-                Some((
-                    b.build()
-                        .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
-                    url,
-                ))
+                Some((b.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?, url))
             }
         };
         Ok(Prober { addr, check, http })
@@ -83,35 +71,15 @@ impl Prober {
 
     async fn run(&self) -> Result<(), String> {
         match (&self.check.probe, &self.http) {
-            (Probe::Tcp { send, expect }, _) => {
-                tcp(self.addr, send.as_deref(), expect.as_deref()).await
-            }
-            (
-                Probe::Http {
-                    method,
-                    statuses,
-                    body_contains,
-                    ..
-                },
-                Some((client, url)),
-            ) => {
-                let req = if method == "HEAD" {
-                    client.head(url)
-                } else {
-                    client.get(url)
-                };
+            (Probe::Tcp { send, expect }, _) => tcp(self.addr, send.as_deref(), expect.as_deref()).await,
+            (Probe::Http { method, statuses, body_contains, .. }, Some((client, url))) => {
+                let req = if method == "HEAD" { client.head(url) } else { client.get(url) };
                 let mut resp = req.send().await.map_err(|e| http_error(&e))?;
                 let status = resp.status().as_u16();
                 if !statuses.iter().any(|&(a, b)| (a..=b).contains(&status)) {
                     let want: Vec<String> = statuses
                         .iter()
-                        .map(|&(a, b)| {
-                            if a == b {
-                                a.to_string()
-                            } else {
-                                format!("{a}-{b}")
-                            }
-                        })
+                        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
                         .collect();
                     return Err(format!("HTTP {status} (expected {})", want.join(", ")));
                 }
@@ -123,10 +91,7 @@ impl Prober {
                             None => break,
                         }
                     }
-                    if !body
-                        .windows(needle.len().max(1))
-                        .any(|w| w == needle.as_bytes())
-                    {
+                    if !body.windows(needle.len().max(1)).any(|w| w == needle.as_bytes()) {
                         return Err(format!("body does not contain {needle:?}"));
                     }
                 }
@@ -138,22 +103,15 @@ impl Prober {
 }
 
 async fn tcp(addr: SocketAddr, send: Option<&str>, expect: Option<&str>) -> Result<(), String> {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| io_cause(&e))?;
+    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| io_cause(&e))?;
     if let Some(data) = send {
-        s.write_all(data.as_bytes())
-            .await
-            .map_err(|e| format!("send failed: {}", io_cause(&e)))?;
+        s.write_all(data.as_bytes()).await.map_err(|e| format!("send failed: {}", io_cause(&e)))?;
     }
     if let Some(want) = expect {
         let mut got = Vec::new();
         let mut buf = [0u8; 1024];
         loop {
-            let n = s
-                .read(&mut buf)
-                .await
-                .map_err(|e| format!("read failed: {}", io_cause(&e)))?;
+            let n = s.read(&mut buf).await.map_err(|e| format!("read failed: {}", io_cause(&e)))?;
             if n == 0 {
                 return Err(format!("connection closed before {want:?} was seen"));
             }
@@ -199,11 +157,7 @@ fn http_error(e: &reqwest::Error) -> String {
 }
 
 pub fn fmt_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
 fn install_crypto_provider() {

@@ -29,12 +29,7 @@ pub struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     pub fn new(src: &'a str) -> Self {
-        Lexer {
-            src,
-            pos: 0,
-            line: 1,
-            line_start: 0,
-        }
+        Lexer { src, pos: 0, line: 1, line_start: 0 }
     }
 
     fn col(&self, at: usize) -> u32 {
@@ -42,11 +37,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn err(&self, at: usize, msg: impl Into<String>) -> ParseError {
-        ParseError {
-            line: self.line,
-            col: self.col(at),
-            msg: msg.into(),
-        }
+        ParseError { line: self.line, col: self.col(at), msg: msg.into() }
     }
 
     fn newline(&mut self) {
@@ -63,11 +54,7 @@ impl<'a> Lexer<'a> {
                 return Ok(None);
             }
             let blank_owner = matches!(bytes[self.pos], b' ' | b'\t');
-            let mut entry = Entry {
-                blank_owner,
-                line: self.line,
-                tokens: Vec::new(),
-            };
+            let mut entry = Entry { blank_owner, line: self.line, tokens: Vec::new() };
             let mut open_paren: Option<(u32, u32)> = None;
             while self.pos < bytes.len() {
                 let c = bytes[self.pos];
@@ -104,23 +91,14 @@ impl<'a> Lexer<'a> {
                         loop {
                             match bytes.get(i) {
                                 None | Some(b'\n') => {
-                                    return Err(ParseError {
-                                        line,
-                                        col,
-                                        msg: "unterminated quoted string".into(),
-                                    });
+                                    return Err(ParseError { line, col, msg: "unterminated quoted string".into() });
                                 }
                                 Some(b'\\') => i += 2,
                                 Some(b'"') => break,
                                 Some(_) => i += 1,
                             }
                         }
-                        entry.tokens.push(Tok {
-                            text: &self.src[start..i],
-                            quoted: true,
-                            line,
-                            col,
-                        });
+                        entry.tokens.push(Tok { text: &self.src[start..i], quoted: true, line, col });
                         self.pos = i + 1;
                     }
                     _ => {
@@ -129,13 +107,7 @@ impl<'a> Lexer<'a> {
                         while let Some(&b) = bytes.get(i) {
                             match b {
                                 b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' | b'"' => break,
-                                b'\\' => {
-                                    i += if bytes.get(i + 1).is_some_and(|&n| n != b'\n') {
-                                        2
-                                    } else {
-                                        1
-                                    }
-                                }
+                                b'\\' => i += if bytes.get(i + 1).is_some_and(|&n| n != b'\n') { 2 } else { 1 },
                                 _ => i += 1,
                             }
                         }
@@ -151,11 +123,7 @@ impl<'a> Lexer<'a> {
                 }
             }
             if let Some((line, col)) = open_paren {
-                return Err(ParseError {
-                    line,
-                    col,
-                    msg: "'(' is never closed".into(),
-                });
+                return Err(ParseError { line, col, msg: "'(' is never closed".into() });
             }
             if !entry.tokens.is_empty() {
                 return Ok(Some(entry));
@@ -174,13 +142,7 @@ mod tests {
         let mut lx = Lexer::new(src);
         let mut out = Vec::new();
         while let Some(e) = lx.next_entry().unwrap() {
-            out.push((
-                e.blank_owner,
-                e.tokens
-                    .iter()
-                    .map(|t| (t.text.to_string(), t.line, t.col))
-                    .collect(),
-            ));
+            out.push((e.blank_owner, e.tokens.iter().map(|t| (t.text.to_string(), t.line, t.col)).collect()));
         }
         out
     }
@@ -207,10 +169,7 @@ mod tests {
         assert_eq!((e.line, e.col), (1, 7));
         let mut lx = Lexer::new("a A (\n 1.2.3.4\n");
         let e = lx.next_entry().unwrap_err();
-        assert_eq!(
-            (e.line, e.col, e.msg.as_str()),
-            (1, 5, "'(' is never closed")
-        );
+        assert_eq!((e.line, e.col, e.msg.as_str()), (1, 5, "'(' is never closed"));
         let mut lx = Lexer::new("\n a )");
         assert_eq!(lx.next_entry().unwrap_err().line, 2);
     }

@@ -54,14 +54,7 @@ pub struct FileError {
 
 impl FileError {
     pub fn new(file: &Arc<Path>, line: u32, col: u32, msg: impl Into<String>) -> Self {
-        FileError {
-            at: Location {
-                file: file.clone(),
-                line,
-                col,
-            },
-            msg: msg.into(),
-        }
+        FileError { at: Location { file: file.clone(), line, col }, msg: msg.into() }
     }
 }
 
@@ -86,12 +79,7 @@ pub struct Source<'a> {
 
 impl<'a> Source<'a> {
     pub fn file(text: &'a str, file: &Path) -> Self {
-        Source {
-            text,
-            file: file.into(),
-            line: 1,
-            col: 1,
-        }
+        Source { text, file: file.into(), line: 1, col: 1 }
     }
 }
 
@@ -105,16 +93,8 @@ pub struct Parsed {
 
 /// Parses master-file text for a zone whose origin is `origin`.
 pub fn parse(src: Source<'_>, origin: &Name) -> Parsed {
-    let mut p = Parser {
-        out: Parsed::default(),
-        depth: 0,
-    };
-    let mut state = State {
-        origin: origin.clone(),
-        default_ttl: None,
-        last_ttl: None,
-        last_owner: None,
-    };
+    let mut p = Parser { out: Parsed::default(), depth: 0 };
+    let mut state = State { origin: origin.clone(), default_ttl: None, last_ttl: None, last_owner: None };
     p.parse_text(&src, &mut state);
     p.out
 }
@@ -166,42 +146,29 @@ impl Parser {
         toks: &[Tok<'_>],
         blank_owner: bool,
     ) -> Result<(), ParseError> {
-        let at = |t: &Tok<'_>, msg: String| ParseError {
-            line: t.line,
-            col: t.col,
-            msg,
-        };
+        let at = |t: &Tok<'_>, msg: String| ParseError { line: t.line, col: t.col, msg };
         let first = toks[0];
         if !blank_owner && first.text.starts_with('$') && !first.quoted {
             return self.directive(src, st, toks);
         }
         let mut i = 0;
         let owner = if blank_owner {
-            st.last_owner.clone().ok_or_else(|| {
-                at(
-                    &first,
-                    "record has no owner name and there is no previous one".into(),
-                )
-            })?
+            st.last_owner
+                .clone()
+                .ok_or_else(|| at(&first, "record has no owner name and there is no previous one".into()))?
         } else {
             i = 1;
-            let name = rdata::parse_name(first.text, &st.origin)
-                .map_err(|m| at(&first, format!("owner: {m}")))?;
+            let name = rdata::parse_name(first.text, &st.origin).map_err(|m| at(&first, format!("owner: {m}")))?;
             st.last_owner = Some(name.clone());
             name
         };
         let mut ttl = None;
         let mut class_seen = false;
         let rtype = loop {
-            let t = toks
-                .get(i)
-                .ok_or_else(|| at(&toks[toks.len() - 1], "missing record type".into()))?;
+            let t = toks.get(i).ok_or_else(|| at(&toks[toks.len() - 1], "missing record type".into()))?;
             i += 1;
             if t.quoted {
-                return Err(at(
-                    t,
-                    format!("expected a TTL, class or type, got the string {:?}", t.text),
-                ));
+                return Err(at(t, format!("expected a TTL, class or type, got the string {:?}", t.text)));
             }
             if ttl.is_none() && t.text.as_bytes()[0].is_ascii_digit() {
                 let v = ttl_value(t)?;
@@ -222,20 +189,11 @@ impl Parser {
         };
         let (rt, type_tok) = rtype;
         if rtype::is_meta(rt) {
-            return Err(at(
-                &type_tok,
-                format!(
-                    "{} is not a type that can be stored in a zone",
-                    rtype::name(rt)
-                ),
-            ));
+            return Err(at(&type_tok, format!("{} is not a type that can be stored in a zone", rtype::name(rt))));
         }
         let rdata_toks = &toks[i..];
         let rdata = rdata::parse(rt, rdata_toks, &st.origin).map_err(|e| {
-            let t = e
-                .token
-                .and_then(|k| rdata_toks.get(k))
-                .unwrap_or(&toks[toks.len() - 1]);
+            let t = e.token.and_then(|k| rdata_toks.get(k)).unwrap_or(&toks[toks.len() - 1]);
             at(t, format!("{} record: {}", rtype::name(rt), e.msg))
         })?;
         let ttl = match ttl {
@@ -246,69 +204,34 @@ impl Parser {
             None => match (st.default_ttl, st.last_ttl) {
                 (Some(v), _) | (None, Some(v)) => v,
                 // RFC 2308 §4: with neither $TTL nor an earlier TTL, an SOA uses its MINIMUM.
-                (None, None) if rt == rtype::SOA => {
-                    u32::from_be_bytes(rdata[rdata.len() - 4..].try_into().unwrap())
-                }
+                (None, None) if rt == rtype::SOA => u32::from_be_bytes(rdata[rdata.len() - 4..].try_into().unwrap()),
                 (None, None) => {
-                    return Err(at(
-                        &first,
-                        "no TTL given and no $TTL or earlier TTL to take it from".into(),
-                    ));
+                    return Err(at(&first, "no TTL given and no $TTL or earlier TTL to take it from".into()));
                 }
             },
         };
         let (line, col) = if src.line == 1 && src.col == 1 {
             (first.line, first.col)
         } else {
-            (
-                src.line + first.line - 1,
-                if first.line == 1 {
-                    src.col + first.col - 1
-                } else {
-                    first.col
-                },
-            )
+            (src.line + first.line - 1, if first.line == 1 { src.col + first.col - 1 } else { first.col })
         };
         self.out.records.push(Record {
             owner,
             ttl,
             rtype: rt,
             rdata: rdata.into(),
-            at: Location {
-                file: src.file.clone(),
-                line,
-                col,
-            },
+            at: Location { file: src.file.clone(), line, col },
         });
         Ok(())
     }
 
-    fn directive(
-        &mut self,
-        src: &Source<'_>,
-        st: &mut State,
-        toks: &[Tok<'_>],
-    ) -> Result<(), ParseError> {
+    fn directive(&mut self, src: &Source<'_>, st: &mut State, toks: &[Tok<'_>]) -> Result<(), ParseError> {
         let d = toks[0];
-        let at = |t: &Tok<'_>, msg: String| ParseError {
-            line: t.line,
-            col: t.col,
-            msg,
-        };
-        let arg = |k: usize, what: &str| {
-            toks.get(k)
-                .ok_or_else(|| at(&d, format!("{} needs {what}", d.text)))
-        };
-        let max_args = if d.text.eq_ignore_ascii_case("$INCLUDE") {
-            3
-        } else {
-            2
-        };
+        let at = |t: &Tok<'_>, msg: String| ParseError { line: t.line, col: t.col, msg };
+        let arg = |k: usize, what: &str| toks.get(k).ok_or_else(|| at(&d, format!("{} needs {what}", d.text)));
+        let max_args = if d.text.eq_ignore_ascii_case("$INCLUDE") { 3 } else { 2 };
         if let Some(extra) = toks.get(max_args) {
-            return Err(at(
-                extra,
-                format!("unexpected {:?} after {}", extra.text, d.text),
-            ));
+            return Err(at(extra, format!("unexpected {:?} after {}", extra.text, d.text)));
         }
         match d.text.to_ascii_uppercase().as_str() {
             "$ORIGIN" => {
@@ -323,18 +246,11 @@ impl Parser {
             "$INCLUDE" => {
                 let t = arg(1, "a file name")?;
                 if self.depth >= MAX_INCLUDE_DEPTH {
-                    return Err(at(
-                        t,
-                        format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} files (a loop?)"),
-                    ));
+                    return Err(at(t, format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} files (a loop?)")));
                 }
                 let path = src.file.parent().unwrap_or(Path::new(".")).join(t.text);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    at(
-                        t,
-                        format!("cannot read $INCLUDE file {}: {e}", path.display()),
-                    )
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| at(t, format!("cannot read $INCLUDE file {}: {e}", path.display())))?;
                 let origin = match toks.get(2) {
                     Some(o) => rdata::parse_name(o.text, &st.origin).map_err(|m| at(o, m))?,
                     None => st.origin.clone(),
@@ -349,13 +265,7 @@ impl Parser {
                 st.origin = saved_origin;
             }
             _ => {
-                return Err(at(
-                    &d,
-                    format!(
-                        "unknown directive {} ($ORIGIN, $TTL and $INCLUDE are known)",
-                        d.text
-                    ),
-                ));
+                return Err(at(&d, format!("unknown directive {} ($ORIGIN, $TTL and $INCLUDE are known)", d.text)));
             }
         }
         Ok(())
@@ -364,30 +274,17 @@ impl Parser {
 
 /// A TTL token: seconds or BIND units (`1h30m`), at most 2^31-1 (RFC 2181 §8).
 fn ttl_value(t: &Tok<'_>) -> Result<u32, ParseError> {
-    let err = |msg: String| ParseError {
-        line: t.line,
-        col: t.col,
-        msg,
-    };
+    let err = |msg: String| ParseError { line: t.line, col: t.col, msg };
     match hickory_proto::serialize::txt::parse_ttl(t.text) {
         Ok(v) if v <= MAX_TTL => Ok(v),
-        Ok(v) => Err(err(format!(
-            "TTL {v} is over the maximum of {MAX_TTL} (RFC 2181)"
-        ))),
-        Err(_) => Err(err(format!(
-            "TTL {:?} is not a number or a time like 1h30m",
-            t.text
-        ))),
+        Ok(v) => Err(err(format!("TTL {v} is over the maximum of {MAX_TTL} (RFC 2181)"))),
+        Err(_) => Err(err(format!("TTL {:?} is not a number or a time like 1h30m", t.text))),
     }
 }
 
 fn is_class(s: &str) -> bool {
-    ["IN", "CH", "CS", "HS", "NONE", "ANY"]
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(s))
-        || (s.len() > 5
-            && s[..5].eq_ignore_ascii_case("CLASS")
-            && s[5..].bytes().all(|b| b.is_ascii_digit()))
+    ["IN", "CH", "CS", "HS", "NONE", "ANY"].iter().any(|c| c.eq_ignore_ascii_case(s))
+        || (s.len() > 5 && s[..5].eq_ignore_ascii_case("CLASS") && s[5..].bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -410,14 +307,8 @@ mod tests {
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         let r = &p.records;
         assert_eq!(r.len(), 5);
-        assert_eq!(
-            (r[1].owner.to_string().as_str(), r[1].ttl, r[1].rtype),
-            ("example.com.", 3600, rtype::NS)
-        );
-        assert_eq!(
-            (r[3].owner.to_string().as_str(), r[3].ttl),
-            ("ns1.example.com.", 60)
-        );
+        assert_eq!((r[1].owner.to_string().as_str(), r[1].ttl, r[1].rtype), ("example.com.", 3600, rtype::NS));
+        assert_eq!((r[3].owner.to_string().as_str(), r[3].ttl), ("ns1.example.com.", 60));
         assert_eq!(r[4].owner.to_string(), "www.sub.example.com.");
         assert_eq!(r[4].ttl, 3600);
         assert_eq!((r[3].at.line, r[3].at.col), (5, 3));
@@ -427,53 +318,28 @@ mod tests {
     fn ttl_without_directive() {
         let p = parse_str("@ SOA ns1 hm 1 2 3 4 300\nwww 60 A 192.0.2.1\nx A 192.0.2.2\n");
         assert!(p.errors.is_empty(), "{:?}", p.errors);
-        assert_eq!(
-            p.records.iter().map(|r| r.ttl).collect::<Vec<_>>(),
-            [300, 60, 60]
-        );
+        assert_eq!(p.records.iter().map(|r| r.ttl).collect::<Vec<_>>(), [300, 60, 60]);
         let p = parse_str("www A 192.0.2.1\n");
         assert!(p.errors[0].msg.contains("no TTL"));
     }
 
     #[test]
     fn errors_carry_file_line_col_and_continue() {
-        let p = parse_str(
-            "$TTL 60\nwww A 192.0.2.300\nok A 192.0.2.1\nbad CH A 192.0.2.1\nx FOO 1\n$BOGUS\n",
-        );
+        let p = parse_str("$TTL 60\nwww A 192.0.2.300\nok A 192.0.2.1\nbad CH A 192.0.2.1\nx FOO 1\n$BOGUS\n");
         let msgs: Vec<String> = p.errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(msgs.len(), 4, "{msgs:?}");
-        assert!(
-            msgs[0].starts_with("z.zone:2:7: A record: not an IPv4"),
-            "{}",
-            msgs[0]
-        );
+        assert!(msgs[0].starts_with("z.zone:2:7: A record: not an IPv4"), "{}", msgs[0]);
         assert!(msgs[1].starts_with("z.zone:4:5: class CH"), "{}", msgs[1]);
-        assert!(
-            msgs[2].starts_with("z.zone:5:3: unknown record type"),
-            "{}",
-            msgs[2]
-        );
-        assert!(
-            msgs[3].starts_with("z.zone:6:1: unknown directive"),
-            "{}",
-            msgs[3]
-        );
+        assert!(msgs[2].starts_with("z.zone:5:3: unknown record type"), "{}", msgs[2]);
+        assert!(msgs[3].starts_with("z.zone:6:1: unknown directive"), "{}", msgs[3]);
         assert_eq!(p.records.len(), 1);
     }
 
     #[test]
     fn embedded_source_positions() {
-        let src = Source {
-            text: "$TTL 60\nwww A 1.2.3\n",
-            file: Path::new("x.toml").into(),
-            line: 10,
-            col: 5,
-        };
+        let src = Source { text: "$TTL 60\nwww A 1.2.3\n", file: Path::new("x.toml").into(), line: 10, col: 5 };
         let p = parse(src, &origin());
-        assert_eq!(
-            p.errors[0].to_string(),
-            "x.toml:11:7: A record: not an IPv4 address: \"1.2.3\""
-        );
+        assert_eq!(p.errors[0].to_string(), "x.toml:11:7: A record: not an IPv4 address: \"1.2.3\"");
     }
 
     #[test]

@@ -25,10 +25,7 @@ pub struct RdataError {
 type Result<T> = std::result::Result<T, RdataError>;
 
 fn err<T>(token: Option<usize>, msg: impl Into<String>) -> Result<T> {
-    Err(RdataError {
-        token,
-        msg: msg.into(),
-    })
+    Err(RdataError { token, msg: msg.into() })
 }
 
 struct Fields<'t, 'a> {
@@ -50,17 +47,10 @@ impl<'a> Fields<'_, 'a> {
 
     fn int<T: TryFrom<u64>>(&mut self, what: &str) -> Result<T> {
         let (i, t) = self.take(what)?;
-        let parsed = if t.quoted {
-            None
-        } else {
-            t.text.parse::<u64>().ok()
-        };
+        let parsed = if t.quoted { None } else { t.text.parse::<u64>().ok() };
         match parsed.and_then(|v| T::try_from(v).ok()) {
             Some(v) => Ok(v),
-            None => err(
-                Some(i),
-                format!("{what}: expected a number in range, got {:?}", t.text),
-            ),
+            None => err(Some(i), format!("{what}: expected a number in range, got {:?}", t.text)),
         }
     }
 
@@ -69,30 +59,18 @@ impl<'a> Fields<'_, 'a> {
         let (i, t) = self.take(what)?;
         match hickory_proto::serialize::txt::parse_ttl(t.text) {
             Ok(v) if !t.quoted => Ok(v),
-            _ => err(
-                Some(i),
-                format!(
-                    "{what}: expected a number or a time like 1h, got {:?}",
-                    t.text
-                ),
-            ),
+            _ => err(Some(i), format!("{what}: expected a number or a time like 1h, got {:?}", t.text)),
         }
     }
 
     fn name(&mut self, what: &str) -> Result<Name> {
         let (i, t) = self.take(what)?;
-        parse_name(t.text, self.origin).map_err(|m| RdataError {
-            token: Some(i),
-            msg: format!("{what}: {m}"),
-        })
+        parse_name(t.text, self.origin).map_err(|m| RdataError { token: Some(i), msg: format!("{what}: {m}") })
     }
 
     fn charstr(&mut self, what: &str) -> Result<Vec<u8>> {
         let (i, t) = self.take(what)?;
-        let bytes = unescape(t.text).map_err(|m| RdataError {
-            token: Some(i),
-            msg: m,
-        })?;
+        let bytes = unescape(t.text).map_err(|m| RdataError { token: Some(i), msg: m })?;
         if bytes.len() > 255 {
             return err(
                 Some(i),
@@ -111,10 +89,7 @@ impl<'a> Fields<'_, 'a> {
             return err(None, format!("missing {what}"));
         }
         let first = self.next;
-        let joined = self.toks[first..]
-            .iter()
-            .map(|t| t.text)
-            .collect::<String>();
+        let joined = self.toks[first..].iter().map(|t| t.text).collect::<String>();
         self.next = self.toks.len();
         Ok((first, joined))
     }
@@ -128,13 +103,7 @@ impl<'a> Fields<'_, 'a> {
 
     fn done(&self) -> Result<()> {
         if self.next < self.toks.len() {
-            return err(
-                Some(self.next),
-                format!(
-                    "unexpected {:?} after the record data",
-                    self.toks[self.next].text
-                ),
-            );
+            return err(Some(self.next), format!("unexpected {:?} after the record data", self.toks[self.next].text));
         }
         Ok(())
     }
@@ -158,8 +127,7 @@ pub fn unescape(text: &str) -> std::result::Result<Vec<u8>, String> {
             i += 1;
             continue;
         }
-        let (c, used) =
-            crate::name::unescape_at(b, i).ok_or_else(|| format!("bad escape in {text:?}"))?;
+        let (c, used) = crate::name::unescape_at(b, i).ok_or_else(|| format!("bad escape in {text:?}"))?;
         out.push(c);
         i += used;
     }
@@ -177,52 +145,32 @@ fn push_charstr(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Parses the RDATA tokens of one record of type `rtype` into wire form.
 pub fn parse(rtype: u16, toks: &[Tok<'_>], origin: &Name) -> Result<Vec<u8>> {
-    let mut f = Fields {
-        toks,
-        next: 0,
-        origin,
-    };
+    let mut f = Fields { toks, next: 0, origin };
     if toks.first().is_some_and(|t| t.text == "\\#" && !t.quoted) {
         f.next = 1;
         let len: u16 = f.int("RDATA length")?;
-        let data = if len == 0 {
-            Vec::new()
-        } else {
-            f.hex("RDATA")?
-        };
+        let data = if len == 0 { Vec::new() } else { f.hex("RDATA")? };
         if data.len() != len as usize {
-            return err(
-                Some(1),
-                format!("RFC 3597 RDATA says {len} bytes but holds {}", data.len()),
-            );
+            return err(Some(1), format!("RFC 3597 RDATA says {len} bytes but holds {}", data.len()));
         }
-        check_wire(rtype, &data).map_err(|m| RdataError {
-            token: Some(0),
-            msg: m,
-        })?;
+        check_wire(rtype, &data).map_err(|m| RdataError { token: Some(0), msg: m })?;
         return Ok(data);
     }
     let mut out = Vec::new();
     match rtype {
         rtype::A => {
             let (i, t) = f.take("IPv4 address")?;
-            let ip: Ipv4Addr = t
-                .text
-                .parse()
-                .or_else(|_| err(Some(i), format!("not an IPv4 address: {:?}", t.text)))?;
+            let ip: Ipv4Addr =
+                t.text.parse().or_else(|_| err(Some(i), format!("not an IPv4 address: {:?}", t.text)))?;
             out.extend_from_slice(&ip.octets());
         }
         rtype::AAAA => {
             let (i, t) = f.take("IPv6 address")?;
-            let ip: Ipv6Addr = t
-                .text
-                .parse()
-                .or_else(|_| err(Some(i), format!("not an IPv6 address: {:?}", t.text)))?;
+            let ip: Ipv6Addr =
+                t.text.parse().or_else(|_| err(Some(i), format!("not an IPv6 address: {:?}", t.text)))?;
             out.extend_from_slice(&ip.octets());
         }
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
-            push_name(&mut out, &f.name("target name")?)
-        }
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => push_name(&mut out, &f.name("target name")?),
         rtype::MX => {
             out.extend_from_slice(&f.int::<u16>("preference")?.to_be_bytes());
             push_name(&mut out, &f.name("exchange")?);
@@ -262,21 +210,12 @@ pub fn parse(rtype: u16, toks: &[Tok<'_>], origin: &Name) -> Result<Vec<u8>> {
         rtype::CAA => {
             out.push(f.int::<u8>("flags")?);
             let (i, tag) = f.take("tag")?;
-            if tag.text.is_empty()
-                || tag.text.len() > 255
-                || !tag.text.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return err(
-                    Some(i),
-                    format!("CAA tag must be letters and digits, got {:?}", tag.text),
-                );
+            if tag.text.is_empty() || tag.text.len() > 255 || !tag.text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return err(Some(i), format!("CAA tag must be letters and digits, got {:?}", tag.text));
             }
             push_charstr(&mut out, tag.text.as_bytes());
             let (i, value) = f.take("value")?;
-            out.extend(unescape(value.text).map_err(|m| RdataError {
-                token: Some(i),
-                msg: m,
-            })?);
+            out.extend(unescape(value.text).map_err(|m| RdataError { token: Some(i), msg: m })?);
         }
         rtype::DS | rtype::CDS => {
             out.extend_from_slice(&f.int::<u16>("key tag")?.to_be_bytes());
@@ -335,21 +274,14 @@ fn parse_svcb(rtype: u16, f: &mut Fields<'_, '_>) -> Result<Vec<u8>> {
         }
     }
     let rt = RecordType::from(rtype);
-    let rdata = RData::try_from_str(rt, &text).or_else(|e| {
-        err(
-            Some(2.min(f.toks.len() - 1)),
-            format!("service parameters: {e}"),
-        )
-    })?;
-    rdata
-        .to_bytes()
-        .or_else(|e| err(Some(0), format!("cannot encode: {e}")))
+    let rdata = RData::try_from_str(rt, &text)
+        .or_else(|e| err(Some(2.min(f.toks.len() - 1)), format!("service parameters: {e}")))?;
+    rdata.to_bytes().or_else(|e| err(Some(0), format!("cannot encode: {e}")))
 }
 
 /// Checks generic (RFC 3597) RDATA of types whose layout we rely on when answering.
 fn check_wire(rtype: u16, data: &[u8]) -> std::result::Result<(), String> {
-    let name_at =
-        |off: usize| Name::from_wire_prefix(data.get(off..).unwrap_or(&[])).map(|(_, l)| off + l);
+    let name_at = |off: usize| Name::from_wire_prefix(data.get(off..).unwrap_or(&[])).map(|(_, l)| off + l);
     let ok = match rtype {
         rtype::A => data.len() == 4,
         rtype::AAAA => data.len() == 16,
@@ -358,14 +290,7 @@ fn check_wire(rtype: u16, data: &[u8]) -> std::result::Result<(), String> {
         rtype::SOA => name_at(0).and_then(name_at).map(|e| e + 20) == Some(data.len()),
         _ => true,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "RFC 3597 RDATA is not a valid {} record",
-            rtype::name(rtype)
-        ))
-    }
+    if ok { Ok(()) } else { Err(format!("RFC 3597 RDATA is not a valid {} record", rtype::name(rtype))) }
 }
 
 #[cfg(test)]
@@ -384,57 +309,22 @@ mod tests {
     fn common_types() {
         assert_eq!(rd(rtype::A, "192.0.2.1").unwrap(), [192, 0, 2, 1]);
         assert_eq!(rd(rtype::AAAA, "::1").unwrap().len(), 16);
-        assert_eq!(
-            rd(rtype::NS, "ns1").unwrap(),
-            b"\x03ns1\x07example\x03com\x00"
-        );
+        assert_eq!(rd(rtype::NS, "ns1").unwrap(), b"\x03ns1\x07example\x03com\x00");
         assert_eq!(rd(rtype::CNAME, "@").unwrap(), b"\x07example\x03com\x00");
-        assert_eq!(
-            rd(rtype::MX, "10 mail.example.net.").unwrap(),
-            b"\x00\x0a\x04mail\x07example\x03net\x00"
-        );
+        assert_eq!(rd(rtype::MX, "10 mail.example.net.").unwrap(), b"\x00\x0a\x04mail\x07example\x03net\x00");
         let soa = rd(rtype::SOA, "ns1 hostmaster 2024010101 1h 10m 14d 300").unwrap();
-        assert_eq!(
-            &soa[soa.len() - 20..soa.len() - 16],
-            &2024010101u32.to_be_bytes()
-        );
+        assert_eq!(&soa[soa.len() - 20..soa.len() - 16], &2024010101u32.to_be_bytes());
         assert_eq!(&soa[soa.len() - 16..soa.len() - 12], &3600u32.to_be_bytes());
-        assert_eq!(
-            rd(rtype::TXT, "\"a b\" c \"\\034q\\\"\"").unwrap(),
-            b"\x03a b\x01c\x03\"q\""
-        );
-        assert_eq!(
-            rd(rtype::SRV, "0 5 5060 sip").unwrap()[..6],
-            [0, 0, 0, 5, 0x13, 0xc4]
-        );
-        assert_eq!(
-            rd(rtype::CAA, "0 issue \"letsencrypt.org\"").unwrap(),
-            b"\x00\x05issueletsencrypt.org"
-        );
-        assert_eq!(
-            rd(
-                rtype::DS,
-                "60485 5 1 2BB183AF5F22588179A53B0A 98631FAD1A292118"
-            )
-            .unwrap()
-            .len(),
-            4 + 20
-        );
-        assert_eq!(
-            rd(rtype::DNSKEY, "256 3 8 AwEAAQ== ").unwrap(),
-            [1, 0, 3, 8, 3, 1, 0, 1]
-        );
-        assert_eq!(
-            rd(rtype::TLSA, "3 1 1 abcd").unwrap(),
-            [3, 1, 1, 0xab, 0xcd]
-        );
+        assert_eq!(rd(rtype::TXT, "\"a b\" c \"\\034q\\\"\"").unwrap(), b"\x03a b\x01c\x03\"q\"");
+        assert_eq!(rd(rtype::SRV, "0 5 5060 sip").unwrap()[..6], [0, 0, 0, 5, 0x13, 0xc4]);
+        assert_eq!(rd(rtype::CAA, "0 issue \"letsencrypt.org\"").unwrap(), b"\x00\x05issueletsencrypt.org");
+        assert_eq!(rd(rtype::DS, "60485 5 1 2BB183AF5F22588179A53B0A 98631FAD1A292118").unwrap().len(), 4 + 20);
+        assert_eq!(rd(rtype::DNSKEY, "256 3 8 AwEAAQ== ").unwrap(), [1, 0, 3, 8, 3, 1, 0, 1]);
+        assert_eq!(rd(rtype::TLSA, "3 1 1 abcd").unwrap(), [3, 1, 1, 0xab, 0xcd]);
         assert_eq!(rd(rtype::SSHFP, "4 2 0102").unwrap(), [4, 2, 1, 2]);
         let naptr = rd(rtype::NAPTR, "100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp").unwrap();
         assert!(naptr.ends_with(b"\x04_sip\x04_udp\x07example\x03com\x00"));
-        assert_eq!(
-            rd(rtype::HINFO, "\"PC\" Linux").unwrap(),
-            b"\x02PC\x05Linux"
-        );
+        assert_eq!(rd(rtype::HINFO, "\"PC\" Linux").unwrap(), b"\x02PC\x05Linux");
     }
 
     #[test]
@@ -452,12 +342,7 @@ mod tests {
         assert_eq!(rd(65280, "\\# 0").unwrap(), [] as [u8; 0]);
         assert_eq!(rd(rtype::A, "\\# 4 c0000201").unwrap(), [192, 0, 2, 1]);
         assert!(rd(rtype::A, "\\# 3 c00002").is_err());
-        assert!(
-            rd(65280, "\\# 5 0A000001")
-                .unwrap_err()
-                .msg
-                .contains("says 5 bytes")
-        );
+        assert!(rd(65280, "\\# 5 0A000001").unwrap_err().msg.contains("says 5 bytes"));
         assert!(rd(65280, "whatever").unwrap_err().msg.contains("RFC 3597"));
     }
 
@@ -471,11 +356,6 @@ mod tests {
         let e = rd(rtype::A, "192.0.2.1 extra").unwrap_err();
         assert_eq!(e.token, Some(1));
         let long = format!("\"{}\"", "x".repeat(256));
-        assert!(
-            rd(rtype::TXT, &long)
-                .unwrap_err()
-                .msg
-                .contains("at most 255")
-        );
+        assert!(rd(rtype::TXT, &long).unwrap_err().msg.contains("at most 255"));
     }
 }

@@ -13,6 +13,8 @@ use hickory_proto::rr::{Name, RecordType};
 /// A running server; stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The HTTP API.
+    pub api: SocketAddr,
     pub control: weiche::Control,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -25,11 +27,7 @@ impl Server {
         Self::start_with(ip, zones, |_| {})
     }
 
-    pub fn start_with(
-        ip: &str,
-        zones: &[(&str, &str)],
-        tweak: impl FnOnce(&mut weiche::Config),
-    ) -> Server {
+    pub fn start_with(ip: &str, zones: &[(&str, &str)], tweak: impl FnOnce(&mut weiche::Config)) -> Server {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in zones {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -39,29 +37,23 @@ impl Server {
         config.reload_interval = Duration::from_millis(200);
         config.udp_workers = 2;
         tweak(&mut config);
-        let sockets = weiche::Sockets::bind(&[format!("{ip}:0").parse().unwrap()]).unwrap();
+        let sockets = weiche::Sockets::bind(&[format!("{ip}:0").parse().unwrap()])
+            .unwrap()
+            .with_api(format!("{ip}:0").parse().unwrap())
+            .unwrap();
+        let api = sockets.api.as_ref().unwrap().local_addr().unwrap();
         let addr = sockets.udp[0].local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (control, commands) = weiche::Control::new();
+        let control_for_server = control.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             let stop = async {
                 let _ = rx.await;
             };
-            rt.block_on(weiche::serve(config, sockets, stop, commands))
-                .unwrap();
+            rt.block_on(weiche::serve(config, sockets, stop, (control_for_server, commands))).unwrap();
         });
-        Server {
-            addr,
-            control,
-            dir,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
+        Server { addr, api, control, dir, stop: Some(tx), thread: Some(thread) }
     }
 
     pub fn zone_path(&self, name: &str) -> PathBuf {
@@ -117,8 +109,7 @@ pub fn udp_raw(addr: SocketAddr, msg: &[u8], timeout: Duration) -> Option<Vec<u8
 }
 
 pub fn udp(addr: SocketAddr, m: &Message) -> Message {
-    let raw = udp_raw(addr, &m.to_vec().unwrap(), Duration::from_secs(2))
-        .expect("no UDP reply within 2 s");
+    let raw = udp_raw(addr, &m.to_vec().unwrap(), Duration::from_secs(2)).expect("no UDP reply within 2 s");
     let resp = Message::from_vec(&raw).unwrap();
     assert_eq!(resp.metadata.id, m.metadata.id);
     resp
@@ -134,9 +125,7 @@ pub fn tcp_pipelined(addr: SocketAddr, msgs: &[Vec<u8>]) -> Vec<Vec<u8>> {
         out.extend_from_slice(m);
     }
     s.write_all(&out).unwrap();
-    (0..msgs.len())
-        .map(|_| read_tcp_msg(&mut s).expect("TCP reply"))
-        .collect()
+    (0..msgs.len()).map(|_| read_tcp_msg(&mut s).expect("TCP reply")).collect()
 }
 
 pub fn read_tcp_msg(s: &mut TcpStream) -> Option<Vec<u8>> {

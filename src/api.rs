@@ -1,0 +1,193 @@
+//! The HTTP API for operators: status, Prometheus metrics, drain/undrain, manual failback
+//! release, events, and health/readiness probes. It only sends commands to the publisher and
+//! reads what it answers; it never touches the query path.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::control::Control;
+use crate::events::Event;
+use crate::name::Name;
+
+/// The process-wide Prometheus recorder (installed once, before anything records).
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("weiche_probe_latency_seconds".into()), &buckets)
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder (a second server in one test process) is fine: this one is used.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub control: Control,
+    pub events: broadcast::Sender<Event>,
+    pub ready: Arc<AtomicBool>,
+    pub token: Option<Arc<str>>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    let open = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz));
+    let guarded = Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics_text))
+        .route("/events", get(events))
+        .route("/targets/{address}/drain", post(drain))
+        .route("/targets/{address}/undrain", post(undrain))
+        .route("/pools/{name}/failback", post(failback))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    open.merge(guarded).with_state(state)
+}
+
+/// Serves the API on `listener` until the task is dropped.
+pub async fn serve(listener: std::net::TcpListener, state: ApiState) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, router(state)).await
+}
+
+async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(&**token) {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (see api.token_file)");
+        }
+    }
+    next.run(req).await
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+fn gone() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down")
+}
+
+async fn readyz(State(s): State<ApiState>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting: zones loading or first probe round running\n").into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    events: Option<usize>,
+}
+
+async fn status(State(s): State<ApiState>, Query(q): Query<StatusQuery>) -> Response {
+    match s.control.status(q.events.unwrap_or(20)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => gone(),
+    }
+}
+
+async fn metrics_text() -> Response {
+    crate::stats::export();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_handle().render()).into_response()
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+    /// Seconds to wait for a new event when there is none (long poll; at most 60).
+    wait: Option<u64>,
+}
+
+async fn events(State(s): State<ApiState>, Query(q): Query<EventsQuery>) -> Response {
+    let since = q.since.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).min(crate::events::KEEP);
+    // Subscribe first, so nothing published between the look and the wait is missed.
+    let mut rx = s.events.subscribe();
+    let Ok(found) = s.control.events(since, limit).await else {
+        return gone();
+    };
+    if !found.is_empty() || q.wait.unwrap_or(0) == 0 {
+        return Json(found).into_response();
+    }
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    let newer = tokio::time::timeout(wait, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.seq > since => return vec![e],
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return Vec::new(),
+            }
+        }
+    })
+    .await
+    .unwrap_or_default();
+    Json(newer).into_response()
+}
+
+#[derive(Deserialize)]
+struct PoolQuery {
+    pool: Option<String>,
+}
+
+fn pool_name(s: &str) -> Result<Name, Response> {
+    let text = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
+    Name::parse(&text, None).map_err(|e| error(StatusCode::BAD_REQUEST, format!("pool name {s:?}: {e}")))
+}
+
+async fn set_drain(s: ApiState, address: String, q: PoolQuery, drain: bool) -> Response {
+    let Ok(address) = address.parse::<IpAddr>() else {
+        return error(StatusCode::BAD_REQUEST, format!("{address:?} is not an IP address"));
+    };
+    let pool = match q.pool.as_deref().map(pool_name).transpose() {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match s.control.drain(address, pool, drain).await {
+        Ok(Ok(())) => Json(json!({ "ok": true, "address": address.to_string(), "drained": drain })).into_response(),
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(_) => gone(),
+    }
+}
+
+async fn drain(State(s): State<ApiState>, Path(address): Path<String>, Query(q): Query<PoolQuery>) -> Response {
+    set_drain(s, address, q, true).await
+}
+
+async fn undrain(State(s): State<ApiState>, Path(address): Path<String>, Query(q): Query<PoolQuery>) -> Response {
+    set_drain(s, address, q, false).await
+}
+
+async fn failback(State(s): State<ApiState>, Path(name): Path<String>) -> Response {
+    let pool = match pool_name(&name) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match s.control.release_failback(pool.clone()).await {
+        Ok(true) => Json(json!({ "ok": true, "pool": pool.to_string() })).into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no pool named {pool}")),
+        Err(_) => gone(),
+    }
+}
