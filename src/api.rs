@@ -152,9 +152,9 @@ struct PoolQuery {
     pool: Option<String>,
 }
 
-fn pool_name(s: &str) -> Result<Name, Response> {
+fn pool_name(s: &str) -> Result<Name, String> {
     let text = if s.ends_with('.') { s.to_string() } else { format!("{s}.") };
-    Name::parse(&text, None).map_err(|e| error(StatusCode::BAD_REQUEST, format!("pool name {s:?}: {e}")))
+    Name::parse(&text, None).map_err(|e| format!("pool name {s:?}: {e}"))
 }
 
 async fn set_drain(s: ApiState, address: String, q: PoolQuery, drain: bool) -> Response {
@@ -163,7 +163,7 @@ async fn set_drain(s: ApiState, address: String, q: PoolQuery, drain: bool) -> R
     };
     let pool = match q.pool.as_deref().map(pool_name).transpose() {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match s.control.drain(address, pool, drain).await {
         Ok(Ok(())) => Json(json!({ "ok": true, "address": address.to_string(), "drained": drain })).into_response(),
@@ -183,7 +183,7 @@ async fn undrain(State(s): State<ApiState>, Path(address): Path<String>, Query(q
 async fn failback(State(s): State<ApiState>, Path(name): Path<String>) -> Response {
     let pool = match pool_name(&name) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match s.control.release_failback(pool.clone()).await {
         Ok(true) => Json(json!({ "ok": true, "pool": pool.to_string() })).into_response(),
