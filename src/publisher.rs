@@ -432,6 +432,7 @@ impl Publisher {
                 );
                 self.journal
                     .push(Event { zone: Some(zone.apex.to_string()), ..Event::new(EventKind::ZoneLoaded, reason) });
+                metrics::counter!("weiche_zone_loads_total", "result" => "ok").increment(1);
                 (Some(Arc::new(zone)), Some(SystemTime::now()), None, true)
             }
             Err(errors) => {
@@ -443,6 +444,7 @@ impl Publisher {
                 let reason = format!("{} error(s), first: {}; {keeps}", errors.len(), errors[0]);
                 self.journal
                     .push(Event { zone: Some(file.apex.to_string()), ..Event::new(EventKind::ZoneError, reason) });
+                metrics::counter!("weiche_zone_loads_total", "result" => "failed").increment(1);
                 (served, loaded_at, Some(errors[0].to_string()), false)
             }
         };
@@ -505,6 +507,7 @@ impl Publisher {
                         held_now.insert(hold.clone(), h);
                     }
                 }
+                export_pool_metrics(&zone, pool, &zone_keys[pi], &self.verdicts, &self.admin, &answer);
                 let now = [answer.a.clone(), answer.aaaa.clone()];
                 let name_key = pool.name.key();
                 if let Some(before) = self.answered.get(&name_key) {
@@ -517,6 +520,7 @@ impl Publisher {
                 answered.insert(name_key, now);
                 answers.push(answer);
             }
+            metrics::gauge!("weiche_zone_serial", "zone" => zone.apex.to_string()).set(zone.serial as f64);
             entries.push(ZoneEntry { zone, answers: answers.into() });
         }
         self.answered = answered;
@@ -609,6 +613,37 @@ impl Publisher {
             "drained": self.admin.drained.iter().map(|d| json!({"address": d.address.to_string(), "pool": d.pool})).collect::<Vec<_>>(),
             "events": self.journal.since(0, events),
         })
+    }
+}
+
+/// Per-target and per-pool gauges: what is up, what is drained, which level answers.
+fn export_pool_metrics(
+    zone: &Zone,
+    pool: &crate::config::Pool,
+    keys: &[ProbeKey],
+    verdicts: &HashMap<ProbeKey, TargetState>,
+    admin: &AdminState,
+    answer: &crate::snapshot::PoolAnswer,
+) {
+    let (z, p) = (zone.apex.to_string(), pool.name.to_string());
+    let hold = hold_key(&pool.name);
+    for (t, key) in pool.targets.iter().zip(keys) {
+        let up = verdicts.get(key).is_some_and(|v| v.verdict == Health::Up);
+        let target = t.address.to_string();
+        metrics::gauge!("weiche_target_up", "zone" => z.clone(), "pool" => p.clone(), "target" => target.clone())
+            .set(up as u8 as f64);
+        let drained = admin.is_drained(t.address, &hold);
+        metrics::gauge!("weiche_target_admin_drained", "zone" => z.clone(), "pool" => p.clone(), "target" => target)
+            .set(drained as u8 as f64);
+    }
+    for (rt, f) in [("A", &answer.a), ("AAAA", &answer.aaaa)] {
+        if pool.targets.iter().any(|t| t.address.is_ipv6() == (rt == "AAAA")) {
+            let level = f.level.map_or(0.0, f64::from);
+            metrics::gauge!("weiche_pool_priority", "zone" => z.clone(), "pool" => p.clone(), "type" => rt).set(level);
+            let fallback = f.mode != Mode::Preferred;
+            metrics::gauge!("weiche_pool_degraded", "zone" => z.clone(), "pool" => p.clone(), "type" => rt)
+                .set(fallback as u8 as f64);
+        }
     }
 }
 

@@ -3,106 +3,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, RecordType};
-
-/// A TCP backend that can be stopped (port closed: connections refused) and started again.
-struct Backend {
-    addr: std::net::SocketAddr,
-    /// The HTTP response it sends (None: accept and close, for TCP checks).
-    reply: Arc<Mutex<Option<String>>>,
-    running: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
-}
-
-impl Backend {
-    fn start(ip: &str, port: u16, reply: Option<&str>) -> Backend {
-        let mut b = Backend {
-            addr: format!("{ip}:{port}").parse().unwrap(),
-            reply: Arc::new(Mutex::new(reply.map(String::from))),
-            running: None,
-        };
-        b.up();
-        b
-    }
-
-    fn up(&mut self) {
-        let l = TcpListener::bind(self.addr).unwrap();
-        l.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, reply) = (stop.clone(), self.reply.clone());
-        let t = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut c, _)) => {
-                        let r = reply.lock().unwrap().clone();
-                        if let Some(r) = r {
-                            // HTTP waits for the request; banner protocols (SMTP, MySQL) speak first.
-                            if r.starts_with("HTTP/") {
-                                c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-                                let mut buf = [0u8; 2048];
-                                let _ = c.read(&mut buf);
-                            }
-                            let _ = c.write_all(r.as_bytes());
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        self.running = Some((stop, t));
-    }
-
-    fn down(&mut self) {
-        if let Some((stop, t)) = self.running.take() {
-            stop.store(true, Ordering::Relaxed);
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-/// A port free on every given address.
-fn free_port(ips: &[&str]) -> u16 {
-    for _ in 0..50 {
-        let port = TcpListener::bind(format!("{}:0", ips[0])).unwrap().local_addr().unwrap().port();
-        if ips.iter().all(|ip| TcpListener::bind(format!("{ip}:{port}")).is_ok()) {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-fn zone(pool: &str) -> String {
-    format!("records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n\"\"\"\n{pool}")
-}
-
-fn answer(s: &Server, name: &str) -> Vec<Ipv4Addr> {
-    let r = udp(s.addr, &query(name, RecordType::A, None));
-    let mut v: Vec<Ipv4Addr> =
-        r.answers.iter().filter_map(|a| if let RData::A(a) = &a.data { Some(a.0) } else { None }).collect();
-    v.sort();
-    v
-}
-
-fn ttl(s: &Server, name: &str) -> u32 {
-    udp(s.addr, &query(name, RecordType::A, None)).answers[0].ttl
-}
-
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
+use hickory_proto::rr::RecordType;
 
 #[test]
 fn tcp_failover_and_failback() {

@@ -3,12 +3,14 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 
 /// A running server; stops when dropped.
 pub struct Server {
@@ -53,6 +55,12 @@ impl Server {
             };
             rt.block_on(weiche::serve(config, sockets, stop, (control_for_server, commands))).unwrap();
         });
+        // Ready: zones loaded and the first probe round done.
+        let start = Instant::now();
+        while http(api, "GET", "/readyz", None).0 != 200 {
+            assert!(start.elapsed() < Duration::from_secs(10), "server not ready within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Server { addr, api, control, dir, stop: Some(tx), thread: Some(thread) }
     }
 
@@ -164,4 +172,131 @@ pub fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp-write");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A plain HTTP/1.1 request to the API; returns (status, body).
+pub fn http(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(api).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: weiche\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    // Bodies of unknown length come chunked; tests only need the text.
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+pub fn json(api: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let (code, body) = http(api, method, path, None);
+    (code, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+}
+
+/// A TCP backend that can be stopped (port closed: connections refused) and started again.
+pub struct Backend {
+    pub addr: std::net::SocketAddr,
+    /// The HTTP response it sends (None: accept and close, for TCP checks).
+    reply: Arc<Mutex<Option<String>>>,
+    running: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+impl Backend {
+    pub fn start(ip: &str, port: u16, reply: Option<&str>) -> Backend {
+        let mut b = Backend {
+            addr: format!("{ip}:{port}").parse().unwrap(),
+            reply: Arc::new(Mutex::new(reply.map(String::from))),
+            running: None,
+        };
+        b.up();
+        b
+    }
+
+    pub fn up(&mut self) {
+        let l = TcpListener::bind(self.addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, reply) = (stop.clone(), self.reply.clone());
+        let t = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let r = reply.lock().unwrap().clone();
+                        if let Some(r) = r {
+                            // HTTP waits for the request; banner protocols (SMTP, MySQL) speak first.
+                            if r.starts_with("HTTP/") {
+                                c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+                                let mut buf = [0u8; 2048];
+                                let _ = c.read(&mut buf);
+                            }
+                            let _ = c.write_all(r.as_bytes());
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        self.running = Some((stop, t));
+    }
+
+    pub fn down(&mut self) {
+        if let Some((stop, t)) = self.running.take() {
+            stop.store(true, Ordering::Relaxed);
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// A port free on every given address.
+pub fn free_port(ips: &[&str]) -> u16 {
+    for _ in 0..50 {
+        let port = TcpListener::bind(format!("{}:0", ips[0])).unwrap().local_addr().unwrap().port();
+        if ips.iter().all(|ip| TcpListener::bind(format!("{ip}:{port}")).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+pub fn zone(pool: &str) -> String {
+    format!("records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n\"\"\"\n{pool}")
+}
+
+pub fn answer(s: &Server, name: &str) -> Vec<Ipv4Addr> {
+    let r = udp(s.addr, &query(name, RecordType::A, None));
+    let mut v: Vec<Ipv4Addr> =
+        r.answers.iter().filter_map(|a| if let RData::A(a) = &a.data { Some(a.0) } else { None }).collect();
+    v.sort();
+    v
+}
+
+pub fn ttl(s: &Server, name: &str) -> u32 {
+    udp(s.addr, &query(name, RecordType::A, None)).answers[0].ttl
+}
+
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
 }

@@ -1,0 +1,157 @@
+//! Operating weiche over its HTTP API against a running server: status, metrics, drain and
+//! undrain (persisted across restarts), manual failback, events, health and readiness, tokens.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn two_site_pool(port: u16, p: &str, sec: &str, failback: &str) -> String {
+    zone(&format!(
+        "[pools.www]\nfailback = \"{failback}\"\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
+         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    ))
+}
+
+#[test]
+fn status_health_readiness_and_metrics() {
+    let (p, sec) = ("127.0.0.101", "127.0.0.102");
+    let port = free_port(&[p, sec]);
+    let _a = Backend::start(p, port, None);
+    let _b = Backend::start(sec, port, None);
+    let s = Server::start("127.0.0.100", &[("ops.test.toml", &two_site_pool(port, p, sec, "auto"))]);
+    assert_eq!(http(s.api, "GET", "/healthz", None), (200, "ok\n".into()));
+    assert_eq!(http(s.api, "GET", "/readyz", None).0, 200);
+    let (code, st) = json(s.api, "GET", "/status");
+    assert_eq!(code, 200);
+    assert_eq!(st["zones"][0]["zone"], "ops.test.");
+    assert_eq!(st["zones"][0]["serial"], 1);
+    let pool = &st["pools"][0];
+    assert_eq!(pool["pool"], "www.ops.test.");
+    assert_eq!(pool["a"]["answer"], serde_json::json!([p]));
+    assert_eq!(pool["a"]["priority"], 1);
+    assert_eq!(pool["targets"][0]["verdict"], "up");
+    assert_eq!(pool["targets"][0]["last_probe"]["ok"], true);
+    assert!(pool["targets"][0]["since"].as_str().unwrap().ends_with('Z'));
+    assert!(st["events"].as_array().unwrap().iter().any(|e| e["kind"] == "zone_loaded"));
+    // Prometheus text: every sample line is NAME{labels} VALUE, and the per-target gauges are there.
+    answer(&s, "www.ops.test.");
+    let (code, text) = http(s.api, "GET", "/metrics", None);
+    assert_eq!(code, 200);
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
+        assert!(value.parse::<f64>().is_ok(), "bad value in {line:?}");
+        let metric = name.split('{').next().unwrap();
+        assert!(metric.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad name in {line:?}");
+    }
+    let target_up = format!("weiche_target_up{{zone=\"ops.test.\",pool=\"www.ops.test.\",target=\"{p}\"}} 1");
+    assert!(text.contains(&target_up), "no {target_up} in\n{text}");
+    assert!(text.contains("weiche_pool_priority{zone=\"ops.test.\",pool=\"www.ops.test.\",type=\"A\"} 1"), "{text}");
+    assert!(text.contains("weiche_zone_serial{zone=\"ops.test.\"} 1"), "{text}");
+    assert!(text.contains("weiche_probes_total{"), "{text}");
+    assert!(text.contains("weiche_queries_total{transport=\"udp\",qtype=\"A\"}"), "{text}");
+    assert!(text.contains("weiche_responses_total{transport=\"udp\",rcode=\"NOERROR\"}"), "{text}");
+}
+
+#[test]
+fn drain_flips_the_answer_and_survives_a_restart() {
+    let (p, sec) = ("127.0.0.111", "127.0.0.112");
+    let port = free_port(&[p, sec]);
+    let _a = Backend::start(p, port, None);
+    let _b = Backend::start(sec, port, None);
+    let state = tempfile::tempdir().unwrap();
+    let zones = [("dr.test.toml", two_site_pool(port, p, sec, "auto"))];
+    let zones: Vec<(&str, &str)> = zones.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let with_state = |c: &mut weiche::Config| c.state_dir = Some(state.path().to_path_buf());
+    let s = Server::start_with("127.0.0.110", &zones, with_state);
+    assert_eq!(answer(&s, "www.dr.test."), vec![ip(p)]);
+    // Drain the primary while its probes still succeed: the answer moves within 1 s.
+    let t = Instant::now();
+    let (code, body) = json(s.api, "POST", &format!("/targets/{p}/drain"));
+    assert_eq!((code, &body["drained"]), (200, &serde_json::json!(true)), "{body}");
+    assert!(wait_until(Duration::from_secs(1), || answer(&s, "www.dr.test.") == vec![ip(sec)]).is_some());
+    assert!(t.elapsed() < Duration::from_secs(1));
+    let (_, st) = json(s.api, "GET", "/status");
+    assert_eq!(st["pools"][0]["targets"][0]["verdict"], "up", "probes still succeed");
+    assert_eq!(st["pools"][0]["targets"][0]["drained"], true);
+    // Errors say what is wrong.
+    assert_eq!(json(s.api, "POST", "/targets/192.0.2.77/drain").0, 404);
+    assert_eq!(json(s.api, "POST", "/targets/banana/drain").0, 400);
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain?pool=nope.dr.test")).0, 404);
+    // The drain survives a restart (state file), then undrain restores the primary.
+    drop(s);
+    let s = Server::start_with("127.0.0.110", &zones, with_state);
+    assert_eq!(answer(&s, "www.dr.test."), vec![ip(sec)], "still drained after restart");
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/undrain")).0, 200);
+    assert_eq!(answer(&s, "www.dr.test."), vec![ip(p)]);
+    // Events record both.
+    let (_, events) = json(s.api, "GET", "/events?since=0");
+    assert!(events.as_array().unwrap().iter().any(|e| e["kind"] == "undrain" && e["target"] == p), "{events}");
+    // A drain for one pool only.
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain?pool=www.dr.test")).0, 200);
+    assert_eq!(answer(&s, "www.dr.test."), vec![ip(sec)]);
+}
+
+#[test]
+fn a_corrupt_state_file_is_set_aside() {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(state.path().join(weiche::admin::STATE_FILE), "{ broken").unwrap();
+    let zone_text = zone("");
+    let s = Server::start_with("127.0.0.120", &[("cs.test.toml", &zone_text)], |c| {
+        c.state_dir = Some(state.path().to_path_buf())
+    });
+    assert_eq!(http(s.api, "GET", "/readyz", None).0, 200);
+    let names: Vec<String> =
+        std::fs::read_dir(state.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert!(names.iter().any(|n| n.contains("corrupt")), "{names:?}");
+}
+
+#[test]
+fn failback_endpoint_and_long_poll_events() {
+    let (p, sec) = ("127.0.0.131", "127.0.0.132");
+    let port = free_port(&[p, sec]);
+    let mut primary = Backend::start(p, port, None);
+    let _b = Backend::start(sec, port, None);
+    let s = Server::start("127.0.0.130", &[("fb.test.toml", &two_site_pool(port, p, sec, "manual"))]);
+    let (_, before) = json(s.api, "GET", "/events?since=0");
+    let last = before.as_array().unwrap().last().map_or(0, |e| e["seq"].as_u64().unwrap());
+    // A long poll returns as soon as the next event happens.
+    let api = s.api;
+    let waiter = std::thread::spawn(move || json(api, "GET", &format!("/events?since={last}&wait=10")));
+    std::thread::sleep(Duration::from_millis(200));
+    primary.down();
+    let (code, got) = waiter.join().unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(got[0]["kind"], "target_down", "{got}");
+    assert!(wait_until(Duration::from_secs(3), || answer(&s, "www.fb.test.") == vec![ip(sec)]).is_some());
+    primary.up();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(answer(&s, "www.fb.test."), vec![ip(sec)], "held by manual failback");
+    assert_eq!(json(s.api, "POST", "/pools/www.fb.test/failback").0, 200);
+    assert_eq!(answer(&s, "www.fb.test."), vec![ip(p)]);
+    assert_eq!(json(s.api, "POST", "/pools/nope.fb.test/failback").0, 404);
+}
+
+#[test]
+fn a_token_guards_everything_but_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-0123456789\n").unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, format!("[api]\nlisten = \"127.0.0.140:8053\"\ntoken_file = \"{}\"\n", token_file.display()))
+        .unwrap();
+    let loaded = weiche::Config::load(Some(&cfg)).unwrap();
+    let token = loaded.api_token.clone();
+    assert_eq!(token.as_deref(), Some("s3cret-token-0123456789"));
+    let zone_text = zone("");
+    let s = Server::start_with("127.0.0.140", &[("tk.test.toml", &zone_text)], |c| c.api_token = token);
+    assert_eq!(http(s.api, "GET", "/healthz", None).0, 200);
+    assert_eq!(http(s.api, "GET", "/status", None).0, 401);
+    assert_eq!(http(s.api, "GET", "/status", Some("wrong-token-0123456789")).0, 401);
+    assert_eq!(http(s.api, "GET", "/status", Some("s3cret-token-0123456789")).0, 200);
+    // Beyond loopback without a token is a configuration error.
+    std::fs::write(&cfg, "[api]\nlisten = \"0.0.0.0:8053\"\n").unwrap();
+    let e = weiche::Config::load(Some(&cfg)).unwrap_err().to_string();
+    assert!(e.contains("beyond loopback: set api.token_file"), "{e}");
+}
