@@ -31,6 +31,7 @@ pub mod admin;
 pub mod answer;
 pub mod api;
 pub mod chart;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod events;
@@ -56,6 +57,12 @@ pub use control::{Commands, Control};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Installs rustls's ring provider for every HTTPS client (probes, the CLI). Once per process;
+/// later calls change nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// A task that is stopped when this handle goes.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

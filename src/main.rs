@@ -27,6 +27,61 @@ enum Command {
     /// Validate the configuration and every zone without serving; print each problem as
     /// file:line:col: message and exit non-zero if there is any.
     Check(CommonArgs),
+    /// Show every pool: what it answers, and each target's verdict, since when, and drains.
+    Status(ClientArgs),
+    /// Take a target out of every answer (or one pool's) while it stays probed.
+    Drain(DrainArgs),
+    /// Put a drained target back.
+    Undrain(DrainArgs),
+    /// Release a manual-failback pool back to its best healthy level.
+    Failback(FailbackArgs),
+    /// Show recent events; with --follow, keep printing new ones.
+    Events(EventsArgs),
+}
+
+/// How to reach a running weiche's HTTP API.
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// The API's address (default: api.listen of --config, else 127.0.0.1:8053).
+    #[arg(long, value_name = "ADDR:PORT")]
+    api: Option<SocketAddr>,
+    /// The configuration file to take api.listen and api.token_file from.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A file holding the API's bearer token.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct DrainArgs {
+    /// The target's answered address.
+    address: String,
+    /// Only in this pool (default: in every pool).
+    #[arg(long, value_name = "NAME")]
+    pool: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args, Clone)]
+struct FailbackArgs {
+    /// The pool's name, e.g. www.example.com
+    pool: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args, Clone)]
+struct EventsArgs {
+    /// Keep waiting for new events and print them as they come.
+    #[arg(long, short)]
+    follow: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args, Clone, Default)]
@@ -74,8 +129,107 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Status(c)) => client(&c, |api| async move { api.status().await }, weiche::client::status_table),
+        Some(Command::Drain(d)) => drain(d, true),
+        Some(Command::Undrain(d)) => drain(d, false),
+        Some(Command::Failback(f)) => client(
+            &f.client,
+            |api| async move { api.failback(&f.pool).await },
+            |v| format!("failback released: {}\n", v["pool"].as_str().unwrap_or("?")),
+        ),
+        Some(Command::Events(e)) => events(&e),
         None => serve(cli.serve),
     }
+}
+
+fn connect(args: &ClientArgs) -> Result<weiche::client::Api, String> {
+    let config = match &args.config {
+        Some(_) => Some(Config::load(args.config.as_deref()).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let from_config = config.as_ref().and_then(|c| c.api_listen);
+    let addr = args.api.or(from_config).unwrap_or_else(|| weiche::config::DEFAULT_API.parse().expect("valid"));
+    let token = match &args.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?.trim().to_string(),
+        ),
+        None => config.and_then(|c| c.api_token),
+    };
+    Ok(weiche::client::Api::new(addr, token))
+}
+
+/// Runs one API call and prints its answer (as text, or JSON with --json).
+fn client<F, Fut>(args: &ClientArgs, call: F, text: impl Fn(&serde_json::Value) -> String) -> ExitCode
+where
+    F: FnOnce(weiche::client::Api) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, weiche::client::ClientError>>,
+{
+    let api = match connect(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("weiche: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    match rt.block_on(call(api)) {
+        Ok(v) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&v).expect("JSON"));
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            print!("{}", text(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("weiche: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn drain(d: DrainArgs, drain: bool) -> ExitCode {
+    let verb = if drain { "drained" } else { "undrained" };
+    let what = format!("{} {verb}{}\n", d.address, d.pool.as_deref().map(|p| format!(" in {p}")).unwrap_or_default());
+    client(&d.client, |api| async move { api.drain(&d.address, d.pool.as_deref(), drain).await }, move |_| what.clone())
+}
+
+fn events(e: &EventsArgs) -> ExitCode {
+    let api = match connect(&e.client) {
+        Ok(a) => a,
+        Err(err) => {
+            eprintln!("weiche: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        let mut since = 0;
+        let mut first = true;
+        loop {
+            // The first call shows what is kept; later ones wait for what comes next.
+            let wait = if first { 0 } else { 55 };
+            first = false;
+            let batch = match api.events(since, wait).await {
+                Ok(v) => v,
+                Err(err) => {
+                    eprintln!("weiche: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for ev in batch.as_array().into_iter().flatten() {
+                since = since.max(ev["seq"].as_u64().unwrap_or(0));
+                if e.client.json {
+                    println!("{ev}");
+                } else {
+                    println!("{}", weiche::client::event_line(ev).trim_start());
+                }
+            }
+            if !e.follow {
+                return ExitCode::SUCCESS;
+            }
+        }
+    })
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

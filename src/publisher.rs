@@ -323,6 +323,13 @@ impl Publisher {
         }
         let d = Drain { address, pool: pool.map(|p| p.to_string().to_ascii_lowercase()) };
         let changed = if drained { self.admin.drained.insert(d) } else { self.admin.drained.remove(&d) };
+        if !drained
+            && !changed
+            && pool.is_some()
+            && self.admin.drained.iter().any(|x| x.address == address && x.pool.is_none())
+        {
+            return Err(format!("{address} is drained in every pool; undrain it without --pool"));
+        }
         if changed {
             self.save_state();
             let kind = if drained { EventKind::Drain } else { EventKind::Undrain };

@@ -157,3 +157,76 @@ fn sighup_reloads_at_once() {
     send_signal(child.id(), 15);
     assert!(child.wait().unwrap().success());
 }
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn operator_commands_talk_to_the_api() {
+    let port = std::net::UdpSocket::bind("127.0.0.24:0").unwrap().local_addr().unwrap().port();
+    let api_port = std::net::TcpListener::bind("127.0.0.24:0").unwrap().local_addr().unwrap().port();
+    let (dns, api) = (format!("127.0.0.24:{port}"), format!("127.0.0.24:{api_port}"));
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["serve", "--listen", &dns, "--api", &api, "--zones"])
+            .arg(repo_zones())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    loop {
+        let (code, out, _) = run(&["status", "--api", &api]);
+        if code == 0 {
+            assert!(out.contains("pool www.example.com."), "{out}");
+            assert!(out.contains("127.0.0.10"), "{out}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "status never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out, _) = run(&["status", "--api", &api, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["pools"].as_array().unwrap().len() >= 2);
+    assert_eq!(run(&["drain", "127.0.0.10", "--api", &api]), (0, "127.0.0.10 drained\n".into(), String::new()));
+    let (_, out, _) = run(&["status", "--api", &api]);
+    assert!(out.contains("DRAINED"), "{out}");
+    let (code, _, err) = run(&["drain", "192.0.2.99", "--api", &api]);
+    assert_eq!(code, 1);
+    assert!(err.contains("192.0.2.99 is not a target"), "{err}");
+    assert_eq!(
+        run(&["undrain", "127.0.0.10", "--pool", "www.example.com", "--api", &api]).0,
+        1,
+        "drained everywhere, not per pool"
+    );
+    assert_eq!(run(&["undrain", "127.0.0.10", "--api", &api]).0, 0);
+    assert_eq!(run(&["failback", "www.example.com", "--api", &api]).0, 0);
+    let (code, _, err) = run(&["failback", "nope.example.com", "--api", &api]);
+    assert!(code == 1 && err.contains("no pool named nope.example.com."), "{err}");
+    let (code, out, _) = run(&["events", "--api", &api]);
+    assert_eq!(code, 0);
+    assert!(out.contains("drain") && out.contains("undrain"), "{out}");
+    send_signal(child.0.id(), 15);
+    assert!(child.0.wait().unwrap().success());
+    // Nothing listening: a message that says what to do.
+    let (code, _, err) = run(&["status", "--api", &api]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("cannot reach the API at {api}: is weiche running? see --api")), "{err}");
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

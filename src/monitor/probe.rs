@@ -26,7 +26,7 @@ impl Prober {
         let http = match &check.probe {
             Probe::Tcp { .. } => None,
             Probe::Http { tls, host, path, tls_verify, headers, .. } => {
-                install_crypto_provider();
+                crate::install_crypto_provider();
                 let scheme = if *tls { "https" } else { "http" };
                 let host_part = match host {
                     Some(h) => h.clone(),
@@ -158,9 +158,4 @@ fn http_error(e: &reqwest::Error) -> String {
 
 pub fn fmt_duration(d: Duration) -> String {
     if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
-}
-
-fn install_crypto_provider() {
-    // Once per process; a second install (tests, another caller) is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
