@@ -97,6 +97,60 @@ struct ConfigSpec {
     log: LogSpec,
     #[serde(default)]
     api: ApiSpec,
+    #[serde(default)]
+    notify: NotifySpec,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NotifySpec {
+    #[serde(default)]
+    webhook: Vec<Spanned<WebhookSpec>>,
+    #[serde(default)]
+    command: Vec<Spanned<CommandSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSpec {
+    url: Spanned<String>,
+    format: Option<WebhookFormat>,
+    timeout: Option<Spanned<String>>,
+    retries: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandSpec {
+    run: Spanned<Vec<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+/// What a webhook is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The event as JSON (documented in the README).
+    #[default]
+    Json,
+    /// `{"text": "..."}`, for Slack and Mattermost incoming webhooks.
+    Slack,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub format: WebhookFormat,
+    pub timeout: Duration,
+    /// Further tries after the first fails.
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifyCommand {
+    /// Program and arguments; the event is written to its standard input as JSON.
+    pub argv: Vec<String>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -158,6 +212,8 @@ pub struct Config {
     pub api_token: Option<String>,
     /// Where operator decisions (drains, failback holds) are kept (None: not kept).
     pub state_dir: Option<PathBuf>,
+    pub webhooks: Vec<Webhook>,
+    pub commands: Vec<NotifyCommand>,
 }
 
 pub const DEFAULT_API: &str = "127.0.0.1:8053";
@@ -252,7 +308,37 @@ impl Config {
                 format!("api.listen {a} is beyond loopback: set api.token_file too (a file holding a bearer token)"),
             ));
         }
+        let mut webhooks = Vec::new();
+        for w in spec.notify.webhook {
+            let w = w.into_inner();
+            let url = w.url.get_ref();
+            if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(url).is_err() {
+                return Err(err(w.url.span(), format!("notify.webhook url {url:?} is not an http:// or https:// URL")));
+            }
+            webhooks.push(Webhook {
+                url: url.clone(),
+                format: w.format.unwrap_or_default(),
+                timeout: duration_field(w.timeout.as_ref(), Duration::from_secs(5), "notify.webhook timeout", &err)?,
+                retries: w.retries.unwrap_or(3).min(10),
+            });
+        }
+        let mut commands = Vec::new();
+        for c in spec.notify.command {
+            let c = c.into_inner();
+            if c.run.get_ref().is_empty() {
+                return Err(err(
+                    c.run.span(),
+                    "notify.command run needs a program: run = [\"/path/to/program\", \"arg\"]".into(),
+                ));
+            }
+            commands.push(NotifyCommand {
+                argv: c.run.into_inner(),
+                timeout: duration_field(c.timeout.as_ref(), Duration::from_secs(10), "notify.command timeout", &err)?,
+            });
+        }
         Ok(Config {
+            webhooks,
+            commands,
             api_listen,
             api_token,
             state_dir: s.state_dir.as_ref().map(|d| base.join(d)),

@@ -38,6 +38,7 @@ pub mod events;
 pub mod loader;
 pub mod monitor;
 pub mod name;
+pub mod notify;
 pub mod publisher;
 pub mod rtype;
 pub mod server;
@@ -100,6 +101,11 @@ pub async fn serve(
     if let Some(dir) = &config.state_dir {
         publisher = publisher.with_state(admin::StateFile::in_dir(dir));
     }
+    let _notifier = AbortOnDrop(tokio::spawn(notify::run(
+        publisher.journal().subscribe(),
+        config.webhooks.clone(),
+        config.commands.clone(),
+    )));
     let ready = Arc::new(AtomicBool::new(false));
     let _api = match sockets.api.take() {
         Some(l) => {

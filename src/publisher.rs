@@ -94,6 +94,9 @@ pub struct Publisher {
     wake_at: Option<Instant>,
     /// What each pool answered last, per family (A, AAAA), keyed by the pool's name.
     answered: HashMap<Box<[u8]>, [FamilyAnswer; 2]>,
+    /// Pools whose every target had a verdict at the last publish: only their answer changes
+    /// are events (the start-up round's settling is not a failover).
+    judged: std::collections::HashSet<Box<[u8]>>,
     /// Drains and manual-failback holds.
     admin: AdminState,
     state_file: Option<StateFile>,
@@ -113,6 +116,7 @@ impl Publisher {
             recovered: HashMap::new(),
             wake_at: None,
             answered: HashMap::new(),
+            judged: Default::default(),
             admin: AdminState::default(),
             state_file: None,
             journal: Journal::default(),
@@ -468,6 +472,7 @@ impl Publisher {
         let mut answered = HashMap::new();
         let mut held_now = BTreeMap::new();
         let mut events = Vec::new();
+        let mut judged = std::collections::HashSet::new();
         let wake_at: std::cell::Cell<Option<Instant>> = std::cell::Cell::new(None);
         for zone in served {
             let mut answers = Vec::with_capacity(zone.pools.len());
@@ -517,7 +522,11 @@ impl Publisher {
                 export_pool_metrics(&zone, pool, &zone_keys[pi], &self.verdicts, &self.admin, &answer);
                 let now = [answer.a.clone(), answer.aaaa.clone()];
                 let name_key = pool.name.key();
-                if let Some(before) = self.answered.get(&name_key) {
+                let was_judged = self.judged.contains(&name_key);
+                if all_judged {
+                    judged.insert(name_key.clone());
+                }
+                if let Some(before) = self.answered.get(&name_key).filter(|_| was_judged && all_judged) {
                     for (i, rt) in ["A", "AAAA"].into_iter().enumerate() {
                         if let Some(e) = change_event(&zone, pool, rt, &before[i], &now[i], reason) {
                             events.push(e);
@@ -531,6 +540,7 @@ impl Publisher {
             entries.push(ZoneEntry { zone, answers: answers.into() });
         }
         self.answered = answered;
+        self.judged = judged;
         if held_now != self.admin.held {
             self.admin.held = held_now;
             self.save_state();

@@ -155,3 +155,117 @@ fn a_token_guards_everything_but_health() {
     let e = weiche::Config::load(Some(&cfg)).unwrap_err().to_string();
     assert!(e.contains("beyond loopback: set api.token_file"), "{e}");
 }
+
+/// A webhook receiver: records each POST body, answers with `status`.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    fn start(ip: &str, status: u16) -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+        let addr = l.local_addr().unwrap();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = bodies.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    store.lock().unwrap().push(v);
+                }
+                let _ = write!(c, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Receiver { addr, bodies }
+    }
+
+    fn got(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn webhooks_and_commands_get_one_notification_per_event() {
+    let (p, sec) = ("127.0.0.151", "127.0.0.152");
+    let port = free_port(&[p, sec]);
+    let _a = Backend::start(p, port, None);
+    let _b = Backend::start(sec, port, None);
+    let json_hook = Receiver::start("127.0.0.153", 200);
+    let slack_hook = Receiver::start("127.0.0.154", 200);
+    let failing = Receiver::start("127.0.0.155", 500);
+    let dead_port = free_port(&["127.0.0.156"]);
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("events.jsonl");
+    let cmd = vec!["sh".to_string(), "-c".to_string(), format!("cat >> {}", log.display())];
+    let hook = |url: String, format, retries| weiche::config::Webhook {
+        url,
+        format,
+        timeout: Duration::from_millis(300),
+        retries,
+    };
+    let s = Server::start_with("127.0.0.150", &[("nt.test.toml", &two_site_pool(port, p, sec, "auto"))], |c| {
+        use weiche::config::WebhookFormat::*;
+        c.webhooks = vec![
+            hook(format!("http://{}/hook", json_hook.addr), Json, 0),
+            hook(format!("http://{}/hook", slack_hook.addr), Slack, 0),
+            hook(format!("http://{}/hook", failing.addr), Json, 2),
+            hook(format!("http://127.0.0.156:{dead_port}/hook"), Json, 3),
+        ];
+        c.commands = vec![weiche::config::NotifyCommand { argv: cmd.clone(), timeout: Duration::from_secs(5) }];
+    });
+    // A drain: the answer moves at once, however badly the webhooks do.
+    let t = Instant::now();
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain")).0, 200);
+    assert_eq!(answer(&s, "www.nt.test."), vec![ip(sec)]);
+    assert!(t.elapsed() < Duration::from_millis(500), "switch took {:?}", t.elapsed());
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/undrain")).0, 200);
+    assert_eq!(answer(&s, "www.nt.test."), vec![ip(p)]);
+    // drain, failover, undrain, failback: four events, one POST each.
+    assert!(wait_until(Duration::from_secs(5), || json_hook.got().len() >= 4).is_some(), "{:?}", json_hook.got());
+    std::thread::sleep(Duration::from_millis(300));
+    let got = json_hook.got();
+    let kinds: Vec<&str> = got.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["drain", "failover", "undrain", "failback"], "{got:?}");
+    let mut seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 4, "exactly one POST per event");
+    let failover = &got[1];
+    assert_eq!(
+        (&failover["pool"], &failover["type"], &failover["from"], &failover["to"]),
+        (&"www.nt.test.".into(), &"A".into(), &p.into(), &sec.into())
+    );
+    assert!(failover["message"].as_str().unwrap().contains("failed over"), "{failover}");
+    assert!(failover["time"].is_string() && failover["reason"].is_string());
+    // Slack format: one text per event.
+    assert!(wait_until(Duration::from_secs(3), || slack_hook.got().len() == 4).is_some());
+    assert!(
+        slack_hook.got()[1]["text"].as_str().unwrap().starts_with("weiche: www.nt.test. A failed over"),
+        "{:?}",
+        slack_hook.got()
+    );
+    // A failing receiver is retried (2 retries: 3 tries per event), then given up.
+    assert!(wait_until(Duration::from_secs(10), || failing.got().len() == 12).is_some(), "{}", failing.got().len());
+    // The command got each event as JSON on stdin.
+    assert!(
+        wait_until(Duration::from_secs(3), || std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 4))
+            .is_some()
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "drain");
+}
