@@ -250,6 +250,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         config.api_listen = a;
     }
     init_logging(&config);
+    raise_fd_limit();
     let bound = weiche::Sockets::bind(&config.listen);
     let sockets = match config.api_listen {
         Some(api) => bound.and_then(|s| s.with_api(api)),
@@ -286,6 +287,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// Probing thousands of targets takes more file descriptors than the usual soft limit of 1024;
+/// raise it to the hard limit, as daemons do.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!(soft = lim.rlim_cur, "could not raise the open-files limit");
+            }
+        }
     }
 }
 

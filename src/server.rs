@@ -73,11 +73,15 @@ pub struct Limits {
     pub udp_workers: usize,
 }
 
-/// Runs the listeners until `stop` is set (UDP) and the returned join set is dropped (TCP).
+/// How long TCP connections get to finish what they were asked at shutdown.
+const TCP_GRACE: Duration = Duration::from_secs(3);
+
+/// The running listeners; [`Listeners::stop`] ends them gracefully.
 pub struct Listeners {
     stop: Arc<AtomicBool>,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
-    _tcp: JoinSet<()>,
+    tcp: JoinSet<()>,
+    tcp_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Listeners {
@@ -106,6 +110,7 @@ impl Listeners {
         let mut tcp = JoinSet::new();
         let permits = Arc::new(Semaphore::new(limits.tcp_max_connections));
         let tcp_counters = stats::counters(Transport::Tcp);
+        let (tcp_stop, stopping) = tokio::sync::watch::channel(false);
         for l in sockets.tcp {
             l.set_nonblocking(true)?;
             let l = tokio::net::TcpListener::from_std(l)?;
@@ -114,15 +119,19 @@ impl Listeners {
                 idle: limits.tcp_idle_timeout,
                 payload: limits.udp_payload,
                 counters: tcp_counters.clone(),
+                stopping: stopping.clone(),
             };
             tcp.spawn(tcp_accept(l, conn, permits.clone()));
         }
-        Ok(Listeners { stop, udp_threads, _tcp: tcp })
+        Ok(Listeners { stop, udp_threads, tcp, tcp_stop })
     }
 
-    /// Stops every listener and waits for the UDP threads (they notice within 200 ms).
-    pub async fn stop(self) {
+    /// Stops every listener: UDP threads notice within 200 ms; TCP stops accepting and open
+    /// connections finish their answers (at most a few seconds).
+    pub async fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let _ = self.tcp_stop.send(true);
+        while self.tcp.join_next().await.is_some() {}
         let threads = self.udp_threads;
         let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| _ = t.join())).await;
     }
@@ -159,12 +168,19 @@ struct Conn {
     idle: Duration,
     payload: u16,
     counters: Arc<Counters>,
+    /// Becomes true at shutdown: answer what was read, then close.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<Semaphore>) {
     let mut conns = JoinSet::new();
+    let mut stopping = conn.stopping.clone();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopping.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "TCP accept failed");
@@ -186,6 +202,9 @@ async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<
             drop(permit);
         });
     }
+    // Shutting down: no new connections; open ones finish their answers, within the grace time.
+    drop(listener);
+    let _ = tokio::time::timeout(TCP_GRACE, async { while conns.join_next().await.is_some() {} }).await;
 }
 
 async fn tcp_conn(mut stream: tokio::net::TcpStream, c: Conn) -> std::io::Result<()> {
@@ -196,11 +215,16 @@ async fn tcp_conn(mut stream: tokio::net::TcpStream, c: Conn) -> std::io::Result
     let mut w = BufWriter::new(w);
     let mut msg = Vec::new();
     let mut out = Vec::with_capacity(4096);
+    let mut stopping = c.stopping.clone();
     loop {
-        let len = match tokio::time::timeout(idle, r.read_u16()).await {
-            Ok(Ok(len)) => len as usize,
-            // Idle too long, or the client closed: either way, done.
-            _ => break,
+        // At shutdown, queries already received are answered; no new one is waited for.
+        let len = tokio::select! {
+            l = tokio::time::timeout(idle, r.read_u16()) => match l {
+                Ok(Ok(len)) => len as usize,
+                // Idle too long, or the client closed: either way, done.
+                _ => break,
+            },
+            _ = stopping.wait_for(|s| *s), if r.buffer().is_empty() => break,
         };
         msg.resize(len, 0);
         match tokio::time::timeout(idle, r.read_exact(&mut msg)).await {

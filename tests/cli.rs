@@ -99,6 +99,9 @@ fn serves_on_listen_and_stops_on_sigterm() {
     }
     let answer = answer.expect("an answer within 10 s");
     assert_eq!(&answer[answer.len() - 4..], &[127, 0, 0, 20], "static.example.com A 127.0.0.20");
+    // An idle TCP client must not hold up the shutdown (the idle timeout is 10 s).
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
     send_signal(child.id(), 15);
     let t = Instant::now();
     let status = loop {
@@ -109,6 +112,8 @@ fn serves_on_listen_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success());
+    idle.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    assert!(matches!(std::io::Read::read(&mut idle, &mut [0u8; 2]), Ok(0) | Err(_)), "the idle connection was closed");
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     let first = log.lines().next().unwrap();
