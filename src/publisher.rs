@@ -660,6 +660,9 @@ fn export_pool_metrics(
             let fallback = f.mode != Mode::Preferred;
             metrics::gauge!("weiche_pool_degraded", "zone" => z.clone(), "pool" => p.clone(), "type" => rt)
                 .set(fallback as u8 as f64);
+            let all_down = f.mode == Mode::AllDown;
+            metrics::gauge!("weiche_pool_all_down", "zone" => z.clone(), "pool" => p.clone(), "type" => rt)
+                .set(all_down as u8 as f64);
         }
     }
 }

@@ -235,3 +235,14 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn the_deploy_example_config_and_zones_pass_check() {
+    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/weiche.toml");
+    let out = Command::new(BIN).arg("check").arg("--config").arg(&cfg).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("zone shop.example. OK") && stdout.contains("4 pools"), "{stdout}");
+    let container = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/container.toml");
+    assert!(weiche::Config::load(Some(&container)).is_ok());
+}

@@ -269,3 +269,29 @@ fn webhooks_and_commands_get_one_notification_per_event() {
         serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(first["kind"], "drain");
 }
+
+#[test]
+fn the_checkmk_local_check_reports_each_pool() {
+    let (p, sec) = ("127.0.0.161", "127.0.0.162");
+    let port = free_port(&[p, sec]);
+    let _a = Backend::start(p, port, None);
+    let _b = Backend::start(sec, port, None);
+    let s = Server::start("127.0.0.160", &[("cmk.test.toml", &two_site_pool(port, p, sec, "auto"))]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/checkmk/weiche");
+    let run = || {
+        let out =
+            std::process::Command::new("python3").arg(&script).env("WEICHE_API", s.api.to_string()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = run();
+    assert!(
+        text.lines().any(|l| l.starts_with("0 \"weiche pool www.cmk.test.\" targets_up=2;;;0;2 A 127.0.0.161")),
+        "{text}"
+    );
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain")).0, 200);
+    let text = run();
+    assert!(
+        text.lines().any(|l| l.starts_with("1 \"weiche pool www.cmk.test.\"") && l.contains("drained: 127.0.0.161")),
+        "{text}"
+    );
+}
