@@ -171,7 +171,10 @@ fn describe(e: &Event) -> String {
         EventKind::TargetDown => {
             format!("{pool}: target {} is down ({})", e.target.as_deref().unwrap_or("?"), e.reason)
         }
-        EventKind::TargetUp => format!("{pool}: target {} is up again", e.target.as_deref().unwrap_or("?")),
+        EventKind::TargetUp => {
+            let again = if e.from.as_deref() == Some("down") { " again" } else { "" };
+            format!("{pool}: target {} is up{again}", e.target.as_deref().unwrap_or("?"))
+        }
         EventKind::Failover => format!(
             "{pool} {rt} failed over from {} to {} ({})",
             e.from.as_deref().unwrap_or("?"),

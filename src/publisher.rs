@@ -238,6 +238,8 @@ impl Publisher {
                         target: Some(u.key.addr.to_string()),
                         check: Some(pool.check.name.clone()),
                         count: Some(t.after),
+                        from: Some(format!("{:?}", t.from).to_lowercase()),
+                        to: Some(format!("{:?}", t.to).to_lowercase()),
                         ..Event::new(kind, u.cause.clone().unwrap_or_else(|| format!("{} probes passed", t.after)))
                     });
                 }
