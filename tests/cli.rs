@@ -200,7 +200,27 @@ fn operator_commands_talk_to_the_api() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["pools"].as_array().unwrap().len() >= 2);
+    // A follower started now prints the drain as it happens.
+    let mut follower =
+        Killed(Command::new(BIN).args(["events", "--follow", "--api", &api]).stdout(Stdio::piped()).spawn().unwrap());
+    let stdout = follower.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(run(&["drain", "127.0.0.10", "--api", &api]), (0, "127.0.0.10 drained\n".into(), String::new()));
+    let t = Instant::now();
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(3)).expect("the follower prints the drain");
+        if line.contains(" drain ") && line.contains("target 127.0.0.10 drained") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+    drop(follower);
     let (_, out, _) = run(&["status", "--api", &api]);
     assert!(out.contains("DRAINED"), "{out}");
     let (code, _, err) = run(&["drain", "192.0.2.99", "--api", &api]);
