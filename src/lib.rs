@@ -44,6 +44,7 @@ pub mod rtype;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod tsig;
 pub mod wire;
 pub mod zone;
 pub mod zonefile;
