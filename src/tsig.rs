@@ -101,7 +101,7 @@ pub enum Failure {
     /// Wrong MAC: unsigned TSIG with BADSIG.
     BadSig { key: Key },
     /// Too far from our clock: signed TSIG with BADTIME and our time.
-    BadTime { signed: Signed, their_time: u64 },
+    BadTime { signed: Box<Signed>, their_time: u64 },
     /// The TSIG record itself could not be read.
     Malformed,
 }
@@ -167,7 +167,7 @@ pub fn verify(msg: &[u8], keys: &[Key]) -> Result<Signed, Failure> {
     }
     let signed = Signed { key: key.clone(), mac: tsig.mac.clone() };
     if now().abs_diff(tsig.time) > tsig.fudge as u64 {
-        return Err(Failure::BadTime { signed, their_time: tsig.time });
+        return Err(Failure::BadTime { signed: Box::new(signed), their_time: tsig.time });
     }
     Ok(signed)
 }
