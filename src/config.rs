@@ -72,6 +72,125 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+fn transfer_of(
+    keys: BTreeMap<String, Spanned<KeySpec>>,
+    t: TransferSpec,
+    base: &Path,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Transfer, FileError> {
+    let mut named: BTreeMap<String, crate::tsig::Key> = BTreeMap::new();
+    for (name, k) in keys {
+        let span = k.span();
+        let k = k.into_inner();
+        let key = match (&k.file, &k.secret) {
+            (Some(f), None) => {
+                let path = base.join(f);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| err(span.clone(), format!("key {name:?}: cannot read {}: {e}", path.display())))?;
+                crate::tsig::Key::from_bind_file(&text)
+                    .map_err(|m| err(span.clone(), format!("key {name:?}: {}: {m}", path.display())))?
+            }
+            (None, Some(secret)) => {
+                let alg = k.algorithm.as_deref().unwrap_or("hmac-sha256");
+                crate::tsig::Key::new(&name, alg, secret)
+                    .map_err(|m| err(span.clone(), format!("key {name:?}: {m}")))?
+            }
+            _ => return Err(err(span, format!("key {name:?}: give either secret (and algorithm) or file"))),
+        };
+        named.insert(name, key);
+    }
+    let key_ref = |k: &Option<Spanned<String>>| -> Result<Option<crate::tsig::Key>, FileError> {
+        match k {
+            None => Ok(None),
+            Some(k) => named.get(k.get_ref()).cloned().map(Some).ok_or_else(|| {
+                let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
+                let known = if known.is_empty() {
+                    "no keys are defined; add [keys.NAME]".into()
+                } else {
+                    format!("defined: {known}")
+                };
+                err(k.span(), format!("no key named {:?} ({known})", k.get_ref()))
+            }),
+        }
+    };
+    let allows = |list: Vec<Spanned<AllowSpec>>| -> Result<Vec<Allow>, FileError> {
+        list.into_iter()
+            .map(|a| {
+                let span = a.span();
+                let a = a.into_inner();
+                let from = match &a.from {
+                    None => None,
+                    Some(f) => Some(
+                        f.get_ref()
+                            .parse::<ipnet::IpNet>()
+                            .or_else(|_| f.get_ref().parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                            .map_err(|_| {
+                                err(f.span(), format!("transfer allow: {:?} is not an address or prefix", f.get_ref()))
+                            })?,
+                    ),
+                };
+                let key = key_ref(&a.key)?;
+                if from.is_none() && key.is_none() {
+                    return Err(err(span, "transfer allow: give from (an address prefix), key, or both".into()));
+                }
+                Ok(Allow { from, key })
+            })
+            .collect()
+    };
+    let notifies = |list: Vec<Spanned<NotifyTargetSpec>>| -> Result<Vec<NotifyTarget>, FileError> {
+        list.into_iter()
+            .map(|n| {
+                let n = n.into_inner();
+                let to =
+                    n.to.get_ref()
+                        .parse::<SocketAddr>()
+                        .or_else(|_| n.to.get_ref().parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+                let to = to.map_err(|_| {
+                    err(n.to.span(), format!("transfer notify: {:?} is not ADDRESS or ADDRESS:PORT", n.to.get_ref()))
+                })?;
+                Ok(NotifyTarget { to, key: key_ref(&n.key)? })
+            })
+            .collect()
+    };
+    let default = ZoneTransfer { allow: allows(t.allow)?, notify: notifies(t.notify)? };
+    let mut zones = std::collections::HashMap::new();
+    for (zone, z) in t.zone {
+        let span = z.span();
+        let z = z.into_inner();
+        let apex = Name::parse(&format!("{}.", zone.trim_end_matches('.')), None)
+            .map_err(|e| err(span, format!("transfer zone {zone:?}: {e}")))?;
+        let zt = ZoneTransfer {
+            allow: match z.allow {
+                Some(a) => allows(a)?,
+                None => default.allow.clone(),
+            },
+            notify: match z.notify {
+                Some(n) => notifies(n)?,
+                None => default.notify.clone(),
+            },
+        };
+        zones.insert(apex.key(), zt);
+    }
+    let notify_source = match &t.notify_source {
+        None => None,
+        Some(s) => Some(
+            s.get_ref()
+                .parse::<SocketAddr>()
+                .or_else(|_| s.get_ref().parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
+                .map_err(|_| {
+                    err(s.span(), format!("transfer notify_source: {:?} is not ADDRESS or ADDRESS:PORT", s.get_ref()))
+                })?,
+        ),
+    };
+    Ok(Transfer {
+        keys: named.into_values().collect(),
+        default,
+        zones,
+        notify_source,
+        also_notify_ns: t.also_notify_ns.unwrap_or(false),
+    })
+}
+
 /// A duration field: its default when absent, or a positioned error when it does not parse.
 fn duration_field(
     v: Option<&Spanned<String>>,
@@ -99,6 +218,100 @@ struct ConfigSpec {
     api: ApiSpec,
     #[serde(default)]
     notify: NotifySpec,
+    #[serde(default)]
+    keys: BTreeMap<String, Spanned<KeySpec>>,
+    #[serde(default)]
+    transfer: TransferSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySpec {
+    algorithm: Option<String>,
+    secret: Option<String>,
+    /// A BIND-style key file (`key "name" { algorithm …; secret "…"; };`).
+    file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TransferSpec {
+    #[serde(default)]
+    allow: Vec<Spanned<AllowSpec>>,
+    #[serde(default)]
+    notify: Vec<Spanned<NotifyTargetSpec>>,
+    notify_source: Option<Spanned<String>>,
+    also_notify_ns: Option<bool>,
+    #[serde(default)]
+    zone: BTreeMap<String, Spanned<ZoneTransferSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowSpec {
+    from: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyTargetSpec {
+    to: Spanned<String>,
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneTransferSpec {
+    allow: Option<Vec<Spanned<AllowSpec>>>,
+    notify: Option<Vec<Spanned<NotifyTargetSpec>>>,
+}
+
+/// Who may transfer a zone: a request matches a rule when it comes from the prefix (if given)
+/// and is signed with the key (if given).
+#[derive(Debug, Clone)]
+pub struct Allow {
+    pub from: Option<ipnet::IpNet>,
+    pub key: Option<crate::tsig::Key>,
+}
+
+impl Allow {
+    pub fn matches(&self, from: std::net::IpAddr, key: Option<&crate::tsig::Key>) -> bool {
+        self.from.is_none_or(|n| n.contains(&from))
+            && self.key.as_ref().is_none_or(|k| key.is_some_and(|s| s.name.key() == k.name.key()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifyTarget {
+    pub to: SocketAddr,
+    pub key: Option<crate::tsig::Key>,
+}
+
+/// Transfer and NOTIFY settings of one zone.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneTransfer {
+    pub allow: Vec<Allow>,
+    pub notify: Vec<NotifyTarget>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Transfer {
+    pub keys: Vec<crate::tsig::Key>,
+    /// For zones without their own settings.
+    pub default: ZoneTransfer,
+    /// Per zone, by the apex's lookup key.
+    pub zones: std::collections::HashMap<Box<[u8]>, ZoneTransfer>,
+    /// Where NOTIFY is sent from (address, port 0 = any).
+    pub notify_source: Option<SocketAddr>,
+    /// Also NOTIFY the addresses of each zone's NS targets found in the zone.
+    pub also_notify_ns: bool,
+}
+
+impl Transfer {
+    pub fn for_zone(&self, apex: &Name) -> &ZoneTransfer {
+        self.zones.get(&apex.key()).unwrap_or(&self.default)
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -214,6 +427,7 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NotifyCommand>,
+    pub transfer: Transfer,
 }
 
 pub const DEFAULT_API: &str = "127.0.0.1:8053";
@@ -336,7 +550,9 @@ impl Config {
                 timeout: duration_field(c.timeout.as_ref(), Duration::from_secs(10), "notify.command timeout", &err)?,
             });
         }
+        let transfer = transfer_of(spec.keys, spec.transfer, base, &err)?;
         Ok(Config {
+            transfer,
             webhooks,
             commands,
             api_listen,
@@ -1002,5 +1218,49 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
         assert!(e[0].contains("needs a port"), "{e:?}");
         let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"100ms\"\n");
         assert!(e[0].contains("at least 250ms"), "{e:?}");
+    }
+
+    #[test]
+    fn transfer_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
+        std::fs::write(
+            dir.path().join("k.key"),
+            format!("key \"filekey\" {{ algorithm hmac-sha512; secret \"{secret}\"; }};\n"),
+        )
+        .unwrap();
+        let p = dir.path().join("weiche.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[keys.xfr]\nsecret = \"{secret}\"\n[keys.other]\nfile = \"k.key\"\n\
+                 [transfer]\nallow = [{{ from = \"127.0.0.0/8\", key = \"xfr\" }}, {{ from = \"192.0.2.7\" }}]\n\
+                 notify = [{{ to = \"127.0.0.2:5300\", key = \"xfr\" }}]\nnotify_source = \"127.0.0.1\"\n\
+                 [transfer.zone.\"example.com\"]\nallow = [{{ key = \"other\" }}]\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        let t = &c.transfer;
+        assert_eq!(t.keys.len(), 2);
+        let xfr = t.keys.iter().find(|k| k.name.to_string() == "xfr.").unwrap();
+        let net = t.for_zone(&Name::parse("example.net.", None).unwrap());
+        assert!(net.allow[0].matches("127.1.2.3".parse().unwrap(), Some(xfr)));
+        assert!(!net.allow[0].matches("127.1.2.3".parse().unwrap(), None), "the key is required");
+        assert!(net.allow[1].matches("192.0.2.7".parse().unwrap(), None));
+        assert!(!net.allow[1].matches("192.0.2.8".parse().unwrap(), None));
+        assert_eq!(net.notify[0].to, "127.0.0.2:5300".parse().unwrap());
+        let com = t.for_zone(&Name::parse("EXAMPLE.com.", None).unwrap());
+        assert_eq!(com.allow.len(), 1);
+        assert_eq!(com.allow[0].key.as_ref().unwrap().name.to_string(), "filekey.");
+        assert_eq!(com.notify.len(), 1, "notify inherited");
+        assert_eq!(t.notify_source, Some("127.0.0.1:0".parse().unwrap()));
+        // Defaults: nobody may transfer.
+        assert!(Config::load(None).unwrap().transfer.default.allow.is_empty());
+        std::fs::write(&p, "[transfer]\nallow = [{ key = \"nope\" }]\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("weiche.toml:2:18: no key named \"nope\""), "{e}");
+        std::fs::write(&p, "[transfer]\nallow = [{}]\n").unwrap();
+        assert!(Config::load(Some(&p)).unwrap_err().to_string().contains("give from"));
     }
 }
