@@ -23,6 +23,10 @@ pub struct AdminState {
     /// Levels held by manual failback, per pool name: [A, AAAA].
     #[serde(default)]
     pub held: BTreeMap<String, [Option<u8>; 2]>,
+    /// The serial each zone was last served with, and a hash of what it served then: a restart
+    /// with the same content keeps the serial, a changed one moves it forward.
+    #[serde(default)]
+    pub serials: BTreeMap<String, (u32, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -150,7 +150,7 @@ impl Resolver<'_, '_, '_> {
                     }
                 }
                 self.rcode = rcode::NXDOMAIN as u16;
-                self.negative(zone, zone.neg_ttl);
+                self.negative(entry, zone.neg_ttl);
             }
         }
     }
@@ -193,7 +193,7 @@ impl Resolver<'_, '_, '_> {
             let fam = p.family(if qtype == rtype::ANY && p.a.rrset.count == 0 { rtype::AAAA } else { qtype });
             let set = &fam.rrset;
             if set.count == 0 {
-                return self.negative(zone, nodata_ttl);
+                return self.negative(entry, nodata_ttl);
             }
             let fits = match p.max_answers {
                 Some(max) if set.count > max => {
@@ -213,21 +213,26 @@ impl Resolver<'_, '_, '_> {
             }
             return;
         }
-        let set = if qtype == rtype::ANY { node.rrsets.first() } else { node.rrset(qtype) };
+        let set = match qtype {
+            rtype::ANY => node.rrsets.first(),
+            // The SOA is served with the zone's current serial.
+            rtype::SOA if id == APEX => Some(&entry.soa),
+            _ => node.rrset(qtype),
+        };
         match set {
             Some(set) => {
                 if !self.w.rrset(Section::Answer, owner, set, set.ttl) {
                     self.w.truncated = true;
                 }
             }
-            None => self.negative(zone, nodata_ttl),
+            None => self.negative(entry, nodata_ttl),
         }
     }
 
     /// NXDOMAIN or NODATA: the zone's SOA in the authority section.
-    fn negative(&mut self, zone: &Zone, ttl: u32) {
-        let soa = zone.soa();
-        if !self.w.rrset(Section::Authority, Owner::Name(zone.apex.wire()), soa, ttl.min(soa.ttl)) {
+    fn negative(&mut self, entry: &ZoneEntry, ttl: u32) {
+        let soa = &entry.soa;
+        if !self.w.rrset(Section::Authority, Owner::Name(entry.zone.apex.wire()), soa, ttl.min(soa.ttl)) {
             self.w.truncated = true;
         }
     }

@@ -35,6 +35,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod events;
+pub mod history;
 pub mod loader;
 pub mod monitor;
 pub mod name;
@@ -134,6 +135,7 @@ pub async fn serve(
     let keys = publisher.probe_keys();
     monitor.set_targets(keys.clone());
     startup_round(&mut publisher, &mut updates, &keys).await;
+    publisher.settle();
     ready.store(true, Ordering::Relaxed);
     let store = publisher.store();
     let zones = store.load().zones.len();

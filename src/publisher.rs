@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::admin::{AdminState, Drain, StateFile};
 use crate::chart::{Admin, Failback, Health, Mode};
 use crate::events::{Event, EventKind, Journal};
+use crate::history;
 use crate::loader::{self, Kind, ZoneFile};
 use crate::monitor::{ProbeKey, TargetState, Update};
 use crate::name::Name;
@@ -100,6 +101,12 @@ pub struct Publisher {
     /// Drains and manual-failback holds.
     admin: AdminState,
     state_file: Option<StateFile>,
+    /// Serials changed since the state file was written.
+    serials_dirty: bool,
+    /// The serials the state file held at start.
+    restored_serials: BTreeMap<String, (u32, u64)>,
+    /// The first probe round is done: from now on, changes move serials.
+    settled: bool,
     journal: Journal,
 }
 
@@ -119,6 +126,9 @@ impl Publisher {
             judged: Default::default(),
             admin: AdminState::default(),
             state_file: None,
+            serials_dirty: false,
+            restored_serials: BTreeMap::new(),
+            settled: false,
             journal: Journal::default(),
         }
     }
@@ -132,6 +142,7 @@ impl Publisher {
         if !state.drained.is_empty() || !state.held.is_empty() {
             info!(drained = state.drained.len(), held = state.held.len(), file = %file.path.display(), "operator state restored");
         }
+        self.restored_serials = state.serials.clone();
         self.admin = state;
         self.state_file = Some(file);
         self
@@ -263,6 +274,11 @@ impl Publisher {
         };
         self.verdicts.insert(u.key, u.state);
         reason
+    }
+
+    /// Marks the start-up round done: from now on, every change of content moves the serial.
+    pub fn settle(&mut self) {
+        self.settled = true;
     }
 
     /// When answers must be recomputed because a `failback_delay` runs out (None: nothing waits).
@@ -470,6 +486,7 @@ impl Publisher {
     /// answer changed (`reason` says what caused it).
     fn publish(&mut self, reason: &str) {
         let served: Vec<Arc<Zone>> = self.tracked.values().filter_map(|t| t.served.clone()).collect();
+        let previous = self.store.load_full();
         let mut entries = Vec::with_capacity(served.len());
         let mut answered = HashMap::new();
         let mut held_now = BTreeMap::new();
@@ -538,13 +555,16 @@ impl Publisher {
                 answered.insert(name_key, now);
                 answers.push(answer);
             }
-            metrics::gauge!("weiche_zone_serial", "zone" => zone.apex.to_string()).set(zone.serial as f64);
-            entries.push(ZoneEntry { zone, answers: answers.into() });
+            let prev = previous.zone(&zone.apex.key());
+            let entry = self.served_entry(zone, answers.into(), prev);
+            metrics::gauge!("weiche_zone_serial", "zone" => entry.zone.apex.to_string()).set(entry.serial as f64);
+            entries.push(entry);
         }
         self.answered = answered;
         self.judged = judged;
-        if held_now != self.admin.held {
+        if held_now != self.admin.held || self.serials_dirty {
             self.admin.held = held_now;
+            self.serials_dirty = false;
             self.save_state();
         }
         self.wake_at = wake_at.get();
@@ -552,6 +572,50 @@ impl Publisher {
         for e in events {
             self.journal.push(e);
         }
+    }
+
+    /// A zone entry with its serial: unchanged content keeps the serial (and history); a change
+    /// takes the next one and is recorded for IXFR. The serial survives restarts through the
+    /// state file, keyed by a hash of the content.
+    fn served_entry(
+        &mut self,
+        zone: Arc<Zone>,
+        answers: Arc<[crate::snapshot::PoolAnswer]>,
+        prev: Option<&ZoneEntry>,
+    ) -> ZoneEntry {
+        let mut e = ZoneEntry { soa: zone.soa().clone(), zone, answers, serial: 0, history: Default::default() };
+        let hash = history::content_hash(&e);
+        let name = hold_key(&e.zone.apex);
+        match prev.filter(|_| self.settled) {
+            Some(p) if history::content_hash(p) == hash => {
+                e.serial = p.serial;
+                e.history = p.history.clone();
+            }
+            Some(p) => {
+                e.serial = history::next_serial(p.serial, e.zone.serial);
+                let (removed, added) = if Arc::ptr_eq(&p.zone, &e.zone) {
+                    history::diff(history::pool_records(p), history::pool_records(&e))
+                } else {
+                    history::diff(history::records(p), history::records(&e))
+                };
+                e.history = Arc::new(p.history.with(history::Diff { from: p.serial, to: e.serial, removed, added }));
+            }
+            // Before the first probe round is done (or a zone's first load), answers settle:
+            // the serial is the one restored if the content is the same, else the next.
+            None => {
+                e.serial = match self.restored_serials.get(&name) {
+                    Some(&(s, h)) if h == hash => s,
+                    Some(&(s, _)) => history::next_serial(s, e.zone.serial),
+                    None => e.zone.serial,
+                };
+            }
+        }
+        e.soa = ZoneEntry::soa_with_serial(&e.zone, e.serial);
+        if self.admin.serials.get(&name) != Some(&(e.serial, hash)) {
+            self.admin.serials.insert(name, (e.serial, hash));
+            self.serials_dirty = true;
+        }
+        e
     }
 
     /// Everything an operator wants to see at a glance, as JSON (the `/status` document).
@@ -563,7 +627,8 @@ impl Publisher {
             .map(|t| {
                 json!({
                     "zone": t.file.apex.to_string(),
-                    "serial": t.served.as_ref().map(|z| z.serial),
+                    "serial": snap.zone(&t.file.apex.key()).map(|e| e.serial),
+                    "file_serial": t.served.as_ref().map(|z| z.serial),
                     "served": t.served.is_some(),
                     "files": t.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                     "loaded_at": t.loaded_at.map(rfc3339),

@@ -79,11 +79,27 @@ pub fn pool_answer(
     }
 }
 
-/// A zone and the current answers of its pools (same order as `zone.pools`).
+/// A zone as served: its content, the current answers of its pools (same order as
+/// `zone.pools`), the serial it is served with, and its recent changes (for IXFR).
 #[derive(Debug, Clone)]
 pub struct ZoneEntry {
     pub zone: Arc<Zone>,
     pub answers: Arc<[PoolAnswer]>,
+    pub serial: u32,
+    /// The SOA record carrying `serial`.
+    pub soa: RRset,
+    pub history: Arc<crate::history::History>,
+}
+
+impl ZoneEntry {
+    /// The zone's SOA with `serial` in place of the file's.
+    pub fn soa_with_serial(zone: &Zone, serial: u32) -> RRset {
+        let soa = zone.soa();
+        let mut rd = soa.rdatas().next().expect("one SOA").to_vec();
+        let at = rd.len() - 20;
+        rd[at..at + 4].copy_from_slice(&serial.to_be_bytes());
+        RRset::new(rtype::SOA, soa.ttl, [rd])
+    }
 }
 
 #[derive(Debug, Default)]

@@ -97,6 +97,8 @@ pub struct Zone {
     /// Files this zone was read from (the zone file and what it includes).
     pub sources: Vec<PathBuf>,
     pub record_count: usize,
+    /// A hash of every record (names, types, TTLs, data), to tell whether content changed.
+    pub content_hash: u64,
 }
 
 pub const APEX: NodeId = 0;
@@ -302,7 +304,28 @@ impl Zone {
         let rd = soa.rdatas().next().expect("one SOA");
         let minimum = u32::from_be_bytes(rd[rd.len() - 4..].try_into().unwrap());
         let serial = u32::from_be_bytes(rd[rd.len() - 20..rd.len() - 16].try_into().unwrap());
-        Ok(Zone { apex, neg_ttl: soa.ttl.min(minimum), serial, nodes, index, pools, sources, record_count })
+        let content_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for n in &nodes {
+                n.name.key().hash(&mut h);
+                for set in n.rrsets.iter() {
+                    (set.rtype, set.ttl, &set.data).hash(&mut h);
+                }
+            }
+            h.finish()
+        };
+        Ok(Zone {
+            apex,
+            neg_ttl: soa.ttl.min(minimum),
+            serial,
+            nodes,
+            index,
+            pools,
+            sources,
+            record_count,
+            content_hash,
+        })
     }
 }
 
