@@ -42,9 +42,11 @@ pub mod name;
 pub mod notify;
 pub mod publisher;
 pub mod rtype;
+pub mod secondaries;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod transfer;
 pub mod tsig;
 pub mod wire;
 pub mod zone;
@@ -99,7 +101,9 @@ pub async fn serve(
     (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
     api::metrics_handle();
-    let mut publisher = publisher::Publisher::new(&config.zones_dir);
+    let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
+    let _secondaries = AbortOnDrop(tokio::spawn(secondaries::run(changed, Arc::new(config.transfer.clone()))));
+    let mut publisher = publisher::Publisher::new(&config.zones_dir).with_changes(changes);
     if let Some(dir) = &config.state_dir {
         publisher = publisher.with_state(admin::StateFile::in_dir(dir));
     }
@@ -144,6 +148,7 @@ pub async fn serve(
         tcp_idle_timeout: config.tcp_idle_timeout,
         tcp_max_connections: config.tcp_max_connections,
         udp_workers: config.udp_workers,
+        transfer: Arc::new(config.transfer.clone()),
     };
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
     let listeners = server::Listeners::start(sockets, store, &limits)?;

@@ -107,6 +107,8 @@ pub struct Publisher {
     restored_serials: BTreeMap<String, (u32, u64)>,
     /// The first probe round is done: from now on, changes move serials.
     settled: bool,
+    /// Where serial changes go (NOTIFY to secondaries).
+    changes: Option<tokio::sync::mpsc::UnboundedSender<crate::secondaries::Change>>,
     journal: Journal,
 }
 
@@ -129,6 +131,7 @@ impl Publisher {
             serials_dirty: false,
             restored_serials: BTreeMap::new(),
             settled: false,
+            changes: None,
             journal: Journal::default(),
         }
     }
@@ -277,8 +280,25 @@ impl Publisher {
     }
 
     /// Marks the start-up round done: from now on, every change of content moves the serial.
+    /// Every zone is announced to its secondaries once, in case it changed while we were down.
     pub fn settle(&mut self) {
         self.settled = true;
+        let snap = self.store.load_full();
+        for e in &snap.zones {
+            self.announce(&e.zone.apex, e.serial, e.soa.clone());
+        }
+    }
+
+    /// Sends serial changes to `tx` (the NOTIFY sender).
+    pub fn with_changes(mut self, tx: tokio::sync::mpsc::UnboundedSender<crate::secondaries::Change>) -> Publisher {
+        self.changes = Some(tx);
+        self
+    }
+
+    fn announce(&self, apex: &Name, serial: u32, soa: crate::zone::RRset) {
+        if let Some(tx) = &self.changes {
+            let _ = tx.send(crate::secondaries::Change { apex: apex.clone(), serial, soa });
+        }
     }
 
     /// When answers must be recomputed because a `failback_delay` runs out (None: nothing waits).
@@ -599,6 +619,7 @@ impl Publisher {
                     history::diff(history::records(p), history::records(&e))
                 };
                 e.history = Arc::new(p.history.with(history::Diff { from: p.serial, to: e.serial, removed, added }));
+                self.announce(&e.zone.apex, e.serial, ZoneEntry::soa_with_serial(&e.zone, e.serial));
             }
             // Before the first probe round is done (or a zone's first load), answers settle:
             // the serial is the one restored if the content is the same, else the next.

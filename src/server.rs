@@ -71,6 +71,8 @@ pub struct Limits {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub udp_workers: usize,
+    /// Who may transfer which zone, and the TSIG keys.
+    pub transfer: Arc<crate::config::Transfer>,
 }
 
 /// How long TCP connections get to finish what they were asked at shutdown.
@@ -97,14 +99,15 @@ impl Listeners {
             sock.set_read_timeout(Some(Duration::from_millis(200)))?;
             for i in 0..workers {
                 let sock = sock.try_clone()?;
-                let (store, stop, payload) = (store.clone(), stop.clone(), limits.udp_payload);
                 let name = format!("udp-{}-{i}", sock.local_addr()?);
-                let counters = stats::counters(Transport::Udp);
-                udp_threads.push(
-                    std::thread::Builder::new()
-                        .name(name)
-                        .spawn(move || udp_worker(sock, store, stop, payload, counters))?,
-                );
+                let worker = Worker {
+                    store: store.clone(),
+                    payload: limits.udp_payload,
+                    counters: stats::counters(Transport::Udp),
+                    transfer: limits.transfer.clone(),
+                };
+                let stop = stop.clone();
+                udp_threads.push(std::thread::Builder::new().name(name).spawn(move || udp_worker(sock, worker, stop))?);
             }
         }
         let mut tcp = JoinSet::new();
@@ -120,6 +123,7 @@ impl Listeners {
                 payload: limits.udp_payload,
                 counters: tcp_counters.clone(),
                 stopping: stopping.clone(),
+                transfer: limits.transfer.clone(),
             };
             tcp.spawn(tcp_accept(l, conn, permits.clone()));
         }
@@ -137,9 +141,18 @@ impl Listeners {
     }
 }
 
-fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16, counters: Arc<Counters>) {
+/// What a UDP thread answers with.
+struct Worker {
+    store: Store,
+    payload: u16,
+    counters: Arc<Counters>,
+    transfer: Arc<crate::config::Transfer>,
+}
+
+fn udp_worker(sock: UdpSocket, w: Worker, stop: Arc<AtomicBool>) {
     let mut inbuf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
+    let mut special = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let (n, peer) = match sock.recv_from(&mut inbuf) {
             Ok(r) => r,
@@ -151,8 +164,16 @@ fn udp_worker(sock: UdpSocket, store: Store, stop: Arc<AtomicBool>, payload: u16
                 continue;
             }
         };
-        let answered = answer::respond(&store.load(), &inbuf[..n], false, payload, &mut out);
-        counters.count(answered);
+        let msg = &inbuf[..n];
+        if crate::transfer::wants(msg) {
+            crate::transfer::handle(&w.store.load(), msg, peer.ip(), false, &w.transfer, w.payload, &mut special);
+            for m in &special {
+                let _ = sock.send_to(m, peer);
+            }
+            continue;
+        }
+        let answered = answer::respond(&w.store.load(), msg, false, w.payload, &mut out);
+        w.counters.count(answered);
         if answered.is_some()
             && let Err(e) = sock.send_to(&out, peer)
         {
@@ -170,6 +191,7 @@ struct Conn {
     counters: Arc<Counters>,
     /// Becomes true at shutdown: answer what was read, then close.
     stopping: tokio::sync::watch::Receiver<bool>,
+    transfer: Arc<crate::config::Transfer>,
 }
 
 async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<Semaphore>) {
@@ -196,7 +218,7 @@ async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<
         };
         let conn = conn.clone();
         conns.spawn(async move {
-            if let Err(e) = tcp_conn(stream, conn).await {
+            if let Err(e) = tcp_conn(stream, peer.ip(), conn).await {
                 debug!(%peer, error = %e, "TCP connection ended");
             }
             drop(permit);
@@ -207,7 +229,8 @@ async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<
     let _ = tokio::time::timeout(TCP_GRACE, async { while conns.join_next().await.is_some() {} }).await;
 }
 
-async fn tcp_conn(mut stream: tokio::net::TcpStream, c: Conn) -> std::io::Result<()> {
+async fn tcp_conn(mut stream: tokio::net::TcpStream, peer: std::net::IpAddr, c: Conn) -> std::io::Result<()> {
+    let mut special = Vec::new();
     let (store, idle, payload) = (&c.store, c.idle, c.payload);
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.split();
@@ -230,6 +253,15 @@ async fn tcp_conn(mut stream: tokio::net::TcpStream, c: Conn) -> std::io::Result
         match tokio::time::timeout(idle, r.read_exact(&mut msg)).await {
             Ok(Ok(_)) => {}
             _ => break,
+        }
+        if crate::transfer::wants(&msg) {
+            crate::transfer::handle(&store.load(), &msg, peer, true, &c.transfer, payload, &mut special);
+            for m in &special {
+                w.write_u16(m.len() as u16).await?;
+                w.write_all(m).await?;
+            }
+            w.flush().await?;
+            continue;
         }
         let answered = answer::respond(&store.load(), &msg, true, payload, &mut out);
         c.counters.count(answered);

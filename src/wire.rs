@@ -53,6 +53,8 @@ pub struct Query<'a> {
     pub edns: Option<Edns>,
     /// More than one OPT record was present (RFC 6891 §6.1.1: FORMERR).
     pub multiple_opt: bool,
+    /// The serial of an SOA in the authority section (what an IXFR client has).
+    pub authority_serial: Option<u32>,
 }
 
 /// Why a packet is not a query we can answer normally.
@@ -119,6 +121,7 @@ impl<'a> Query<'a> {
             qclass: 0,
             edns: None,
             multiple_opt: false,
+            authority_serial: None,
         };
         // The question name: uncompressed labels only (nothing precedes it to point at).
         let mut i = HEADER_LEN;
@@ -158,6 +161,11 @@ impl<'a> Query<'a> {
             let end = name_end + 10 + rdlen;
             if end > msg.len() {
                 return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
+            }
+            if rt == rtype::SOA && (an as usize..an as usize + ns as usize).contains(&n) && rdlen >= 22 {
+                // The serial is the first of the five numbers that end the RDATA.
+                let at = end - 20;
+                q.authority_serial = Some(u32::from_be_bytes([msg[at], msg[at + 1], msg[at + 2], msg[at + 3]]));
             }
             if rt == rtype::OPT && n >= an as usize + ns as usize {
                 if q.edns.is_some() {

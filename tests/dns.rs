@@ -347,9 +347,17 @@ fn class_and_opcode() {
     let r = udp(s.addr, &q);
     assert_eq!(r.metadata.response_code, ResponseCode::NotImp);
     assert_eq!(r.metadata.op_code, OpCode::Status);
+    // NOTIFY (RFC 1996): acknowledged for a zone we serve, NOTAUTH for others.
     let mut q = query("example.test.", RecordType::SOA, None);
     q.metadata.op_code = OpCode::Notify;
-    assert_eq!(udp(s.addr, &q).metadata.response_code, ResponseCode::NotImp);
+    let r = udp(s.addr, &q);
+    assert_eq!(
+        (r.metadata.response_code, r.metadata.authoritative, r.metadata.op_code),
+        (ResponseCode::NoError, true, OpCode::Notify)
+    );
+    let mut q = query("example.org.", RecordType::SOA, None);
+    q.metadata.op_code = OpCode::Notify;
+    assert_eq!(udp(s.addr, &q).metadata.response_code, ResponseCode::NotAuth);
 }
 
 fn raw_query(qname: &[u8], qtype: u16, additional: &[u8], arcount: u16) -> Vec<u8> {

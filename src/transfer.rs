@@ -1,0 +1,252 @@
+//! Zone transfers and the messages around them: AXFR (RFC 5936), IXFR (RFC 1995), NOTIFY
+//! received (RFC 1996), and TSIG (RFC 8945) on all of them and on signed queries.
+//!
+//! Called by the listeners for messages that are not plain queries; it reads the same snapshot
+//! as the query path and writes one or more response messages. Nobody may transfer a zone
+//! unless the configuration allows it.
+
+use std::net::IpAddr;
+
+use tracing::{debug, info, warn};
+
+use crate::answer;
+use crate::config::Transfer;
+use crate::history::{self, Rec};
+use crate::rtype;
+use crate::snapshot::{Snapshot, ZoneEntry};
+use crate::tsig::{self, ResponseSigner, Signed};
+use crate::wire::{self, Owner, Query, Reject, Section, Writer, flags, rcode};
+
+/// Largest transfer message we write (DNS allows 64 KiB; 16 KiB keeps them friendly).
+const MESSAGE: usize = 16 * 1024;
+/// Room left for the TSIG record in each message.
+const TSIG_ROOM: usize = 256;
+const NOTAUTH: u8 = 9;
+const OPCODE_NOTIFY: u8 = 4;
+
+/// Does this message need more than the plain query path: a transfer, a NOTIFY, or a TSIG?
+pub fn wants(msg: &[u8]) -> bool {
+    if msg.len() < 12 {
+        return false;
+    }
+    let opcode = (msg[2] >> 3) & 0xf;
+    opcode == OPCODE_NOTIFY
+        || tsig::has_tsig(msg)
+        || question_type(msg).is_some_and(|t| t == rtype::AXFR || t == rtype::IXFR)
+}
+
+fn question_type(msg: &[u8]) -> Option<u16> {
+    let mut i = 12;
+    while *msg.get(i)? != 0 {
+        i += 1 + msg[i] as usize;
+    }
+    Some(u16::from_be_bytes([*msg.get(i + 1)?, *msg.get(i + 2)?]))
+}
+
+/// Answers `msg` from `peer` into `out` (one message per entry; none: send nothing).
+pub fn handle(
+    snap: &Snapshot,
+    msg: &[u8],
+    peer: IpAddr,
+    tcp: bool,
+    cfg: &Transfer,
+    udp_payload: u16,
+    out: &mut Vec<Vec<u8>>,
+) {
+    out.clear();
+    let signed = if tsig::has_tsig(msg) {
+        match tsig::verify(msg, &cfg.keys) {
+            Ok(s) => Some(s),
+            Err(failure) => {
+                warn!(%peer, problem = %failure.describe(), "signed request refused");
+                if let Ok(q) = Query::parse(msg) {
+                    let mut m = Vec::new();
+                    finish(Writer::begin(&mut m, &q, MESSAGE), &q, base(&q));
+                    tsig::refuse(&mut m, &failure);
+                    out.push(m);
+                }
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let q = match Query::parse(msg) {
+        Ok(q) => q,
+        Err(Reject::Drop) => return,
+        Err(Reject::Header { id, flags, rcode }) => {
+            let mut m = Vec::new();
+            wire::header_only(&mut m, id, flags, rcode);
+            out.push(m);
+            return;
+        }
+    };
+    let mut signer = signed.as_ref().map(ResponseSigner::new);
+    if q.opcode == OPCODE_NOTIFY {
+        out.push(notify_reply(snap, &q, peer));
+    } else if q.opcode == 0 && (q.qtype == rtype::AXFR || q.qtype == rtype::IXFR) {
+        transfer(snap, &q, peer, tcp, cfg, signed.as_ref(), udp_payload, out);
+    } else {
+        // A signed plain query: answered as usual, then signed.
+        let mut m = Vec::new();
+        if answer::respond(snap, msg, tcp, udp_payload, &mut m).is_some() {
+            out.push(m);
+        }
+    }
+    if let Some(s) = signer.as_mut() {
+        for m in out.iter_mut() {
+            s.sign(m);
+        }
+    }
+}
+
+/// The flags every reply carries: QR, and the request's opcode, RD and CD.
+fn base(q: &Query<'_>) -> u16 {
+    flags::QR | (q.flags & (0x7800 | flags::RD | flags::CD))
+}
+
+/// Ends a reply: OPT when the request had one (RFC 6891), then the header.
+fn finish(mut w: Writer<'_>, q: &Query<'_>, flags: u16) {
+    if let Some(e) = q.edns {
+        w.opt(crate::config::DEFAULT_UDP_PAYLOAD, 0, e.dnssec_ok);
+    }
+    w.finish(flags);
+}
+
+fn header_reply(q: &Query<'_>, rc: u8, aa: bool) -> Vec<u8> {
+    let mut m = Vec::new();
+    finish(Writer::begin(&mut m, q, MESSAGE), q, base(q) | if aa { flags::AA } else { 0 } | rc as u16);
+    m
+}
+
+/// RFC 1996 §3.7: a NOTIFY for a zone we serve is acknowledged; we are the primary, so there
+/// is nothing to fetch.
+fn notify_reply(snap: &Snapshot, q: &Query<'_>, peer: IpAddr) -> Vec<u8> {
+    match snap.zone(q.key()) {
+        Some(e) => {
+            debug!(%peer, zone = %e.zone.apex, "NOTIFY received and acknowledged");
+            header_reply(q, rcode::NOERROR, true)
+        }
+        None => header_reply(q, NOTAUTH, false),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transfer(
+    snap: &Snapshot,
+    q: &Query<'_>,
+    peer: IpAddr,
+    tcp: bool,
+    cfg: &Transfer,
+    signed: Option<&Signed>,
+    udp_payload: u16,
+    out: &mut Vec<Vec<u8>>,
+) {
+    let kind = if q.qtype == rtype::AXFR { "AXFR" } else { "IXFR" };
+    let Some(entry) = snap.zone(q.key()) else {
+        out.push(header_reply(q, NOTAUTH, false));
+        return;
+    };
+    let apex = &entry.zone.apex;
+    let key = signed.map(|s| &s.key);
+    let key_name = key.map(|k| k.name.to_string());
+    if !cfg.for_zone(apex).allow.iter().any(|a| a.matches(peer, key)) {
+        warn!(zone = %apex, %peer, key = key_name.as_deref(), "{kind} refused: not allowed by transfer.allow");
+        out.push(header_reply(q, rcode::REFUSED, false));
+        return;
+    }
+    if q.qtype == rtype::AXFR && !tcp {
+        out.push(header_reply(q, rcode::FORMERR, false));
+        return;
+    }
+    let current = entry.serial;
+    if q.qtype == rtype::IXFR {
+        let theirs = q.authority_serial;
+        // Up to date (or ahead): just the SOA.
+        if theirs.is_some_and(|s| s == current || history::serial_gt(s, current)) {
+            out.push(soa_only(q, entry));
+            info!(zone = %apex, %peer, key = key_name.as_deref(), serial = current, "IXFR: already up to date");
+            return;
+        }
+        if let Some(diffs) = theirs.and_then(|s| entry.history.since(s)) {
+            let soa_at = |serial: u32| {
+                Rec::new(
+                    apex,
+                    rtype::SOA,
+                    entry.soa.ttl,
+                    ZoneEntry::soa_with_serial(&entry.zone, serial).rdatas().next().unwrap(),
+                )
+            };
+            let mut recs = Vec::new();
+            for d in &diffs {
+                recs.push(soa_at(d.from));
+                recs.extend(d.removed.iter().cloned());
+                recs.push(soa_at(d.to));
+                recs.extend(d.added.iter().cloned());
+            }
+            let limit = if tcp { MESSAGE - TSIG_ROOM } else { udp_payload.max(512) as usize - TSIG_ROOM.min(200) - 11 };
+            let msgs = Messages::build(q, entry, recs.into_iter(), limit);
+            if !tcp && msgs.len() > 1 {
+                // RFC 1995 §2: too big for UDP: the current SOA tells the client to use TCP.
+                out.push(soa_only(q, entry));
+                return;
+            }
+            info!(zone = %apex, %peer, key = key_name.as_deref(), from = theirs, to = current, changes = diffs.len(), "IXFR served");
+            out.extend(msgs);
+            return;
+        }
+        if !tcp {
+            out.push(soa_only(q, entry));
+            return;
+        }
+        // Older than the history: the whole zone, as for AXFR (RFC 1995 §4).
+    }
+    let records = history::records(entry);
+    let count = records.len();
+    let msgs = Messages::build(q, entry, records.into_iter(), MESSAGE - TSIG_ROOM);
+    info!(zone = %apex, %peer, key = key_name.as_deref(), serial = current, records = count + 2, messages = msgs.len(), "{kind} served (full zone)");
+    out.extend(msgs);
+}
+
+/// A reply holding only the current SOA: "up to date", or "ask again over TCP" (RFC 1995 §2).
+fn soa_only(q: &Query<'_>, entry: &ZoneEntry) -> Vec<u8> {
+    let mut m = Vec::new();
+    let mut w = Writer::begin(&mut m, q, MESSAGE);
+    w.rrset(Section::Answer, Owner::Name(entry.zone.apex.wire()), &entry.soa, entry.soa.ttl);
+    finish(w, q, base(q) | flags::AA);
+    m
+}
+
+/// Builds the messages of a transfer: the SOA, `records`, the SOA again.
+struct Messages;
+
+impl Messages {
+    fn build(q: &Query<'_>, entry: &ZoneEntry, records: impl Iterator<Item = Rec>, limit: usize) -> Vec<Vec<u8>> {
+        let soa = entry.soa.rdatas().next().expect("one SOA").to_vec();
+        let apex = entry.zone.apex.clone();
+        let first = Rec::new(&apex, rtype::SOA, entry.soa.ttl, &soa);
+        let last = first.clone();
+        let mut msgs = Vec::new();
+        let mut buf = Vec::new();
+        let mut w = Writer::begin(&mut buf, q, limit);
+        for r in std::iter::once(first).chain(records).chain(std::iter::once(last)) {
+            if !w.rdatas(Section::Answer, Owner::Name(r.owner.wire()), r.rtype, r.ttl, std::iter::once(&*r.rdata), 1) {
+                finish(w, q, base(q) | flags::AA);
+                msgs.push(std::mem::take(&mut buf));
+                w = Writer::begin(&mut buf, q, limit);
+                let ok = w.rdatas(
+                    Section::Answer,
+                    Owner::Name(r.owner.wire()),
+                    r.rtype,
+                    r.ttl,
+                    std::iter::once(&*r.rdata),
+                    1,
+                );
+                debug_assert!(ok, "one record always fits a transfer message");
+            }
+        }
+        finish(w, q, base(q) | flags::AA);
+        msgs.push(buf);
+        msgs
+    }
+}

@@ -1,0 +1,211 @@
+//! weiche as a primary followed by a real secondary: Knot DNS transfers from it (TSIG), is
+//! told of changes by NOTIFY and fetches them by IXFR; `dig` transfers a large zone.
+//!
+//! Without knotd/dig installed these tests say they skipped; with WEICHE_REQUIRE_INTEROP=1
+//! (set by .ci/run) they fail instead.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
+
+/// Whether `tool` can run here; skips (or fails, when interop is required) otherwise.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("WEICHE_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
+            panic!("{tool} is not installed and WEICHE_REQUIRE_INTEROP=1");
+        }
+        eprintln!(
+            "SKIPPED: {tool} is not installed (apt-get install knot dnsutils); set WEICHE_REQUIRE_INTEROP=1 to fail instead"
+        );
+    }
+    found
+}
+
+struct Knot {
+    child: Child,
+    log: std::path::PathBuf,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Knot {
+    /// knotd as a secondary of `primary` for `zones`, listening on `ip`:`port`.
+    fn start(ip: &str, port: u16, primary: std::net::SocketAddr, zones: &[&str]) -> Knot {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let zone_list: String = zones
+            .iter()
+            .map(|z| format!("  - domain: {z}\n    master: primary\n    acl: notify_from_primary\n"))
+            .collect();
+        let conf = format!(
+            "server:\n    listen: {ip}@{port}\n    rundir: {d}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: {d}/db\n\
+             key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
+             remote:\n  - id: primary\n    address: {}@{}\n    via: {ip}\n    key: xfr\n\
+             acl:\n  - id: notify_from_primary\n    address: {}\n    key: xfr\n    action: notify\n\
+             template:\n  - id: default\n    storage: {d}\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: changes\n\
+             zone:\n{zone_list}",
+            primary.ip(),
+            primary.port(),
+            primary.ip()
+        );
+        std::fs::write(dir.path().join("knot.conf"), conf).unwrap();
+        let log = dir.path().join("knot.log");
+        let child = Command::new("knotd")
+            .arg("-c")
+            .arg(dir.path().join("knot.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Knot { child, log, addr: format!("{ip}:{port}"), _dir: dir }
+    }
+
+    fn a(&self, name: &str) -> Vec<std::net::Ipv4Addr> {
+        let addr = self.addr.parse().unwrap();
+        let r = udp_raw(
+            addr,
+            &query(name, hickory_proto::rr::RecordType::A, None).to_vec().unwrap(),
+            Duration::from_millis(500),
+        );
+        let Some(raw) = r else { return vec![] };
+        let m = hickory_proto::op::Message::from_vec(&raw).unwrap();
+        m.answers
+            .iter()
+            .filter_map(|a| if let hickory_proto::rr::RData::A(a) = &a.data { Some(a.0) } else { None })
+            .collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The weiche config text for a primary that lets `secondary` transfer with the key and
+/// notifies it.
+fn primary_config(dir: &Path, weiche_ip: &str, secondary: Option<&str>) -> weiche::Config {
+    let notify = secondary.map(|s| format!("notify = [{{ to = \"{s}\", key = \"xfr\" }}]\n")).unwrap_or_default();
+    let text = format!(
+        "[keys.xfr]\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\
+         [transfer]\nallow = [{{ from = \"127.0.0.0/8\", key = \"xfr\" }}]\n{notify}notify_source = \"{weiche_ip}\"\n"
+    );
+    let p = dir.join("weiche.toml");
+    std::fs::write(&p, text).unwrap();
+    weiche::Config::load(Some(&p)).unwrap()
+}
+
+#[test]
+fn knot_follows_failover_by_notify_and_ixfr() {
+    if !have("knotd") {
+        return;
+    }
+    let (p, sec) = ("127.0.0.211", "127.0.0.212");
+    let port = free_port(&[p, sec]);
+    let mut primary = Backend::start(p, port, None);
+    let _secondary = Backend::start(sec, port, None);
+    let (interval, timeout, fall) = (250u64, 200u64, 2u64);
+    let pool = zone(&format!(
+        "[pools.www]\ncheck = {{ type = \"tcp\", port = {port}, interval = \"{interval}ms\", timeout = \"{timeout}ms\", fall = {fall}, rise = 2 }}\n\
+         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    ));
+    let cfgdir = tempfile::tempdir().unwrap();
+    // Knot's port is chosen before weiche starts, so weiche can notify it.
+    let knot_ip = "127.0.0.213";
+    let knot_port = free_port(&[knot_ip]);
+    let transfer = primary_config(cfgdir.path(), "127.0.0.210", Some(&format!("{knot_ip}:{knot_port}"))).transfer;
+    let s = Server::start_with("127.0.0.210", &[("kx.test.toml", &pool)], |c| c.transfer = transfer);
+    let knot = Knot::start(knot_ip, knot_port, s.addr, &["kx.test"]);
+    assert!(
+        wait_until(Duration::from_secs(15), || knot.a("www.kx.test.") == vec![ip(p)]).is_some(),
+        "Knot never served the zone:\n{}",
+        knot.log()
+    );
+    // Kill the primary: Knot answers the secondary within interval × fall + timeout + 2 s.
+    primary.down();
+    let limit = Duration::from_millis(interval * fall + timeout) + Duration::from_secs(2);
+    let took = wait_until(Duration::from_secs(10), || knot.a("www.kx.test.") == vec![ip(sec)]);
+    assert!(took.is_some_and(|t| t <= limit), "Knot switched after {took:?} (limit {limit:?})\n{}", knot.log());
+    let log = knot.log();
+    assert!(log.contains("[kx.test.] IXFR, incoming"), "the change came by IXFR:\n{log}");
+    assert!(log.contains("[kx.test.] notify, incoming"), "after a NOTIFY:\n{log}");
+    // The backend comes back: Knot follows again.
+    primary.up();
+    assert!(wait_until(Duration::from_secs(10), || knot.a("www.kx.test.") == vec![ip(p)]).is_some(), "{}", knot.log());
+}
+
+fn big_zone(n: usize) -> String {
+    let mut z = String::from("$TTL 300\n@ SOA ns1 hm 7 1h 10m 14d 300\n@ NS ns1\nns1 A 127.0.0.53\n");
+    for i in 0..n - 3 {
+        z.push_str(&format!("h{i:06} A 10.{}.{}.{}\n", i >> 16, (i >> 8) & 255, i & 255));
+    }
+    z
+}
+
+#[test]
+fn large_zone_transfers_to_knot_and_dig_and_refusals() {
+    if !have("knotd") || !have("dig") {
+        return;
+    }
+    let cfgdir = tempfile::tempdir().unwrap();
+    let transfer = primary_config(cfgdir.path(), "127.0.0.220", None).transfer;
+    let mut allow_only_221 = transfer.clone();
+    allow_only_221.default.allow = vec![weiche::config::Allow {
+        from: Some("127.0.0.221/32".parse().unwrap()),
+        key: transfer.keys.first().cloned(),
+    }];
+    let s =
+        Server::start_with("127.0.0.220", &[("big.test.zone", &big_zone(100_000))], |c| c.transfer = allow_only_221);
+    let knot = Knot::start("127.0.0.221", free_port(&["127.0.0.221"]), s.addr, &["big.test"]);
+    let last = format!("h{:06}.big.test.", 100_000 - 4);
+    let took = wait_until(Duration::from_secs(60), || !knot.a(&last).is_empty());
+    assert!(took.is_some(), "Knot did not get the 100,000-record zone:\n{}", knot.log());
+    assert!(knot.log().contains("[big.test.] AXFR, incoming"), "{}", knot.log());
+    // dig with the key, from an allowed address: every record, SOA first and last.
+    let dig = |src: &str, key: Option<&str>| {
+        let mut c = Command::new("dig");
+        c.args([
+            "+noall",
+            "+answer",
+            "+comments",
+            "-b",
+            src,
+            "-p",
+            &s.addr.port().to_string(),
+            &format!("@{}", s.addr.ip()),
+            "big.test",
+            "AXFR",
+        ]);
+        if let Some(k) = key {
+            c.args(["-y", &format!("hmac-sha256:xfr:{k}")]);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).to_string()
+    };
+    let out = dig("127.0.0.221", Some(SECRET));
+    let records = out.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).count();
+    assert_eq!(records, 100_000 + 1, "all records plus the closing SOA");
+    // Unsigned, wrongly signed, and from outside the ACL: refused.
+    assert!(dig("127.0.0.221", None).contains("status: REFUSED"));
+    let wrong = dig("127.0.0.221", Some("b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMTI="));
+    assert!(wrong.contains("status: NOTAUTH"), "{wrong}");
+    assert!(dig("127.0.0.222", Some(SECRET)).contains("status: REFUSED"));
+}
