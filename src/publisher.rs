@@ -285,7 +285,7 @@ impl Publisher {
         self.settled = true;
         let snap = self.store.load_full();
         for e in &snap.zones {
-            self.announce(&e.zone.apex, e.serial, e.soa.clone());
+            self.announce(&e.zone, e.serial, e.soa.clone());
         }
     }
 
@@ -295,9 +295,14 @@ impl Publisher {
         self
     }
 
-    fn announce(&self, apex: &Name, serial: u32, soa: crate::zone::RRset) {
+    fn announce(&self, zone: &Zone, serial: u32, soa: crate::zone::RRset) {
         if let Some(tx) = &self.changes {
-            let _ = tx.send(crate::secondaries::Change { apex: apex.clone(), serial, soa });
+            let _ = tx.send(crate::secondaries::Change {
+                apex: zone.apex.clone(),
+                serial,
+                soa,
+                ns_addrs: ns_addresses(zone),
+            });
         }
     }
 
@@ -619,7 +624,7 @@ impl Publisher {
                     history::diff(history::records(p), history::records(&e))
                 };
                 e.history = Arc::new(p.history.with(history::Diff { from: p.serial, to: e.serial, removed, added }));
-                self.announce(&e.zone.apex, e.serial, ZoneEntry::soa_with_serial(&e.zone, e.serial));
+                self.announce(&e.zone, e.serial, ZoneEntry::soa_with_serial(&e.zone, e.serial));
             }
             // Before the first probe round is done (or a zone's first load), answers settle:
             // the serial is the one restored if the content is the same, else the next.
@@ -753,6 +758,26 @@ fn export_pool_metrics(
                 .set(all_down as u8 as f64);
         }
     }
+}
+
+/// Addresses of the apex's NS names that the zone itself holds.
+fn ns_addresses(zone: &Zone) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let Some(ns) = zone.node(crate::zone::APEX).rrset(crate::rtype::NS) else { return out };
+    for rd in ns.rdatas() {
+        let Some(id) = zone.node_id(&Name::from_wire_unchecked(rd).key()) else { continue };
+        for (rt, len) in [(crate::rtype::A, 4), (crate::rtype::AAAA, 16)] {
+            for a in zone.node(id).rrset(rt).into_iter().flat_map(|s| s.rdatas()) {
+                if a.len() == len {
+                    out.push(match len {
+                        4 => IpAddr::from(<[u8; 4]>::try_from(a).unwrap()),
+                        _ => IpAddr::from(<[u8; 16]>::try_from(a).unwrap()),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// How a pool is named in the state file (and matched for per-pool drains).
@@ -943,6 +968,18 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         p.wake();
         assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 1]]);
         assert!(p.wake_at().is_none());
+    }
+
+    #[test]
+    fn ns_addresses_are_the_in_zone_addresses_of_apex_ns_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\n@ NS ns2\n@ NS ns.elsewhere.net.\nns1 A 192.0.2.53\nns2 AAAA 2001:db8::53\nwww A 192.0.2.80\n";
+        std::fs::write(dir.path().join("example.com.zone"), text).unwrap();
+        let mut p = Publisher::new(dir.path());
+        p.reconcile(true).unwrap();
+        let snap = p.store.load();
+        let got = ns_addresses(&snap.zones[0].zone);
+        assert_eq!(got, vec!["192.0.2.53".parse::<IpAddr>().unwrap(), "2001:db8::53".parse().unwrap()]);
     }
 
     #[test]

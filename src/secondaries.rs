@@ -31,6 +31,8 @@ pub struct Change {
     pub apex: Name,
     pub serial: u32,
     pub soa: RRset,
+    /// Addresses of the zone's NS names found in the zone itself (for `also_notify_ns`).
+    pub ns_addrs: Vec<std::net::IpAddr>,
 }
 
 type Pending = watch::Sender<Option<Change>>;
@@ -41,7 +43,16 @@ pub async fn run(mut changes: mpsc::UnboundedReceiver<Change>, cfg: Arc<Transfer
     let mut workers: HashMap<(Box<[u8]>, SocketAddr), Pending> = HashMap::new();
     let mut tasks = JoinSet::new();
     while let Some(change) = changes.recv().await {
-        for target in &cfg.for_zone(&change.apex).notify {
+        let mut targets = cfg.for_zone(&change.apex).notify.clone();
+        if cfg.also_notify_ns {
+            for ip in &change.ns_addrs {
+                let to = SocketAddr::new(*ip, 53);
+                if !targets.iter().any(|t| t.to == to) {
+                    targets.push(NotifyTarget { to, key: None });
+                }
+            }
+        }
+        for target in &targets {
             let id = (change.apex.key(), target.to);
             match workers.get(&id) {
                 // Coalesce: the worker sends the newest serial when it is free.
@@ -153,7 +164,7 @@ mod tests {
         let apex = Name::parse("example.com.", None).unwrap();
         let soa = [&b"\x03ns1\x07example\x03com\x00\x02hm\x07example\x03com\x00"[..], &42u32.to_be_bytes(), &[0; 16]]
             .concat();
-        let change = Change { apex, serial: 42, soa: RRset::new(rtype::SOA, 300, [soa]) };
+        let change = Change { apex, serial: 42, soa: RRset::new(rtype::SOA, 300, [soa]), ns_addrs: vec![] };
         let target = NotifyTarget { to: "127.0.0.1:53".parse().unwrap(), key: None };
         let m = hickory_proto::op::Message::from_vec(&message(7, &change, &target)).unwrap();
         assert_eq!(m.metadata.op_code, hickory_proto::op::OpCode::Notify);
