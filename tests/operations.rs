@@ -7,13 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn two_site_pool(port: u16, p: &str, sec: &str, failback: &str) -> String {
-    zone(&format!(
-        "[pools.www]\nfailback = \"{failback}\"\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
-         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
-    ))
-}
-
 #[test]
 fn status_health_readiness_and_metrics() {
     let (p, sec) = ("127.0.0.101", "127.0.0.102");

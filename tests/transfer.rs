@@ -29,13 +29,6 @@ fn transfer_config(dir: &std::path::Path, extra: &str) -> weiche::config::Transf
     weiche::Config::load(Some(&p)).unwrap().transfer
 }
 
-fn pool_zone(port: u16, p: &str, sec: &str) -> String {
-    zone(&format!(
-        "[pools.www]\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
-         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
-    ))
-}
-
 fn ixfr(zone: &str, have: u32) -> Message {
     let mut m = query(zone, RecordType::IXFR, None);
     let name = name(zone);
@@ -53,7 +46,7 @@ fn serials_move_with_answers_and_survive_restarts_and_ixfr_over_udp() {
     let cfg = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let transfer = transfer_config(cfg.path(), "");
-    let z = pool_zone(port, p, sec);
+    let z = two_site_pool(port, p, sec, "auto");
     let tweak = |c: &mut weiche::Config| {
         c.transfer = transfer.clone();
         c.state_dir = Some(state.path().to_path_buf());
@@ -111,7 +104,9 @@ fn notify_is_sent_signed_and_retried() {
         cfg.path(),
         &format!("notify = [{{ to = \"{secondary}\", key = \"xfr\" }}]\nnotify_source = \"127.0.0.240\"\n"),
     );
-    let s = Server::start_with("127.0.0.240", &[("nf.test.toml", &pool_zone(port, p, sec))], |c| c.transfer = transfer);
+    let s = Server::start_with("127.0.0.240", &[("nf.test.toml", &two_site_pool(port, p, sec, "auto"))], |c| {
+        c.transfer = transfer
+    });
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 1500];
     let mut recv = || {

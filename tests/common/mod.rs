@@ -300,3 +300,11 @@ pub fn ttl(s: &Server, name: &str) -> u32 {
 pub fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
+
+/// A zone with pool `www`: `p` at priority 1, `sec` at 2, a fast TCP check on `port`.
+pub fn two_site_pool(port: u16, p: &str, sec: &str, failback: &str) -> String {
+    zone(&format!(
+        "[pools.www]\nfailback = \"{failback}\"\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
+         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    ))
+}
