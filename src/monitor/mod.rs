@@ -107,10 +107,6 @@ impl Monitor {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
