@@ -1,43 +1,73 @@
 #!/usr/bin/env bash
-# bench/compare.sh - weiche against Knot DNS on this machine, in the same run, interleaved.
+# bench/compare.sh - weiche against Knot DNS, NSD and gdnsd on this machine, interleaved in one run.
 #
-# Measures, for each server and round:
-#   - dnsperf QPS and server CPU seconds for: a static name, a pool name, and random
-#     NXDOMAIN names, all in one zone of 100,000 names (example.test);
-#   - load time and resident memory for a zone of 1,000,000 records (big.test).
-# Installs Debian's dnsperf and knot when missing. Uses only 127.0.1.0/24 and a high port.
+# For each server and round, with the server pinned to SERVER_CPU and dnsperf to CLIENT_CPU:
+#   static    UDP, one static name                     (dnsperf -c 8 -q 100, no rate limit)
+#   pool      UDP, the failover name (weiche pool, gdnsd simplefo; Knot and NSD: a plain A)
+#   nxdomain  UDP, random names that do not exist in the 100,000-name zone
+#   tcp       TCP, the static name, queries pipelined on 8 connections
+#   latency   UDP, the static name at a fixed rate (--half-qps, half of what saturates dnsperf
+#             here): p50/p99/p99.9 of every query's round trip
+# and once per server: load time and memory (PSS of the whole process group) for a zone of
+# 1,000,000 records. The figure that ranks servers is queries per server CPU-second: dnsperf
+# saturates near 150k q/s on this machine, well below what the fast servers can do.
 #
-# Usage: bench/compare.sh [--rounds 3] [--duration 10] [--out FILE.tsv] [--skip-load]
-# Env:   ADDR=127.0.1.1 PORT=5301 SRC=127.0.1.2 SERVER_CPU=0 CLIENT_CPU=1
+# Installs what it needs from Debian when missing (dnsperf, dnsutils, and the servers asked for).
+# Uses only 127.0.1.0/24 and a high port.
+#
+# Usage: bench/compare.sh [--servers "weiche knot nsd gdnsd"] [--cases "static pool nxdomain tcp latency"]
+#                         [--rounds 5] [--duration 10] [--half-qps 75000] [--skip-load] [--out FILE.tsv]
+# Env:   ADDR=127.0.1.1 PORT=5301 SRC=127.0.1.2 SERVER_CPU=0 CLIENT_CPU=1 PEER_WORKERS=2
+#        WEICHE=path/to/binary (default: build target/release/weiche)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK=/tmp/weiche-bench
 ADDR="${ADDR:-127.0.1.1}" PORT="${PORT:-5301}" SRC="${SRC:-127.0.1.2}"
-SERVER_CPU="${SERVER_CPU:-0}" CLIENT_CPU="${CLIENT_CPU:-1}"
-ROUNDS=3 DURATION=10 WARMUP=2 OUT="" SKIP_LOAD=0
+SERVER_CPU="${SERVER_CPU:-0}" CLIENT_CPU="${CLIENT_CPU:-1}" PEER_WORKERS="${PEER_WORKERS:-2}"
+SERVERS="weiche knot nsd gdnsd" CASES="static pool nxdomain tcp latency"
+ROUNDS=5 DURATION=10 WARMUP=2 HALF_QPS=75000 OUT="" SKIP_LOAD=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --servers) SERVERS="$2"; shift 2 ;;
+    --cases) CASES="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
+    --half-qps) HALF_QPS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --skip-load) SKIP_LOAD=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 OUT="${OUT:-$WORK/results-$(date +%Y%m%d-%H%M%S).tsv}"
 
-if ! command -v dnsperf >/dev/null || ! command -v knotd >/dev/null || ! command -v dig >/dev/null || ! command -v bc >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf knot dnsutils bc >/dev/null
+# --- tools -----------------------------------------------------------------------------------
+need=()
+command -v dnsperf >/dev/null || need+=(dnsperf)
+command -v dig >/dev/null || need+=(dnsutils)
+for s in $SERVERS; do
+  case "$s" in
+    knot) command -v knotd >/dev/null || need+=(knot) ;;
+    nsd) command -v nsd >/dev/null || need+=(nsd) ;;
+    gdnsd) command -v gdnsd >/dev/null || need+=(gdnsd) ;;
+    weiche) ;;
+    *) echo "compare.sh: unknown server $s (weiche knot nsd gdnsd)" >&2; exit 2 ;;
+  esac
+done
+if ((${#need[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-(cd "$ROOT" && cargo build --release --locked -q)
-WEICHE="$ROOT/target/release/weiche"
+if [[ -z "${WEICHE:-}" ]]; then
+  (cd "$ROOT" && cargo build --release --locked -q)
+  WEICHE="$ROOT/target/release/weiche"
+fi
 
-rm -rf "$WORK/run" && mkdir -p "$WORK/run" "$WORK/weiche-zones" "$WORK/knot" "$WORK/big/weiche" "$WORK/q"
+rm -rf "$WORK/run" && mkdir -p "$WORK/run" "$WORK/q"
 
-# --- zones -----------------------------------------------------------------------------------
-# The body both servers share; Knot adds www as a plain A record, weiche as a pool.
+# --- zones and configs -----------------------------------------------------------------------
+# Two zone sets: "bench" (example.test, 100,000 names) and "big" (big.test, 1,000,000 records).
+# The body is shared; each server adds www its own way.
 if [[ ! -s "$WORK/body.inc" ]]; then
   python3 - "$WORK/body.inc" <<'EOF'
 import sys
@@ -47,39 +77,117 @@ with open(sys.argv[1], "w") as f:
         f.write(f"h{i:06d} A 127.2.{(i >> 8) & 255}.{i & 255}\n")
 EOF
 fi
-{ echo "\$ORIGIN example.test."; cat "$WORK/body.inc"; echo "www 30 A 127.0.1.10"; } >"$WORK/knot/example.test.zone"
-cat >"$WORK/weiche-zones/example.test.toml" <<EOF
-include = "../body.inc"
+if [[ $SKIP_LOAD == 0 && ! -s "$WORK/big.body" ]]; then
+  python3 - "$WORK/big.body" <<'EOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.1.1\n")
+    for i in range(1_000_000 - 3):
+        f.write(f"n{i:07d} A 127.3.{(i >> 8) & 255}.{i & 255}\n")
+EOF
+fi
+
+prepare() { # server set -> config dir $WORK/cfg/server-set
+  local s="$1" set="$2" d="$WORK/cfg/$1-$2"
+  rm -rf "$d" && mkdir -p "$d"
+  local zone file
+  if [[ $set == bench ]]; then zone=example.test; else zone=big.test; fi
+  file="$d/$zone.zone"
+  if [[ $set == bench ]]; then
+    { echo "\$ORIGIN $zone."; cat "$WORK/body.inc"; } >"$file"
+    case "$s" in
+      weiche)
+        rm "$file"
+        cat >"$d/$zone.toml" <<EOF
+include = "$WORK/body.inc"
 [pools.www]
 ttl = 30
 check = { type = "tcp", port = 8080, interval = "1s", timeout = "500ms" }
-targets = [{ address = "127.0.1.10", priority = 1 }, { address = "127.0.1.11", priority = 2 }]
+targets = [{ address = "127.0.1.10", priority = 1 }, { address = "127.0.1.11", priority = 2 }] 
 EOF
-cat >"$WORK/knot/knot.conf" <<EOF
+        ;;
+      gdnsd) echo "www 30 DYNA simplefo!www" >>"$file" ;;
+      *) echo "www 30 A 127.0.1.10" >>"$file" ;;
+    esac
+  else
+    { echo "\$ORIGIN $zone."; cat "$WORK/big.body"; } >"$file"
+  fi
+  case "$s" in
+    knot)
+      mkdir -p "$d/db"
+      cat >"$d/knot.conf" <<EOF
 server:
     listen: $ADDR@$PORT
-    rundir: $WORK/run
-    udp-workers: 2
+    rundir: $d
+    udp-workers: $PEER_WORKERS
     tcp-workers: 1
     background-workers: 1
 log:
   - target: stderr
     any: warning
 database:
-    storage: $WORK/run/db
+    storage: $d/db
 template:
   - id: default
-    storage: $WORK/knot
+    storage: $d
     journal-content: none
     zonefile-sync: -1
     zonefile-load: whole
     semantic-checks: off
 zone:
-  - domain: example.test
-    file: $WORK/knot/example.test.zone
-  - domain: big.test
-    file: $WORK/big/big.test.zone
+  - domain: $zone
+    file: $file
 EOF
+      ;;
+    nsd)
+      cat >"$d/nsd.conf" <<EOF
+server:
+    ip-address: $ADDR@$PORT
+    port: $PORT
+    do-ip6: no
+    server-count: $PEER_WORKERS
+    reuseport: yes
+    username: ""
+    chroot: ""
+    zonesdir: "$d"
+    database: ""
+    zonelistfile: "$d/zone.list"
+    xfrdfile: "$d/xfrd.state"
+    xfrdir: "$d"
+    pidfile: "$d/nsd.pid"
+    verbosity: 0
+    tcp-count: 16
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: $zone
+    zonefile: "$file"
+EOF
+      ;;
+    gdnsd)
+      mkdir -p "$d/etc/zones" "$d/run" "$d/state"
+      mv "$file" "$d/etc/zones/$zone"
+      cat >"$d/etc/config" <<EOF
+options => {
+    listen => [ $ADDR ]
+    dns_port => $PORT
+    udp_threads => $PEER_WORKERS
+    tcp_threads => 1
+    run_dir => $d/run
+    state_dir => $d/state
+}
+service_types => {
+    tcp8080 => { plugin => tcp_connect, port => 8080, interval => 2, timeout => 1 }
+}
+plugins => {
+    simplefo => { www => { service_types => [ tcp8080 ], primary => 127.0.1.10, secondary => 127.0.1.11 } }
+}
+EOF
+      ;;
+  esac
+}
 
 echo "static.example.test A" >"$WORK/q/static.txt"
 echo "www.example.test A" >"$WORK/q/pool.txt"
@@ -87,62 +195,83 @@ python3 -c "
 import random
 r = random.Random(1)
 print('\n'.join(f'nx{r.getrandbits(40):010x}.example.test A' for _ in range(100_000)))" >"$WORK/q/nxdomain.txt"
+cp "$WORK/q/static.txt" "$WORK/q/tcp.txt"
+cp "$WORK/q/static.txt" "$WORK/q/latency.txt"
 
-if [[ $SKIP_LOAD == 0 && ! -s "$WORK/big/big.test.zone" ]]; then
-  python3 - "$WORK/big/big.test.zone" <<'EOF'
-import sys
-with open(sys.argv[1], "w") as f:
-    f.write("$ORIGIN big.test.\n$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.1.1\n")
-    for i in range(1_000_000 - 3):
-        f.write(f"n{i:07d} A 127.3.{(i >> 8) & 255}.{i & 255}\n")
-EOF
-  ln -sf "$WORK/big/big.test.zone" "$WORK/big/weiche/big.test.zone"
-fi
-
-# --- helpers ---------------------------------------------------------------------------------
-SRV=""
-stop_server() {
-  if [[ -n "$SRV" ]] && kill -0 "$SRV" 2>/dev/null; then
-    kill -TERM -- "-$SRV" 2>/dev/null || kill -TERM "$SRV" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$SRV" 2>/dev/null || true
-    wait "$SRV" 2>/dev/null || true
+# --- processes -------------------------------------------------------------------------------
+SRV="" BACKENDS=()
+stop_group() { # pid
+  if kill -0 "$1" 2>/dev/null; then
+    kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
   fi
-  SRV=""
 }
-trap stop_server EXIT
+stop_server() { [[ -z "$SRV" ]] || stop_group "$SRV"; SRV=""; }
+cleanup() { stop_server; for b in "${BACKENDS[@]}"; do stop_group "$b"; done; }
+trap cleanup EXIT
 
-start_server() { # label zones-dir-for-weiche
+# Health-checked names need both backends up: a TCP listener on each that accepts and closes.
+for ip in 127.0.1.10 127.0.1.11; do
+  setsid python3 -c "
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('$ip', 8080)); s.listen(128)
+while True:
+    c, _ = s.accept(); c.close()" >/dev/null 2>&1 &
+  BACKENDS+=($!)
+done
+
+start_server() { # server set
+  local d="$WORK/cfg/$1-$2" log="$WORK/run/$1-$2.log"
   case "$1" in
-    weiche) setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --listen "$ADDR:$PORT" --zones "$2" >"$WORK/run/$1.log" 2>&1 & ;;
-    knot) rm -rf "$WORK/run/db"; setsid taskset -c "$SERVER_CPU" knotd -c "$WORK/knot/knot.conf" >"$WORK/run/$1.log" 2>&1 & ;;
+    weiche) setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --listen "$ADDR:$PORT" --zones "$d" --api off >"$log" 2>&1 & ;;
+    knot) setsid taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$log" 2>&1 & ;;
+    nsd) setsid taskset -c "$SERVER_CPU" nsd -d -c "$d/nsd.conf" >"$log" 2>&1 & ;;
+    gdnsd) setsid taskset -c "$SERVER_CPU" gdnsd -f -c "$d/etc" start >"$log" 2>&1 & ;;
   esac
   SRV=$!
 }
 
-# CPU seconds (user+system, all threads) of process $1
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+# CPU seconds (user+system, all threads and child processes) of process group $1.
+group_cpu() {
+  awk -v g="$1" -v hz="$(getconf CLK_TCK)" '
+    { sub(/^.*\) /, ""); if ($3 == g) t += $12 + $13 } END { printf "%.2f\n", t / hz }' /proc/[0-9]*/stat 2>/dev/null
+}
+# Proportional resident memory (KiB) of process group $1: shared pages counted once.
+group_pss_kb() {
+  local t=0 p
+  for p in $(ps -o pid= -g "$1"); do
+    t=$((t + $(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 
-wait_soa() { # zone timeout-s
+wait_soa() { # zone timeout-s -> seconds waited
   local t0; t0=$(date +%s.%N)
   while ! dig +short +time=1 +tries=1 -b "$SRC" @"$ADDR" -p "$PORT" "$1" SOA 2>/dev/null | grep -q hostmaster; do
     kill -0 "$SRV" 2>/dev/null || { echo "server died; log:" >&2; tail "$WORK/run/"*.log >&2; exit 1; }
-    sleep 0.05
-    [[ $(echo "$(date +%s.%N) - $t0 > $2" | bc) == 1 ]] && { echo "no SOA for $1 within $2 s" >&2; exit 1; }
+    sleep 0.02
+    if python3 -c "import sys,time; sys.exit(time.time() - $t0 <= $2)"; then echo "no SOA for $1 within $2 s" >&2; exit 1; fi
   done
-  echo "$(date +%s.%N) - $t0" | bc
+  python3 -c "import time; print(f'{time.time() - $t0:.2f}')"
 }
 
-[[ -s "$OUT" ]] || printf 'round\tserver\tcase\tqps\tlost\tsrv_cpu_s\tqueries\tus_per_query\tkq_per_cpu_s\trcodes\tanswer\n' >"$OUT"
+[[ -s "$OUT" ]] || printf 'round\tserver\tcase\tqps\tlost\tsrv_cpu_s\tqueries\tus_per_query\tkq_per_cpu_s\tp50_us\tp99_us\tp999_us\trcodes\tanswer\n' >"$OUT"
 
-measure() { # round label case qfile
-  local ans
-  ans=$(dig +short -b "$SRC" @"$ADDR" -p "$PORT" "$(head -1 "$4" | cut -d' ' -f1)" A | paste -sd, || true)
-  taskset -c "$CLIENT_CPU" dnsperf -s "$ADDR" -p "$PORT" -a "$SRC" -c 8 -T 1 -q 100 -l "$WARMUP" -d "$4" >/dev/null 2>&1 || true
-  local c0 c1 log="$WORK/run/dnsperf-$2-$3.log"
-  c0=$(cpu_s "$SRV")
-  taskset -c "$CLIENT_CPU" dnsperf -s "$ADDR" -p "$PORT" -a "$SRC" -c 8 -T 1 -q 100 -l "$DURATION" -d "$4" >"$log" 2>&1
-  c1=$(cpu_s "$SRV")
+measure() { # round server case
+  local qfile="$WORK/q/$3.txt" mode=udp rate=() ans log="$WORK/run/dnsperf-$2-$3.log"
+  [[ $3 == tcp ]] && mode=tcp
+  [[ $3 == latency ]] && rate=(-Q "$HALF_QPS" -v)
+  ans=$(dig +short -b "$SRC" @"$ADDR" -p "$PORT" "$(head -1 "$qfile" | cut -d' ' -f1)" A | paste -sd, || true)
+  taskset -c "$CLIENT_CPU" dnsperf -m "$mode" -s "$ADDR" -p "$PORT" -a "$SRC" -c 8 -T 1 -q 100 -l "$WARMUP" \
+    -d "$qfile" >/dev/null 2>&1 || true
+  local c0 c1
+  c0=$(group_cpu "$SRV")
+  taskset -c "$CLIENT_CPU" dnsperf -m "$mode" -s "$ADDR" -p "$PORT" -a "$SRC" -c 8 -T 1 -q 100 -l "$DURATION" \
+    "${rate[@]}" -d "$qfile" >"$log" 2>&1
+  c1=$(group_cpu "$SRV")
   python3 - "$log" "$1" "$2" "$3" "$c0" "$c1" "${ans:-none}" >>"$OUT" <<'EOF'
 import re, sys
 log, rnd, label, case, c0, c1, ans = sys.argv[1:]
@@ -152,49 +281,45 @@ lost = int(re.search(r"Queries lost:\s+(\d+)", t).group(1))
 qps = float(re.search(r"Queries per second:\s+([\d.]+)", t).group(1))
 cpu = float(c1) - float(c0)
 rcodes = re.search(r"Response codes:\s+(.*)", t).group(1).replace(" ", "")
-print(f"{rnd}\t{label}\t{case}\t{qps:.0f}\t{lost}\t{cpu:.2f}\t{completed}\t{cpu / completed * 1e6:.2f}\t{completed / cpu / 1000:.1f}\t{rcodes}\t{ans}")
+lat = sorted(float(m) for m in re.findall(r"^> \S+ \S+ \S+ ([\d.]+)$", t, re.M))
+pct = lambda p: f"{lat[min(len(lat) - 1, int(len(lat) * p))] * 1e6:.0f}" if lat else "-"
+print(f"{rnd}\t{label}\t{case}\t{qps:.0f}\t{lost}\t{cpu:.2f}\t{completed}\t{cpu / completed * 1e6:.2f}\t"
+      f"{completed / cpu / 1000:.1f}\t{pct(0.5)}\t{pct(0.99)}\t{pct(0.999)}\t{rcodes}\t{ans}")
 EOF
   tail -1 "$OUT"
 }
 
-# --- throughput, interleaved rounds ----------------------------------------------------------
+# --- throughput and latency, interleaved rounds ----------------------------------------------
+read -r -a order <<<"$SERVERS"
+for s in "${order[@]}"; do prepare "$s" bench; done
 for round in $(seq "$ROUNDS"); do
-  order="weiche knot"; (( round % 2 == 0 )) && order="knot weiche"
-  for label in $order; do
-    start_server "$label" "$WORK/weiche-zones"
+  for label in "${order[@]}"; do
+    start_server "$label" bench
     wait_soa example.test 60 >/dev/null
-    for case in static pool nxdomain; do
-      measure "$round" "$label" "$case" "$WORK/q/$case.txt"
+    # gdnsd's first health check may still be pending: wait until www answers the primary.
+    for _ in $(seq 100); do
+      [[ $(dig +short -b "$SRC" @"$ADDR" -p "$PORT" www.example.test A) == 127.0.1.10 ]] && break
+      sleep 0.1
     done
+    for case in $CASES; do measure "$round" "$label" "$case"; done
     stop_server
   done
+  order=("${order[@]:1}" "${order[0]}") # rotate who goes first
 done
 
 # --- load time and memory for 1,000,000 records ----------------------------------------------
 if [[ $SKIP_LOAD == 0 ]]; then
-  for label in weiche knot; do
-    start_server "$label" "$WORK/big/weiche"
+  for label in $SERVERS; do
+    prepare "$label" big
+    start_server "$label" big
     secs=$(wait_soa big.test 300)
     sleep 1
-    rss_kb=$(awk '/VmRSS/{print $2}' "/proc/$SRV/status")
-    printf 'load\t%s\tload-1M\t-\t-\t-\t1000000\t-\t-\t-\tload_s=%.2f rss_mib=%.0f bytes_per_record=%.0f\n' \
-      "$label" "$secs" "$(echo "$rss_kb/1024" | bc -l)" "$(echo "$rss_kb*1024/1000000" | bc -l)" | tee -a "$OUT"
+    kb=$(group_pss_kb "$SRV")
+    printf 'load\t%s\tload-1M\t-\t-\t-\t1000000\t-\t-\t-\t-\t-\t-\tload_s=%s pss_mib=%s bytes_per_record=%s\n' \
+      "$label" "$secs" "$((kb / 1024))" "$((kb * 1024 / 1000000))" | tee -a "$OUT"
     stop_server
   done
 fi
 
-python3 - "$OUT" <<'EOF'
-import csv, statistics, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t") if r["round"] != "load"]
-print("\n| case | server | QPS median (min–max) | µs CPU/query | kq per CPU-s median (min–max) | lost |")
-print("|---|---|---|---|---|---|")
-for case in ["static", "pool", "nxdomain"]:
-    for server in ["weiche", "knot"]:
-        rs = [r for r in rows if r["case"] == case and r["server"] == server]
-        if not rs:
-            continue
-        q = [float(r["qps"]) for r in rs]; k = [float(r["kq_per_cpu_s"]) for r in rs]; u = [float(r["us_per_query"]) for r in rs]
-        print(f"| {case} | {server} | {statistics.median(q):,.0f} ({min(q):,.0f}–{max(q):,.0f}) | {statistics.median(u):.2f} | "
-              f"{statistics.median(k):.1f} ({min(k):.1f}–{max(k):.1f}) | {sum(int(r['lost']) for r in rs)} |")
-EOF
+python3 "$ROOT/bench/summarize.py" "$OUT"
 echo "raw results: $OUT"

@@ -26,6 +26,7 @@
 //! | `wire`      | query parsing and response writing, allocation-free               |
 //! | `answer`    | the authoritative answer algorithm                                |
 //! | `server`    | UDP and TCP listeners                                             |
+//! | `udp`       | batched UDP receive and send (recvmmsg/sendmmsg)                  |
 
 pub mod admin;
 pub mod answer;
@@ -48,6 +49,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod transfer;
 pub mod tsig;
+pub mod udp;
 pub mod wire;
 pub mod zone;
 pub mod zonefile;

@@ -1,8 +1,9 @@
 //! The listeners: UDP worker threads and TCP connections, all answering from the published
 //! snapshot through `answer::respond`.
 //!
-//! UDP runs on plain threads blocking in `recv_from` (no task per packet, one reused buffer per
-//! thread); TCP runs on tokio with a bound on connections, an idle timeout, and pipelining.
+//! UDP runs on plain threads, each with its own SO_REUSEPORT socket, blocking in `recvmmsg` and
+//! answering in batches (no task per packet, buffers reused per thread); TCP runs on tokio with
+//! a bound on connections, an idle timeout, and pipelining.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tracing::{debug, warn};
 use crate::answer;
 use crate::publisher::Store;
 use crate::stats::{self, Counters, Transport};
+use crate::udp::Batch;
 
 /// Sockets to serve on, bound before `run` (tests bind port 0 and read the port back).
 #[derive(Debug)]
@@ -35,19 +37,9 @@ impl Sockets {
             let ctx = |e: std::io::Error, proto: &str| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({proto}): {e}"))
             };
-            let udp = socket2::Socket::new(
-                socket2::Domain::for_address(addr),
-                socket2::Type::DGRAM,
-                Some(socket2::Protocol::UDP),
-            )?;
-            if addr.is_ipv6() {
-                udp.set_only_v6(true)?;
-            }
-            // A burst of queries must not overflow a small default receive buffer.
-            let _ = udp.set_recv_buffer_size(4 << 20);
-            udp.bind(&addr.into()).map_err(|e| ctx(e, "UDP"))?;
-            let bound = udp.local_addr()?.as_socket().unwrap_or(addr);
-            s.udp.push(udp.into());
+            let udp = udp_socket(addr).map_err(|e| ctx(e, "UDP"))?;
+            let bound = udp.local_addr()?;
+            s.udp.push(udp);
             // With port 0, TCP takes the port UDP got.
             let tcp = TcpListener::bind(bound).map_err(|e| ctx(e, "TCP"))?;
             s.tcp.push(tcp);
@@ -75,6 +67,21 @@ pub struct Limits {
     pub transfer: Arc<crate::config::Transfer>,
 }
 
+/// A UDP socket bound to `addr` with SO_REUSEPORT, so that every worker thread can have its own
+/// socket on the same address (the kernel spreads the queries; no receive queue is shared).
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let udp = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        udp.set_only_v6(true)?;
+    }
+    udp.set_reuse_port(true)?;
+    // A burst of queries must not overflow a small default receive buffer.
+    let _ = udp.set_recv_buffer_size(4 << 20);
+    udp.bind(&addr.into())?;
+    Ok(udp.into())
+}
+
 /// How long TCP connections get to finish what they were asked at shutdown.
 const TCP_GRACE: Duration = Duration::from_secs(3);
 
@@ -96,9 +103,10 @@ impl Listeners {
         };
         let mut udp_threads = Vec::new();
         for sock in sockets.udp {
-            sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+            let addr = sock.local_addr()?;
             for i in 0..workers {
-                let sock = sock.try_clone()?;
+                let sock = if i == 0 { sock.try_clone()? } else { udp_socket(addr)? };
+                sock.set_read_timeout(Some(Duration::from_millis(200)))?;
                 let name = format!("udp-{}-{i}", sock.local_addr()?);
                 let worker = Worker {
                     store: store.clone(),
@@ -149,35 +157,52 @@ struct Worker {
     transfer: Arc<crate::config::Transfer>,
 }
 
+/// One UDP thread: a batch in, a batch of answers out, one snapshot load per batch.
+#[inline(never)]
 fn udp_worker(sock: UdpSocket, w: Worker, stop: Arc<AtomicBool>) {
-    let mut inbuf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(4096);
+    let mut batch = Batch::new();
     let mut special = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let (n, peer) = match sock.recv_from(&mut inbuf) {
-            Ok(r) => r,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                continue;
-            }
-            Err(e) => {
+        if let Err(e) = batch.recv(&sock) {
+            use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+            if !matches!(e.kind(), WouldBlock | TimedOut | Interrupted) {
                 debug!(error = %e, "UDP receive failed");
-                continue;
-            }
-        };
-        let msg = &inbuf[..n];
-        if crate::transfer::wants(msg) {
-            crate::transfer::handle(&w.store.load(), msg, peer.ip(), false, &w.transfer, w.payload, &mut special);
-            for m in &special {
-                let _ = sock.send_to(m, peer);
             }
             continue;
         }
-        let answered = answer::respond(&w.store.load(), msg, false, w.payload, &mut out);
-        w.counters.count(answered);
-        if answered.is_some()
-            && let Err(e) = sock.send_to(&out, peer)
-        {
-            debug!(%peer, error = %e, "UDP send failed");
+        let snap = w.store.load();
+        batch.each(|d, out| {
+            if d.truncated {
+                // Longer than any query needs: FORMERR, unless it claims to be a response.
+                let flags = u16::from_be_bytes([d.msg[2], d.msg[3]]);
+                if flags & crate::wire::flags::QR == 0 {
+                    let id = u16::from_be_bytes([d.msg[0], d.msg[1]]);
+                    crate::wire::header_only(out, id, flags, crate::wire::rcode::FORMERR);
+                }
+                return;
+            }
+            if crate::transfer::wants(d.msg) {
+                let Some(peer) = d.peer() else { return };
+                crate::transfer::handle(&snap, d.msg, peer.ip(), false, &w.transfer, w.payload, &mut special);
+                let mut msgs = special.drain(..);
+                if let Some(first) = msgs.next() {
+                    *out = first;
+                }
+                for m in msgs {
+                    let _ = sock.send_to(&m, peer);
+                }
+                return;
+            }
+            let answered = answer::respond(&snap, d.msg, false, w.payload, out);
+            w.counters.count(answered);
+            if answered.is_none() {
+                out.clear();
+            }
+        });
+        drop(snap);
+        let refused = batch.send(&sock);
+        if refused > 0 {
+            debug!(refused, "UDP send failed");
         }
     }
 }

@@ -514,6 +514,11 @@ fn malformed_packets_never_stop_the_server() {
     // Truncated question: FORMERR; records promised but missing: FORMERR.
     assert_eq!(rcode(&udp_raw(s.addr, &raw_query(WWW, 1, &[], 0)[..20], t).unwrap()), 1);
     assert_eq!(rcode(&udp_raw(s.addr, &raw_query(WWW, 1, &[], 3), t).unwrap()), 1);
+    // Longer than any query (a 5,000-byte datagram): FORMERR with the same ID.
+    let mut huge = raw_query(WWW, 1, &[0u8; 5000], 0);
+    huge[..2].copy_from_slice(&[0xbe, 0xef]);
+    let r = udp_raw(s.addr, &huge, t).unwrap();
+    assert_eq!((&r[..2], rcode(&r)), (&[0xbe, 0xef][..], 1));
     // Random garbage: whatever comes back, the server stays up.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..2000 {

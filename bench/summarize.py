@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Tables (median, min-max) from bench/compare.sh TSV files, and weiche's ratios to each peer."""
+import csv
+import statistics
+import sys
+
+rows = []
+for path in sys.argv[1:]:
+    rows += list(csv.DictReader(open(path), delimiter="\t"))
+runs = [r for r in rows if r["round"] != "load"]
+servers = list(dict.fromkeys(r["server"] for r in rows))
+
+
+def med(xs):
+    return f"{statistics.median(xs):,.0f} ({min(xs):,.0f}–{max(xs):,.0f})"
+
+
+def col(rs, key):
+    return [float(r[key]) for r in rs if r[key] not in ("", "-")]
+
+
+cases = list(dict.fromkeys(r["case"] for r in runs))
+thru = [c for c in cases if c != "latency"]
+if thru:
+    print("\n| case | server | rounds | QPS | kq per server CPU-s | weiche ÷ server | lost |")
+    print("|---|---|---|---|---|---|---|")
+    for case in thru:
+        mine = col([r for r in runs if r["case"] == case and r["server"] == "weiche"], "kq_per_cpu_s")
+        for s in servers:
+            rs = [r for r in runs if r["case"] == case and r["server"] == s]
+            if not rs:
+                continue
+            k = col(rs, "kq_per_cpu_s")
+            ratio = f"{statistics.median(mine) / statistics.median(k):.2f}" if mine and s != "weiche" else ""
+            print(f"| {case} | {s} | {len(rs)} | {med(col(rs, 'qps'))} | {med([x * 1000 for x in k])} | {ratio} | "
+                  f"{sum(int(r['lost']) for r in rs)} |")
+lat = [r for r in runs if r["case"] == "latency"]
+if lat:
+    print("\n| server | rounds | QPS offered and answered | p50 µs | p99 µs | p99.9 µs | lost |")
+    print("|---|---|---|---|---|---|---|")
+    for s in servers:
+        rs = [r for r in lat if r["server"] == s]
+        if rs:
+            print(f"| {s} | {len(rs)} | {med(col(rs, 'qps'))} | {med(col(rs, 'p50_us'))} | {med(col(rs, 'p99_us'))} | "
+                  f"{med(col(rs, 'p999_us'))} | {sum(int(r['lost']) for r in rs)} |")
+loads = [r for r in rows if r["round"] == "load"]
+if loads:
+    print("\n| server | load 1M records (s) | PSS (MiB) | bytes per record |")
+    print("|---|---|---|---|")
+    for r in loads:
+        f = dict(kv.split("=") for kv in r["answer"].split())
+        print(f"| {r['server']} | {f['load_s']} | {f['pss_mib']} | {f['bytes_per_record']} |")
