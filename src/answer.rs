@@ -44,7 +44,8 @@ pub fn respond(snap: &Snapshot, msg: &[u8], tcp: bool, udp_payload: u16, out: &m
     let opt_room = if q.edns.is_some() { 11 } else { 0 };
     let base = flags::QR | (q.flags & (0x7800 | flags::RD | flags::CD));
     let mut w = Writer::begin(out, &q, max - opt_room);
-    let mut r = Resolver { q: &q, w: &mut w, rcode: rcode::NOERROR as u16, aa: false, chain: [NONE; MAX_CHAIN] };
+    let mut r =
+        Resolver { q: &q, w: &mut w, rcode: rcode::NOERROR as u16, aa: false, chain: [NONE; MAX_CHAIN], apex_off: 0 };
     match q.edns {
         _ if q.multiple_opt => r.rcode = rcode::FORMERR as u16,
         Some(e) if e.version > 0 => r.rcode = rcode::BADVERS,
@@ -67,6 +68,8 @@ struct Resolver<'q, 'w, 'b> {
     aa: bool,
     /// Nodes whose CNAME is already in the answer.
     chain: [NodeId; MAX_CHAIN],
+    /// Where the zone's apex is in the message (a suffix of the question name).
+    apex_off: u16,
 }
 
 /// Where a name lands in a zone.
@@ -116,7 +119,7 @@ impl Resolver<'_, '_, '_> {
             self.rcode = rcode::REFUSED as u16;
             return;
         }
-        let Some((entry, _)) = snap.find_zone(q) else {
+        let Some((entry, skip)) = snap.find_zone(q) else {
             self.rcode = rcode::REFUSED as u16;
             return;
         };
@@ -125,6 +128,7 @@ impl Resolver<'_, '_, '_> {
             return;
         }
         self.aa = true;
+        self.apex_off = q.suffix_offset(skip);
         self.name(entry, q.key(), Owner::Question, 0);
     }
 
@@ -231,8 +235,8 @@ impl Resolver<'_, '_, '_> {
 
     /// NXDOMAIN or NODATA: the zone's SOA in the authority section.
     fn negative(&mut self, entry: &ZoneEntry, ttl: u32) {
-        let soa = &entry.soa;
-        if !self.w.rrset(Section::Authority, Owner::Name(entry.zone.apex.wire()), soa, ttl.min(soa.ttl)) {
+        let ttl = ttl.min(entry.soa.ttl);
+        if !self.w.apex_rr(Section::Authority, self.apex_off, rtype::SOA, ttl, &entry.negative_soa) {
             self.w.truncated = true;
         }
     }

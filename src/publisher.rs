@@ -608,7 +608,14 @@ impl Publisher {
         answers: Arc<[crate::snapshot::PoolAnswer]>,
         prev: Option<&ZoneEntry>,
     ) -> ZoneEntry {
-        let mut e = ZoneEntry { soa: zone.soa().clone(), zone, answers, serial: 0, history: Default::default() };
+        let mut e = ZoneEntry {
+            soa: zone.soa().clone(),
+            negative_soa: Default::default(),
+            zone,
+            answers,
+            serial: 0,
+            history: Default::default(),
+        };
         let hash = history::content_hash(&e);
         let name = hold_key(&e.zone.apex);
         match prev.filter(|_| self.settled) {
@@ -636,7 +643,7 @@ impl Publisher {
                 };
             }
         }
-        e.soa = ZoneEntry::soa_with_serial(&e.zone, e.serial);
+        e.set_soa(ZoneEntry::soa_with_serial(&e.zone, e.serial));
         if self.admin.serials.get(&name) != Some(&(e.serial, hash)) {
             self.admin.serials.insert(name, (e.serial, hash));
             self.serials_dirty = true;

@@ -88,10 +88,62 @@ pub struct ZoneEntry {
     pub serial: u32,
     /// The SOA record carrying `serial`.
     pub soa: RRset,
+    /// `soa`'s RDATA compressed once for negative answers (see [`ApexRdata`]).
+    pub negative_soa: ApexRdata,
     pub history: Arc<crate::history::History>,
 }
 
+/// RDATA whose names under the zone apex end in a pointer to the apex. A response always has
+/// the apex in its question, at an offset known only per query: the writer patches it in at
+/// `ptrs`. Names elsewhere are written out in full.
+#[derive(Debug, Clone, Default)]
+pub struct ApexRdata {
+    pub bytes: Vec<u8>,
+    pub ptrs: Vec<u16>,
+}
+
+impl ApexRdata {
+    /// Compresses an SOA's RDATA (MNAME, RNAME, five numbers) against `apex`.
+    pub fn soa(apex: &crate::name::Name, rd: &[u8]) -> ApexRdata {
+        let mut out = ApexRdata::default();
+        let apex = apex.key();
+        let mut at = 0;
+        for _ in 0..2 {
+            let end = at + crate::wire::name_len(&rd[at..]);
+            let name = &rd[at..end];
+            // The name's labels above the apex, if it ends in the apex (compared in lower case).
+            let mut i = 0;
+            let under = loop {
+                if name.len() - i == apex.len() && name[i..].eq_ignore_ascii_case(&apex) {
+                    break Some(i);
+                }
+                if name[i] == 0 {
+                    break None;
+                }
+                i += 1 + name[i] as usize;
+            };
+            match under {
+                Some(i) => {
+                    out.bytes.extend_from_slice(&name[..i]);
+                    out.ptrs.push(out.bytes.len() as u16);
+                    out.bytes.extend_from_slice(&[0xc0, 0]);
+                }
+                None => out.bytes.extend_from_slice(name),
+            }
+            at = end;
+        }
+        out.bytes.extend_from_slice(&rd[at..]);
+        out
+    }
+}
+
 impl ZoneEntry {
+    /// Serves `soa` (the zone's SOA with the current serial).
+    pub fn set_soa(&mut self, soa: RRset) {
+        self.negative_soa = ApexRdata::soa(&self.zone.apex, soa.rdatas().next().expect("one SOA"));
+        self.soa = soa;
+    }
+
     /// The zone's SOA with `serial` in place of the file's.
     pub fn soa_with_serial(zone: &Zone, serial: u32) -> RRset {
         let soa = zone.soa();
@@ -133,6 +185,24 @@ mod tests {
 
     fn pool(targets: &[(&str, u8)], all_down: AllDown) -> Pool {
         crate::config::testing::pool("www.example.com.", targets, all_down)
+    }
+
+    #[test]
+    fn soa_names_under_the_apex_end_in_a_pointer_to_it() {
+        let name = |s: &str| crate::name::Name::parse(s, None).unwrap();
+        let apex = name("Example.COM.");
+        let numbers = [0u8, 0, 0, 7, 0, 0, 14, 16, 0, 0, 2, 88, 0, 9, 58, 128, 0, 0, 1, 44];
+        // MNAME outside the zone stays whole; RNAME under it (another case) ends in a pointer.
+        let rd = [name("ns.example.net.").wire(), name("hostmaster.example.com.").wire(), &numbers[..]].concat();
+        let a = ApexRdata::soa(&apex, &rd);
+        let want = [name("ns.example.net.").wire(), b"\x0ahostmaster\xc0\x00", &numbers[..]].concat();
+        assert_eq!(a.bytes, want);
+        assert_eq!(a.ptrs, vec![name("ns.example.net.").wire().len() as u16 + 11]);
+        // The apex itself is nothing but the pointer.
+        let rd = [apex.wire(), name("a.b.example.com.").wire(), &numbers[..]].concat();
+        let a = ApexRdata::soa(&apex, &rd);
+        assert_eq!(a.bytes, [&b"\xc0\x00\x01a\x01b\xc0\x00"[..], &numbers[..]].concat());
+        assert_eq!(a.ptrs, vec![0, 6]);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub const BATCH: usize = 32;
 /// datagram is flagged as truncated and answered FORMERR.
 pub const QUERY_ROOM: usize = 4096;
 
+const ADDR_ROOM: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
 /// One received datagram.
 pub struct Datagram<'a> {
     pub msg: &'a [u8],
@@ -41,8 +43,12 @@ pub struct Batch {
     received: usize,
     /// The answer for slot i; empty: nothing to send.
     pub out: Vec<Vec<u8>>,
-    iov: Box<[libc::iovec]>,
+    /// Receive headers, pointing at `bufs` and `addrs` (set once: boxed slices do not move).
     hdrs: Box<[libc::mmsghdr]>,
+    iov: Box<[libc::iovec]>,
+    /// Send headers, filled per batch with the answers there are.
+    send_hdrs: Box<[libc::mmsghdr]>,
+    send_iov: Box<[libc::iovec]>,
 }
 
 impl Default for Batch {
@@ -55,33 +61,39 @@ impl Batch {
     pub fn new() -> Batch {
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero is valid.
         let zeroed = || unsafe { MaybeUninit::<libc::sockaddr_storage>::zeroed().assume_init() };
-        Batch {
+        let hdr = || unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() };
+        let iov = || libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        let mut b = Batch {
             bufs: vec![[0u8; QUERY_ROOM]; BATCH].into_boxed_slice(),
             addrs: (0..BATCH).map(|_| zeroed()).collect(),
             lens: [0; BATCH],
             truncated: [false; BATCH],
             received: 0,
             out: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
-            iov: (0..BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
-            hdrs: (0..BATCH).map(|_| unsafe { MaybeUninit::<libc::mmsghdr>::zeroed().assume_init() }).collect(),
+            hdrs: (0..BATCH).map(|_| hdr()).collect(),
+            iov: (0..BATCH).map(|_| iov()).collect(),
+            send_hdrs: (0..BATCH).map(|_| hdr()).collect(),
+            send_iov: (0..BATCH).map(|_| iov()).collect(),
+        };
+        for i in 0..BATCH {
+            b.iov[i] = libc::iovec { iov_base: b.bufs[i].as_mut_ptr().cast(), iov_len: QUERY_ROOM };
+            let h = &mut b.hdrs[i].msg_hdr;
+            h.msg_name = (&raw mut b.addrs[i]).cast();
+            h.msg_namelen = ADDR_ROOM;
+            h.msg_iov = &raw mut b.iov[i];
+            h.msg_iovlen = 1;
         }
+        b
     }
 
     /// Waits for at least one datagram (up to the socket's read timeout), then takes whatever
     /// else is already queued, up to [`BATCH`]. Returns how many were received.
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
-        for i in 0..BATCH {
-            self.iov[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: QUERY_ROOM };
-            let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&raw mut self.addrs[i]).cast();
-            h.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &raw mut self.iov[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-            self.hdrs[i].msg_len = 0;
+        // The kernel wrote the sender's address length into the headers it used last time.
+        for h in &mut self.hdrs[..self.received] {
+            h.msg_hdr.msg_namelen = ADDR_ROOM;
         }
+        self.received = 0;
         // SAFETY: every header points at live buffers owned by self, sized as declared.
         let n = unsafe {
             libc::recvmmsg(
@@ -93,7 +105,6 @@ impl Batch {
             )
         };
         if n < 0 {
-            self.received = 0;
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
@@ -129,24 +140,19 @@ impl Batch {
             if self.out[i].is_empty() {
                 continue;
             }
-            self.iov[n] = libc::iovec { iov_base: self.out[i].as_mut_ptr().cast(), iov_len: self.out[i].len() };
-            let namelen = self.hdrs[i].msg_hdr.msg_namelen;
-            let h = &mut self.hdrs[n].msg_hdr;
+            self.send_iov[n] = libc::iovec { iov_base: self.out[i].as_mut_ptr().cast(), iov_len: self.out[i].len() };
+            let h = &mut self.send_hdrs[n].msg_hdr;
             h.msg_name = (&raw mut self.addrs[i]).cast();
-            h.msg_namelen = namelen;
-            h.msg_iov = &raw mut self.iov[n];
+            h.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
+            h.msg_iov = &raw mut self.send_iov[n];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
             n += 1;
         }
-        self.received = 0;
         let (mut sent, mut refused) = (0, 0);
         while sent < n {
             // SAFETY: headers [sent, n) point at live answer buffers and addresses owned by self.
             let r = unsafe {
-                libc::sendmmsg(sock.as_raw_fd(), self.hdrs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0)
+                libc::sendmmsg(sock.as_raw_fd(), self.send_hdrs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0)
             };
             if r > 0 {
                 sent += r as usize;

@@ -6,6 +6,7 @@
 
 use crate::name::{MAX_LABEL_LEN, MAX_NAME_LEN};
 use crate::rtype;
+use crate::snapshot::ApexRdata;
 use crate::zone::RRset;
 
 pub const HEADER_LEN: usize = 12;
@@ -380,6 +381,27 @@ impl<'b> Writer<'b> {
             return false;
         }
         self.counts[section as usize] += count;
+        true
+    }
+
+    /// Writes one record owned by the zone apex, found at `apex_off` in this message, with RDATA
+    /// compressed against it beforehand; or nothing if it does not fit (then returns false).
+    pub fn apex_rr(&mut self, section: Section, apex_off: u16, rt: u16, ttl: u32, rd: &ApexRdata) -> bool {
+        let ptr = (0xc000 | apex_off).to_be_bytes();
+        if self.buf.len() + 12 + rd.bytes.len() > self.limit {
+            return false;
+        }
+        self.buf.extend_from_slice(&ptr);
+        self.buf.extend_from_slice(&rt.to_be_bytes());
+        self.buf.extend_from_slice(&1u16.to_be_bytes());
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        self.buf.extend_from_slice(&(rd.bytes.len() as u16).to_be_bytes());
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&rd.bytes);
+        for &p in &rd.ptrs {
+            self.buf[at + p as usize..at + p as usize + 2].copy_from_slice(&ptr);
+        }
+        self.counts[section as usize] += 1;
         true
     }
 

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# bench/callgrind.sh - user-space instructions per query, counted by valgrind's callgrind.
+#
+# Starts the release binary under callgrind, collecting only inside `server::udp_round`
+# (receive, parse, answer, send: everything a query costs in user space), sends N queries of
+# one kind, one at a time, and divides. Three kinds: a static name, a pool name, random NXDOMAIN
+# names in a 100,000-name zone. Instruction counts do not depend on how busy the machine is,
+# so a change that costs instructions shows here even on a noisy shared machine.
+#
+# Usage: bench/callgrind.sh [--check] [--record] [--queries 20000]
+#   --check   fail when a kind costs more than its budget in bench/callgrind-budget.txt + 10 %
+#   --record  write the measured counts as the new budget
+# Env: WEICHE=path/to/binary (default: build target/release/weiche). Uses 127.0.3.1 and a free port.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUDGET="$ROOT/bench/callgrind-budget.txt"
+SLACK=10 # percent
+CHECK=0 RECORD=0 QUERIES=20000
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --check) CHECK=1; shift ;;
+    --record) RECORD=1; shift ;;
+    --queries) QUERIES="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "callgrind.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+if [[ -z "${WEICHE:-}" ]]; then
+  (cd "$ROOT" && cargo build --release --locked -q)
+  WEICHE="$ROOT/target/release/weiche"
+fi
+
+WORK=$(mktemp -d /tmp/weiche-callgrind.XXXXXX)
+SRV="" BACKEND=""
+cleanup() {
+  for p in $SRV $BACKEND; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+ADDR=127.0.3.1
+PORT=$(python3 -c "import socket; s=socket.socket(); s.bind(('$ADDR',0)); print(s.getsockname()[1])")
+
+# The zone: 100,000 names and a pool whose two targets listen (so the pool answers its best level).
+mkdir -p "$WORK/zones"
+python3 - "$WORK/zones/body.inc" <<'EOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.3.1\nstatic A 127.0.3.20\n")
+    for i in range(100_000 - 3):
+        f.write(f"h{i:06d} A 127.2.{(i >> 8) & 255}.{i & 255}\n")
+EOF
+python3 -c "
+import socket, time
+s = socket.socket(); s.bind(('127.0.3.10', 0)); s.listen(64); print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept(); c.close()" >"$WORK/backend.port" &
+BACKEND=$!
+for _ in $(seq 50); do [[ -s "$WORK/backend.port" ]] && break; sleep 0.1; done
+cat >"$WORK/zones/example.test.toml" <<EOF
+include = "body.inc"
+[pools.www]
+ttl = 30
+check = { type = "tcp", port = $(cat "$WORK/backend.port"), interval = "5s", timeout = "4s" }
+targets = [{ address = "127.0.3.10", priority = 1 }]
+EOF
+cat >"$WORK/weiche.toml" <<EOF
+[server]
+listen = ["$ADDR:$PORT"]
+zones = "$WORK/zones"
+udp_workers = 1
+[api]
+listen = "off"
+EOF
+
+measure() { # kind -> instructions per query
+  local out="$WORK/callgrind.$1"
+  valgrind --tool=callgrind --toggle-collect='*udp_round*' --callgrind-out-file="$out" \
+    "$WEICHE" serve --config "$WORK/weiche.toml" >"$WORK/server.$1.log" 2>&1 &
+  SRV=$!
+  python3 - "$ADDR" "$PORT" "$1" "$QUERIES" <<'EOF'
+import random, socket, struct, sys, time
+addr, port, kind, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+def query(qid, name):
+    wire = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    return struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0) + wire + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.3.2", 0))
+s.settimeout(1.0)
+def ask(qid, name, tries=1):
+    for _ in range(tries):
+        s.sendto(query(qid, name), (addr, port))
+        try:
+            while True:
+                r = s.recv(4096)
+                if r[:2] == struct.pack(">H", qid):
+                    return r[3] & 0xF
+        except socket.timeout:
+            pass
+    return None
+# Wait for the server (slow under valgrind): not counted per kind, the same for every kind.
+deadline = time.time() + 300
+while ask(0, "static.example.test") != 0:
+    if time.time() > deadline:
+        sys.exit("callgrind.sh: the server did not answer within 300 s")
+rnd = random.Random(1)
+names = {
+    "static": lambda: "static.example.test",
+    "pool": lambda: "www.example.test",
+    "nxdomain": lambda: f"nx{rnd.getrandbits(40):010x}.example.test",
+}[kind]
+want = 3 if kind == "nxdomain" else 0
+for i in range(n):
+    rc = ask(1 + i % 65000, names(), tries=5)
+    if rc != want:
+        sys.exit(f"callgrind.sh: {kind} query {i} got rcode {rc}, expected {want}")
+EOF
+  kill -TERM "$SRV"
+  wait "$SRV" || true
+  SRV=""
+  # The one warm-up query and the N measured ones ran inside the collected function.
+  local total
+  total=$(awk '/^(summary|totals):/{print $2; exit}' "$out")
+  echo $(( total / (QUERIES + 1) ))
+}
+
+declare -A got
+for kind in static pool nxdomain; do
+  got[$kind]=$(measure "$kind")
+  echo "$kind: ${got[$kind]} instructions per query"
+done
+
+if [[ $RECORD == 1 ]]; then
+  {
+    echo "# User-space instructions per UDP query (bench/callgrind.sh --record), checked in CI with ${SLACK} % slack."
+    for kind in static pool nxdomain; do echo "$kind ${got[$kind]}"; done
+  } >"$BUDGET"
+  echo "recorded in $BUDGET"
+fi
+if [[ $CHECK == 1 ]]; then
+  fail=0
+  while read -r kind budget; do
+    [[ -z "$kind" || "$kind" == \#* ]] && continue
+    limit=$(( budget * (100 + SLACK) / 100 ))
+    if (( got[$kind] > limit )); then
+      echo "REGRESSION: $kind costs ${got[$kind]} instructions per query, budget $budget (+${SLACK} % = $limit)"
+      fail=1
+    elif (( got[$kind] * 100 < budget * 85 )); then
+      echo "$kind: ${got[$kind]} is well under the budget $budget; record the gain with --record"
+    fi
+  done <"$BUDGET"
+  exit "$fail"
+fi
