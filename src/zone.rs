@@ -5,7 +5,6 @@
 //! (one SOA at the apex, NS at the apex, CNAME alone, pools not beside static A/AAAA, …).
 //! Never changed afterwards: a reload builds a new one.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::config::Pool;
@@ -15,7 +14,46 @@ use crate::zonefile::{FileError, Location, Record};
 
 pub type NodeId = u32;
 pub const NONE: NodeId = u32::MAX;
-type Index = HashMap<Box<[u8]>, NodeId, foldhash::fast::RandomState>;
+
+/// Name → node, storing nothing but node ids: the names themselves live in the nodes, so the
+/// index costs about five bytes per name. Keys are lower-case wire names; node names keep their
+/// case and are compared ignoring it (length bytes are below 64, never touched by case folding).
+#[derive(Default)]
+struct Index {
+    table: hashbrown::HashTable<NodeId>,
+    state: foldhash::fast::RandomState,
+}
+
+impl Index {
+    fn find<'n>(&self, key: &[u8], name_of: impl Fn(NodeId) -> &'n [u8]) -> Option<NodeId> {
+        let hash = std::hash::BuildHasher::hash_one(&self.state, key);
+        self.table
+            .find(hash, |&id| {
+                let name = name_of(id);
+                name == key || name.eq_ignore_ascii_case(key)
+            })
+            .copied()
+    }
+
+    /// Adds `id`, named `key` (lower case), which must not be there yet.
+    fn insert<'n>(&mut self, key: &[u8], id: NodeId, name_of: impl Fn(NodeId) -> &'n [u8]) {
+        let state = &self.state;
+        let hash = std::hash::BuildHasher::hash_one(state, key);
+        self.table.insert_unique(hash, id, |&other| {
+            let mut buf = [0u8; crate::name::MAX_NAME_LEN];
+            let name = name_of(other);
+            buf[..name.len()].copy_from_slice(name);
+            buf[..name.len()].make_ascii_lowercase();
+            std::hash::BuildHasher::hash_one(state, &buf[..name.len()])
+        });
+    }
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Index({} names)", self.table.len())
+    }
+}
 
 /// Records of one type at one name. RDATA is stored back to back as `[u16 length][bytes]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +143,7 @@ pub const APEX: NodeId = 0;
 
 impl Zone {
     pub fn node_id(&self, key: &[u8]) -> Option<NodeId> {
-        self.index.get(key).copied()
+        self.index.find(key, |id| self.nodes[id as usize].name.wire())
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -124,7 +162,7 @@ impl Zone {
         sources: Vec<PathBuf>,
     ) -> Result<Zone, Vec<FileError>> {
         let mut errors = Vec::new();
-        let mut b = Builder { index: Index::default(), names: Vec::new() };
+        let mut b = Builder::with_capacity(records.len() + 1);
         b.node(&apex);
         let mut recs: Vec<(NodeId, Record)> = Vec::with_capacity(records.len());
         for r in records {
@@ -152,8 +190,12 @@ impl Zone {
         let record_count = recs.len();
         // Stable: within an RRset, records keep file order; the first sets the TTL.
         recs.sort_by_key(|(id, r)| (*id, r.rtype));
+        // Where an RRset's first record is, for messages (the records are sorted by node and type).
+        let first_at = |id: NodeId, rt: u16| -> Option<&Location> {
+            let i = recs.partition_point(|(n, r)| (*n, r.rtype) < (id, rt));
+            recs.get(i).filter(|(n, r)| (*n, r.rtype) == (id, rt)).map(|(_, r)| &r.at)
+        };
         let mut rrsets: Vec<Vec<RRset>> = (0..b.names.len()).map(|_| Vec::new()).collect();
-        let mut first_at: HashMap<(NodeId, u16), Location> = HashMap::new();
         let mut i = 0;
         while i < recs.len() {
             let (id, rt) = (recs[i].0, recs[i].1.rtype);
@@ -174,7 +216,6 @@ impl Zone {
                 };
                 errors.push(FileError { msg: what.into(), at: recs[i + 1].1.at.clone() });
             }
-            first_at.insert((id, rt), recs[i].1.at.clone());
             rrsets[id as usize].push(RRset::new(rt, recs[i].1.ttl, rdatas));
             i = j;
         }
@@ -189,9 +230,9 @@ impl Zone {
                             "{} has a CNAME and other data ({} at {}); a CNAME must stand alone (RFC 1034 §3.6.2)",
                             b.names[id as usize],
                             rtype::name(o.rtype),
-                            first_at[&(id, o.rtype)]
+                            first_at(id, o.rtype).expect("has the set")
                         ),
-                        at: first_at[&(id, rtype::CNAME)].clone(),
+                        at: first_at(id, rtype::CNAME).expect("has a CNAME").clone(),
                     });
                 }
             }
@@ -216,7 +257,7 @@ impl Zone {
                 rrsets.resize_with(id as usize + 1, Vec::new);
             }
             for t in [rtype::A, rtype::AAAA, rtype::CNAME] {
-                if let Some(at) = first_at.get(&(id, t)) {
+                if let Some(at) = first_at(id, t) {
                     errors.push(FileError {
                         msg: format!(
                             "pool {}: the name also has static {} records (at {at}); remove them or the pool",
@@ -235,7 +276,7 @@ impl Zone {
         // Empty non-terminals created by pools need rrset slots too.
         rrsets.resize_with(b.names.len(), Vec::new);
 
-        let Builder { index, names } = b;
+        let Builder { index, names, parents } = b;
         let mut nodes: Vec<Node> = names
             .into_iter()
             .zip(rrsets)
@@ -248,15 +289,9 @@ impl Zone {
                 glue: Box::new([]),
             })
             .collect();
-        // Zone cuts, parents before children.
-        let mut order: Vec<NodeId> = (0..nodes.len() as NodeId).collect();
-        order.sort_by_key(|&id| nodes[id as usize].name.wire().len());
-        for &id in &order {
-            if id == APEX {
-                continue;
-            }
-            let parent_key = nodes[id as usize].name.parent().expect("below apex").key();
-            let parent = index[&parent_key];
+        // Zone cuts: in id order, which puts parents before children.
+        for id in 1..nodes.len() as NodeId {
+            let parent = parents[id as usize];
             let parent_cut = nodes[parent as usize].cut;
             let node = &mut nodes[id as usize];
             node.cut = if parent_cut != NONE {
@@ -288,7 +323,7 @@ impl Zone {
             let mut glue = Vec::new();
             for rd in nodes[id].rrset(rtype::NS).expect("a cut has NS").rdatas() {
                 let target = Name::from_wire_unchecked(rd);
-                if let Some(&g) = index.get(&target.key()) {
+                if let Some(g) = index.find(&target.key(), |id| nodes[id as usize].name.wire()) {
                     let n = &nodes[g as usize];
                     if (n.rrset(rtype::A).is_some() || n.rrset(rtype::AAAA).is_some()) && !glue.contains(&g) {
                         glue.push(g);
@@ -332,22 +367,37 @@ impl Zone {
 struct Builder {
     index: Index,
     names: Vec<Name>,
+    /// The parent of each node (NONE for the apex): a node is always made after its parent.
+    parents: Vec<NodeId>,
 }
 
 impl Builder {
+    fn with_capacity(n: usize) -> Builder {
+        let index = Index { table: hashbrown::HashTable::with_capacity(n), state: Default::default() };
+        Builder { index, names: Vec::with_capacity(n), parents: Vec::with_capacity(n) }
+    }
+
     /// The node of `name`, created with its missing ancestors (empty non-terminals) if new.
     fn node(&mut self, name: &Name) -> NodeId {
-        let key = name.key();
-        if let Some(&id) = self.index.get(&key) {
+        self.node_wire(name.wire())
+    }
+
+    fn node_wire(&mut self, wire: &[u8]) -> NodeId {
+        let mut key = [0u8; crate::name::MAX_NAME_LEN];
+        let key = &mut key[..wire.len()];
+        key.copy_from_slice(wire);
+        key.make_ascii_lowercase();
+        let names = &self.names;
+        if let Some(id) = self.index.find(key, |id| names[id as usize].wire()) {
             return id;
         }
-        if !self.names.is_empty() {
-            // Not the apex: make sure the parent exists first (the caller checked containment).
-            self.node(&name.parent().expect("below apex"));
-        }
+        // Not the apex: make sure the parent exists first (the caller checked containment).
+        let parent = if self.names.is_empty() { NONE } else { self.node_wire(&wire[1 + wire[0] as usize..]) };
         let id = self.names.len() as NodeId;
-        self.names.push(name.clone());
-        self.index.insert(key, id);
+        self.names.push(Name::from_wire_unchecked(wire));
+        self.parents.push(parent);
+        let names = &self.names;
+        self.index.insert(key, id, |id| names[id as usize].wire());
         id
     }
 }
