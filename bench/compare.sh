@@ -249,13 +249,13 @@ group_pss_kb() {
 }
 
 wait_soa() { # zone timeout-s -> seconds waited
-  local t0; t0=$(date +%s.%N)
+  local t0=$EPOCHREALTIME
   while ! dig +short +time=1 +tries=1 -b "$SRC" @"$ADDR" -p "$PORT" "$1" SOA 2>/dev/null | grep -q hostmaster; do
     kill -0 "$SRV" 2>/dev/null || { echo "server died; log:" >&2; tail "$WORK/run/"*.log >&2; exit 1; }
-    sleep 0.02
-    if python3 -c "import sys,time; sys.exit(time.time() - $t0 <= $2)"; then echo "no SOA for $1 within $2 s" >&2; exit 1; fi
+    sleep 0.01
+    if (( ${EPOCHREALTIME/./} - ${t0/./} > $2 * 1000000 )); then echo "no SOA for $1 within $2 s" >&2; exit 1; fi
   done
-  python3 -c "import time; print(f'{time.time() - $t0:.2f}')"
+  printf '%d.%02d\n' $(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000000 )) $(( (${EPOCHREALTIME/./} - ${t0/./}) / 10000 % 100 ))
 }
 
 [[ -s "$OUT" ]] || printf 'round\tserver\tcase\tqps\tlost\tsrv_cpu_s\tqueries\tus_per_query\tkq_per_cpu_s\tp50_us\tp99_us\tp999_us\trcodes\tanswer\n' >"$OUT"

@@ -164,45 +164,51 @@ impl Zone {
         let mut errors = Vec::new();
         let mut b = Builder::with_capacity(records.len() + 1);
         b.node(&apex);
-        let mut recs: Vec<(NodeId, Record)> = Vec::with_capacity(records.len());
-        for r in records {
+        // (node, index into records) for each record kept, sorted below by node and type.
+        let mut recs: Vec<(NodeId, u32)> = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
             if !r.owner.is_subdomain_of(&apex) {
-                errors.push(FileError { msg: format!("{} is outside zone {apex}", r.owner), at: r.at });
+                errors.push(FileError { msg: format!("{} is outside zone {apex}", r.owner), at: r.at.clone() });
                 continue;
             }
             match r.rtype {
                 rtype::DNAME => {
-                    errors.push(FileError { msg: "DNAME records are not supported".into(), at: r.at });
+                    errors.push(FileError { msg: "DNAME records are not supported".into(), at: r.at.clone() });
                     continue;
                 }
                 rtype::SOA if r.owner.key() != apex.key() => {
                     errors.push(FileError {
                         msg: format!("SOA record at {} must be at the zone apex {apex}", r.owner),
-                        at: r.at,
+                        at: r.at.clone(),
                     });
                     continue;
                 }
                 _ => {}
             }
-            let id = b.node(&r.owner);
-            recs.push((id, r));
+            recs.push((b.node(&r.owner), i as u32));
         }
         let record_count = recs.len();
         // Stable: within an RRset, records keep file order; the first sets the TTL.
-        recs.sort_by_key(|(id, r)| (*id, r.rtype));
-        // Where an RRset's first record is, for messages (the records are sorted by node and type).
+        recs.sort_by_key(|&(id, i)| (id, records[i as usize].rtype));
+        let rec = |k: usize| &records[recs[k].1 as usize];
+        // Where an RRset's first record is, for messages.
         let first_at = |id: NodeId, rt: u16| -> Option<&Location> {
-            let i = recs.partition_point(|(n, r)| (*n, r.rtype) < (id, rt));
-            recs.get(i).filter(|(n, r)| (*n, r.rtype) == (id, rt)).map(|(_, r)| &r.at)
+            let k = recs.partition_point(|&(n, i)| (n, records[i as usize].rtype) < (id, rt));
+            recs.get(k)
+                .map(|&(n, i)| (n, &records[i as usize]))
+                .filter(|(n, r)| (*n, r.rtype) == (id, rt))
+                .map(|(_, r)| &r.at)
         };
-        let mut rrsets: Vec<Vec<RRset>> = (0..b.names.len()).map(|_| Vec::new()).collect();
-        let mut i = 0;
-        while i < recs.len() {
-            let (id, rt) = (recs[i].0, recs[i].1.rtype);
-            let mut j = i;
+        // Every RRset, in node order, and the node of each.
+        let mut sets: Vec<RRset> = Vec::new();
+        let mut set_node: Vec<NodeId> = Vec::new();
+        let mut k = 0;
+        while k < recs.len() {
+            let (id, rt) = (recs[k].0, rec(k).rtype);
+            let mut j = k;
             let mut rdatas: Vec<&[u8]> = Vec::new();
-            while j < recs.len() && recs[j].0 == id && recs[j].1.rtype == rt {
-                let d = &*recs[j].1.rdata;
+            while j < recs.len() && recs[j].0 == id && rec(j).rtype == rt {
+                let d = &*rec(j).rdata;
                 if !rdatas.contains(&d) {
                     rdatas.push(d);
                 }
@@ -214,27 +220,32 @@ impl Zone {
                 } else {
                     "a zone has only one SOA record"
                 };
-                errors.push(FileError { msg: what.into(), at: recs[i + 1].1.at.clone() });
+                errors.push(FileError { msg: what.into(), at: rec(k + 1).at.clone() });
             }
-            rrsets[id as usize].push(RRset::new(rt, recs[i].1.ttl, rdatas));
-            i = j;
+            sets.push(RRset::new(rt, rec(k).ttl, rdatas));
+            set_node.push(id);
+            k = j;
         }
-        for (id, sets) in rrsets.iter().enumerate() {
-            let id = id as NodeId;
-            let has = |t| sets.iter().any(|s: &RRset| s.rtype == t);
-            if has(rtype::CNAME) {
-                let other = sets.iter().find(|s| !matches!(s.rtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC));
-                if let Some(o) = other {
-                    errors.push(FileError {
-                        msg: format!(
-                            "{} has a CNAME and other data ({} at {}); a CNAME must stand alone (RFC 1034 §3.6.2)",
-                            b.names[id as usize],
-                            rtype::name(o.rtype),
-                            first_at(id, o.rtype).expect("has the set")
-                        ),
-                        at: first_at(id, rtype::CNAME).expect("has a CNAME").clone(),
-                    });
-                }
+        let sets_of = |id: NodeId| {
+            let from = set_node.partition_point(|&n| n < id);
+            &sets[from..from + set_node[from..].partition_point(|&n| n == id)]
+        };
+        for (k, s) in sets.iter().enumerate() {
+            if s.rtype != rtype::CNAME {
+                continue;
+            }
+            let id = set_node[k];
+            let other = sets_of(id).iter().find(|s| !matches!(s.rtype, rtype::CNAME | rtype::RRSIG | rtype::NSEC));
+            if let Some(o) = other {
+                errors.push(FileError {
+                    msg: format!(
+                        "{} has a CNAME and other data ({} at {}); a CNAME must stand alone (RFC 1034 §3.6.2)",
+                        b.names[id as usize],
+                        rtype::name(o.rtype),
+                        first_at(id, o.rtype).expect("has the set")
+                    ),
+                    at: first_at(id, rtype::CNAME).expect("has a CNAME").clone(),
+                });
             }
         }
         let zone_file_at = || Location {
@@ -242,10 +253,10 @@ impl Zone {
             line: 1,
             col: 1,
         };
-        if !rrsets[APEX as usize].iter().any(|s| s.rtype == rtype::SOA) {
+        if !sets_of(APEX).iter().any(|s| s.rtype == rtype::SOA) {
             errors.push(FileError { msg: format!("zone {apex} has no SOA record at its apex"), at: zone_file_at() });
         }
-        if !rrsets[APEX as usize].iter().any(|s| s.rtype == rtype::NS) {
+        if !sets_of(APEX).iter().any(|s| s.rtype == rtype::NS) {
             errors.push(FileError { msg: format!("zone {apex} has no NS records at its apex"), at: zone_file_at() });
         }
 
@@ -253,9 +264,6 @@ impl Zone {
         let mut pool_at: Vec<(NodeId, usize)> = Vec::new();
         for (pi, p) in pools.iter().enumerate() {
             let id = b.node(&p.name);
-            if id as usize >= rrsets.len() {
-                rrsets.resize_with(id as usize + 1, Vec::new);
-            }
             for t in [rtype::A, rtype::AAAA, rtype::CNAME] {
                 if let Some(at) = first_at(id, t) {
                     errors.push(FileError {
@@ -273,16 +281,20 @@ impl Zone {
             }
             pool_at.push((id, pi));
         }
-        // Empty non-terminals created by pools need rrset slots too.
-        rrsets.resize_with(b.names.len(), Vec::new);
-
         let Builder { index, names, parents } = b;
-        let mut nodes: Vec<Node> = names
-            .into_iter()
-            .zip(rrsets)
-            .map(|(name, sets)| Node {
+        let mut set_node = set_node.into_iter().peekable();
+        let mut sets = sets.into_iter();
+        let mut nodes: Vec<Node> = (0..)
+            .zip(names)
+            .map(|(id, name)| Node {
                 name,
-                rrsets: sets.into(),
+                rrsets: {
+                    let mut n = 0;
+                    while set_node.next_if_eq(&id).is_some() {
+                        n += 1;
+                    }
+                    sets.by_ref().take(n).collect()
+                },
                 cut: NONE,
                 pool: NONE,
                 wildcard_child: false,
