@@ -45,13 +45,7 @@ PORT=$(python3 -c "import socket; s=socket.socket(); s.bind(('$ADDR',0)); print(
 
 # The zone: 100,000 names and a pool whose two targets listen (so the pool answers its best level).
 mkdir -p "$WORK/zones"
-python3 - "$WORK/zones/body.inc" <<'EOF'
-import sys
-with open(sys.argv[1], "w") as f:
-    f.write("$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.3.1\nstatic A 127.0.3.20\n")
-    for i in range(100_000 - 3):
-        f.write(f"h{i:06d} A 127.2.{(i >> 8) & 255}.{i & 255}\n")
-EOF
+"$ROOT/bench/genzone.py" "$WORK/zones/body.inc" 100000 --ns 127.0.3.1 --static 127.0.3.20
 python3 -c "
 import socket, time
 s = socket.socket(); s.bind(('127.0.3.10', 0)); s.listen(64); print(s.getsockname()[1], flush=True)

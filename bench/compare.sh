@@ -68,23 +68,9 @@ rm -rf "$WORK/run" && mkdir -p "$WORK/run" "$WORK/q"
 # --- zones and configs -----------------------------------------------------------------------
 # Two zone sets: "bench" (example.test, 100,000 names) and "big" (big.test, 1,000,000 records).
 # The body is shared; each server adds www its own way.
-if [[ ! -s "$WORK/body.inc" ]]; then
-  python3 - "$WORK/body.inc" <<'EOF'
-import sys
-with open(sys.argv[1], "w") as f:
-    f.write("$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.1.1\nstatic A 127.0.1.20\n")
-    for i in range(100_000 - 3):
-        f.write(f"h{i:06d} A 127.2.{(i >> 8) & 255}.{i & 255}\n")
-EOF
-fi
+[[ -s "$WORK/body.inc" ]] || "$ROOT/bench/genzone.py" "$WORK/body.inc" 100000 --ns 127.0.1.1 --static 127.0.1.20
 if [[ $SKIP_LOAD == 0 && ! -s "$WORK/big.body" ]]; then
-  python3 - "$WORK/big.body" <<'EOF'
-import sys
-with open(sys.argv[1], "w") as f:
-    f.write("$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.1.1\n")
-    for i in range(1_000_000 - 3):
-        f.write(f"n{i:07d} A 127.3.{(i >> 8) & 255}.{i & 255}\n")
-EOF
+  "$ROOT/bench/genzone.py" "$WORK/big.body" 1000000 --ns 127.0.1.1 --label n --net 127.3
 fi
 
 prepare() { # server set -> config dir $WORK/cfg/server-set
