@@ -10,7 +10,8 @@
 # Usage: bench/callgrind.sh [--check] [--record] [--queries 20000]
 #   --check   fail when a kind costs more than its budget in bench/callgrind-budget.txt + 10 %
 #   --record  write the measured counts as the new budget
-# Env: WEICHE=path/to/binary (default: build target/release/weiche). Uses 127.0.3.1 and a free port.
+# Env: WEICHE=path/to/binary (default: build target/release/weiche); KEEP=1 keeps the callgrind
+#      output (for callgrind_annotate). Uses 127.0.3.1, 127.0.3.2, 127.0.3.10 and free ports.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,7 +38,7 @@ SRV="" BACKEND=""
 cleanup() {
   for p in $SRV $BACKEND; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"
+  if [[ -n "${KEEP:-}" ]]; then echo "callgrind output kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 ADDR=127.0.3.1
