@@ -92,6 +92,7 @@ impl<'a> Query<'a> {
         (HEADER_LEN + off) as u16
     }
 
+    #[inline(always)]
     pub fn parse(msg: &'a [u8]) -> Result<Query<'a>, Reject> {
         if msg.len() < HEADER_LEN {
             return Err(Reject::Drop);
