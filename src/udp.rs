@@ -118,9 +118,13 @@ impl Batch {
     }
 
     /// Calls `f` for each datagram of the last receive, with the buffer for its answer (left
-    /// empty: nothing is sent).
+    /// empty: nothing is sent). Datagrams from source port 0 are skipped: no reply can reach
+    /// that port (RFC 768), and a send to it would only fail.
     pub fn each(&mut self, mut f: impl FnMut(Datagram<'_>, &mut Vec<u8>)) {
         for i in 0..self.received {
+            if source_port(&self.addrs[i]) == 0 {
+                continue;
+            }
             let d = Datagram {
                 msg: &self.bufs[i][..self.lens[i].min(QUERY_ROOM)],
                 truncated: self.truncated[i],
@@ -166,6 +170,13 @@ impl Batch {
         }
         refused
     }
+}
+
+/// The port of an IPv4 or IPv6 socket address (both keep it in bytes 2..4, network order).
+fn source_port(sa: &libc::sockaddr_storage) -> u16 {
+    // SAFETY: sockaddr_storage is at least 4 bytes and plain data.
+    let b = unsafe { std::slice::from_raw_parts((sa as *const libc::sockaddr_storage).cast::<u8>(), 4) };
+    u16::from_be_bytes([b[2], b[3]])
 }
 
 fn sockaddr_to_std(sa: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
@@ -231,6 +242,18 @@ mod tests {
                 c.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
                 assert!(c.recv_from(&mut buf).is_err(), "no answer for client {i}");
             }
+        }
+    }
+
+    #[test]
+    fn the_source_port_is_read_for_both_families() {
+        for addr in ["192.0.2.1:5353", "[2001:db8::1]:5353", "192.0.2.1:0"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let sa = socket2::SockAddr::from(addr);
+            // SAFETY: SockAddr holds a sockaddr_storage.
+            let storage = unsafe { *sa.as_ptr().cast::<libc::sockaddr_storage>() };
+            assert_eq!(source_port(&storage), addr.port());
+            assert_eq!(sockaddr_to_std(&storage, sa.len()), Some(addr));
         }
     }
 
