@@ -22,8 +22,8 @@ def col(rs, key):
 cases = list(dict.fromkeys(r["case"] for r in runs))
 thru = [c for c in cases if c != "latency"]
 if thru:
-    print("\n| case | server | rounds | QPS | kq per server CPU-s | weiche ÷ server | lost |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| case | server | rounds | QPS | kq per server CPU-s | weiche ÷ server | lost | dnsperf CPU % |")
+    print("|---|---|---|---|---|---|---|---|")
     for case in thru:
         mine = col([r for r in runs if r["case"] == case and r["server"] == "weiche"], "kq_per_cpu_s")
         for s in servers:
@@ -32,8 +32,10 @@ if thru:
                 continue
             k = col(rs, "kq_per_cpu_s")
             ratio = f"{statistics.median(mine) / statistics.median(k):.2f}" if mine and s != "weiche" else ""
+            # dnsperf's CPU time over the run's length (older result files lack it).
+            cli = [float(r["cli_cpu_pct"]) for r in rs if r.get("cli_cpu_pct") not in (None, "", "-")]
             print(f"| {case} | {s} | {len(rs)} | {med(col(rs, 'qps'))} | {med([x * 1000 for x in k])} | {ratio} | "
-                  f"{sum(int(r['lost']) for r in rs)} |")
+                  f"{sum(int(r['lost']) for r in rs)} | {med(cli) if cli else ''} |")
 lat = [r for r in runs if r["case"] == "latency"]
 if lat:
     print("\n| server | rounds | QPS offered and answered | p50 µs | p99 µs | p99.9 µs | lost |")
