@@ -13,9 +13,7 @@ use hickory_proto::rr::RecordType;
 #[test]
 fn tcp_failover_and_failback() {
     let (p, sec) = ("127.0.0.31", "127.0.0.32");
-    let port = free_port(&[p, sec]);
-    let mut primary = Backend::start(p, port, None);
-    let _secondary = Backend::start(sec, port, None);
+    let (port, mut primary, _secondary) = backend_pair(p, sec);
     let pool = format!(
         "[pools.www]\nttl = 30\nttl_min = 5\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
          targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
@@ -184,9 +182,7 @@ fn https_checks_use_sni_and_verify_certificates() {
 #[test]
 fn manual_failback_holds_the_secondary_until_released() {
     let (p, sec) = ("127.0.0.91", "127.0.0.92");
-    let port = free_port(&[p, sec]);
-    let mut primary = Backend::start(p, port, None);
-    let _secondary = Backend::start(sec, port, None);
+    let (port, mut primary, _secondary) = backend_pair(p, sec);
     let pool = format!(
         "[pools.db]\nfailback = \"manual\"\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
          targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"

@@ -120,9 +120,7 @@ fn knot_follows_failover_by_notify_and_ixfr() {
         return;
     }
     let (p, sec) = ("127.0.0.211", "127.0.0.212");
-    let port = free_port(&[p, sec]);
-    let mut primary = Backend::start(p, port, None);
-    let _secondary = Backend::start(sec, port, None);
+    let (port, mut primary, _secondary) = backend_pair(p, sec);
     let (interval, timeout, fall) = (250u64, 200u64, 2u64);
     let pool = zone(&format!(
         "[pools.www]\ncheck = {{ type = \"tcp\", port = {port}, interval = \"{interval}ms\", timeout = \"{timeout}ms\", fall = {fall}, rise = 2 }}\n\

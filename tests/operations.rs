@@ -10,9 +10,7 @@ use common::*;
 #[test]
 fn status_health_readiness_and_metrics() {
     let (p, sec) = ("127.0.0.101", "127.0.0.102");
-    let port = free_port(&[p, sec]);
-    let _a = Backend::start(p, port, None);
-    let _b = Backend::start(sec, port, None);
+    let (port, _a, _b) = backend_pair(p, sec);
     let s = Server::start("127.0.0.100", &[("ops.test.toml", &two_site_pool(port, p, sec, "auto"))]);
     assert_eq!(http(s.api, "GET", "/healthz", None), (200, "ok\n".into()));
     assert_eq!(http(s.api, "GET", "/readyz", None).0, 200);
@@ -50,9 +48,7 @@ fn status_health_readiness_and_metrics() {
 #[test]
 fn drain_flips_the_answer_and_survives_a_restart() {
     let (p, sec) = ("127.0.0.111", "127.0.0.112");
-    let port = free_port(&[p, sec]);
-    let _a = Backend::start(p, port, None);
-    let _b = Backend::start(sec, port, None);
+    let (port, _a, _b) = backend_pair(p, sec);
     let state = tempfile::tempdir().unwrap();
     let zones = [("dr.test.toml", two_site_pool(port, p, sec, "auto"))];
     let zones: Vec<(&str, &str)> = zones.iter().map(|(n, t)| (*n, t.as_str())).collect();
@@ -103,9 +99,7 @@ fn a_corrupt_state_file_is_set_aside() {
 #[test]
 fn failback_endpoint_and_long_poll_events() {
     let (p, sec) = ("127.0.0.131", "127.0.0.132");
-    let port = free_port(&[p, sec]);
-    let mut primary = Backend::start(p, port, None);
-    let _b = Backend::start(sec, port, None);
+    let (port, mut primary, _b) = backend_pair(p, sec);
     let s = Server::start("127.0.0.130", &[("fb.test.toml", &two_site_pool(port, p, sec, "manual"))]);
     let (_, before) = json(s.api, "GET", "/events?since=0");
     let last = before.as_array().unwrap().last().map_or(0, |e| e["seq"].as_u64().unwrap());
@@ -195,9 +189,7 @@ impl Receiver {
 #[test]
 fn webhooks_and_commands_get_one_notification_per_event() {
     let (p, sec) = ("127.0.0.151", "127.0.0.152");
-    let port = free_port(&[p, sec]);
-    let _a = Backend::start(p, port, None);
-    let _b = Backend::start(sec, port, None);
+    let (port, _a, _b) = backend_pair(p, sec);
     let json_hook = Receiver::start("127.0.0.153", 200);
     let slack_hook = Receiver::start("127.0.0.154", 200);
     let failing = Receiver::start("127.0.0.155", 500);
@@ -266,9 +258,7 @@ fn webhooks_and_commands_get_one_notification_per_event() {
 #[test]
 fn the_checkmk_local_check_reports_each_pool() {
     let (p, sec) = ("127.0.0.161", "127.0.0.162");
-    let port = free_port(&[p, sec]);
-    let _a = Backend::start(p, port, None);
-    let _b = Backend::start(sec, port, None);
+    let (port, _a, _b) = backend_pair(p, sec);
     let s = Server::start("127.0.0.160", &[("cmk.test.toml", &two_site_pool(port, p, sec, "auto"))]);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/checkmk/weiche");
     let run = || {

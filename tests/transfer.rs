@@ -40,9 +40,7 @@ fn ixfr(zone: &str, have: u32) -> Message {
 #[test]
 fn serials_move_with_answers_and_survive_restarts_and_ixfr_over_udp() {
     let (p, sec) = ("127.0.0.231", "127.0.0.232");
-    let port = free_port(&[p, sec]);
-    let mut primary = Backend::start(p, port, None);
-    let _b = Backend::start(sec, port, None);
+    let (port, mut primary, _b) = backend_pair(p, sec);
     let cfg = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let transfer = transfer_config(cfg.path(), "");
@@ -93,9 +91,7 @@ fn serials_move_with_answers_and_survive_restarts_and_ixfr_over_udp() {
 #[test]
 fn notify_is_sent_signed_and_retried() {
     let (p, sec) = ("127.0.0.241", "127.0.0.242");
-    let port = free_port(&[p, sec]);
-    let mut primary = Backend::start(p, port, None);
-    let _b = Backend::start(sec, port, None);
+    let (port, mut primary, _b) = backend_pair(p, sec);
     // A fake secondary that records NOTIFYs and answers only from the second one on.
     let sock = std::net::UdpSocket::bind("127.0.0.243:0").unwrap();
     let secondary = sock.local_addr().unwrap();

@@ -281,6 +281,12 @@ pub fn free_port(ips: &[&str]) -> u16 {
     panic!("no free port");
 }
 
+/// Two listening backends on the same free port: a primary at `p` and a secondary at `sec`.
+pub fn backend_pair(p: &str, sec: &str) -> (u16, Backend, Backend) {
+    let port = free_port(&[p, sec]);
+    (port, Backend::start(p, port, None), Backend::start(sec, port, None))
+}
+
 pub fn zone(pool: &str) -> String {
     format!("records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n\"\"\"\n{pool}")
 }
