@@ -89,7 +89,7 @@ include = "$WORK/body.inc"
 [pools.www]
 ttl = 30
 check = { type = "tcp", port = 8080, interval = "1s", timeout = "500ms" }
-targets = [{ address = "127.0.1.10", priority = 1 }, { address = "127.0.1.11", priority = 2 }] 
+targets = [{ address = "127.0.1.10", priority = 1 }, { address = "127.0.1.11", priority = 2 }]
 EOF
         ;;
       gdnsd) echo "www 30 DYNA simplefo!www" >>"$file" ;;

@@ -106,29 +106,17 @@ impl ApexRdata {
     /// Compresses an SOA's RDATA (MNAME, RNAME, five numbers) against `apex`.
     pub fn soa(apex: &crate::name::Name, rd: &[u8]) -> ApexRdata {
         let mut out = ApexRdata::default();
-        let apex = apex.key();
         let mut at = 0;
         for _ in 0..2 {
             let end = at + crate::wire::name_len(&rd[at..]);
             let name = &rd[at..end];
-            // The name's labels above the apex, if it ends in the apex (compared in lower case).
-            let mut i = 0;
-            let under = loop {
-                if name.len() - i == apex.len() && name[i..].eq_ignore_ascii_case(&apex) {
-                    break Some(i);
-                }
-                if name[i] == 0 {
-                    break None;
-                }
-                i += 1 + name[i] as usize;
-            };
-            match under {
-                Some(i) => {
-                    out.bytes.extend_from_slice(&name[..i]);
-                    out.ptrs.push(out.bytes.len() as u16);
-                    out.bytes.extend_from_slice(&[0xc0, 0]);
-                }
-                None => out.bytes.extend_from_slice(name),
+            if crate::name::Name::from_wire_unchecked(name).is_subdomain_of(apex) {
+                // The labels above the apex, then the pointer to it.
+                out.bytes.extend_from_slice(&name[..name.len() - apex.wire().len()]);
+                out.ptrs.push(out.bytes.len() as u16);
+                out.bytes.extend_from_slice(&[0xc0, 0]);
+            } else {
+                out.bytes.extend_from_slice(name);
             }
             at = end;
         }

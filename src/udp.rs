@@ -38,8 +38,6 @@ impl Datagram<'_> {
 pub struct Batch {
     bufs: Box<[[u8; QUERY_ROOM]]>,
     addrs: Box<[libc::sockaddr_storage]>,
-    lens: [usize; BATCH],
-    truncated: [bool; BATCH],
     received: usize,
     /// The answer for slot i; empty: nothing to send.
     pub out: Vec<Vec<u8>>,
@@ -66,8 +64,6 @@ impl Batch {
         let mut b = Batch {
             bufs: vec![[0u8; QUERY_ROOM]; BATCH].into_boxed_slice(),
             addrs: (0..BATCH).map(|_| zeroed()).collect(),
-            lens: [0; BATCH],
-            truncated: [false; BATCH],
             received: 0,
             out: (0..BATCH).map(|_| Vec::with_capacity(1232)).collect(),
             hdrs: (0..BATCH).map(|_| hdr()).collect(),
@@ -108,10 +104,8 @@ impl Batch {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for i in 0..n {
-            self.lens[i] = self.hdrs[i].msg_len as usize;
-            self.truncated[i] = self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.out[i].clear();
+        for out in &mut self.out[..n] {
+            out.clear();
         }
         self.received = n;
         Ok(n)
@@ -125,11 +119,12 @@ impl Batch {
             if source_port(&self.addrs[i]) == 0 {
                 continue;
             }
+            let h = &self.hdrs[i];
             let d = Datagram {
-                msg: &self.bufs[i][..self.lens[i].min(QUERY_ROOM)],
-                truncated: self.truncated[i],
+                msg: &self.bufs[i][..(h.msg_len as usize).min(QUERY_ROOM)],
+                truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
                 addr: &self.addrs[i],
-                addr_len: self.hdrs[i].msg_hdr.msg_namelen,
+                addr_len: h.msg_hdr.msg_namelen,
             };
             f(d, &mut self.out[i]);
         }
