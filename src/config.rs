@@ -383,6 +383,7 @@ struct ServerSpec {
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<usize>>,
     udp_workers: Option<usize>,
+    xdp: Option<String>,
     reload_interval: Option<Spanned<String>>,
     state_dir: Option<String>,
 }
@@ -415,6 +416,8 @@ pub struct Config {
     pub tcp_max_connections: usize,
     /// UDP receive threads per listen address (0: one per CPU).
     pub udp_workers: usize,
+    /// Network interface whose IPv4 UDP queries are answered through AF_XDP (None: sockets only).
+    pub xdp: Option<String>,
     /// How often the zones directory is looked at for changes.
     pub reload_interval: Duration,
     pub log_format: LogFormat,
@@ -570,6 +573,7 @@ impl Config {
             )?,
             tcp_max_connections,
             udp_workers: s.udp_workers.unwrap_or(0),
+            xdp: s.xdp,
             reload_interval: duration_field(
                 s.reload_interval.as_ref(),
                 Duration::from_millis(500),

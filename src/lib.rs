@@ -51,6 +51,7 @@ pub mod transfer;
 pub mod tsig;
 pub mod udp;
 pub mod wire;
+pub mod xdp;
 pub mod zone;
 pub mod zonefile;
 
@@ -150,6 +151,7 @@ pub async fn serve(
         tcp_idle_timeout: config.tcp_idle_timeout,
         tcp_max_connections: config.tcp_max_connections,
         udp_workers: config.udp_workers,
+        xdp: config.xdp.clone(),
         transfer: Arc::new(config.transfer.clone()),
     };
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();

@@ -107,6 +107,10 @@ struct ServeArgs {
     /// Log format on stderr (overrides log.format).
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// Answer IPv4 UDP queries on this interface through AF_XDP, bypassing the kernel's UDP
+    /// stack and netfilter (overrides server.xdp; needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW).
+    #[arg(long, value_name = "IFACE")]
+    xdp: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -245,6 +249,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(f) = args.log_format {
         config.log_format = f;
+    }
+    if let Some(i) = args.xdp {
+        config.xdp = Some(i);
     }
     if let Some(ApiAddr(a)) = args.api {
         config.api_listen = a;

@@ -65,6 +65,8 @@ pub struct Limits {
     pub udp_workers: usize,
     /// Who may transfer which zone, and the TSIG keys.
     pub transfer: Arc<crate::config::Transfer>,
+    /// Interface to answer IPv4 UDP queries on through AF_XDP (see `xdp`).
+    pub xdp: Option<String>,
 }
 
 /// A UDP socket bound to `addr` with SO_REUSEPORT, so that every worker thread can have its own
@@ -91,6 +93,8 @@ pub struct Listeners {
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     tcp: JoinSet<()>,
     tcp_stop: tokio::sync::watch::Sender<bool>,
+    /// Keeps the XDP program attached.
+    _xdp: Option<crate::xdp::Attached>,
 }
 
 impl Listeners {
@@ -102,8 +106,12 @@ impl Listeners {
             limits.udp_workers
         };
         let mut udp_threads = Vec::new();
+        let mut xdp_listen = Vec::new();
         for sock in sockets.udp {
             let addr = sock.local_addr()?;
+            if let SocketAddr::V4(a) = addr {
+                xdp_listen.push((a, sock.try_clone()?));
+            }
             for i in 0..workers {
                 let sock = if i == 0 { sock.try_clone()? } else { udp_socket(addr)? };
                 sock.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -118,6 +126,14 @@ impl Listeners {
                 udp_threads.push(std::thread::Builder::new().name(name).spawn(move || udp_worker(sock, worker, stop))?);
             }
         }
+        let xdp = match &limits.xdp {
+            Some(ifname) => {
+                let plan = crate::xdp::Plan { ifname: ifname.clone(), listen: xdp_listen };
+                let (payload, transfer) = (limits.udp_payload, limits.transfer.clone());
+                Some(crate::xdp::start(plan, store.clone(), payload, transfer, stop.clone(), &mut udp_threads)?)
+            }
+            None => None,
+        };
         let mut tcp = JoinSet::new();
         let permits = Arc::new(Semaphore::new(limits.tcp_max_connections));
         let tcp_counters = stats::counters(Transport::Tcp);
@@ -135,7 +151,7 @@ impl Listeners {
             };
             tcp.spawn(tcp_accept(l, conn, permits.clone()));
         }
-        Ok(Listeners { stop, udp_threads, tcp, tcp_stop })
+        Ok(Listeners { stop, udp_threads, tcp, tcp_stop, _xdp: xdp })
     }
 
     /// Stops every listener: UDP threads notice within 200 ms; TCP stops accepting and open
