@@ -35,6 +35,18 @@ const N_RCODE: usize = 17;
 pub enum Transport {
     Udp = 0,
     Tcp = 1,
+    /// UDP answered through AF_XDP (`xdp`).
+    Xdp = 2,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Xdp => "xdp",
+        }
+    }
 }
 
 /// One UDP thread's counters (written by that thread only), or the TCP tasks' (shared).
@@ -73,11 +85,11 @@ impl Counters {
         }
     }
 
-    /// Adds one. A UDP thread's block has one writer, so a plain load and store will do (no
+    /// Adds one. A UDP or XDP thread's block has one writer, so a plain load and store will do (no
     /// locked read-modify-write on the query path); the TCP block is shared by its tasks.
     #[inline]
     fn bump(&self, c: &AtomicU64) {
-        if self.transport == Transport::Udp {
+        if self.transport != Transport::Tcp {
             c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         } else {
             c.fetch_add(1, Ordering::Relaxed);
@@ -122,8 +134,8 @@ fn rcode_name(i: usize) -> &'static str {
 /// Hands the summed counters to the metrics facade (called before rendering `/metrics`).
 pub fn export() {
     let all = registry().lock().expect("stats registry");
-    for transport in [Transport::Udp, Transport::Tcp] {
-        let t = if transport == Transport::Udp { "udp" } else { "tcp" };
+    for transport in [Transport::Udp, Transport::Tcp, Transport::Xdp] {
+        let t = transport.label();
         let blocks: Vec<&Arc<Counters>> = all.iter().filter(|c| c.transport == transport).collect();
         let sum = |f: &dyn Fn(&Counters) -> u64| blocks.iter().map(|c| f(c)).sum::<u64>();
         for i in 0..N_RCODE {

@@ -705,11 +705,11 @@ pub fn start(
         attached.add_socket(q, xsk.fd.as_raw_fd()).map_err(ctx)?;
         let w = XdpWorker {
             store: store.clone(),
-            // The answer must fit the frame and the link.
-            payload: payload.min((FRAME as usize - 256 - HEADERS).min(mtu.saturating_sub(28)) as u16),
+            // An answer larger than the frame or the link goes the kernel's way.
+            payload,
             mtu,
             udp_sum: !loopback,
-            counters: crate::stats::counters(crate::stats::Transport::Udp),
+            counters: crate::stats::counters(crate::stats::Transport::Xdp),
             transfer: transfer.clone(),
             fallback: fallback.clone(),
         };

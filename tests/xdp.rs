@@ -1,0 +1,171 @@
+//! The AF_XDP fast path (`server.xdp`), in a network namespace of the test's own: its loopback
+//! gets weiche's XDP program, nothing outside the namespace sees it.
+//!
+//! Needs root (unshare, bpf). Without it these tests say they skipped; with
+//! WEICHE_REQUIRE_INTEROP=1 (set by .ci/run) they fail instead.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::rr::RecordType;
+
+/// Moves the calling thread (and what it starts later: threads, processes, sockets) into a new
+/// network namespace with loopback up. False (skipped) where that is not allowed.
+fn own_netns(route_localnet: bool) -> bool {
+    // SAFETY: unshare affects only the calling thread's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if std::env::var("WEICHE_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
+            panic!("cannot make a network namespace ({e}) and WEICHE_REQUIRE_INTEROP=1");
+        }
+        eprintln!("SKIPPED: cannot make a network namespace ({e}); run as root");
+        return false;
+    }
+    sh("ip link set lo up");
+    if route_localnet {
+        sh("sysctl -qw net.ipv4.conf.lo.route_localnet=1");
+    }
+    true
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "{cmd} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const ZONE: &str = "$ORIGIN xdp.test.\n$TTL 300\n\
+@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\n\
+www A 192.0.2.1\nwww AAAA 2001:db8::1\nalias CNAME www\n";
+
+/// Ten TXT strings of 200 bytes: about 2 kB, more than 512 and more than a 1280-byte link.
+fn big_zone() -> String {
+    let mut z = ZONE.to_string();
+    for i in 0..10 {
+        z.push_str(&format!("big TXT \"{}\"\n", char::from(b'a' + i).to_string().repeat(200)));
+    }
+    z
+}
+
+fn raw(m: &hickory_proto::op::Message) -> Vec<u8> {
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn xdp_answers_byte_for_byte_what_the_sockets_answer() {
+    if !own_netns(true) {
+        return;
+    }
+    // A link smaller than the largest answer: that one goes out through the kernel's socket.
+    sh("ip link set lo mtu 1280");
+    let zones = [("xdp.test.zone", big_zone())];
+    let zones: Vec<(&str, &str)> = zones.iter().map(|(n, z)| (*n, z.as_str())).collect();
+    let payload = |c: &mut weiche::Config| c.udp_payload = 4096;
+    let plain = Server::start_with("127.0.0.1", &zones, payload);
+    let fast = Server::start_with("127.0.0.2", &zones, |c| {
+        payload(c);
+        c.xdp = Some("lo".into());
+    });
+    assert!(sh("ip link show lo").contains("weiche_xdp"), "program attached");
+
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("A", raw(&query("www.xdp.test", RecordType::A, Some(1232)))),
+        ("A, no EDNS", raw(&query("www.xdp.test", RecordType::A, None))),
+        ("mixed case", raw(&query("WwW.XdP.tEsT", RecordType::AAAA, Some(1232)))),
+        ("CNAME chain", raw(&query("alias.xdp.test", RecordType::A, Some(1232)))),
+        ("NODATA", raw(&query("www.xdp.test", RecordType::MX, Some(1232)))),
+        ("NXDOMAIN", raw(&query("nope.xdp.test", RecordType::A, Some(1232)))),
+        ("SOA", raw(&query("xdp.test", RecordType::SOA, Some(1232)))),
+        ("not ours", raw(&query("example.org", RecordType::A, Some(1232)))),
+        ("truncated at 512", raw(&query("big.xdp.test", RecordType::TXT, None))),
+        ("larger than the link", raw(&query("big.xdp.test", RecordType::TXT, Some(4096)))),
+        ("AXFR over UDP", raw(&query("xdp.test", RecordType::AXFR, None))),
+    ];
+    let mut formerr = raw(&query("www.xdp.test", RecordType::A, None));
+    formerr.truncate(20);
+    cases.push(("cut short", formerr));
+    let mut response = raw(&query("www.xdp.test", RecordType::A, None));
+    response[2] |= 0x80;
+    cases.push(("a response", response));
+
+    for (what, msg) in &cases {
+        let want = udp_raw(plain.addr, msg, Duration::from_millis(500));
+        let got = udp_raw(fast.addr, msg, Duration::from_millis(500));
+        assert_eq!(got, want, "{what}");
+        if !matches!(*what, "a response") {
+            assert!(got.is_some(), "{what}: answered");
+        }
+    }
+    let large = udp_raw(fast.addr, &cases[9].1, Duration::from_millis(500)).unwrap();
+    assert!(large.len() > 1280, "the answer needed fragments: {} bytes", large.len());
+
+    // Many queries in flight from several sockets: more than the 2048 frames a queue has, so
+    // frames must come back from the TX side to be received into again.
+    let sockets: Vec<std::net::UdpSocket> = (0..4).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    let q = query("www.xdp.test", RecordType::A, Some(1232));
+    let want = udp_raw(plain.addr, &raw(&q), Duration::from_millis(500)).unwrap();
+    let (total, window) = (6000, 64);
+    let mut answered = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 2048];
+    for s in &sockets {
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    }
+    while answered < total && Instant::now() < deadline {
+        for s in &sockets {
+            for _ in 0..window {
+                s.send_to(&raw(&q), fast.addr).unwrap();
+            }
+        }
+        for s in &sockets {
+            for _ in 0..window {
+                let Ok((n, from)) = s.recv_from(&mut buf) else { break };
+                assert_eq!(from, fast.addr);
+                assert_eq!(&buf[..n], &want[..]);
+                answered += 1;
+            }
+        }
+    }
+    assert!(answered >= total, "{answered} of {total} answered within 20 s");
+
+    let (_, metrics) = http(fast.api, "GET", "/metrics", None);
+    let xdp_a: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("weiche_queries_total{transport=\"xdp\",qtype=\"A\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(xdp_a >= total as u64, "metrics count the XDP path: {xdp_a}");
+
+    // TCP is not touched.
+    let r = tcp(fast.addr, &query("www.xdp.test", RecordType::A, None));
+    assert_eq!(records(&r.answers), vec!["www.xdp.test. 300 IN A 192.0.2.1"]);
+
+    drop(fast);
+    let gone = wait_until(Duration::from_secs(5), || !sh("ip link show lo").contains("xdp"));
+    assert!(gone.is_some(), "program detached at shutdown: {}", sh("ip link show lo"));
+    drop(plain);
+}
+
+#[test]
+fn xdp_on_loopback_without_route_localnet_is_refused_at_start() {
+    if !own_netns(false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("xdp.test.zone"), ZONE).unwrap();
+    let port = free_port(&["127.0.0.1"]);
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weiche"))
+        .args(["serve", "--listen", &listen.to_string(), "--api", "off", "--xdp", "lo", "--zones"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("XDP on lo") && err.contains("route_localnet=1"), "{err}");
+    assert!(!sh("ip link show lo").contains("xdp"), "nothing left attached");
+}
