@@ -15,6 +15,10 @@
 # Installs what it needs from Debian when missing (dnsperf, dnsutils, and the servers asked for).
 # Uses only 127.0.1.0/24 and a high port.
 #
+# weiche-xdp and knot-xdp are the same servers answering UDP through AF_XDP on lo (weiche
+# --xdp lo; Knot's xdp.listen). They need root, and net.ipv4.conf.lo.route_localnet=1 for the
+# run (set here and put back at the end). Load time and memory are measured for the plain ones.
+#
 # Usage: bench/compare.sh [--servers "weiche knot nsd gdnsd"] [--cases "static pool nxdomain tcp latency"]
 #                         [--rounds 5] [--duration 10] [--half-qps 75000] [--skip-load] [--out FILE.tsv]
 # Env:   ADDR=127.0.1.1 PORT=5301 SRC=127.0.1.2 SERVER_CPU=0 CLIENT_CPU=1 PEER_WORKERS=2
@@ -36,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     --half-qps) HALF_QPS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --skip-load) SKIP_LOAD=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -48,11 +52,11 @@ command -v dnsperf >/dev/null || need+=(dnsperf)
 command -v dig >/dev/null || need+=(dnsutils)
 for s in $SERVERS; do
   case "$s" in
-    knot) command -v knotd >/dev/null || need+=(knot) ;;
+    knot | knot-xdp) command -v knotd >/dev/null || need+=(knot) ;;
     nsd) command -v nsd >/dev/null || need+=(nsd) ;;
     gdnsd) command -v gdnsd >/dev/null || need+=(gdnsd) ;;
-    weiche) ;;
-    *) echo "compare.sh: unknown server $s (weiche knot nsd gdnsd)" >&2; exit 2 ;;
+    weiche | weiche-xdp) ;;
+    *) echo "compare.sh: unknown server $s (weiche knot nsd gdnsd weiche-xdp knot-xdp)" >&2; exit 2 ;;
   esac
 done
 if ((${#need[@]})); then
@@ -74,7 +78,7 @@ if [[ $SKIP_LOAD == 0 && ! -s "$WORK/big.body" ]]; then
 fi
 
 prepare() { # server set -> config dir $WORK/cfg/server-set
-  local s="$1" set="$2" d="$WORK/cfg/$1-$2"
+  local s="${1%-xdp}" set="$2" d="$WORK/cfg/$1-$2"
   rm -rf "$d" && mkdir -p "$d"
   local zone file
   if [[ $set == bench ]]; then zone=example.test; else zone=big.test; fi
@@ -124,6 +128,9 @@ zone:
   - domain: $zone
     file: $file
 EOF
+      if [[ $1 == knot-xdp ]]; then
+        sed -i "s/^log:/xdp:\n    listen: lo@$PORT\n    udp: on\n    tcp: off\nlog:/" "$d/knot.conf"
+      fi
       ;;
     nsd)
       cat >"$d/nsd.conf" <<EOF
@@ -194,8 +201,22 @@ stop_group() { # pid
     wait "$1" 2>/dev/null || true
   fi
 }
-stop_server() { [[ -z "$SRV" ]] || stop_group "$SRV"; SRV=""; }
-cleanup() { stop_server; for b in "${BACKENDS[@]}"; do stop_group "$b"; done; }
+# Knot leaves its XDP program attached when it stops; weiche's goes with its process.
+stop_server() {
+  [[ -z "$SRV" ]] || stop_group "$SRV"
+  SRV=""
+  if ip link show lo | grep -q "prog/xdp.*xdp_redirect"; then ip link set dev lo xdpgeneric off; fi
+}
+LOCALNET=/proc/sys/net/ipv4/conf/lo/route_localnet LOCALNET_WAS=""
+if [[ " $SERVERS " == *-xdp\ * ]]; then
+  LOCALNET_WAS=$(cat "$LOCALNET")
+  echo 1 >"$LOCALNET"
+fi
+cleanup() {
+  stop_server
+  for b in "${BACKENDS[@]}"; do stop_group "$b"; done
+  [[ -z "$LOCALNET_WAS" ]] || echo "$LOCALNET_WAS" >"$LOCALNET"
+}
 trap cleanup EXIT
 
 # Health-checked names need both backends up: a TCP listener on each that accepts and closes.
@@ -213,7 +234,9 @@ start_server() { # server set
   local d="$WORK/cfg/$1-$2" log="$WORK/run/$1-$2.log"
   case "$1" in
     weiche) setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --listen "$ADDR:$PORT" --zones "$d" --api off >"$log" 2>&1 & ;;
-    knot) setsid taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$log" 2>&1 & ;;
+    weiche-xdp) setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --listen "$ADDR:$PORT" --zones "$d" --api off --xdp lo \
+      >"$log" 2>&1 & ;;
+    knot | knot-xdp) setsid taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$log" 2>&1 & ;;
     nsd) setsid taskset -c "$SERVER_CPU" nsd -d -c "$d/nsd.conf" >"$log" 2>&1 & ;;
     gdnsd) setsid taskset -c "$SERVER_CPU" gdnsd -f -c "$d/etc" start >"$log" 2>&1 & ;;
   esac
@@ -300,6 +323,7 @@ done
 # --- load time and memory for 1,000,000 records ----------------------------------------------
 if [[ $SKIP_LOAD == 0 ]]; then
   for label in $SERVERS; do
+    [[ $label == *-xdp ]] && continue
     prepare "$label" big
     start_server "$label" big
     secs=$(wait_soa big.test 300)

@@ -21,20 +21,24 @@ def col(rs, key):
 
 cases = list(dict.fromkeys(r["case"] for r in runs))
 thru = [c for c in cases if c != "latency"]
+ours = [s for s in servers if s.startswith("weiche")]
 if thru:
-    print("\n| case | server | rounds | QPS | kq per server CPU-s | weiche ÷ server | lost | dnsperf CPU % |")
-    print("|---|---|---|---|---|---|---|---|")
+    heads = "".join(f" {o} ÷ server |" for o in ours)
+    print(f"\n| case | server | rounds | QPS | queries per server CPU-s |{heads} lost | dnsperf CPU % |")
+    print("|---|---|---|---|---|" + "---|" * len(ours) + "---|---|")
     for case in thru:
-        mine = col([r for r in runs if r["case"] == case and r["server"] == "weiche"], "kq_per_cpu_s")
+        kq = {s: col([r for r in runs if r["case"] == case and r["server"] == s], "kq_per_cpu_s") for s in servers}
         for s in servers:
             rs = [r for r in runs if r["case"] == case and r["server"] == s]
             if not rs:
                 continue
-            k = col(rs, "kq_per_cpu_s")
-            ratio = f"{statistics.median(mine) / statistics.median(k):.2f}" if mine and s != "weiche" else ""
+            k = kq[s]
+            ratios = "".join(
+                f" {statistics.median(kq[o]) / statistics.median(k):.2f} |" if kq[o] and o != s else " |" for o in ours
+            )
             # dnsperf's CPU time over the run's length (older result files lack it).
             cli = [float(r["cli_cpu_pct"]) for r in rs if r.get("cli_cpu_pct") not in (None, "", "-")]
-            print(f"| {case} | {s} | {len(rs)} | {med(col(rs, 'qps'))} | {med([x * 1000 for x in k])} | {ratio} | "
+            print(f"| {case} | {s} | {len(rs)} | {med(col(rs, 'qps'))} | {med([x * 1000 for x in k])} |{ratios} "
                   f"{sum(int(r['lost']) for r in rs)} | {med(cli) if cli else ''} |")
 lat = [r for r in runs if r["case"] == "latency"]
 if lat:
