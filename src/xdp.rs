@@ -691,7 +691,7 @@ pub fn start(
     let loopback = sys(format!("/sys/class/net/{ifname}/type")).as_deref() == Some("772");
     let loopback_addr = plan.listen.iter().any(|(a, _)| a.ip().is_loopback() || a.ip().is_unspecified());
     let localnet = |i: &str| sys(format!("/proc/sys/net/ipv4/conf/{i}/route_localnet")).as_deref() == Some("1");
-    if loopback_addr && !localnet(&ifname) && !localnet("all") {
+    if loopback && loopback_addr && !localnet(&ifname) && !localnet("all") {
         return Err(ctx(io::Error::other(format!(
             "answers to 127.0.0.0/8 sent through AF_XDP are routed like packets from outside and dropped as \
              martians; set net.ipv4.conf.{ifname}.route_localnet=1 or listen on another address"
