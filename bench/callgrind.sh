@@ -7,9 +7,11 @@
 # names in a 100,000-name zone. Instruction counts do not depend on how busy the machine is,
 # so a change that costs instructions shows here even on a noisy shared machine.
 #
-# Usage: bench/callgrind.sh [--check] [--record] [--queries 20000]
+# Usage: bench/callgrind.sh [--check] [--record] [--xdp] [--queries 20000]
 #   --check   fail when a kind costs more than its budget in bench/callgrind-budget.txt + 10 %
 #   --record  write the measured counts as the new budget
+#   --xdp     also count the AF_XDP path (`XdpWorker::round`, kinds xdp-static ...), with the
+#             program on lo: needs root, and sets net.ipv4.conf.lo.route_localnet=1 meanwhile
 # Env: WEICHE=path/to/binary (default: build target/release/weiche); KEEP=1 keeps the callgrind
 #      output (for callgrind_annotate). Uses 127.0.3.1, 127.0.3.2, 127.0.3.10 and free ports.
 set -euo pipefail
@@ -17,13 +19,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUDGET="$ROOT/bench/callgrind-budget.txt"
 SLACK=10 # percent
-CHECK=0 RECORD=0 QUERIES=20000
+CHECK=0 RECORD=0 XDP=0 QUERIES=20000
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --check) CHECK=1; shift ;;
     --record) RECORD=1; shift ;;
     --queries) QUERIES="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --xdp) XDP=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "callgrind.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -35,9 +38,15 @@ fi
 
 WORK=$(mktemp -d /tmp/weiche-callgrind.XXXXXX)
 SRV="" BACKEND=""
+LOCALNET=/proc/sys/net/ipv4/conf/lo/route_localnet LOCALNET_WAS=""
+if [[ $XDP == 1 ]]; then
+  LOCALNET_WAS=$(cat "$LOCALNET")
+  echo 1 >"$LOCALNET"
+fi
 cleanup() {
   for p in $SRV $BACKEND; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [[ -z "$LOCALNET_WAS" ]] || echo "$LOCALNET_WAS" >"$LOCALNET"
   if [[ -n "${KEEP:-}" ]]; then echo "callgrind output kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -61,19 +70,19 @@ ttl = 30
 check = { type = "tcp", port = $(cat "$WORK/backend.port"), interval = "5s", timeout = "4s" }
 targets = [{ address = "127.0.3.10", priority = 1 }]
 EOF
-cat >"$WORK/weiche.toml" <<EOF
-[server]
-listen = ["$ADDR:$PORT"]
-zones = "$WORK/zones"
-udp_workers = 1
-[api]
-listen = "off"
-EOF
+config() { # extra [server] line
+  printf '[server]\nlisten = ["%s:%s"]\nzones = "%s"\nudp_workers = 1\n%s\n[api]\nlisten = "off"\n' \
+    "$ADDR" "$PORT" "$WORK/zones" "$1"
+}
+config "" >"$WORK/weiche.toml"
+config 'xdp = "lo"' >"$WORK/weiche-xdp.toml"
 
-measure() { # kind -> instructions per query
-  local out="$WORK/callgrind.$1"
-  valgrind --tool=callgrind --toggle-collect='*udp_round*' --callgrind-out-file="$out" \
-    "$WEICHE" serve --config "$WORK/weiche.toml" >"$WORK/server.$1.log" 2>&1 &
+measure() { # kind [-xdp] -> instructions per query
+  local mode="${2:-}"
+  local out="$WORK/callgrind.$1$mode" collect='*udp_round*'
+  [[ -z "$mode" ]] || collect='*XdpWorker*round*'
+  valgrind --tool=callgrind --toggle-collect="$collect" --callgrind-out-file="$out" \
+    "$WEICHE" serve --config "$WORK/weiche$mode.toml" >"$WORK/server.$1$mode.log" 2>&1 &
   SRV=$!
   python3 - "$ADDR" "$PORT" "$1" "$QUERIES" <<'EOF'
 import random, socket, struct, sys, time
@@ -122,22 +131,31 @@ EOF
 }
 
 declare -A got
+kinds=(static pool nxdomain)
 for kind in static pool nxdomain; do
   got[$kind]=$(measure "$kind")
   echo "$kind: ${got[$kind]} instructions per query"
 done
+if [[ $XDP == 1 ]]; then
+  for kind in static pool nxdomain; do
+    got[xdp-$kind]=$(measure "$kind" -xdp)
+    echo "xdp-$kind: ${got[xdp-$kind]} instructions per query"
+    kinds+=("xdp-$kind")
+  done
+fi
 
 if [[ $RECORD == 1 ]]; then
   {
     echo "# User-space instructions per UDP query (bench/callgrind.sh --record), checked in CI with ${SLACK} % slack."
-    for kind in static pool nxdomain; do echo "$kind ${got[$kind]}"; done
+    echo "# xdp-*: the same over the AF_XDP path (--xdp)."
+    for kind in "${kinds[@]}"; do echo "$kind ${got[$kind]}"; done
   } >"$BUDGET"
   echo "recorded in $BUDGET"
 fi
 if [[ $CHECK == 1 ]]; then
   fail=0
   while read -r kind budget; do
-    [[ -z "$kind" || "$kind" == \#* ]] && continue
+    [[ -z "$kind" || "$kind" == \#* || -z "${got[$kind]:-}" ]] && continue
     limit=$(( budget * (100 + SLACK) / 100 ))
     if (( got[$kind] > limit )); then
       echo "REGRESSION: $kind costs ${got[$kind]} instructions per query, budget $budget (+${SLACK} % = $limit)"
