@@ -137,6 +137,9 @@ pub fn export() {
     for transport in [Transport::Udp, Transport::Tcp, Transport::Xdp] {
         let t = transport.label();
         let blocks: Vec<&Arc<Counters>> = all.iter().filter(|c| c.transport == transport).collect();
+        if blocks.is_empty() {
+            continue; // e.g. no XDP path
+        }
         let sum = |f: &dyn Fn(&Counters) -> u64| blocks.iter().map(|c| f(c)).sum::<u64>();
         for i in 0..N_RCODE {
             let v = sum(&|c| c.rcode[i].load(Ordering::Relaxed));

@@ -232,7 +232,6 @@ impl Attached {
         let license = c"Dual MIT/GPL";
         let mut name = [0u8; 16];
         name[..11].copy_from_slice(b"weiche_xdp\0");
-        let mut log = vec![0u8; 0];
         let mut load = ProgLoad {
             prog_type: BPF_PROG_TYPE_XDP,
             insn_cnt: insns.len() as u32,
@@ -254,7 +253,7 @@ impl Attached {
             }
             Err(e) => {
                 // Once more with the verifier's log, for the message.
-                log.resize(1 << 16, 0);
+                let mut log = vec![0u8; 1 << 16];
                 load.log_level = 1;
                 load.log_size = log.len() as u32;
                 load.log_buf = log.as_mut_ptr() as u64;
@@ -427,6 +426,13 @@ fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T, what: &str) -> io::Result<(
     check(r, what).map(drop)
 }
 
+fn getsockopt<T>(fd: RawFd, opt: libc::c_int, v: &mut T, what: &str) -> io::Result<()> {
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: v is a live value of the size passed.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_XDP, opt, (v as *mut T).cast(), &mut len) };
+    check(r, what).map(drop)
+}
+
 impl Xsk {
     fn open(ifindex: u32, queue: u32) -> io::Result<Xsk> {
         // SAFETY: plain socket(2).
@@ -450,18 +456,7 @@ impl Xsk {
         }
         // SAFETY: an all-zero xdp_mmap_offsets is valid; the kernel fills it.
         let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-        // SAFETY: off and len are live and sized.
-        let r = unsafe {
-            libc::getsockopt(
-                raw,
-                libc::SOL_XDP,
-                libc::XDP_MMAP_OFFSETS,
-                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
-                &mut len,
-            )
-        };
-        check(r, "XDP_MMAP_OFFSETS")?;
+        getsockopt(raw, libc::XDP_MMAP_OFFSETS, &mut off, "XDP_MMAP_OFFSETS")?;
         let fill = Ring::map(raw, &off.fr, libc::XDP_UMEM_PGOFF_FILL_RING, "mmap(fill ring)")?;
         let comp = Ring::map(raw, &off.cr, libc::XDP_UMEM_PGOFF_COMPLETION_RING, "mmap(completion ring)")?;
         let rx = Ring::map(raw, &off.rx, libc::XDP_PGOFF_RX_RING as u64, "mmap(RX ring)")?;
@@ -481,18 +476,9 @@ impl Xsk {
         };
         check(r, &format!("binding the AF_XDP socket to queue {queue}"))?;
         let mut opts = libc::xdp_options { flags: 0 };
-        let mut len = size_of::<libc::xdp_options>() as libc::socklen_t;
-        // SAFETY: opts and len are live and sized.
-        let r = unsafe {
-            libc::getsockopt(
-                raw,
-                libc::SOL_XDP,
-                libc::XDP_OPTIONS,
-                (&mut opts as *mut libc::xdp_options).cast(),
-                &mut len,
-            )
-        };
-        xsk.copy = r < 0 || opts.flags & libc::XDP_OPTIONS_ZEROCOPY == 0;
+        let zerocopy = getsockopt(raw, libc::XDP_OPTIONS, &mut opts, "XDP_OPTIONS").is_ok()
+            && opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
+        xsk.copy = !zerocopy;
         Ok(xsk)
     }
 
@@ -589,6 +575,8 @@ struct Parsed {
     /// The DNS message: `HEADERS..HEADERS + len`.
     len: usize,
     src: SocketAddrV4,
+    /// Where it was sent: one of our listen addresses.
+    dst: SocketAddrV4,
 }
 
 /// Checks the Ethernet, IPv4 and UDP headers of a received frame (lengths, checksums); None for
@@ -616,7 +604,9 @@ fn parse(f: &[u8], udp_sum: bool) -> Option<Parsed> {
         return None;
     }
     let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    Some(Parsed { len: udp_len - 8, src: SocketAddrV4::new(src, sport) })
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let dport = u16::from_be_bytes([udp[2], udp[3]]);
+    Some(Parsed { len: udp_len - 8, src: SocketAddrV4::new(src, sport), dst: SocketAddrV4::new(dst, dport) })
 }
 
 /// Turns the frame holding a query (headers as received) into the answer `dns`: addresses and
@@ -770,10 +760,8 @@ impl XdpWorker {
             out.clear();
             if crate::transfer::wants(msg) {
                 crate::transfer::handle(&snap, msg, (*p.src.ip()).into(), false, &self.transfer, self.payload, special);
-                let local =
-                    SocketAddrV4::new(Ipv4Addr::new(f[30], f[31], f[32], f[33]), u16::from_be_bytes([f[36], f[37]]));
                 for m in special.drain(..) {
-                    self.send_slow(local, p.src, &m);
+                    self.send_slow(p.dst, p.src, &m);
                 }
                 x.free.push(base);
                 continue;
@@ -785,9 +773,7 @@ impl XdpWorker {
                 continue;
             }
             if HEADERS + out.len() > room.min(self.mtu + 14) || sent == tx_room {
-                let local =
-                    SocketAddrV4::new(Ipv4Addr::new(f[30], f[31], f[32], f[33]), u16::from_be_bytes([f[36], f[37]]));
-                self.send_slow(local, p.src, out);
+                self.send_slow(p.dst, p.src, out);
                 x.free.push(base);
                 continue;
             }
@@ -842,7 +828,8 @@ mod tests {
     #[test]
     fn parses_a_query_and_checks_its_checksums() {
         let f = frame(b"hello, dns");
-        assert_eq!(parse(&f, true), Some(Parsed { len: 10, src: "10.0.0.2:4242".parse().unwrap() }));
+        let want = Parsed { len: 10, src: "10.0.0.2:4242".parse().unwrap(), dst: "10.0.0.1:53".parse().unwrap() };
+        assert_eq!(parse(&f, true), Some(want));
         // A flipped payload bit breaks the UDP checksum; a flipped address the IP one.
         for at in [45, 28] {
             let mut g = f.clone();
@@ -892,7 +879,7 @@ mod tests {
         assert_eq!(&a[20..22], &[0x40, 0], "DF");
         // The answer parses as a valid packet from 10.0.0.1:53.
         let p = parse(a, true).expect("valid headers and checksums");
-        assert_eq!(p, Parsed { len: 15, src: "10.0.0.1:53".parse().unwrap() });
+        assert_eq!(p, Parsed { len: 15, src: "10.0.0.1:53".parse().unwrap(), dst: "10.0.0.2:4242".parse().unwrap() });
         assert_eq!(&a[HEADERS..], b"a longer answer");
     }
 
