@@ -169,3 +169,24 @@ fn xdp_on_loopback_without_route_localnet_is_refused_at_start() {
     assert!(err.contains("XDP on lo") && err.contains("route_localnet=1"), "{err}");
     assert!(!sh("ip link show lo").contains("xdp"), "nothing left attached");
 }
+
+#[test]
+fn xdp_answers_follow_a_failover() {
+    if !own_netns(true) {
+        return;
+    }
+    let (p, sec) = ("127.0.0.31", "127.0.0.32");
+    let (port, mut primary, _secondary) = backend_pair(p, sec);
+    let s = Server::start_with("127.0.0.30", &[("fo.test.toml", &two_site_pool(port, p, sec, "auto"))], |c| {
+        c.xdp = Some("lo".into());
+    });
+    // With the program attached, every UDP query to the server's address goes to the XDP path.
+    assert!(sh("ip link show lo").contains("weiche_xdp"));
+    assert_eq!(answer(&s, "www.fo.test."), vec![ip(p)]);
+    primary.down();
+    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(sec)]);
+    assert!(took.is_some(), "the XDP path answers the secondary after the primary fails");
+    primary.up();
+    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(p)]);
+    assert!(took.is_some(), "and the primary again once it is back");
+}
