@@ -7,7 +7,7 @@
 //!  weiche.toml ──> config         publisher ──> Snapshot (zones + pool answers)
 //!                                 (reloads,          │  one ArcSwap, read once per query
 //!                                  chart)            v
-//!                                         server (UDP threads, TCP tasks)
+//!                                         server (UDP threads, TCP tasks, XDP threads)
 //!                                           └─> answer::respond ─> wire (parse, write)
 //! ```
 //!
@@ -27,6 +27,7 @@
 //! | `answer`    | the authoritative answer algorithm                                |
 //! | `server`    | UDP and TCP listeners                                             |
 //! | `udp`       | batched UDP receive and send (recvmmsg/sendmmsg)                  |
+//! | `xdp`       | opt-in AF_XDP path for IPv4 UDP: XDP program, rings, frames       |
 
 pub mod admin;
 pub mod answer;
