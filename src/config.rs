@@ -383,7 +383,7 @@ struct ServerSpec {
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<usize>>,
     udp_workers: Option<usize>,
-    xdp: Option<String>,
+    xdp: Option<Spanned<String>>,
     reload_interval: Option<Spanned<String>>,
     state_dir: Option<String>,
 }
@@ -471,6 +471,20 @@ impl Config {
         if listen.is_empty() {
             listen.push("127.0.0.1:1053".parse().unwrap());
         }
+        let xdp = match s.xdp {
+            // What Linux takes as an interface name (IFNAMSIZ - 1 bytes, no '/' or white space).
+            Some(i)
+                if i.get_ref().is_empty()
+                    || i.get_ref().len() > 15
+                    || i.get_ref().contains(|c: char| c == '/' || c.is_whitespace()) =>
+            {
+                return Err(err(
+                    i.span(),
+                    format!("xdp: {:?} is not a network interface name (e.g. \"eth0\")", i.get_ref()),
+                ));
+            }
+            i => i.map(Spanned::into_inner),
+        };
         let udp_payload = match s.udp_payload {
             Some(v) if !(512..=4096).contains(v.get_ref()) => {
                 return Err(err(v.span(), format!("udp_payload must be 512..=4096, got {}", v.get_ref())));
@@ -573,7 +587,7 @@ impl Config {
             )?,
             tcp_max_connections,
             udp_workers: s.udp_workers.unwrap_or(0),
-            xdp: s.xdp,
+            xdp,
             reload_interval: duration_field(
                 s.reload_interval.as_ref(),
                 Duration::from_millis(500),
@@ -1132,6 +1146,11 @@ mod tests {
         assert!(e.contains("weiche.toml:2:11: listen:"), "{e}");
         std::fs::write(&p, "[server]\nzones = \"z\"\n").unwrap();
         assert_eq!(Config::load(Some(&p)).unwrap().zones_dir, dir.path().join("z"));
+        std::fs::write(&p, "[server]\nxdp = \"eth 0\"\n").unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("weiche.toml:2:7: xdp: \"eth 0\" is not a network interface name"), "{e}");
+        std::fs::write(&p, "[server]\nxdp = \"eth0\"\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().xdp.as_deref(), Some("eth0"));
     }
 
     fn pools(text: &str) -> (Vec<Pool>, Vec<String>) {
