@@ -27,9 +27,9 @@ if thru:
     print(f"\n| case | server | rounds | QPS | queries per server CPU-s |{heads} lost | dnsperf CPU % |")
     print("|---|---|---|---|---|" + "---|" * len(ours) + "---|---|")
     for case in thru:
-        kq = {s: col([r for r in runs if r["case"] == case and r["server"] == s], "kq_per_cpu_s") for s in servers}
-        for s in servers:
-            rs = [r for r in runs if r["case"] == case and r["server"] == s]
+        groups = {s: [r for r in runs if r["case"] == case and r["server"] == s] for s in servers}
+        kq = {s: col(rs, "kq_per_cpu_s") for s, rs in groups.items()}
+        for s, rs in groups.items():
             if not rs:
                 continue
             k = kq[s]

@@ -313,10 +313,11 @@ struct Mmap {
 }
 
 impl Mmap {
+    /// Maps `len` bytes of `fd` at `offset`, or anonymous memory when `fd` is -1.
     fn new(fd: RawFd, offset: libc::off_t, len: usize, what: &str) -> io::Result<Mmap> {
-        let (prot, flags) = (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE);
-        let (flags, fd) =
-            if fd < 0 { (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE, -1) } else { (flags, fd) };
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let flags =
+            libc::MAP_POPULATE | if fd < 0 { libc::MAP_PRIVATE | libc::MAP_ANONYMOUS } else { libc::MAP_SHARED };
         // SAFETY: a fresh mapping; nothing else refers to it.
         let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset) };
         if ptr == libc::MAP_FAILED {
