@@ -29,32 +29,14 @@
 //! | `udp`       | batched UDP receive and send (recvmmsg/sendmmsg)                  |
 //! | `xdp`       | opt-in AF_XDP path for IPv4 UDP: XDP program, rings, frames       |
 
-pub mod admin;
-pub mod answer;
-pub mod api;
-pub mod chart;
-pub mod client;
 pub mod config;
-pub mod control;
-pub mod events;
-pub mod history;
-pub mod loader;
+pub mod dns;
+pub mod load;
+pub mod model;
 pub mod monitor;
-pub mod name;
-pub mod notify;
-pub mod publisher;
-pub mod rtype;
-pub mod secondaries;
-pub mod server;
-pub mod snapshot;
-pub mod stats;
+pub mod ops;
+pub mod publish;
 pub mod transfer;
-pub mod tsig;
-pub mod udp;
-pub mod wire;
-pub mod xdp;
-pub mod zone;
-pub mod zonefile;
 
 use std::future::Future;
 use std::time::Duration;
@@ -62,7 +44,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 pub use config::Config;
-pub use control::{Commands, Control};
+pub use ops::control::{Commands, Control};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,12 +63,12 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
-pub use server::Sockets;
+pub use dns::server::Sockets;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Zones(#[from] loader::DirError),
+    Zones(#[from] load::loader::DirError),
     #[error("cannot start the listeners: {0}")]
     Listen(#[from] std::io::Error),
 }
@@ -104,14 +86,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
-    api::metrics_handle();
+    ops::api::metrics_handle();
     let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
-    let _secondaries = AbortOnDrop(tokio::spawn(secondaries::run(changed, Arc::new(config.transfer.clone()))));
-    let mut publisher = publisher::Publisher::new(&config.zones_dir).with_changes(changes);
+    let _secondaries =
+        AbortOnDrop(tokio::spawn(transfer::secondaries::run(changed, Arc::new(config.transfer.clone()))));
+    let mut publisher = publish::Publisher::new(&config.zones_dir).with_changes(changes);
     if let Some(dir) = &config.state_dir {
-        publisher = publisher.with_state(admin::StateFile::in_dir(dir));
+        publisher = publisher.with_state(publish::admin::StateFile::in_dir(dir));
     }
-    let _notifier = AbortOnDrop(tokio::spawn(notify::run(
+    let _notifier = AbortOnDrop(tokio::spawn(ops::notify::run(
         publisher.journal().subscribe(),
         config.webhooks.clone(),
         config.commands.clone(),
@@ -120,7 +103,7 @@ pub async fn serve(
     let _api = match sockets.api.take() {
         Some(l) => {
             let addr = l.local_addr()?;
-            let state = api::ApiState {
+            let state = ops::api::ApiState {
                 control,
                 events: publisher.journal().sender(),
                 ready: ready.clone(),
@@ -128,7 +111,7 @@ pub async fn serve(
             };
             info!(api = %addr, "HTTP API listening");
             Some(AbortOnDrop(tokio::spawn(async move {
-                if let Err(e) = api::serve(l, state).await {
+                if let Err(e) = ops::api::serve(l, state).await {
                     warn!(error = %e, "HTTP API stopped");
                 }
             })))
@@ -147,7 +130,7 @@ pub async fn serve(
     ready.store(true, Ordering::Relaxed);
     let store = publisher.store();
     let zones = store.load().zones.len();
-    let limits = server::Limits {
+    let limits = dns::server::Limits {
         udp_payload: config.udp_payload,
         tcp_idle_timeout: config.tcp_idle_timeout,
         tcp_max_connections: config.tcp_max_connections,
@@ -156,7 +139,7 @@ pub async fn serve(
         transfer: Arc::new(config.transfer.clone()),
     };
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
-    let listeners = server::Listeners::start(sockets, store, &limits)?;
+    let listeners = dns::server::Listeners::start(sockets, store, &limits)?;
     info!(listen = %addrs.join(" "), zones, targets = keys.len(), zones_dir = %config.zones_dir.display(), "weiche serving");
     let reloader = tokio::spawn(reload_loop(publisher, monitor, updates, commands, config.reload_interval));
     shutdown.await;
@@ -169,7 +152,7 @@ pub async fn serve(
 /// Waits until every target has a first verdict, or the longest check timeout (plus a little)
 /// has passed, so pools answer from verdicts rather than from "unknown" once serving starts.
 async fn startup_round(
-    publisher: &mut publisher::Publisher,
+    publisher: &mut publish::Publisher,
     updates: &mut tokio::sync::mpsc::UnboundedReceiver<monitor::Update>,
     keys: &[monitor::ProbeKey],
 ) {
@@ -196,7 +179,7 @@ async fn startup_round(
 /// Re-reads the zones directory every `interval`, and at once on SIGHUP; applies the monitor's
 /// updates as they come.
 async fn reload_loop(
-    mut publisher: publisher::Publisher,
+    mut publisher: publish::Publisher,
     mut monitor: monitor::Monitor,
     mut updates: tokio::sync::mpsc::UnboundedReceiver<monitor::Update>,
     mut commands: Commands,
@@ -217,7 +200,7 @@ async fn reload_loop(
                 continue;
             }
             Some(cmd) = commands.recv() => {
-                control::execute(&mut publisher, cmd);
+                ops::control::execute(&mut publisher, cmd);
                 continue;
             }
             _ = async { match publisher.wake_at() { Some(at) => tokio::time::sleep_until(at.into()).await, None => std::future::pending().await } } => {

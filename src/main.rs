@@ -133,7 +133,9 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::Status(c)) => client(&c, |api| async move { api.status().await }, weiche::client::status_table),
+        Some(Command::Status(c)) => {
+            client(&c, |api| async move { api.status().await }, weiche::ops::client::status_table)
+        }
         Some(Command::Drain(d)) => drain(d, true),
         Some(Command::Undrain(d)) => drain(d, false),
         Some(Command::Failback(f)) => client(
@@ -146,7 +148,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn connect(args: &ClientArgs) -> Result<weiche::client::Api, String> {
+fn connect(args: &ClientArgs) -> Result<weiche::ops::client::Api, String> {
     let config = match &args.config {
         Some(_) => Some(Config::load(args.config.as_deref()).map_err(|e| e.to_string())?),
         None => None,
@@ -159,14 +161,14 @@ fn connect(args: &ClientArgs) -> Result<weiche::client::Api, String> {
         ),
         None => config.and_then(|c| c.api_token),
     };
-    Ok(weiche::client::Api::new(addr, token))
+    Ok(weiche::ops::client::Api::new(addr, token))
 }
 
 /// Runs one API call and prints its answer (as text, or JSON with --json).
 fn client<F, Fut>(args: &ClientArgs, call: F, text: impl Fn(&serde_json::Value) -> String) -> ExitCode
 where
-    F: FnOnce(weiche::client::Api) -> Fut,
-    Fut: std::future::Future<Output = Result<serde_json::Value, weiche::client::ClientError>>,
+    F: FnOnce(weiche::ops::client::Api) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, weiche::ops::client::ClientError>>,
 {
     let api = match connect(args) {
         Ok(a) => a,
@@ -226,7 +228,7 @@ fn events(e: &EventsArgs) -> ExitCode {
                 if e.client.json {
                     println!("{ev}");
                 } else {
-                    println!("{}", weiche::client::event_line(ev).trim_start());
+                    println!("{}", weiche::ops::client::event_line(ev).trim_start());
                 }
             }
             if !e.follow {
@@ -334,7 +336,7 @@ fn check(args: &CommonArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let loads = match weiche::loader::load_dir(&config.zones_dir) {
+    let loads = match weiche::load::loader::load_dir(&config.zones_dir) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");

@@ -199,9 +199,9 @@ fn manual_failback_holds_the_secondary_until_released() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The operator releases it: back to the primary at once.
-    let name = weiche::name::Name::parse("db.mf.test.", None).unwrap();
+    let name = weiche::model::name::Name::parse("db.mf.test.", None).unwrap();
     assert_eq!(s.control.release_failback(name).blocking_recv(), Ok(true));
     assert_eq!(answer(&s, "db.mf.test."), vec![ip(p)]);
-    let unknown = weiche::name::Name::parse("nope.mf.test.", None).unwrap();
+    let unknown = weiche::model::name::Name::parse("nope.mf.test.", None).unwrap();
     assert_eq!(s.control.release_failback(unknown).blocking_recv(), Ok(false));
 }

@@ -85,7 +85,7 @@ fn drain_flips_the_answer_and_survives_a_restart() {
 #[test]
 fn a_corrupt_state_file_is_set_aside() {
     let state = tempfile::tempdir().unwrap();
-    std::fs::write(state.path().join(weiche::admin::STATE_FILE), "{ broken").unwrap();
+    std::fs::write(state.path().join(weiche::publish::admin::STATE_FILE), "{ broken").unwrap();
     let zone_text = zone("");
     let s = Server::start_with("127.0.0.120", &[("cs.test.toml", &zone_text)], |c| {
         c.state_dir = Some(state.path().to_path_buf())

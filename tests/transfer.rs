@@ -85,7 +85,7 @@ fn serials_move_with_answers_and_survive_restarts_and_ixfr_over_udp() {
     primary.up();
     let s = Server::start_with("127.0.0.230", &[("sr.test.toml", &z)], tweak);
     let later = serial(&s, "sr.test.");
-    assert!(weiche::history::serial_gt(later, now), "changed content never goes back: {later} after {now}");
+    assert!(weiche::model::history::serial_gt(later, now), "changed content never goes back: {later} after {now}");
 }
 
 #[test]

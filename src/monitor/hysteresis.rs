@@ -3,7 +3,7 @@
 //! Pure and synchronous; the monitor feeds it one result per probe and acts on the transitions
 //! it returns.
 
-use crate::chart::Health;
+use crate::model::chart::Health;
 
 /// What the monitor knows of one probed (address, port, check).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -18,8 +18,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
-use crate::chart::Health;
 use crate::config::Check;
+use crate::model::chart::Health;
 pub use hysteresis::{TargetState, Transition};
 
 /// Most probes in flight at once.

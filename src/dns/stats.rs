@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::answer::Outcome;
-use crate::rtype;
+use crate::dns::answer::Outcome;
+use crate::model::rtype;
 
 /// Query types counted by name; the rest count as "other".
 const QTYPES: [u16; 16] = [

@@ -4,10 +4,10 @@
 //! Everything here is bounded by the packet: no loop follows a pointer forward, no name grows
 //! past 255 bytes, no count is trusted beyond the bytes that are there.
 
-use crate::name::{MAX_LABEL_LEN, MAX_NAME_LEN};
-use crate::rtype;
-use crate::snapshot::ApexRdata;
-use crate::zone::RRset;
+use crate::model::name::{MAX_LABEL_LEN, MAX_NAME_LEN};
+use crate::model::rtype;
+use crate::model::snapshot::ApexRdata;
+use crate::model::zone::RRset;
 
 pub const HEADER_LEN: usize = 12;
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use lexer::{Lexer, Tok};
 
-use crate::name::Name;
-use crate::rtype;
+use crate::model::name::Name;
+use crate::model::rtype;
 
 /// `$INCLUDE` nesting deeper than this is taken for a loop.
 const MAX_INCLUDE_DEPTH: usize = 8;

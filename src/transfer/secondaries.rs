@@ -16,9 +16,9 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::config::{NotifyTarget, Transfer};
-use crate::name::Name;
-use crate::rtype;
-use crate::zone::RRset;
+use crate::model::name::Name;
+use crate::model::rtype;
+use crate::model::zone::RRset;
 
 /// Tries per announcement (the first and the retries).
 const TRIES: u32 = 5;
@@ -99,7 +99,7 @@ pub fn message(id: u16, change: &Change, target: &NotifyTarget) -> Vec<u8> {
     m.extend_from_slice(&(rd.len() as u16).to_be_bytes());
     m.extend_from_slice(rd);
     if let Some(key) = &target.key {
-        crate::tsig::sign_request(&mut m, key);
+        crate::transfer::tsig::sign_request(&mut m, key);
     }
     m
 }
@@ -151,7 +151,7 @@ async fn announce(change: &Change, target: &NotifyTarget, source: Option<SocketA
 fn rand_id() -> u16 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(crate::tsig::now());
+    h.write_u64(crate::transfer::tsig::now());
     h.finish() as u16
 }
 

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::{NotifyCommand, Webhook, WebhookFormat};
-use crate::events::Event;
+use crate::ops::events::Event;
 
 /// First wait before a retry; doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);

@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 
 use crate::config::Pool;
-use crate::name::Name;
-use crate::rtype;
-use crate::zonefile::{FileError, Location, Record};
+use crate::load::zonefile::{FileError, Location, Record};
+use crate::model::name::Name;
+use crate::model::rtype;
 
 pub type NodeId = u32;
 pub const NONE: NodeId = u32::MAX;
@@ -40,7 +40,7 @@ impl Index {
         let state = &self.state;
         let hash = std::hash::BuildHasher::hash_one(state, key);
         self.table.insert_unique(hash, id, |&other| {
-            let mut buf = [0u8; crate::name::MAX_NAME_LEN];
+            let mut buf = [0u8; crate::model::name::MAX_NAME_LEN];
             let name = name_of(other);
             buf[..name.len()].copy_from_slice(name);
             buf[..name.len()].make_ascii_lowercase();
@@ -395,7 +395,7 @@ impl Builder {
     }
 
     fn node_wire(&mut self, wire: &[u8]) -> NodeId {
-        let mut key = [0u8; crate::name::MAX_NAME_LEN];
+        let mut key = [0u8; crate::model::name::MAX_NAME_LEN];
         let key = &mut key[..wire.len()];
         key.copy_from_slice(wire);
         key.make_ascii_lowercase();
@@ -417,7 +417,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zonefile::{self, Source};
+    use crate::load::zonefile::{self, Source};
     use std::path::Path;
 
     fn zone(text: &str) -> Result<Zone, Vec<String>> {

@@ -11,8 +11,8 @@ use hickory_proto::rr::{RData, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::lexer::Tok;
-use crate::name::Name;
-use crate::rtype;
+use crate::model::name::Name;
+use crate::model::rtype;
 
 /// A problem with the RDATA: which token (index into the RDATA tokens; `None`: after the last)
 /// and what is wrong.
@@ -127,7 +127,7 @@ pub fn unescape(text: &str) -> std::result::Result<Vec<u8>, String> {
             i += 1;
             continue;
         }
-        let (c, used) = crate::name::unescape_at(b, i).ok_or_else(|| format!("bad escape in {text:?}"))?;
+        let (c, used) = crate::model::name::unescape_at(b, i).ok_or_else(|| format!("bad escape in {text:?}"))?;
         out.push(c);
         i += used;
     }

@@ -9,13 +9,13 @@ use std::net::IpAddr;
 
 use tracing::{debug, info, warn};
 
-use crate::answer;
 use crate::config::Transfer;
-use crate::history::{self, Rec};
-use crate::rtype;
-use crate::snapshot::{Snapshot, ZoneEntry};
-use crate::tsig::{self, ResponseSigner, Signed};
-use crate::wire::{self, Owner, Query, Reject, Section, Writer, flags, rcode};
+use crate::dns::answer;
+use crate::dns::wire::{self, Owner, Query, Reject, Section, Writer, flags, rcode};
+use crate::model::history::{self, Rec};
+use crate::model::rtype;
+use crate::model::snapshot::{Snapshot, ZoneEntry};
+use crate::transfer::tsig::{self, ResponseSigner, Signed};
 
 /// Largest transfer message we write (DNS allows 64 KiB; 16 KiB keeps them friendly).
 const MESSAGE: usize = 16 * 1024;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{self, ZoneSpec};
-use crate::name::Name;
-use crate::zone::Zone;
-use crate::zonefile::{self, FileError, Source};
+use crate::load::zonefile::{self, FileError, Source};
+use crate::model::name::Name;
+use crate::model::zone::Zone;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -661,7 +661,7 @@ fn sys(path: String) -> Option<String> {
 /// the program. The returned guard keeps it attached.
 pub fn start(
     plan: Plan,
-    store: crate::publisher::Store,
+    store: crate::publish::Store,
     payload: u16,
     transfer: Arc<crate::config::Transfer>,
     stop: Arc<AtomicBool>,
@@ -700,7 +700,7 @@ pub fn start(
             payload,
             mtu,
             udp_sum: !loopback,
-            counters: crate::stats::counters(crate::stats::Transport::Xdp),
+            counters: crate::dns::stats::counters(crate::dns::stats::Transport::Xdp),
             transfer: transfer.clone(),
             fallback: fallback.clone(),
         };
@@ -714,11 +714,11 @@ pub fn start(
 }
 
 struct XdpWorker {
-    store: crate::publisher::Store,
+    store: crate::publish::Store,
     payload: u16,
     mtu: usize,
     udp_sum: bool,
-    counters: Arc<crate::stats::Counters>,
+    counters: Arc<crate::dns::stats::Counters>,
     transfer: Arc<crate::config::Transfer>,
     fallback: Arc<Vec<(SocketAddrV4, UdpSocket)>>,
 }
@@ -759,15 +759,15 @@ impl XdpWorker {
             };
             let msg = &f[HEADERS..HEADERS + p.len];
             out.clear();
-            if crate::transfer::wants(msg) {
-                crate::transfer::handle(&snap, msg, (*p.src.ip()).into(), false, &self.transfer, self.payload, special);
+            if crate::dns::xfr::wants(msg) {
+                crate::dns::xfr::handle(&snap, msg, (*p.src.ip()).into(), false, &self.transfer, self.payload, special);
                 for m in special.drain(..) {
                     self.send_slow(p.dst, p.src, &m);
                 }
                 x.free.push(base);
                 continue;
             }
-            let answered = crate::answer::respond(&snap, msg, false, self.payload, out);
+            let answered = crate::dns::answer::respond(&snap, msg, false, self.payload, out);
             self.counters.count(answered);
             if answered.is_none() || out.is_empty() {
                 x.free.push(base);

@@ -7,6 +7,8 @@
 //! a row), so a half-written file is never served; a deleted file removes its zone; operator
 //! decisions (drains, manual-failback holds) survive restarts through the state file.
 
+pub mod admin;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -17,15 +19,15 @@ use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
-use crate::admin::{AdminState, Drain, StateFile};
-use crate::chart::{Admin, Failback, Health, Mode};
-use crate::events::{Event, EventKind, Journal};
-use crate::history;
-use crate::loader::{self, Kind, ZoneFile};
+use crate::load::loader::{self, Kind, ZoneFile};
+use crate::model::chart::{Admin, Failback, Health, Mode};
+use crate::model::history;
+use crate::model::name::Name;
+use crate::model::snapshot::{FamilyAnswer, Snapshot, ZoneEntry, pool_answer};
+use crate::model::zone::Zone;
 use crate::monitor::{ProbeKey, TargetState, Update};
-use crate::name::Name;
-use crate::snapshot::{FamilyAnswer, Snapshot, ZoneEntry, pool_answer};
-use crate::zone::Zone;
+use crate::ops::events::{Event, EventKind, Journal};
+use crate::publish::admin::{AdminState, Drain, StateFile};
 
 /// What a file looked like: changes to any of these mean "read it again".
 type Signature = Option<(SystemTime, u64, u64)>;
@@ -108,7 +110,7 @@ pub struct Publisher {
     /// The first probe round is done: from now on, changes move serials.
     settled: bool,
     /// Where serial changes go (NOTIFY to secondaries).
-    changes: Option<tokio::sync::mpsc::UnboundedSender<crate::secondaries::Change>>,
+    changes: Option<tokio::sync::mpsc::UnboundedSender<crate::transfer::secondaries::Change>>,
     journal: Journal,
 }
 
@@ -290,14 +292,17 @@ impl Publisher {
     }
 
     /// Sends serial changes to `tx` (the NOTIFY sender).
-    pub fn with_changes(mut self, tx: tokio::sync::mpsc::UnboundedSender<crate::secondaries::Change>) -> Publisher {
+    pub fn with_changes(
+        mut self,
+        tx: tokio::sync::mpsc::UnboundedSender<crate::transfer::secondaries::Change>,
+    ) -> Publisher {
         self.changes = Some(tx);
         self
     }
 
-    fn announce(&self, zone: &Zone, serial: u32, soa: crate::zone::RRset) {
+    fn announce(&self, zone: &Zone, serial: u32, soa: crate::model::zone::RRset) {
         if let Some(tx) = &self.changes {
-            let _ = tx.send(crate::secondaries::Change {
+            let _ = tx.send(crate::transfer::secondaries::Change {
                 apex: zone.apex.clone(),
                 serial,
                 soa,
@@ -606,7 +611,7 @@ impl Publisher {
     fn served_entry(
         &mut self,
         zone: Arc<Zone>,
-        answers: Arc<[crate::snapshot::PoolAnswer]>,
+        answers: Arc<[crate::model::snapshot::PoolAnswer]>,
         prev: Option<&ZoneEntry>,
     ) -> ZoneEntry {
         let mut e = ZoneEntry {
@@ -741,7 +746,7 @@ fn export_pool_metrics(
     keys: &[ProbeKey],
     verdicts: &HashMap<ProbeKey, TargetState>,
     admin: &AdminState,
-    answer: &crate::snapshot::PoolAnswer,
+    answer: &crate::model::snapshot::PoolAnswer,
 ) {
     let (z, p) = (zone.apex.to_string(), pool.name.to_string());
     let hold = hold_key(&pool.name);
@@ -771,10 +776,10 @@ fn export_pool_metrics(
 /// Addresses of the apex's NS names that the zone itself holds.
 fn ns_addresses(zone: &Zone) -> Vec<IpAddr> {
     let mut out = Vec::new();
-    let Some(ns) = zone.node(crate::zone::APEX).rrset(crate::rtype::NS) else { return out };
+    let Some(ns) = zone.node(crate::model::zone::APEX).rrset(crate::model::rtype::NS) else { return out };
     for rd in ns.rdatas() {
         let Some(id) = zone.node_id(&Name::from_wire_unchecked(rd).key()) else { continue };
-        for (rt, len) in [(crate::rtype::A, 4), (crate::rtype::AAAA, 16)] {
+        for (rt, len) in [(crate::model::rtype::A, 4), (crate::model::rtype::AAAA, 16)] {
             for a in zone.node(id).rrset(rt).into_iter().flat_map(|s| s.rdatas()) {
                 if a.len() == len {
                     out.push(match len {
@@ -894,7 +899,7 @@ mod tests {
 
     fn answer_of(p: &Publisher, name: &str) -> (Vec<Vec<u8>>, u32) {
         let snap = p.store.load();
-        let key = crate::name::Name::parse(name, None).unwrap().key();
+        let key = crate::model::name::Name::parse(name, None).unwrap().key();
         for z in &snap.zones {
             if let Some(i) = z.zone.pools.iter().position(|pl| pl.name.key() == key) {
                 let a = &z.answers[i].a.rrset;
@@ -939,7 +944,7 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
             let u = update(&p, a, true);
             p.apply(u);
         }
-        let www = crate::name::Name::parse("www.example.com.", None).unwrap();
+        let www = crate::model::name::Name::parse("www.example.com.", None).unwrap();
         assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 1]]);
         // The primary fails: the secondary answers.
         let u = update(&p, "127.0.0.1:80", false);
@@ -959,7 +964,7 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         // Released: back to the primary, which is up, with the full TTL.
         assert!(p.release_failback(&www));
         assert_eq!(answer_of(&p, "www.example.com."), (vec![vec![127, 0, 0, 1]], 30));
-        assert!(!p.release_failback(&crate::name::Name::parse("nope.example.com.", None).unwrap()));
+        assert!(!p.release_failback(&crate::model::name::Name::parse("nope.example.com.", None).unwrap()));
     }
 
     #[test]

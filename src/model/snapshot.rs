@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::chart::{self, Admin, Health, TargetView};
 use crate::config::{Pool, Target};
-use crate::rtype;
-use crate::wire::Query;
-use crate::zone::{RRset, Zone};
+use crate::dns::wire::Query;
+use crate::model::chart::{self, Admin, Health, TargetView};
+use crate::model::rtype;
+use crate::model::zone::{RRset, Zone};
 
 /// What a pool answers for one address family right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +90,7 @@ pub struct ZoneEntry {
     pub soa: RRset,
     /// `soa`'s RDATA compressed once for negative answers (see [`ApexRdata`]).
     pub negative_soa: ApexRdata,
-    pub history: Arc<crate::history::History>,
+    pub history: Arc<crate::model::history::History>,
 }
 
 /// RDATA whose names under the zone apex end in a pointer to the apex. A response always has
@@ -104,13 +104,13 @@ pub struct ApexRdata {
 
 impl ApexRdata {
     /// Compresses an SOA's RDATA (MNAME, RNAME, five numbers) against `apex`.
-    pub fn soa(apex: &crate::name::Name, rd: &[u8]) -> ApexRdata {
+    pub fn soa(apex: &crate::model::name::Name, rd: &[u8]) -> ApexRdata {
         let mut out = ApexRdata::default();
         let mut at = 0;
         for _ in 0..2 {
-            let end = at + crate::wire::name_len(&rd[at..]);
+            let end = at + crate::dns::wire::name_len(&rd[at..]);
             let name = &rd[at..end];
-            if crate::name::Name::from_wire_unchecked(name).is_subdomain_of(apex) {
+            if crate::model::name::Name::from_wire_unchecked(name).is_subdomain_of(apex) {
                 // The labels above the apex, then the pointer to it.
                 out.bytes.extend_from_slice(&name[..name.len() - apex.wire().len()]);
                 out.ptrs.push(out.bytes.len() as u16);
@@ -169,7 +169,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chart::{AllDown, Mode};
+    use crate::model::chart::{AllDown, Mode};
 
     fn pool(targets: &[(&str, u8)], all_down: AllDown) -> Pool {
         crate::config::testing::pool("www.example.com.", targets, all_down)
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn soa_names_under_the_apex_end_in_a_pointer_to_it() {
-        let name = |s: &str| crate::name::Name::parse(s, None).unwrap();
+        let name = |s: &str| crate::model::name::Name::parse(s, None).unwrap();
         let apex = name("Example.COM.");
         let numbers = [0u8, 0, 0, 7, 0, 0, 14, 16, 0, 0, 2, 88, 0, 9, 58, 128, 0, 0, 1, 44];
         // MNAME outside the zone stays whole; RNAME under it (another case) ends in a pointer.

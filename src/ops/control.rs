@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::events::Event;
-use crate::name::Name;
+use crate::model::name::Name;
+use crate::ops::events::Event;
 
 #[derive(Debug)]
 pub enum Command {
@@ -62,7 +62,7 @@ impl Control {
 }
 
 /// Carries out one command on the publisher.
-pub fn execute(publisher: &mut crate::publisher::Publisher, cmd: Command) {
+pub fn execute(publisher: &mut crate::publish::Publisher, cmd: Command) {
     match cmd {
         Command::ReleaseFailback { pool, done } => {
             let _ = done.send(publisher.release_failback(&pool));

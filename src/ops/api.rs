@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use crate::control::Control;
-use crate::events::Event;
-use crate::name::Name;
+use crate::model::name::Name;
+use crate::ops::control::Control;
+use crate::ops::events::Event;
 
 /// The process-wide Prometheus recorder (installed once, before anything records).
 pub fn metrics_handle() -> &'static PrometheusHandle {
@@ -109,7 +109,7 @@ async fn status(State(s): State<ApiState>, Query(q): Query<StatusQuery>) -> Resp
 }
 
 async fn metrics_text() -> Response {
-    crate::stats::export();
+    crate::dns::stats::export();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_handle().render()).into_response()
 }
 
@@ -123,7 +123,7 @@ struct EventsQuery {
 
 async fn events(State(s): State<ApiState>, Query(q): Query<EventsQuery>) -> Response {
     let since = q.since.unwrap_or(0);
-    let limit = q.limit.unwrap_or(100).min(crate::events::KEEP);
+    let limit = q.limit.unwrap_or(100).min(crate::ops::events::KEEP);
     // Subscribe first, so nothing published between the look and the wait is missed.
     let mut rx = s.events.subscribe();
     let Ok(found) = s.control.events(since, limit).await else {

@@ -8,10 +8,10 @@ use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::name::Name;
-use crate::rtype;
-use crate::snapshot::ZoneEntry;
-use crate::zone::RRset;
+use crate::model::name::Name;
+use crate::model::rtype;
+use crate::model::snapshot::ZoneEntry;
+use crate::model::zone::RRset;
 
 /// Most differences kept per zone.
 pub const MAX_DIFFS: usize = 100;
@@ -58,7 +58,7 @@ pub fn records(entry: &ZoneEntry) -> Vec<Rec> {
         for set in node.rrsets.iter().filter(|s| s.rtype != rtype::SOA) {
             push_set(&mut out, &node.name, set);
         }
-        if node.pool != crate::zone::NONE {
+        if node.pool != crate::model::zone::NONE {
             let a = &entry.answers[node.pool as usize];
             push_set(&mut out, &node.name, &a.a.rrset);
             push_set(&mut out, &node.name, &a.aaaa.rrset);

@@ -15,10 +15,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::answer;
-use crate::publisher::Store;
-use crate::stats::{self, Counters, Transport};
-use crate::udp::Batch;
+use crate::dns::answer;
+use crate::dns::stats::{self, Counters, Transport};
+use crate::dns::udp::Batch;
+use crate::publish::Store;
 
 /// Sockets to serve on, bound before `run` (tests bind port 0 and read the port back).
 #[derive(Debug)]
@@ -94,7 +94,7 @@ pub struct Listeners {
     tcp: JoinSet<()>,
     tcp_stop: tokio::sync::watch::Sender<bool>,
     /// Keeps the XDP program attached.
-    _xdp: Option<crate::xdp::Attached>,
+    _xdp: Option<crate::dns::xdp::Attached>,
 }
 
 impl Listeners {
@@ -128,9 +128,9 @@ impl Listeners {
         }
         let xdp = match &limits.xdp {
             Some(ifname) => {
-                let plan = crate::xdp::Plan { ifname: ifname.clone(), listen: xdp_listen };
+                let plan = crate::dns::xdp::Plan { ifname: ifname.clone(), listen: xdp_listen };
                 let (payload, transfer) = (limits.udp_payload, limits.transfer.clone());
-                Some(crate::xdp::start(plan, store.clone(), payload, transfer, stop.clone(), &mut udp_threads)?)
+                Some(crate::dns::xdp::start(plan, store.clone(), payload, transfer, stop.clone(), &mut udp_threads)?)
             }
             None => None,
         };
@@ -199,15 +199,15 @@ fn udp_round(sock: &UdpSocket, w: &Worker, batch: &mut Batch, special: &mut Vec<
         if d.truncated {
             // Longer than any query needs: FORMERR, unless it claims to be a response.
             let flags = u16::from_be_bytes([d.msg[2], d.msg[3]]);
-            if flags & crate::wire::flags::QR == 0 {
+            if flags & crate::dns::wire::flags::QR == 0 {
                 let id = u16::from_be_bytes([d.msg[0], d.msg[1]]);
-                crate::wire::header_only(out, id, flags, crate::wire::rcode::FORMERR);
+                crate::dns::wire::header_only(out, id, flags, crate::dns::wire::rcode::FORMERR);
             }
             return;
         }
-        if crate::transfer::wants(d.msg) {
+        if crate::dns::xfr::wants(d.msg) {
             let Some(peer) = d.peer() else { return };
-            crate::transfer::handle(&snap, d.msg, peer.ip(), false, &w.transfer, w.payload, special);
+            crate::dns::xfr::handle(&snap, d.msg, peer.ip(), false, &w.transfer, w.payload, special);
             let mut msgs = special.drain(..);
             if let Some(first) = msgs.next() {
                 *out = first;
@@ -302,8 +302,8 @@ async fn tcp_conn(mut stream: tokio::net::TcpStream, peer: std::net::IpAddr, c: 
             Ok(Ok(_)) => {}
             _ => break,
         }
-        if crate::transfer::wants(&msg) {
-            crate::transfer::handle(&store.load(), &msg, peer, true, &c.transfer, payload, &mut special);
+        if crate::dns::xfr::wants(&msg) {
+            crate::dns::xfr::handle(&store.load(), &msg, peer, true, &c.transfer, payload, &mut special);
             for m in &special {
                 w.write_u16(m.len() as u16).await?;
                 w.write_all(m).await?;

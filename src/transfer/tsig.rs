@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, signed_bitmessage_to_buf};
 
-use crate::name::Name;
-use crate::rtype;
+use crate::model::name::Name;
+use crate::model::rtype;
 
 /// Allowed clock difference (RFC 8945 recommends 300 s).
 pub const FUDGE: u16 = 300;

@@ -7,10 +7,10 @@
 
 use std::cell::Cell;
 
-use crate::rtype;
-use crate::snapshot::{Snapshot, ZoneEntry};
-use crate::wire::{self, Owner, Query, Reject, Section, Writer, flags, rcode};
-use crate::zone::{APEX, NONE, NodeId, Zone};
+use crate::dns::wire::{self, Owner, Query, Reject, Section, Writer, flags, rcode};
+use crate::model::rtype;
+use crate::model::snapshot::{Snapshot, ZoneEntry};
+use crate::model::zone::{APEX, NONE, NodeId, Zone};
 
 /// Longest CNAME chain followed inside a zone.
 const MAX_CHAIN: usize = 8;
@@ -97,7 +97,7 @@ fn find(zone: &Zone, key: &[u8]) -> Found {
     }
 }
 
-fn lower_key(wire: &[u8], buf: &mut [u8; crate::name::MAX_NAME_LEN]) -> usize {
+fn lower_key(wire: &[u8], buf: &mut [u8; crate::model::name::MAX_NAME_LEN]) -> usize {
     let n = wire::name_len(wire);
     buf[..n].copy_from_slice(&wire[..n]);
     buf[..n].make_ascii_lowercase();
@@ -143,7 +143,7 @@ impl Resolver<'_, '_, '_> {
                     return self.referral(zone, node.cut, hops);
                 }
                 if node.wildcard_child {
-                    let mut star = [0u8; crate::name::MAX_NAME_LEN];
+                    let mut star = [0u8; crate::model::name::MAX_NAME_LEN];
                     let ce_key = &key[key.len() - node.name.wire().len()..];
                     if ce_key.len() + 2 <= star.len() {
                         star[..2].copy_from_slice(b"\x01*");
@@ -181,11 +181,11 @@ impl Resolver<'_, '_, '_> {
             let target = cname.rdatas().next().expect("a CNAME has one target");
             if qtype == rtype::ANY
                 || hops + 1 >= MAX_CHAIN
-                || !crate::name::Name::from_wire_unchecked(target).is_subdomain_of(&zone.apex)
+                || !crate::model::name::Name::from_wire_unchecked(target).is_subdomain_of(&zone.apex)
             {
                 return;
             }
-            let mut buf = [0u8; crate::name::MAX_NAME_LEN];
+            let mut buf = [0u8; crate::model::name::MAX_NAME_LEN];
             let n = lower_key(target, &mut buf);
             return self.name(entry, &buf[..n], Owner::Name(target), hops + 1);
         }

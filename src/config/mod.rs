@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::chart::{AllDown, Failback};
-use crate::name::Name;
-use crate::zonefile::FileError;
+use crate::load::zonefile::FileError;
+use crate::model::chart::{AllDown, Failback};
+use crate::model::name::Name;
 
 /// The configuration used when no `--config` is given.
 pub const BUILTIN: &str = r#"
@@ -78,7 +78,7 @@ fn transfer_of(
     base: &Path,
     err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
 ) -> Result<Transfer, FileError> {
-    let mut named: BTreeMap<String, crate::tsig::Key> = BTreeMap::new();
+    let mut named: BTreeMap<String, crate::transfer::tsig::Key> = BTreeMap::new();
     for (name, k) in keys {
         let span = k.span();
         let k = k.into_inner();
@@ -87,19 +87,19 @@ fn transfer_of(
                 let path = base.join(f);
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| err(span.clone(), format!("key {name:?}: cannot read {}: {e}", path.display())))?;
-                crate::tsig::Key::from_bind_file(&text)
+                crate::transfer::tsig::Key::from_bind_file(&text)
                     .map_err(|m| err(span.clone(), format!("key {name:?}: {}: {m}", path.display())))?
             }
             (None, Some(secret)) => {
                 let alg = k.algorithm.as_deref().unwrap_or("hmac-sha256");
-                crate::tsig::Key::new(&name, alg, secret)
+                crate::transfer::tsig::Key::new(&name, alg, secret)
                     .map_err(|m| err(span.clone(), format!("key {name:?}: {m}")))?
             }
             _ => return Err(err(span, format!("key {name:?}: give either secret (and algorithm) or file"))),
         };
         named.insert(name, key);
     }
-    let key_ref = |k: &Option<Spanned<String>>| -> Result<Option<crate::tsig::Key>, FileError> {
+    let key_ref = |k: &Option<Spanned<String>>| -> Result<Option<crate::transfer::tsig::Key>, FileError> {
         match k {
             None => Ok(None),
             Some(k) => named.get(k.get_ref()).cloned().map(Some).ok_or_else(|| {
@@ -272,11 +272,11 @@ struct ZoneTransferSpec {
 #[derive(Debug, Clone)]
 pub struct Allow {
     pub from: Option<ipnet::IpNet>,
-    pub key: Option<crate::tsig::Key>,
+    pub key: Option<crate::transfer::tsig::Key>,
 }
 
 impl Allow {
-    pub fn matches(&self, from: std::net::IpAddr, key: Option<&crate::tsig::Key>) -> bool {
+    pub fn matches(&self, from: std::net::IpAddr, key: Option<&crate::transfer::tsig::Key>) -> bool {
         self.from.is_none_or(|n| n.contains(&from))
             && self.key.as_ref().is_none_or(|k| key.is_some_and(|s| s.name.key() == k.name.key()))
     }
@@ -285,7 +285,7 @@ impl Allow {
 #[derive(Debug, Clone)]
 pub struct NotifyTarget {
     pub to: SocketAddr,
-    pub key: Option<crate::tsig::Key>,
+    pub key: Option<crate::transfer::tsig::Key>,
 }
 
 /// Transfer and NOTIFY settings of one zone.
@@ -297,7 +297,7 @@ pub struct ZoneTransfer {
 
 #[derive(Debug, Clone, Default)]
 pub struct Transfer {
-    pub keys: Vec<crate::tsig::Key>,
+    pub keys: Vec<crate::transfer::tsig::Key>,
     /// For zones without their own settings.
     pub default: ZoneTransfer,
     /// Per zone, by the apex's lookup key.
@@ -762,7 +762,7 @@ pub struct Pool {
     pub max_answers: Option<u16>,
     pub targets: Vec<Target>,
     /// Where `[pools.NAME]` is written, for messages.
-    pub at: crate::zonefile::Location,
+    pub at: crate::load::zonefile::Location,
 }
 
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
@@ -947,7 +947,7 @@ fn pool_of(
     let err =
         |span: std::ops::Range<usize>, msg: String| span_error(file, text, span, format!("pool {label:?}: {msg}"));
     let mut errors = Vec::new();
-    let name = match crate::zonefile::rdata::parse_name(label, origin) {
+    let name = match crate::load::zonefile::rdata::parse_name(label, origin) {
         Ok(n) if n.is_subdomain_of(origin) => n,
         Ok(n) => {
             return Err(vec![err(key_span, format!("{n} is not inside zone {origin}"))]);
@@ -976,7 +976,7 @@ fn pool_of(
         },
     };
     let ttl = s.ttl.as_ref().map_or(30, |t| *t.get_ref());
-    if ttl > crate::zonefile::MAX_TTL {
+    if ttl > crate::load::zonefile::MAX_TTL {
         errors.push(err(s.ttl.as_ref().unwrap().span(), "ttl is over 2147483647".into()));
     }
     let ttl_min = s.ttl_min.as_ref().map_or(5.min(ttl), |t| *t.get_ref());
@@ -1050,7 +1050,7 @@ fn pool_of(
         failback_delay,
         max_answers,
         targets,
-        at: crate::zonefile::Location { file: file.clone(), line, col },
+        at: crate::load::zonefile::Location { file: file.clone(), line, col },
     })
 }
 
@@ -1099,7 +1099,7 @@ pub(crate) mod testing {
                     Target { address, priority: *p, probe: SocketAddr::new(address, 80) }
                 })
                 .collect(),
-            at: crate::zonefile::Location { file: Path::new("t.toml").into(), line: 9, col: 8 },
+            at: crate::load::zonefile::Location { file: Path::new("t.toml").into(), line: 9, col: 8 },
         }
     }
 }

@@ -1,0 +1,10 @@
+//! The query path: sockets in, answers out. It reads one snapshot per message and never
+//! imports the publisher.
+
+pub mod answer;
+pub mod server;
+pub mod stats;
+pub mod udp;
+pub mod wire;
+pub mod xdp;
+pub mod xfr;

@@ -1,0 +1,5 @@
+//! Loading: zone files on disk become validated [`crate::model::zone::Zone`]s, or positioned
+//! errors. Master files (`zonefile`), the zones directory (`loader`).
+
+pub mod loader;
+pub mod zonefile;

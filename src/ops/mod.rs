@@ -1,0 +1,8 @@
+//! The operator's side: the HTTP API, the command channel, the CLI client, the event journal,
+//! and notifications.
+
+pub mod api;
+pub mod client;
+pub mod control;
+pub mod events;
+pub mod notify;
