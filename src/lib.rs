@@ -200,7 +200,7 @@ async fn reload_loop(
                 continue;
             }
             Some(cmd) = commands.recv() => {
-                ops::control::execute(&mut publisher, cmd);
+                publish::execute(&mut publisher, cmd);
                 continue;
             }
             _ = async { match publisher.wake_at() { Some(at) => tokio::time::sleep_until(at.into()).await, None => std::future::pending().await } } => {

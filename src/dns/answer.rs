@@ -119,7 +119,7 @@ impl Resolver<'_, '_, '_> {
             self.rcode = rcode::REFUSED as u16;
             return;
         }
-        let Some((entry, skip)) = snap.find_zone(q) else {
+        let Some((entry, skip)) = snap.find_zone(q.label_count(), |skip| q.suffix_key(skip)) else {
             self.rcode = rcode::REFUSED as u16;
             return;
         };

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use crate::dns::answer;
 use crate::dns::stats::{self, Counters, Transport};
 use crate::dns::udp::Batch;
-use crate::publish::Store;
+use crate::model::snapshot::Store;
 
 /// Sockets to serve on, bound before `run` (tests bind port 0 and read the port back).
 #[derive(Debug)]

@@ -425,14 +425,7 @@ impl<'b> Writer<'b> {
     }
 }
 
-/// Length of the uncompressed wire name at the start of `wire`.
-pub fn name_len(wire: &[u8]) -> usize {
-    let mut i = 0;
-    while wire[i] != 0 {
-        i += 1 + wire[i] as usize;
-    }
-    i + 1
-}
+pub use crate::model::name::wire_len as name_len;
 
 /// Writes a header-only response (FORMERR, NOTIMP, … for a query we could not read).
 pub fn header_only(buf: &mut Vec<u8>, id: u16, req_flags: u16, rcode: u8) {

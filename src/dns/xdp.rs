@@ -661,7 +661,7 @@ fn sys(path: String) -> Option<String> {
 /// the program. The returned guard keeps it attached.
 pub fn start(
     plan: Plan,
-    store: crate::publish::Store,
+    store: crate::model::snapshot::Store,
     payload: u16,
     transfer: Arc<crate::config::Transfer>,
     stop: Arc<AtomicBool>,
@@ -714,7 +714,7 @@ pub fn start(
 }
 
 struct XdpWorker {
-    store: crate::publish::Store,
+    store: crate::model::snapshot::Store,
     payload: u16,
     mtu: usize,
     udp_sum: bool,

@@ -201,7 +201,7 @@ fn transfer(
         }
         // Older than the history: the whole zone, as for AXFR (RFC 1995 §4).
     }
-    let records = history::records(entry);
+    let records = entry.records();
     let count = records.len();
     let msgs = Messages::build(q, entry, records.into_iter(), MESSAGE - TSIG_ROOM);
     info!(zone = %apex, %peer, key = key_name.as_deref(), serial = current, records = count + 2, messages = msgs.len(), "{kind} served (full zone)");

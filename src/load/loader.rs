@@ -5,9 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{self, ZoneSpec};
-use crate::load::zonefile::{self, FileError, Source};
+use crate::load::zone_toml::{self, ZoneSpec};
+use crate::load::zonefile::{self, Source};
 use crate::model::name::Name;
+use crate::model::pool::Pool;
+use crate::model::position::{FileError, toml_error};
+use crate::model::zone::Record;
 use crate::model::zone::Zone;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,11 +127,11 @@ fn load_toml(
     path: &Arc<Path>,
     text: &str,
     files: &mut Vec<PathBuf>,
-) -> (Vec<zonefile::Record>, Vec<config::Pool>, Vec<FileError>) {
+) -> (Vec<Record>, Vec<Pool>, Vec<FileError>) {
     let spec: ZoneSpec = match toml::from_str(text) {
         Ok(s) => s,
         Err(e) => {
-            return (Vec::new(), Vec::new(), vec![config::toml_error(path, text, &e)]);
+            return (Vec::new(), Vec::new(), vec![toml_error(path, text, &e)]);
         }
     };
     let (inline, include, pools) = spec.split();
@@ -145,7 +148,7 @@ fn load_toml(
                 records.extend(parsed.records);
                 errors.extend(parsed.errors);
             }
-            Err(e) => errors.push(config::span_error(
+            Err(e) => errors.push(crate::model::position::span_error(
                 path,
                 text,
                 include_span.clone(),
@@ -164,13 +167,13 @@ fn load_toml(
         } else if quote == 3 && text[start..].starts_with("\r\n") {
             start += 2;
         }
-        let (line, col) = config::locate(text, start);
+        let (line, col) = crate::model::position::locate(text, start);
         let parsed = zonefile::parse(Source { text: inline.get_ref(), file: path.clone(), line, col }, &file.apex);
         files.extend(parsed.includes);
         records.extend(parsed.records);
         errors.extend(parsed.errors);
     }
-    let pools = config::pools_of(pools, path, text, &file.apex, &mut errors);
+    let pools = zone_toml::pools_of(pools, path, text, &file.apex, &mut errors);
     (records, pools, errors)
 }
 

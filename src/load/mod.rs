@@ -2,4 +2,5 @@
 //! errors. Master files (`zonefile`), the zones directory (`loader`).
 
 pub mod loader;
+pub mod zone_toml;
 pub mod zonefile;

@@ -5,12 +5,9 @@
 //! difference here; secondaries then fetch only that (RFC 1995).
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::model::name::Name;
-use crate::model::rtype;
-use crate::model::snapshot::ZoneEntry;
 use crate::model::zone::RRset;
 
 /// Most differences kept per zone.
@@ -46,45 +43,9 @@ impl Rec {
     }
 }
 
-fn push_set(out: &mut Vec<Rec>, owner: &Name, set: &RRset) {
+/// Appends an RRset's records.
+pub fn push_set(out: &mut Vec<Rec>, owner: &Name, set: &RRset) {
     out.extend(set.rdatas().map(|rd| Rec::new(owner, set.rtype, set.ttl, rd)));
-}
-
-/// Every record of the zone but the SOA, pools as their current answers, in a stable order.
-pub fn records(entry: &ZoneEntry) -> Vec<Rec> {
-    let zone = &entry.zone;
-    let mut out = Vec::with_capacity(zone.record_count + zone.pools.len() * 2);
-    for node in &zone.nodes {
-        for set in node.rrsets.iter().filter(|s| s.rtype != rtype::SOA) {
-            push_set(&mut out, &node.name, set);
-        }
-        if node.pool != crate::model::zone::NONE {
-            let a = &entry.answers[node.pool as usize];
-            push_set(&mut out, &node.name, &a.a.rrset);
-            push_set(&mut out, &node.name, &a.aaaa.rrset);
-        }
-    }
-    out
-}
-
-/// Only the pool answers (what changes between snapshots of one loaded zone).
-pub fn pool_records(entry: &ZoneEntry) -> Vec<Rec> {
-    let mut out = Vec::new();
-    for (p, a) in entry.zone.pools.iter().zip(entry.answers.iter()) {
-        push_set(&mut out, &p.name, &a.a.rrset);
-        push_set(&mut out, &p.name, &a.aaaa.rrset);
-    }
-    out
-}
-
-/// A hash of what the zone transfers (its loaded content and its pool answers).
-pub fn content_hash(entry: &ZoneEntry) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    entry.zone.content_hash.hash(&mut h);
-    for a in entry.answers.iter() {
-        (&a.a.rrset.data, a.a.rrset.ttl, &a.aaaa.rrset.data, a.aaaa.rrset.ttl).hash(&mut h);
-    }
-    h.finish()
 }
 
 /// Records of `old` not in `new`, and of `new` not in `old` (both sorted on the way).
@@ -174,7 +135,7 @@ mod tests {
     }
 
     fn r(owner: &str, a: u8) -> Rec {
-        Rec::new(&Name::parse(owner, None).unwrap(), rtype::A, 60, &[192, 0, 2, a])
+        Rec::new(&Name::parse(owner, None).unwrap(), crate::model::rtype::A, 60, &[192, 0, 2, a])
     }
 
     #[test]

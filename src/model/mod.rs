@@ -5,6 +5,8 @@
 pub mod chart;
 pub mod history;
 pub mod name;
+pub mod pool;
+pub mod position;
 pub mod rtype;
 pub mod snapshot;
 pub mod zone;

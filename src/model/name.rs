@@ -239,6 +239,15 @@ impl fmt::Debug for Name {
     }
 }
 
+/// Length of the uncompressed wire name at the start of `wire`.
+pub fn wire_len(wire: &[u8]) -> usize {
+    let mut i = 0;
+    while wire[i] != 0 {
+        i += 1 + wire[i] as usize;
+    }
+    i + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

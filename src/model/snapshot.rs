@@ -5,11 +5,12 @@
 //! without locks or I/O.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::config::{Pool, Target};
-use crate::dns::wire::Query;
 use crate::model::chart::{self, Admin, Health, TargetView};
+use crate::model::history::{self, Rec};
+use crate::model::pool::{Pool, Target};
 use crate::model::rtype;
 use crate::model::zone::{RRset, Zone};
 
@@ -108,7 +109,7 @@ impl ApexRdata {
         let mut out = ApexRdata::default();
         let mut at = 0;
         for _ in 0..2 {
-            let end = at + crate::dns::wire::name_len(&rd[at..]);
+            let end = at + crate::model::name::wire_len(&rd[at..]);
             let name = &rd[at..end];
             if crate::model::name::Name::from_wire_unchecked(name).is_subdomain_of(apex) {
                 // The labels above the apex, then the pointer to it.
@@ -126,6 +127,43 @@ impl ApexRdata {
 }
 
 impl ZoneEntry {
+    /// Every record of the zone but the SOA, pools as their current answers, in a stable order.
+    pub fn records(&self) -> Vec<Rec> {
+        let zone = &self.zone;
+        let mut out = Vec::with_capacity(zone.record_count + zone.pools.len() * 2);
+        for node in &zone.nodes {
+            for set in node.rrsets.iter().filter(|s| s.rtype != rtype::SOA) {
+                history::push_set(&mut out, &node.name, set);
+            }
+            if node.pool != crate::model::zone::NONE {
+                let a = &self.answers[node.pool as usize];
+                history::push_set(&mut out, &node.name, &a.a.rrset);
+                history::push_set(&mut out, &node.name, &a.aaaa.rrset);
+            }
+        }
+        out
+    }
+
+    /// Only the pool answers (what changes between snapshots of one loaded zone).
+    pub fn pool_records(&self) -> Vec<Rec> {
+        let mut out = Vec::new();
+        for (p, a) in self.zone.pools.iter().zip(self.answers.iter()) {
+            history::push_set(&mut out, &p.name, &a.a.rrset);
+            history::push_set(&mut out, &p.name, &a.aaaa.rrset);
+        }
+        out
+    }
+
+    /// A hash of what the zone transfers (its loaded content and its pool answers).
+    pub fn content_hash(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.zone.content_hash.hash(&mut h);
+        for a in self.answers.iter() {
+            (&a.a.rrset.data, a.a.rrset.ttl, &a.aaaa.rrset.data, a.aaaa.rrset.ttl).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// Serves `soa` (the zone's SOA with the current serial).
     pub fn set_soa(&mut self, soa: RRset) {
         self.negative_soa = ApexRdata::soa(&self.zone.apex, soa.rdatas().next().expect("one SOA"));
@@ -142,6 +180,9 @@ impl ZoneEntry {
     }
 }
 
+/// Where the current snapshot is: the publisher stores, every query loads once.
+pub type Store = Arc<arc_swap::ArcSwap<Snapshot>>;
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub zones: Vec<ZoneEntry>,
@@ -154,11 +195,11 @@ impl Snapshot {
         Snapshot { zones, index }
     }
 
-    /// The most specific zone containing the query name, and how many labels the query name
-    /// has above that zone's apex.
-    pub fn find_zone(&self, q: &Query<'_>) -> Option<(&ZoneEntry, usize)> {
-        (0..=q.label_count())
-            .find_map(|skip| self.index.get(q.suffix_key(skip)).map(|&i| (&self.zones[i as usize], skip)))
+    /// The most specific zone containing a name of `labels` labels, and how many labels the
+    /// name has above that zone's apex. `suffix_key(skip)` is the lower-case key of the name
+    /// without its first `skip` labels.
+    pub fn find_zone<'k>(&self, labels: usize, suffix_key: impl Fn(usize) -> &'k [u8]) -> Option<(&ZoneEntry, usize)> {
+        (0..=labels).find_map(|skip| self.index.get(suffix_key(skip)).map(|&i| (&self.zones[i as usize], skip)))
     }
 
     pub fn zone(&self, apex_key: &[u8]) -> Option<&ZoneEntry> {
@@ -172,7 +213,7 @@ mod tests {
     use crate::model::chart::{AllDown, Mode};
 
     fn pool(targets: &[(&str, u8)], all_down: AllDown) -> Pool {
-        crate::config::testing::pool("www.example.com.", targets, all_down)
+        crate::model::pool::testing::pool("www.example.com.", targets, all_down)
     }
 
     #[test]

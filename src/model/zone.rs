@@ -7,10 +7,20 @@
 
 use std::path::PathBuf;
 
-use crate::config::Pool;
-use crate::load::zonefile::{FileError, Location, Record};
 use crate::model::name::Name;
+use crate::model::pool::Pool;
+use crate::model::position::{FileError, Location};
 use crate::model::rtype;
+
+/// One record as a file wrote it, before it joins a zone.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub owner: Name,
+    pub ttl: u32,
+    pub rtype: u16,
+    pub rdata: Box<[u8]>,
+    pub at: Location,
+}
 
 pub type NodeId = u32;
 pub const NONE: NodeId = u32::MAX;
@@ -477,7 +487,7 @@ mod tests {
         Zone::build(
             apex,
             p.records,
-            vec![crate::config::testing::pool(pool_name, &[("127.0.0.10", 1)], Default::default())],
+            vec![crate::model::pool::testing::pool(pool_name, &[("127.0.0.10", 1)], Default::default())],
             vec![],
         )
         .map_err(|e| e.iter().map(ToString::to_string).collect())

@@ -18,8 +18,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
-use crate::config::Check;
 use crate::model::chart::Health;
+use crate::model::pool::Check;
 pub use hysteresis::{TargetState, Transition};
 
 /// Most probes in flight at once.
@@ -128,7 +128,7 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
             return;
         }
     };
-    if let crate::config::Probe::Http { tls: true, tls_verify: false, .. } = &check.probe {
+    if let crate::model::pool::Probe::Http { tls: true, tls_verify: false, .. } = &check.probe {
         warn!(target = %key.addr, check = %check.name, "certificate verification is off for this check (tls_verify = false)");
     }
     let mut state = TargetState::default();
@@ -173,7 +173,7 @@ mod tests {
     use tokio::time::Instant;
 
     fn check() -> Check {
-        crate::config::testing::tcp_check()
+        crate::model::pool::testing::tcp_check()
     }
 
     /// With the clock paused, the schedule is exact: a failure on an up target is probed again

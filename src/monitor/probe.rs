@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{Check, Probe};
+use crate::model::pool::{Check, Probe};
 
 /// What is needed to probe one (address, check) repeatedly.
 pub struct Prober {

@@ -60,21 +60,3 @@ impl Control {
         self.ask(|done| Command::Events { since, limit, done }).await.map_err(|_| Gone)
     }
 }
-
-/// Carries out one command on the publisher.
-pub fn execute(publisher: &mut crate::publish::Publisher, cmd: Command) {
-    match cmd {
-        Command::ReleaseFailback { pool, done } => {
-            let _ = done.send(publisher.release_failback(&pool));
-        }
-        Command::Drain { address, pool, drain, done } => {
-            let _ = done.send(publisher.set_drain(address, pool.as_ref(), drain));
-        }
-        Command::Status { events, done } => {
-            let _ = done.send(publisher.status(events));
-        }
-        Command::Events { since, limit, done } => {
-            let _ = done.send(publisher.journal().since(since, limit));
-        }
-    }
-}

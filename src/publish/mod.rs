@@ -59,7 +59,7 @@ struct Tracked {
     last_error: Option<String>,
 }
 
-pub type Store = Arc<ArcSwap<Snapshot>>;
+pub use crate::model::snapshot::Store;
 
 /// Which probe key each pool target has, and which pools each key serves.
 #[derive(Default)]
@@ -622,19 +622,19 @@ impl Publisher {
             serial: 0,
             history: Default::default(),
         };
-        let hash = history::content_hash(&e);
+        let hash = e.content_hash();
         let name = hold_key(&e.zone.apex);
         match prev.filter(|_| self.settled) {
-            Some(p) if history::content_hash(p) == hash => {
+            Some(p) if p.content_hash() == hash => {
                 e.serial = p.serial;
                 e.history = p.history.clone();
             }
             Some(p) => {
                 e.serial = history::next_serial(p.serial, e.zone.serial);
                 let (removed, added) = if Arc::ptr_eq(&p.zone, &e.zone) {
-                    history::diff(history::pool_records(p), history::pool_records(&e))
+                    history::diff(p.pool_records(), e.pool_records())
                 } else {
-                    history::diff(history::records(p), history::records(&e))
+                    history::diff(p.records(), e.records())
                 };
                 e.history = Arc::new(p.history.with(history::Diff { from: p.serial, to: e.serial, removed, added }));
                 self.announce(&e.zone, e.serial, ZoneEntry::soa_with_serial(&e.zone, e.serial));
@@ -739,10 +739,28 @@ impl Publisher {
     }
 }
 
+/// Carries out one command on the publisher.
+pub fn execute(publisher: &mut Publisher, cmd: crate::ops::control::Command) {
+    match cmd {
+        crate::ops::control::Command::ReleaseFailback { pool, done } => {
+            let _ = done.send(publisher.release_failback(&pool));
+        }
+        crate::ops::control::Command::Drain { address, pool, drain, done } => {
+            let _ = done.send(publisher.set_drain(address, pool.as_ref(), drain));
+        }
+        crate::ops::control::Command::Status { events, done } => {
+            let _ = done.send(publisher.status(events));
+        }
+        crate::ops::control::Command::Events { since, limit, done } => {
+            let _ = done.send(publisher.journal().since(since, limit));
+        }
+    }
+}
+
 /// Per-target and per-pool gauges: what is up, what is drained, which level answers.
 fn export_pool_metrics(
     zone: &Zone,
-    pool: &crate::config::Pool,
+    pool: &crate::model::pool::Pool,
     keys: &[ProbeKey],
     verdicts: &HashMap<ProbeKey, TargetState>,
     admin: &AdminState,
@@ -813,7 +831,7 @@ fn addresses(f: &FamilyAnswer) -> String {
 /// The event for a pool answer that changed, if it did.
 fn change_event(
     zone: &Zone,
-    pool: &crate::config::Pool,
+    pool: &crate::model::pool::Pool,
     rtype: &'static str,
     before: &FamilyAnswer,
     now: &FamilyAnswer,

@@ -3,10 +3,12 @@
 //! Owns `$ORIGIN`, `$TTL`, `$INCLUDE`, owner/TTL/class inheritance and RDATA text. It knows nothing
 //! of zones' rules (one SOA, CNAME alone, …): `zone` checks those on the records it returns.
 
+use crate::model::position::{FileError, Location};
+use crate::model::zone::Record;
+
 pub mod lexer;
 pub mod rdata;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,43 +30,6 @@ pub struct ParseError {
     pub line: u32,
     pub col: u32,
     pub msg: String,
-}
-
-/// Where something was written: file, line, column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    pub file: Arc<Path>,
-    pub line: u32,
-    pub col: u32,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
-    }
-}
-
-/// A problem in a file, shown as `file:line:col: message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{at}: {msg}")]
-pub struct FileError {
-    pub at: Location,
-    pub msg: String,
-}
-
-impl FileError {
-    pub fn new(file: &Arc<Path>, line: u32, col: u32, msg: impl Into<String>) -> Self {
-        FileError { at: Location { file: file.clone(), line, col }, msg: msg.into() }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub owner: Name,
-    pub ttl: u32,
-    pub rtype: u16,
-    pub rdata: Box<[u8]>,
-    pub at: Location,
 }
 
 /// Master-file text and where it sits, so positions can be given in the file that holds it

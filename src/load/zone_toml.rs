@@ -1,0 +1,502 @@
+//! The checks and pools of a zone TOML file: what the file says (serde spec types), validated
+//! into [`crate::model::pool`] values with every problem at `file:line:col`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{duration_field, parse_duration};
+use crate::model::chart::{AllDown, Failback};
+use crate::model::name::Name;
+use crate::model::pool::*;
+use crate::model::position::{FileError, locate, span_error};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    pub records: Option<Spanned<String>>,
+    pub include: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    checks: BTreeMap<Spanned<String>, Spanned<CheckSpec>>,
+    #[serde(default)]
+    pools: BTreeMap<Spanned<String>, Spanned<PoolSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckSpec {
+    #[serde(rename = "type")]
+    kind: CheckKind,
+    port: Option<u16>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    retry_interval: Option<Spanned<String>>,
+    fall: Option<Spanned<u32>>,
+    rise: Option<Spanned<u32>>,
+    send: Option<Spanned<String>>,
+    expect: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    method: Option<Spanned<String>>,
+    expect_status: Option<Vec<Spanned<StatusSpec>>>,
+    body_contains: Option<Spanned<String>>,
+    headers: Option<Spanned<BTreeMap<String, String>>>,
+    tls_verify: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StatusSpec {
+    Code(u16),
+    Range(String),
+}
+
+#[derive(Debug)]
+enum CheckRef {
+    Named(String),
+    Inline(Box<CheckSpec>),
+}
+
+// Not `#[serde(untagged)]`: that buffers the value and loses the positions of the inline
+// check's fields, which its errors need.
+impl<'de> Deserialize<'de> for CheckRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_untagged::UntaggedEnumVisitor::new()
+            .expecting("the name of a check, or a check table like { type = \"tcp\", port = 80 }")
+            .string(|s| Ok(CheckRef::Named(s.to_owned())))
+            .map(|m| m.deserialize().map(|c| CheckRef::Inline(Box::new(c))))
+            .deserialize(d)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolSpec {
+    ttl: Option<Spanned<u32>>,
+    ttl_min: Option<Spanned<u32>>,
+    check: Spanned<CheckRef>,
+    all_down: Option<AllDown>,
+    failback: Option<Failback>,
+    failback_delay: Option<Spanned<String>>,
+    max_answers: Option<Spanned<u16>>,
+    targets: Spanned<Vec<Spanned<TargetSpec>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetSpec {
+    address: Spanned<String>,
+    priority: Spanned<i64>,
+    probe: Option<Spanned<String>>,
+}
+
+/// Checks and pools of one zone TOML file, validated. `text` is the file's contents.
+pub fn pools_of(
+    spec_checks_pools: ZonePools,
+    file: &Arc<Path>,
+    text: &str,
+    origin: &Name,
+    errors: &mut Vec<FileError>,
+) -> Vec<Pool> {
+    let ZonePools { checks, pools } = spec_checks_pools;
+    let err = |span: std::ops::Range<usize>, msg: String| span_error(file, text, span, msg);
+    let mut named: BTreeMap<String, Arc<Check>> = BTreeMap::new();
+    for (name, spec) in checks {
+        let span = spec.span();
+        match check_of(name.get_ref(), spec.into_inner(), &err) {
+            Ok(c) => {
+                named.insert(name.into_inner(), Arc::new(c));
+            }
+            Err(mut e) => {
+                if e.at.line == 0 {
+                    e = err(span, e.msg);
+                }
+                errors.push(e);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (key, spec) in pools {
+        let key_span = key.span();
+        let label = key.get_ref().clone();
+        match pool_of(&label, key_span.clone(), spec.into_inner(), origin, &named, file, text) {
+            Ok(p) => out.push(p),
+            Err(e) => errors.extend(e),
+        }
+    }
+    out
+}
+
+/// The checks and pools of a zone spec, split off so the records can be parsed first.
+pub struct ZonePools {
+    checks: BTreeMap<Spanned<String>, Spanned<CheckSpec>>,
+    pools: BTreeMap<Spanned<String>, Spanned<PoolSpec>>,
+}
+
+impl ZoneSpec {
+    pub fn split(self) -> (Option<Spanned<String>>, Option<Spanned<OneOrMany>>, ZonePools) {
+        (self.records, self.include, ZonePools { checks: self.checks, pools: self.pools })
+    }
+}
+
+fn check_of(
+    name: &str,
+    s: CheckSpec,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Check, FileError> {
+    let ctx = |m: String| format!("check {name:?}: {m}");
+    let cerr = |span: std::ops::Range<usize>, m: String| err(span, ctx(m));
+    let dur =
+        |v: &Option<Spanned<String>>, default: Duration, what: &str| duration_field(v.as_ref(), default, what, &cerr);
+    let interval = dur(&s.interval, Duration::from_secs(10), "interval")?;
+    if interval < MIN_INTERVAL {
+        let span = s.interval.as_ref().map(Spanned::span).unwrap_or(0..0);
+        return Err(err(span, ctx(format!("interval must be at least {}ms", MIN_INTERVAL.as_millis()))));
+    }
+    let timeout = dur(&s.timeout, Duration::from_secs(2).min(interval / 2), "timeout")?;
+    if timeout >= interval || timeout.is_zero() {
+        let span = s.timeout.as_ref().map(Spanned::span).unwrap_or(0..0);
+        return Err(err(
+            span,
+            ctx(format!("timeout ({timeout:?}) must be above zero and less than the interval ({interval:?})")),
+        ));
+    }
+    // A failure on an up target (or a success on a down one) is confirmed quickly (HAProxy's
+    // fastinter): by default a fifth of the interval, at least 100ms.
+    let retry_default = (interval / 5).max(MIN_RETRY_INTERVAL).min(interval);
+    let retry_interval = dur(&s.retry_interval, retry_default, "retry_interval")?;
+    if retry_interval < MIN_RETRY_INTERVAL || retry_interval > interval {
+        let span = s.retry_interval.as_ref().map(Spanned::span).unwrap_or(0..0);
+        return Err(err(span, ctx(format!("retry_interval must be 100ms..=interval, got {retry_interval:?}"))));
+    }
+    let count = |v: &Option<Spanned<u32>>, default: u32, what: &str| -> Result<u32, FileError> {
+        match v {
+            Some(v) if !(1..=100).contains(v.get_ref()) => {
+                Err(err(v.span(), ctx(format!("{what} must be 1..=100, got {}", v.get_ref()))))
+            }
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(default),
+        }
+    };
+    let fall = count(&s.fall, 3, "fall")?;
+    let rise = count(&s.rise, 2, "rise")?;
+    let only_for = |v: Option<std::ops::Range<usize>>, field: &str, kinds: &str| match v {
+        Some(span) => Err(err(span, ctx(format!("{field} is only for {kinds} checks")))),
+        None => Ok(()),
+    };
+    let probe = match s.kind {
+        CheckKind::Tcp => {
+            only_for(s.host.as_ref().map(Spanned::span), "host", "http/https")?;
+            only_for(s.path.as_ref().map(Spanned::span), "path", "http/https")?;
+            only_for(s.method.as_ref().map(Spanned::span), "method", "http/https")?;
+            only_for(
+                s.expect_status.as_ref().and_then(|v| v.first()).map(Spanned::span),
+                "expect_status",
+                "http/https",
+            )?;
+            only_for(s.body_contains.as_ref().map(Spanned::span), "body_contains", "http/https")?;
+            only_for(s.headers.as_ref().map(Spanned::span), "headers", "http/https")?;
+            only_for(s.tls_verify.as_ref().map(Spanned::span), "tls_verify", "https")?;
+            Probe::Tcp { send: s.send.map(Spanned::into_inner), expect: s.expect.map(Spanned::into_inner) }
+        }
+        CheckKind::Http | CheckKind::Https => {
+            only_for(s.send.as_ref().map(Spanned::span), "send", "tcp")?;
+            only_for(s.expect.as_ref().map(Spanned::span), "expect", "tcp")?;
+            if s.kind == CheckKind::Http {
+                only_for(s.tls_verify.as_ref().map(Spanned::span), "tls_verify", "https")?;
+            }
+            let method = s.method.map(Spanned::into_inner).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+            if method != "GET" && method != "HEAD" {
+                return Err(err(0..0, ctx(format!("method must be GET or HEAD, got {method}"))));
+            }
+            let path = s.path.map(Spanned::into_inner).unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') {
+                return Err(err(0..0, ctx(format!("path must start with '/', got {path:?}"))));
+            }
+            let mut statuses = Vec::new();
+            for st in s.expect_status.unwrap_or_default() {
+                let span = st.span();
+                let range = match st.into_inner() {
+                    StatusSpec::Code(c) => Some((c, c)),
+                    StatusSpec::Range(r) => {
+                        r.split_once('-').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                    }
+                };
+                match range {
+                    Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => statuses.push((a, b)),
+                    _ => {
+                        return Err(err(
+                            span,
+                            ctx("expect_status: give codes like 200 or ranges like \"200-399\"".into()),
+                        ));
+                    }
+                }
+            }
+            if statuses.is_empty() {
+                statuses.push((200, 399));
+            }
+            Probe::Http {
+                tls: s.kind == CheckKind::Https,
+                host: s.host.map(Spanned::into_inner),
+                path,
+                method,
+                statuses,
+                body_contains: s.body_contains.map(Spanned::into_inner),
+                headers: s.headers.map(|h| h.into_inner().into_iter().collect()).unwrap_or_default(),
+                tls_verify: s.tls_verify.map(Spanned::into_inner).unwrap_or(true),
+            }
+        }
+    };
+    let port = match (s.port, s.kind) {
+        (Some(0), _) => return Err(err(0..0, ctx("port must be 1..=65535".into()))),
+        (Some(p), _) => p,
+        (None, CheckKind::Http) => 80,
+        (None, CheckKind::Https) => 443,
+        (None, CheckKind::Tcp) => return Err(err(0..0, ctx("a tcp check needs a port".into()))),
+    };
+    Ok(Check { name: name.to_string(), kind: s.kind, port, interval, timeout, retry_interval, fall, rise, probe })
+}
+
+fn pool_of(
+    label: &str,
+    key_span: std::ops::Range<usize>,
+    s: PoolSpec,
+    origin: &Name,
+    named: &BTreeMap<String, Arc<Check>>,
+    file: &Arc<Path>,
+    text: &str,
+) -> Result<Pool, Vec<FileError>> {
+    let err =
+        |span: std::ops::Range<usize>, msg: String| span_error(file, text, span, format!("pool {label:?}: {msg}"));
+    let mut errors = Vec::new();
+    let name = match crate::load::zonefile::rdata::parse_name(label, origin) {
+        Ok(n) if n.is_subdomain_of(origin) => n,
+        Ok(n) => {
+            return Err(vec![err(key_span, format!("{n} is not inside zone {origin}"))]);
+        }
+        Err(m) => return Err(vec![err(key_span, m)]),
+    };
+    let check_span = s.check.span();
+    let check = match s.check.into_inner() {
+        CheckRef::Named(n) => match named.get(&n) {
+            Some(c) => Some(c.clone()),
+            None => {
+                let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
+                errors.push(err(check_span, format!("no check named {n:?} in this file (defined: {known})")));
+                None
+            }
+        },
+        CheckRef::Inline(spec) => match check_of(&format!("{label} (inline)"), *spec, &err) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(mut e) => {
+                if e.at.line == 0 {
+                    e = err(check_span.clone(), e.msg);
+                }
+                errors.push(e);
+                None
+            }
+        },
+    };
+    let ttl = s.ttl.as_ref().map_or(30, |t| *t.get_ref());
+    if ttl > crate::load::zonefile::MAX_TTL {
+        errors.push(err(s.ttl.as_ref().unwrap().span(), "ttl is over 2147483647".into()));
+    }
+    let ttl_min = s.ttl_min.as_ref().map_or(5.min(ttl), |t| *t.get_ref());
+    if ttl_min > ttl {
+        errors.push(err(s.ttl_min.as_ref().unwrap().span(), format!("ttl_min ({ttl_min}) is above ttl ({ttl})")));
+    }
+    let failback_delay = match &s.failback_delay {
+        None => Duration::ZERO,
+        Some(d) => parse_duration(d.get_ref()).unwrap_or_else(|m| {
+            errors.push(err(d.span(), format!("failback_delay: {m}")));
+            Duration::ZERO
+        }),
+    };
+    let max_answers = match s.max_answers {
+        Some(m) if *m.get_ref() == 0 => {
+            errors.push(err(m.span(), "max_answers must be at least 1 (leave it out for no limit)".into()));
+            None
+        }
+        m => m.map(Spanned::into_inner),
+    };
+    let targets_span = s.targets.span();
+    let mut targets: Vec<Target> = Vec::new();
+    for t in s.targets.into_inner() {
+        let t = t.into_inner();
+        let address = match t.address.get_ref().parse::<IpAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                errors.push(err(
+                    t.address.span(),
+                    format!("target address {:?} is not an IPv4 or IPv6 address", t.address.get_ref()),
+                ));
+                continue;
+            }
+        };
+        let priority = *t.priority.get_ref();
+        if !(1..=255).contains(&priority) {
+            errors.push(err(t.priority.span(), format!("target priority must be 1..=255, got {priority}")));
+            continue;
+        }
+        if targets.iter().any(|o| o.address == address) {
+            errors.push(err(t.address.span(), format!("target {address} is listed twice")));
+            continue;
+        }
+        let port = check.as_ref().map_or(0, |c| c.port);
+        let probe = match &t.probe {
+            None => SocketAddr::new(address, port),
+            Some(p) => match parse_probe(p.get_ref(), port) {
+                Some(a) => a,
+                None => {
+                    errors.push(err(p.span(), format!("probe {:?} is not ADDRESS or ADDRESS:PORT", p.get_ref())));
+                    continue;
+                }
+            },
+        };
+        targets.push(Target { address, priority: priority as u8, probe });
+    }
+    if targets.is_empty() && errors.is_empty() {
+        errors.push(err(targets_span, "a pool needs at least one target".into()));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let (line, col) = locate(text, key_span.start);
+    Ok(Pool {
+        name,
+        ttl,
+        ttl_min,
+        check: check.expect("checked above"),
+        all_down: s.all_down.unwrap_or_default(),
+        failback: s.failback.unwrap_or_default(),
+        failback_delay,
+        max_answers,
+        targets,
+        at: crate::model::position::Location { file: file.clone(), line, col },
+    })
+}
+
+fn parse_probe(s: &str, default_port: u16) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let ip = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?;
+    Some(SocketAddr::new(ip, default_port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::position::toml_error;
+
+    fn pools(text: &str) -> (Vec<Pool>, Vec<String>) {
+        let file: Arc<Path> = Path::new("example.com.toml").into();
+        let spec: ZoneSpec = toml::from_str(text).map_err(|e| toml_error(&file, text, &e).to_string()).unwrap();
+        let (_, _, zp) = spec.split();
+        let mut errors = Vec::new();
+        let origin = Name::parse("example.com.", None).unwrap();
+        let p = pools_of(zp, &file, text, &origin, &mut errors);
+        (p, errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_pool_with_a_named_check() {
+        let (p, e) = pools(
+            r#"
+[checks.web]
+type = "https"
+host = "www.example.com"
+path = "/health"
+interval = "2s"
+timeout = "1s"
+expect_status = [200, "300-302"]
+
+[pools.www]
+check = "web"
+all_down = "last"
+failback = "manual"
+targets = [
+  { address = "192.0.2.10", priority = 1 },
+  { address = "2001:db8::10", priority = 1 },
+  { address = "203.0.113.10", priority = 2, probe = "10.0.0.10:8443" },
+]
+"#,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let p = &p[0];
+        assert_eq!(p.name.to_string(), "www.example.com.");
+        assert_eq!((p.ttl, p.ttl_min, p.all_down, p.failback), (30, 5, AllDown::Last, Failback::Manual));
+        assert_eq!(p.check.port, 443);
+        assert_eq!(p.check.interval, Duration::from_secs(2));
+        assert_eq!(p.targets[0].probe, "192.0.2.10:443".parse().unwrap());
+        assert_eq!(p.targets[2].probe, "10.0.0.10:8443".parse().unwrap());
+        match &p.check.probe {
+            Probe::Http { statuses, tls, .. } => {
+                assert_eq!((statuses.as_slice(), *tls), (&[(200, 200), (300, 302)][..], true))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((p.at.line, p.at.col), (10, 8));
+    }
+
+    #[test]
+    fn pool_errors() {
+        let (_, e) = pools(
+            r#"[pools.www]
+check = { type = "tcp", port = 80 }
+targets = [
+  { address = "192.0.2.10", priority = 0 },
+  { address = "192.0.2.11", priority = 1 },
+  { address = "192.0.2.11", priority = 2 },
+  { address = "banana", priority = 2 },
+]
+[pools."www.example.net."]
+check = "nope"
+targets = [{ address = "192.0.2.1", priority = 1 }]
+"#,
+        );
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e[0].starts_with("example.com.toml:4:40: pool \"www\": target priority must be 1..=255, got 0"),
+            "{}",
+            e[0]
+        );
+        assert!(e[1].starts_with("example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed twice"), "{}", e[1]);
+        assert!(e[2].contains("\"banana\" is not an IPv4 or IPv6"), "{}", e[2]);
+        assert!(e[3].contains("www.example.net. is not inside zone example.com."), "{}", e[3]);
+    }
+
+    #[test]
+    fn check_errors() {
+        let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"1s\"\n");
+        assert!(e[0].contains("check \"a\": timeout"), "{e:?}");
+        assert!(e[0].starts_with("example.com.toml:5:11:"), "{e:?}");
+        let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\npath = \"/\"\n");
+        assert!(e[0].contains("path is only for http/https checks"), "{e:?}");
+        let (_, e) = pools("[checks.a]\ntype = \"tcp\"\n");
+        assert!(e[0].contains("needs a port"), "{e:?}");
+        let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"100ms\"\n");
+        assert!(e[0].contains("at least 250ms"), "{e:?}");
+    }
+}
