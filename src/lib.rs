@@ -39,9 +39,8 @@ pub mod publish;
 pub mod transfer;
 
 use std::future::Future;
-use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use config::Config;
 pub use ops::control::{Commands, Control};
@@ -90,12 +89,23 @@ pub async fn serve(
     let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
     let _secondaries =
         AbortOnDrop(tokio::spawn(transfer::secondaries::run(changed, Arc::new(config.transfer.clone()))));
-    let mut publisher = publish::Publisher::new(&config.zones_dir).with_changes(changes);
-    if let Some(dir) = &config.state_dir {
-        publisher = publisher.with_state(publish::admin::StateFile::in_dir(dir));
-    }
+    let state_file = config.state_dir.as_deref().map(publish::admin::StateFile::in_dir);
+    let admin = match &state_file {
+        Some(file) => {
+            let (state, problem) = file.load();
+            if let Some(p) = problem {
+                error!("{p}");
+            }
+            if !state.drained.is_empty() || !state.held.is_empty() {
+                info!(drained = state.drained.len(), held = state.held.len(), file = %file.path.display(), "operator state restored");
+            }
+            state
+        }
+        None => Default::default(),
+    };
+    let journal = ops::events::Journal::default();
     let _notifier = AbortOnDrop(tokio::spawn(ops::notify::run(
-        publisher.journal().subscribe(),
+        journal.subscribe(),
         config.webhooks.clone(),
         config.commands.clone(),
     )));
@@ -105,7 +115,7 @@ pub async fn serve(
             let addr = l.local_addr()?;
             let state = ops::api::ApiState {
                 control,
-                events: publisher.journal().sender(),
+                events: journal.sender(),
                 ready: ready.clone(),
                 token: config.api_token.as_deref().map(Arc::from),
             };
@@ -118,17 +128,29 @@ pub async fn serve(
         }
         None => None,
     };
-    publisher = tokio::task::spawn_blocking(move || publisher.reconcile(true).map(|_| publisher))
-        .await
-        .expect("zone loading panicked")?;
+    // The first load is awaited: nothing is served before the zones are.
+    let mut watcher = load::watch::Watcher::new(&config.zones_dir);
+    let (watcher, first) = tokio::task::spawn_blocking(move || {
+        let r = watcher.reconcile(true);
+        (watcher, r)
+    })
+    .await
+    .expect("zone loading panicked");
+    let store: model::snapshot::Store = Default::default();
+    let mut driver =
+        publish::driver::Driver::new(publish::Publisher::new(admin), store.clone(), journal, state_file, changes);
+    if let Some(reload) = first? {
+        driver.core_mut().set_zones(reload, publish::Now::read());
+        driver.carry_out();
+    }
     let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
     let mut monitor = monitor::Monitor::new(tx);
-    let keys = publisher.probe_keys();
+    let keys = driver.core_mut().probe_keys();
     monitor.set_targets(keys.clone());
-    startup_round(&mut publisher, &mut updates, &keys).await;
-    publisher.settle();
+    driver.startup_round(&mut updates, &keys).await;
+    driver.core_mut().settle();
+    driver.carry_out();
     ready.store(true, Ordering::Relaxed);
-    let store = publisher.store();
     let zones = store.load().zones.len();
     let limits = dns::server::Limits {
         udp_payload: config.udp_payload,
@@ -141,91 +163,12 @@ pub async fn serve(
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
     let listeners = dns::server::Listeners::start(sockets, store, &limits)?;
     info!(listen = %addrs.join(" "), zones, targets = keys.len(), zones_dir = %config.zones_dir.display(), "weiche serving");
-    let reloader = tokio::spawn(reload_loop(publisher, monitor, updates, commands, config.reload_interval));
+    let (reloads_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
+    let _watch = AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx)));
+    let _publisher = AbortOnDrop(tokio::spawn(driver.run(monitor, updates, commands, reloads)));
     shutdown.await;
     info!("shutting down");
-    reloader.abort();
+    drop(_publisher);
     listeners.stop().await;
     Ok(())
-}
-
-/// Waits until every target has a first verdict, or the longest check timeout (plus a little)
-/// has passed, so pools answer from verdicts rather than from "unknown" once serving starts.
-async fn startup_round(
-    publisher: &mut publish::Publisher,
-    updates: &mut tokio::sync::mpsc::UnboundedReceiver<monitor::Update>,
-    keys: &[monitor::ProbeKey],
-) {
-    let Some(longest) = keys.iter().map(|k| k.check.0.timeout).max() else {
-        return;
-    };
-    let deadline = tokio::time::Instant::now() + longest + Duration::from_millis(200);
-    while !keys.iter().all(|k| publisher.has_verdict(k)) {
-        match tokio::time::timeout_at(deadline, updates.recv()).await {
-            Ok(Some(u)) => {
-                let mut batch = vec![u];
-                while let Ok(more) = updates.try_recv() {
-                    batch.push(more);
-                }
-                publisher.apply_all(batch);
-            }
-            _ => break,
-        }
-    }
-    let known = keys.iter().filter(|k| publisher.has_verdict(k)).count();
-    info!(targets = keys.len(), with_verdict = known, "first probe round done");
-}
-
-/// Re-reads the zones directory every `interval`, and at once on SIGHUP; applies the monitor's
-/// updates as they come.
-async fn reload_loop(
-    mut publisher: publish::Publisher,
-    mut monitor: monitor::Monitor,
-    mut updates: tokio::sync::mpsc::UnboundedReceiver<monitor::Update>,
-    mut commands: Commands,
-    interval: Duration,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    loop {
-        let now = tokio::select! {
-            Some(u) = updates.recv() => {
-                // Everything that arrived together is published once.
-                let mut batch = vec![u];
-                while let Ok(more) = updates.try_recv() {
-                    batch.push(more);
-                }
-                publisher.apply_all(batch);
-                continue;
-            }
-            Some(cmd) = commands.recv() => {
-                publish::execute(&mut publisher, cmd);
-                continue;
-            }
-            _ = async { match publisher.wake_at() { Some(at) => tokio::time::sleep_until(at.into()).await, None => std::future::pending().await } } => {
-                publisher.wake();
-                continue;
-            }
-            _ = tick.tick() => false,
-            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                info!("SIGHUP: reloading zones");
-                true
-            }
-        };
-        let (p, result) = tokio::task::spawn_blocking(move || {
-            let r = publisher.reconcile(now);
-            (publisher, r)
-        })
-        .await
-        .expect("zone loading panicked");
-        publisher = p;
-        if let Err(e) = result {
-            warn!(error = %e, "zones not reloaded; serving what was loaded");
-        }
-        // New targets start unknown; unchanged ones keep their verdicts; removed ones stop.
-        let keys = publisher.probe_keys();
-        monitor.set_targets(keys.iter().cloned());
-        publisher.retain_verdicts(&keys);
-    }
 }

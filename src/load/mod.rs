@@ -2,5 +2,6 @@
 //! errors. Master files (`zonefile`), the zones directory (`loader`).
 
 pub mod loader;
+pub mod watch;
 pub mod zone_toml;
 pub mod zonefile;

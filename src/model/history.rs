@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::model::name::Name;
-use crate::model::zone::RRset;
+use crate::model::zone::{RRset, Zone};
 
 /// Most differences kept per zone.
 pub const MAX_DIFFS: usize = 100;
@@ -41,6 +41,17 @@ impl Rec {
     pub fn new(owner: &Name, rtype: u16, ttl: u32, rdata: &[u8]) -> Rec {
         Rec { key: owner.key(), rtype, rdata: rdata.into(), ttl, owner: owner.clone() }
     }
+}
+
+/// Every record of a loaded zone but its SOA, without pool answers, in the zone's order.
+pub fn zone_records(zone: &Zone) -> Vec<Rec> {
+    let mut out = Vec::with_capacity(zone.record_count);
+    for node in &zone.nodes {
+        for set in node.rrsets.iter().filter(|s| s.rtype != crate::model::rtype::SOA) {
+            push_set(&mut out, &node.name, set);
+        }
+    }
+    out
 }
 
 /// Appends an RRset's records.

@@ -1,65 +1,73 @@
-//! The publisher: the one owner of what is served. It loads zones, notices changed files, takes
-//! the monitor's verdicts and the operators' decisions, and builds and publishes each new
-//! snapshot. Every change it makes is an [`Event`].
+//! The publisher: the one writer of what is served. It takes finished zones from the loader,
+//! the monitor's verdicts, the operators' decisions and the time, and turns them into the next
+//! immutable [`Snapshot`] and the [`Event`]s that change implies.
 //!
-//! Rules it keeps: a file that fails to load leaves the previous version of its zone serving;
-//! a file is loaded only once it has stopped changing (same size, time and inode on two looks in
-//! a row), so a half-written file is never served; a deleted file removes its zone; operator
-//! decisions (drains, manual-failback holds) survive restarts through the state file.
+//! [`Publisher`] is the pure core: it does no I/O and reads no clock. Every input comes in as a
+//! value ([`Now`] included), and what must happen outside (publish a snapshot, log and keep
+//! events, write the state file, NOTIFY secondaries, free replaced zones) comes out as
+//! [`Effects`]. [`driver`] is the thin async shell that feeds it messages and carries the
+//! effects out; nothing slow (parsing, diffing a big zone, disk writes) runs on its path.
+//!
+//! Rules it keeps: operator decisions (drains, manual-failback holds) and zone serials survive
+//! restarts through the state file; a zone's serial moves only when what it serves changes;
+//! answer changes are events only once every target of the pool has a first verdict.
 
 pub mod admin;
+pub mod driver;
 mod status;
 
-use std::collections::{BTreeMap, HashMap};
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
-use tracing::{error, info, warn};
+use tokio::time::Instant;
 
-use crate::load::loader::{self, Kind, ZoneFile};
+use crate::load::watch::{Reload, ZoneDiff, ZoneFileState};
 use crate::model::chart::{Admin, Failback, Health, Mode};
 use crate::model::history;
 use crate::model::name::Name;
-use crate::model::snapshot::{FamilyAnswer, Snapshot, ZoneEntry, pool_answer};
+use crate::model::snapshot::{FamilyAnswer, PoolAnswer, Snapshot, ZoneEntry, pool_answer};
 use crate::model::zone::Zone;
 use crate::monitor::{ProbeKey, TargetState, Update};
-use crate::ops::events::{Event, EventKind, Journal};
-use crate::publish::admin::{AdminState, Drain, StateFile};
+use crate::ops::events::{Event, EventKind};
+use crate::transfer::secondaries::Change;
+use admin::{AdminState, Drain};
 
-/// What a file looked like: changes to any of these mean "read it again".
-type Signature = Option<(SystemTime, u64, u64)>;
-
-fn signature(path: &Path) -> Signature {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
+/// The time, as the driver read it: monotonic for delays, wall-clock for what people read.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub at: Instant,
+    pub wall: SystemTime,
 }
 
-fn signatures(files: &[PathBuf]) -> Vec<Signature> {
-    files.iter().map(|f| signature(f)).collect()
+impl Now {
+    pub fn read() -> Now {
+        Now { at: Instant::now(), wall: SystemTime::now() }
+    }
+}
+
+/// What the driver must carry out after a step of the core, in this order.
+#[derive(Default)]
+pub struct Effects {
+    /// The snapshot to publish (None: what is served did not change).
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// Events to log, keep and send, oldest first.
+    pub events: Vec<Event>,
+    /// Zones whose serial changed, for NOTIFY.
+    pub announce: Vec<Change>,
+    /// The operator state to write to the state file (None: unchanged).
+    pub state: Option<AdminState>,
+    /// Replaced zones and differences, to be freed away from the publisher's path (freeing a
+    /// million records takes a while).
+    pub garbage: Vec<Box<dyn Any + Send>>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
-
-/// A zone file as last seen.
-struct Tracked {
-    file: ZoneFile,
-    /// Files it read, and how they looked when read.
-    files: Vec<PathBuf>,
-    seen: Vec<Signature>,
-    /// What is being served from it (None: it never loaded).
-    served: Option<Arc<Zone>>,
-    loaded_at: Option<SystemTime>,
-    /// Why the latest version was not loaded (None: it was).
-    last_error: Option<String>,
-}
-
-pub use crate::model::snapshot::Store;
 
 /// Which probe key each pool target has, and which pools each key serves.
 #[derive(Default)]
@@ -81,11 +89,12 @@ struct ProbeStatus {
 }
 
 pub struct Publisher {
-    dir: PathBuf,
-    store: Store,
-    tracked: BTreeMap<PathBuf, Tracked>,
-    /// Changed files waiting to be seen unchanged once more before loading.
-    pending: BTreeMap<PathBuf, Vec<Signature>>,
+    /// Every zone file the loader knows, and what each serves.
+    tracked: BTreeMap<PathBuf, ZoneFileState>,
+    /// Differences of reloaded zones not yet published.
+    diffs: Vec<ZoneDiff>,
+    /// What is served now.
+    current: Arc<Snapshot>,
     /// The monitor's latest word on each probed target.
     verdicts: HashMap<ProbeKey, TargetState>,
     probes: HashMap<ProbeKey, ProbeStatus>,
@@ -99,71 +108,78 @@ pub struct Publisher {
     answered: HashMap<Box<[u8]>, [FamilyAnswer; 2]>,
     /// Pools whose every target had a verdict at the last publish: only their answer changes
     /// are events (the start-up round's settling is not a failover).
-    judged: std::collections::HashSet<Box<[u8]>>,
-    /// Drains and manual-failback holds.
+    judged: HashSet<Box<[u8]>>,
+    /// Drains, manual-failback holds and serials.
     admin: AdminState,
-    state_file: Option<StateFile>,
-    /// Serials changed since the state file was written.
-    serials_dirty: bool,
     /// The serials the state file held at start.
     restored_serials: BTreeMap<String, (u32, u64)>,
     /// The first probe round is done: from now on, changes move serials.
     settled: bool,
-    /// Where serial changes go (NOTIFY to secondaries).
-    changes: Option<tokio::sync::mpsc::UnboundedSender<crate::transfer::secondaries::Change>>,
-    journal: Journal,
+    out: Effects,
 }
 
 impl Publisher {
-    pub fn new(dir: &Path) -> Publisher {
+    /// A publisher with nothing loaded, starting from the operator state restored from disk.
+    pub fn new(admin: AdminState) -> Publisher {
         Publisher {
-            dir: dir.into(),
-            store: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             tracked: BTreeMap::new(),
-            pending: BTreeMap::new(),
+            diffs: Vec::new(),
+            current: Arc::new(Snapshot::default()),
             verdicts: HashMap::new(),
             probes: HashMap::new(),
             index: ProbeIndex::default(),
             recovered: HashMap::new(),
             wake_at: None,
             answered: HashMap::new(),
-            judged: Default::default(),
-            admin: AdminState::default(),
-            state_file: None,
-            serials_dirty: false,
-            restored_serials: BTreeMap::new(),
+            judged: HashSet::new(),
+            restored_serials: admin.serials.clone(),
+            admin,
             settled: false,
-            changes: None,
-            journal: Journal::default(),
+            out: Effects::default(),
         }
     }
 
-    /// Keeps operator decisions in `file`, restoring what it holds now.
-    pub fn with_state(mut self, file: StateFile) -> Publisher {
-        let (state, problem) = file.load();
-        if let Some(p) = problem {
-            error!("{p}");
-        }
-        if !state.drained.is_empty() || !state.held.is_empty() {
-            info!(drained = state.drained.len(), held = state.held.len(), file = %file.path.display(), "operator state restored");
-        }
-        self.restored_serials = state.serials.clone();
-        self.admin = state;
-        self.state_file = Some(file);
-        self
+    /// What the last step asks the driver to do.
+    pub fn take_effects(&mut self) -> Effects {
+        std::mem::take(&mut self.out)
     }
 
-    pub fn store(&self) -> Store {
-        self.store.clone()
-    }
-
-    pub fn journal(&self) -> &Journal {
-        &self.journal
+    /// What is served now.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.current
     }
 
     /// Every (address, check) the served pools need probed.
     pub fn probe_keys(&self) -> Vec<ProbeKey> {
         self.index.users.keys().cloned().collect()
+    }
+
+    pub fn has_verdict(&self, key: &ProbeKey) -> bool {
+        self.verdicts.get(key).is_some_and(|s| s.verdict != Health::Unknown)
+    }
+
+    fn served(&self) -> impl Iterator<Item = &Arc<Zone>> {
+        self.tracked.values().filter_map(|t| t.served.as_ref())
+    }
+
+    /// Takes the loader's new picture of the zones directory. New targets start unknown,
+    /// unchanged ones keep their verdicts, removed ones are forgotten.
+    pub fn set_zones(&mut self, reload: Reload, now: Now) {
+        self.out.events.extend(reload.events);
+        let before: Vec<*const Zone> = self.served().map(Arc::as_ptr).collect();
+        let old =
+            std::mem::replace(&mut self.tracked, reload.zones.into_iter().map(|z| (z.file.path.clone(), z)).collect());
+        self.out.garbage.push(Box::new(old));
+        self.diffs.extend(reload.diffs);
+        let after: Vec<*const Zone> = self.served().map(Arc::as_ptr).collect();
+        if before != after {
+            self.reindex();
+            let keys: HashSet<&ProbeKey> = self.index.users.keys().collect();
+            self.verdicts.retain(|k, _| keys.contains(k));
+            self.probes.retain(|k, _| keys.contains(k));
+            self.recovered.retain(|k, _| keys.contains(k));
+            self.publish("zone reloaded", now);
+        }
     }
 
     /// Rebuilds the probe index from the served zones (after zones changed).
@@ -191,64 +207,49 @@ impl Publisher {
         self.index = index;
     }
 
-    /// Forgets verdicts of targets no longer probed (a reload removed them).
-    pub fn retain_verdicts(&mut self, keys: &[ProbeKey]) {
-        self.verdicts.retain(|k, _| keys.contains(k));
-        self.probes.retain(|k, _| keys.contains(k));
-        self.recovered.retain(|k, _| keys.contains(k));
-    }
-
-    pub fn has_verdict(&self, key: &ProbeKey) -> bool {
-        self.verdicts.get(key).is_some_and(|s| s.verdict != Health::Unknown)
-    }
-
-    /// Takes a monitor update and publishes the answers that follow.
-    pub fn apply(&mut self, u: Update) {
-        self.apply_all(vec![u]);
-    }
-
-    /// Takes updates that arrived together; publishes once, and only if a verdict (or its
-    /// doubt, which sets the TTL) changed.
-    pub fn apply_all(&mut self, updates: Vec<Update>) {
+    /// Takes monitor updates that arrived together; publishes once, and only if a verdict (or
+    /// its doubt, which sets the TTL) changed.
+    pub fn apply_all(&mut self, updates: Vec<Update>, now: Now) {
         let mut reasons = Vec::new();
         for u in updates {
-            if let Some(r) = self.record(u) {
+            if let Some(r) = self.record(u, now) {
                 reasons.push(r);
             }
         }
         match reasons.len() {
             0 => {}
-            1 => self.publish(&reasons[0]),
-            n => self.publish(&format!("{n} targets changed (last: {})", reasons[n - 1])),
+            1 => self.publish(&reasons[0], now),
+            n => self.publish(&format!("{n} targets changed (last: {})", reasons[n - 1]), now),
         }
     }
 
     /// Records one probe result; returns why answers must be recomputed, if they must.
-    fn record(&mut self, u: Update) -> Option<String> {
-        let now = SystemTime::now();
+    fn record(&mut self, u: Update, now: Now) -> Option<String> {
+        if !self.index.users.contains_key(&u.key) {
+            // A late result for a target a reload removed.
+            return None;
+        }
         let before = self.verdicts.get(&u.key).cloned().unwrap_or_default();
         let status = self.probes.entry(u.key.clone()).or_insert(ProbeStatus {
-            since: now,
-            checked_at: now,
+            since: now.wall,
+            checked_at: now.wall,
             latency_ms: 0.0,
             error: None,
         });
-        status.checked_at = now;
+        status.checked_at = now.wall;
         status.latency_ms = u.latency.as_secs_f64() * 1000.0;
         status.error = u.cause.clone();
-        if u.transition.is_some() {
-            status.since = now;
-        }
         if let Some(t) = u.transition {
+            status.since = now.wall;
             let kind = match t.to {
                 Health::Down => Some(EventKind::TargetDown),
                 Health::Up => Some(EventKind::TargetUp),
                 Health::Unknown => None,
             };
-            for (zone, pi) in self.index.users.get(&u.key).cloned().unwrap_or_default() {
-                let pool = &zone.pools[pi];
+            for (zone, pi) in self.index.users.get(&u.key).into_iter().flatten() {
+                let pool = &zone.pools[*pi];
                 if let Some(kind) = kind {
-                    self.journal.push(Event {
+                    self.out.events.push(Event {
                         zone: Some(zone.apex.to_string()),
                         pool: Some(pool.name.to_string()),
                         target: Some(u.key.addr.to_string()),
@@ -260,13 +261,10 @@ impl Publisher {
                     });
                 }
             }
-            match t {
-                t if t.from == Health::Down && t.to == Health::Up => {
-                    self.recovered.insert(u.key.clone(), Instant::now());
-                }
-                _ => {
-                    self.recovered.remove(&u.key);
-                }
+            if t.from == Health::Down && t.to == Health::Up {
+                self.recovered.insert(u.key.clone(), now.at);
+            } else {
+                self.recovered.remove(&u.key);
             }
         }
         let ip = u.key.addr.ip();
@@ -285,30 +283,14 @@ impl Publisher {
     /// Every zone is announced to its secondaries once, in case it changed while we were down.
     pub fn settle(&mut self) {
         self.settled = true;
-        let snap = self.store.load_full();
-        for e in &snap.zones {
+        let current = self.current.clone();
+        for e in &current.zones {
             self.announce(&e.zone, e.serial, e.soa.clone());
         }
     }
 
-    /// Sends serial changes to `tx` (the NOTIFY sender).
-    pub fn with_changes(
-        mut self,
-        tx: tokio::sync::mpsc::UnboundedSender<crate::transfer::secondaries::Change>,
-    ) -> Publisher {
-        self.changes = Some(tx);
-        self
-    }
-
-    fn announce(&self, zone: &Zone, serial: u32, soa: crate::model::zone::RRset) {
-        if let Some(tx) = &self.changes {
-            let _ = tx.send(crate::transfer::secondaries::Change {
-                apex: zone.apex.clone(),
-                serial,
-                soa,
-                ns_addrs: ns_addresses(zone),
-            });
-        }
+    fn announce(&mut self, zone: &Zone, serial: u32, soa: crate::model::zone::RRset) {
+        self.out.announce.push(Change { apex: zone.apex.clone(), serial, soa, ns_addrs: ns_addresses(zone) });
     }
 
     /// When answers must be recomputed because a `failback_delay` runs out (None: nothing waits).
@@ -317,51 +299,42 @@ impl Publisher {
     }
 
     /// Recomputes answers whose `failback_delay` has run out.
-    pub fn wake(&mut self) {
-        if self.wake_at.is_some_and(|w| w <= Instant::now()) {
-            self.publish("failback delay passed");
+    pub fn wake(&mut self, now: Now) {
+        if self.wake_at.is_some_and(|w| w <= now.at) {
+            self.publish("failback delay passed", now);
         }
     }
 
     fn pool_exists(&self, name: &Name) -> bool {
         let key = name.key();
-        self.tracked.values().filter_map(|t| t.served.as_ref()).any(|z| z.pools.iter().any(|p| p.name.key() == key))
+        self.served().any(|z| z.pools.iter().any(|p| p.name.key() == key))
     }
 
     fn target_exists(&self, address: IpAddr, pool: Option<&Name>) -> bool {
         let key = pool.map(Name::key);
-        self.tracked
-            .values()
-            .filter_map(|t| t.served.as_ref())
+        self.served()
             .flat_map(|z| z.pools.iter())
             .filter(|p| key.as_ref().is_none_or(|k| p.name.key() == *k))
             .any(|p| p.targets.iter().any(|t| t.address == address))
     }
 
-    fn save_state(&self) {
-        if let Some(f) = &self.state_file
-            && let Err(e) = f.save(&self.admin)
-        {
-            error!("{e}; the change holds until restart only");
-        }
-    }
-
     /// Releases a manual failback hold: the pool returns to its best healthy level.
     /// Returns false if no served pool has that name.
-    pub fn release_failback(&mut self, pool_name: &Name) -> bool {
+    pub fn release_failback(&mut self, pool_name: &Name, now: Now) -> bool {
         if !self.pool_exists(pool_name) {
             return false;
         }
         self.admin.held.remove(&hold_key(pool_name));
-        self.save_state();
-        self.journal
+        self.out.state = Some(self.admin.clone());
+        self.out
+            .events
             .push(Event { pool: Some(pool_name.to_string()), ..Event::new(EventKind::FailbackReleased, "operator") });
-        self.publish("failback released by operator");
+        self.publish("failback released by operator", now);
         true
     }
 
     /// Drains (or undrains) an answered address, in every pool or in one. Errors say why not.
-    pub fn set_drain(&mut self, address: IpAddr, pool: Option<&Name>, drained: bool) -> Result<(), String> {
+    pub fn set_drain(&mut self, address: IpAddr, pool: Option<&Name>, drained: bool, now: Now) -> Result<(), String> {
         if let Some(p) = pool
             && !self.pool_exists(p)
         {
@@ -383,170 +356,50 @@ impl Publisher {
             return Err(format!("{address} is drained in every pool; undrain it without --pool"));
         }
         if changed {
-            self.save_state();
+            self.out.state = Some(self.admin.clone());
             let kind = if drained { EventKind::Drain } else { EventKind::Undrain };
-            self.journal.push(Event {
+            self.out.events.push(Event {
                 target: Some(address.to_string()),
                 pool: pool.map(Name::to_string),
                 ..Event::new(kind, "operator")
             });
             let what = if drained { "drained" } else { "undrained" };
-            self.publish(&format!("{address} {what} by operator"));
+            self.publish(&format!("{address} {what} by operator"), now);
         }
         Ok(())
     }
 
-    /// Looks at the zones directory and loads what changed. With `now`, changed files are
-    /// loaded at once (start-up, SIGHUP) instead of after they have settled.
-    pub fn reconcile(&mut self, now: bool) -> Result<(), loader::DirError> {
-        let found = loader::scan(&self.dir)?;
-        let mut changed = false;
-        let gone: Vec<PathBuf> =
-            self.tracked.keys().filter(|p| !found.iter().any(|f| &f.path == *p)).cloned().collect();
-        for path in gone {
-            let t = self.tracked.remove(&path).expect("tracked");
-            if t.served.is_some() {
-                self.journal.push(Event {
-                    zone: Some(t.file.apex.to_string()),
-                    ..Event::new(EventKind::ZoneRemoved, format!("{} was deleted", path.display()))
-                });
-                changed = true;
-            }
-        }
-        self.pending.retain(|p, _| found.iter().any(|f| &f.path == p));
-        for file in found {
-            let known_files = self.tracked.get(&file.path).map_or_else(|| vec![file.path.clone()], |t| t.files.clone());
-            let now_sig = signatures(&known_files);
-            if self.tracked.get(&file.path).is_some_and(|t| t.seen == now_sig) {
-                self.pending.remove(&file.path);
-                continue;
-            }
-            if !now && self.pending.get(&file.path) != Some(&now_sig) {
-                self.pending.insert(file.path.clone(), now_sig);
-                continue;
-            }
-            self.pending.remove(&file.path);
-            changed |= self.load(file);
-        }
-        // A plain zone file that another zone now includes is a fragment, not a zone.
-        let fragments: Vec<PathBuf> = self
-            .tracked
-            .values()
-            .filter(|t| t.file.kind == Kind::Plain)
-            .filter(|t| {
-                self.tracked
-                    .values()
-                    .any(|o| o.file.path != t.file.path && o.files.iter().skip(1).any(|f| same_file(f, &t.file.path)))
-            })
-            .map(|t| t.file.path.clone())
-            .collect();
-        for path in fragments {
-            if self.tracked.remove(&path).and_then(|t| t.served).is_some() {
-                info!(file = %path.display(), "file is included by another zone; no longer served as a zone of its own");
-                changed = true;
-            }
-        }
-        if changed {
-            self.reindex();
-            self.publish("zone reloaded");
-            trim_heap();
-        }
-        Ok(())
-    }
-
-    /// Loads one zone file; returns whether what is served changed.
-    fn load(&mut self, file: ZoneFile) -> bool {
-        let included_elsewhere = self
-            .tracked
-            .values()
-            .filter(|t| t.file.path != file.path)
-            .any(|t| t.files.iter().skip(1).any(|f| same_file(f, &file.path)));
-        if file.kind == Kind::Plain && included_elsewhere {
-            // A fragment included by another zone: its changes reload that zone instead.
-            self.tracked.remove(&file.path);
-            return false;
-        }
-        let twin =
-            self.tracked.values().find(|t| t.file.apex == file.apex && t.file.path != file.path && t.served.is_some());
-        if let Some(t) = twin {
-            warn!(zone = %file.apex, file = %file.path.display(), other = %t.file.path.display(), "zone defined by two files; this one is ignored");
-            let seen = signatures(std::slice::from_ref(&file.path));
-            let last_error = Some(format!("zone also defined by {}", t.file.path.display()));
-            self.tracked.insert(
-                file.path.clone(),
-                Tracked { files: vec![file.path.clone()], seen, file, served: None, loaded_at: None, last_error },
-            );
-            return false;
-        }
-        let load = loader::load(file.clone());
-        let seen = signatures(&load.files);
-        let previous = self.tracked.remove(&file.path);
-        let (served, loaded_at, last_error, changed) = match load.result {
-            Ok(zone) => {
-                let reason = format!(
-                    "serial {}, {} records, {} pools, from {}",
-                    zone.serial,
-                    zone.record_count,
-                    zone.pools.len(),
-                    file.path.display()
-                );
-                self.journal
-                    .push(Event { zone: Some(zone.apex.to_string()), ..Event::new(EventKind::ZoneLoaded, reason) });
-                metrics::counter!("weiche_zone_loads_total", "result" => "ok").increment(1);
-                (Some(Arc::new(zone)), Some(SystemTime::now()), None, true)
-            }
-            Err(errors) => {
-                let (served, loaded_at) = previous.map_or((None, None), |p| (p.served, p.loaded_at));
-                let keeps = if served.is_some() { "the previous version keeps serving" } else { "zone not served" };
-                for e in &errors {
-                    warn!(zone = %file.apex, "{e}");
-                }
-                let reason = format!("{} error(s), first: {}; {keeps}", errors.len(), errors[0]);
-                self.journal
-                    .push(Event { zone: Some(file.apex.to_string()), ..Event::new(EventKind::ZoneError, reason) });
-                metrics::counter!("weiche_zone_loads_total", "result" => "failed").increment(1);
-                (served, loaded_at, Some(errors[0].to_string()), false)
-            }
-        };
-        self.tracked
-            .insert(file.path.clone(), Tracked { file, files: load.files, seen, served, loaded_at, last_error });
-        changed
-    }
-
-    /// Builds and publishes a snapshot of every served zone, with an event for each pool whose
-    /// answer changed (`reason` says what caused it).
-    fn publish(&mut self, reason: &str) {
-        let served: Vec<Arc<Zone>> = self.tracked.values().filter_map(|t| t.served.clone()).collect();
-        let previous = self.store.load_full();
+    /// Builds the next snapshot of every served zone, with an event for each pool whose answer
+    /// changed (`reason` says what caused it).
+    fn publish(&mut self, reason: &str, now: Now) {
+        let served: Vec<Arc<Zone>> = self.served().cloned().collect();
+        let previous = self.current.clone();
         let mut entries = Vec::with_capacity(served.len());
         let mut answered = HashMap::new();
         let mut held_now = BTreeMap::new();
         let mut events = Vec::new();
-        let mut judged = std::collections::HashSet::new();
-        let wake_at: std::cell::Cell<Option<Instant>> = std::cell::Cell::new(None);
+        let mut judged = HashSet::new();
+        let mut wake_at: Option<Instant> = None;
         for zone in served {
             let mut answers = Vec::with_capacity(zone.pools.len());
             let zone_keys = &self.index.per_zone[&(Arc::as_ptr(&zone) as usize)];
             for (pi, pool) in zone.pools.iter().enumerate() {
                 let hold = hold_key(&pool.name);
                 let held = self.admin.held.get(&hold).copied().unwrap_or([None, None]);
-                let (verdicts, recovered, admin) = (&self.verdicts, &self.recovered, &self.admin);
+                let ready_at = std::cell::Cell::new(None);
                 let answer = pool_answer(
                     pool,
                     zone.neg_ttl,
                     |ti| {
-                        if admin.is_drained(pool.targets[ti].address, &hold) {
+                        if self.admin.is_drained(pool.targets[ti].address, &hold) {
                             return (Health::Unknown, Admin::ForcedDown, false);
                         }
                         let key = &zone_keys[pi][ti];
-                        match verdicts.get(key) {
+                        let ready = self.recovered.get(key).map(|at| *at + pool.failback_delay);
+                        match self.verdicts.get(key) {
                             // Back up, but not yet for `failback_delay`: not answered yet.
-                            Some(s)
-                                if s.verdict == Health::Up
-                                    && recovered.get(key).is_some_and(|at| at.elapsed() < pool.failback_delay) =>
-                            {
-                                let ready = recovered[key] + pool.failback_delay;
-                                wake_at.set(Some(wake_at.get().map_or(ready, |w| w.min(ready))));
+                            Some(s) if s.verdict == Health::Up && ready.is_some_and(|r| r > now.at) => {
+                                ready_at.set(min_instant(ready_at.get(), ready));
                                 (Health::Down, Admin::Auto, true)
                             }
                             Some(s) => (s.verdict, Admin::Auto, s.in_doubt()),
@@ -555,22 +408,20 @@ impl Publisher {
                     },
                     held,
                 );
+                wake_at = min_instant(wake_at, ready_at.get());
                 // Manual failback: a pool answering from a fallback level stays there. Not
                 // before every target has a verdict: a secondary judged before the primary at
                 // start-up is no failover.
                 let all_judged =
                     zone_keys[pi].iter().all(|k| self.verdicts.get(k).is_some_and(|v| v.verdict != Health::Unknown));
                 if pool.failback == Failback::Manual {
-                    let hold_of = |f: &FamilyAnswer| {
-                        if f.mode == Mode::Fallback { f.level } else { None }
-                    };
+                    let hold_of = |f: &FamilyAnswer| if f.mode == Mode::Fallback { f.level } else { None };
                     let h = if all_judged { [hold_of(&answer.a), hold_of(&answer.aaaa)] } else { held };
                     if h != [None, None] {
                         held_now.insert(hold.clone(), h);
                     }
                 }
-                export_pool_metrics(&zone, pool, &zone_keys[pi], &self.verdicts, &self.admin, &answer);
-                let now = [answer.a.clone(), answer.aaaa.clone()];
+                let fresh = [answer.a.clone(), answer.aaaa.clone()];
                 let name_key = pool.name.key();
                 let was_judged = self.judged.contains(&name_key);
                 if all_judged {
@@ -578,42 +429,48 @@ impl Publisher {
                 }
                 if let Some(before) = self.answered.get(&name_key).filter(|_| was_judged && all_judged) {
                     for (i, rt) in ["A", "AAAA"].into_iter().enumerate() {
-                        if let Some(e) = change_event(&zone, pool, rt, &before[i], &now[i], reason) {
+                        if let Some(e) = change_event(&zone, pool, rt, &before[i], &fresh[i], reason) {
                             events.push(e);
                         }
                     }
                 }
-                answered.insert(name_key, now);
+                answered.insert(name_key, fresh);
                 answers.push(answer);
             }
             let prev = previous.zone(&zone.apex.key());
-            let entry = self.served_entry(zone, answers.into(), prev);
-            metrics::gauge!("weiche_zone_serial", "zone" => entry.zone.apex.to_string()).set(entry.serial as f64);
-            entries.push(entry);
+            entries.push(self.served_entry(zone, answers.into(), prev));
         }
         self.answered = answered;
         self.judged = judged;
-        if held_now != self.admin.held || self.serials_dirty {
+        let mut state_changed = false;
+        if held_now != self.admin.held {
             self.admin.held = held_now;
-            self.serials_dirty = false;
-            self.save_state();
+            state_changed = true;
         }
-        self.wake_at = wake_at.get();
-        self.store.store(Arc::new(Snapshot::new(entries)));
-        for e in events {
-            self.journal.push(e);
+        for e in &entries {
+            let name = hold_key(&e.zone.apex);
+            let hash = e.content_hash();
+            if self.admin.serials.get(&name) != Some(&(e.serial, hash)) {
+                self.admin.serials.insert(name, (e.serial, hash));
+                state_changed = true;
+            }
         }
+        if state_changed {
+            self.out.state = Some(self.admin.clone());
+        }
+        self.wake_at = wake_at;
+        // Differences no published zone needed (a zone replaced twice before a publish).
+        self.out.garbage.extend(self.diffs.drain(..).map(|d| Box::new(d) as Box<dyn Any + Send>));
+        let snapshot = Arc::new(Snapshot::new(entries));
+        self.current = snapshot.clone();
+        self.out.snapshot = Some(snapshot);
+        self.out.events.extend(events);
     }
 
     /// A zone entry with its serial: unchanged content keeps the serial (and history); a change
     /// takes the next one and is recorded for IXFR. The serial survives restarts through the
     /// state file, keyed by a hash of the content.
-    fn served_entry(
-        &mut self,
-        zone: Arc<Zone>,
-        answers: Arc<[crate::model::snapshot::PoolAnswer]>,
-        prev: Option<&ZoneEntry>,
-    ) -> ZoneEntry {
+    fn served_entry(&mut self, zone: Arc<Zone>, answers: Arc<[PoolAnswer]>, prev: Option<&ZoneEntry>) -> ZoneEntry {
         let mut e = ZoneEntry {
             soa: zone.soa().clone(),
             negative_soa: Default::default(),
@@ -623,7 +480,6 @@ impl Publisher {
             history: Default::default(),
         };
         let hash = e.content_hash();
-        let name = hold_key(&e.zone.apex);
         match prev.filter(|_| self.settled) {
             Some(p) if p.content_hash() == hash => {
                 e.serial = p.serial;
@@ -631,18 +487,41 @@ impl Publisher {
             }
             Some(p) => {
                 e.serial = history::next_serial(p.serial, e.zone.serial);
-                let (removed, added) = if Arc::ptr_eq(&p.zone, &e.zone) {
-                    history::diff(p.pool_records(), e.pool_records())
-                } else {
-                    history::diff(p.records(), e.records())
-                };
-                e.history = Arc::new(p.history.with(history::Diff { from: p.serial, to: e.serial, removed, added }));
-                self.announce(&e.zone, e.serial, ZoneEntry::soa_with_serial(&e.zone, e.serial));
+                let (mut removed, mut added) = history::diff(p.pool_records(), e.pool_records());
+                let reloaded = !Arc::ptr_eq(&p.zone, &e.zone);
+                // A reloaded zone's static records were diffed by the loader, off this path.
+                let static_diff = reloaded
+                    .then(|| {
+                        let at = self
+                            .diffs
+                            .iter()
+                            .position(|d| Arc::ptr_eq(&d.from, &p.zone) && Arc::ptr_eq(&d.to, &e.zone))?;
+                        Some(self.diffs.swap_remove(at))
+                    })
+                    .flatten();
+                match static_diff {
+                    Some(mut d) => {
+                        removed.append(&mut d.removed);
+                        added.append(&mut d.added);
+                        self.out.garbage.push(Box::new(d));
+                        e.history =
+                            Arc::new(p.history.with(history::Diff { from: p.serial, to: e.serial, removed, added }));
+                    }
+                    // No difference known (the zone was replaced twice between two publishes):
+                    // the history starts over, and IXFR from older serials is a full transfer.
+                    None if reloaded => {}
+                    None => {
+                        e.history =
+                            Arc::new(p.history.with(history::Diff { from: p.serial, to: e.serial, removed, added }));
+                    }
+                }
+                let soa = ZoneEntry::soa_with_serial(&e.zone, e.serial);
+                self.announce(&e.zone, e.serial, soa);
             }
             // Before the first probe round is done (or a zone's first load), answers settle:
             // the serial is the one restored if the content is the same, else the next.
             None => {
-                e.serial = match self.restored_serials.get(&name) {
+                e.serial = match self.restored_serials.get(&hold_key(&e.zone.apex)) {
                     Some(&(s, h)) if h == hash => s,
                     Some(&(s, _)) => history::next_serial(s, e.zone.serial),
                     None => e.zone.serial,
@@ -650,34 +529,32 @@ impl Publisher {
             }
         }
         e.set_soa(ZoneEntry::soa_with_serial(&e.zone, e.serial));
-        if self.admin.serials.get(&name) != Some(&(e.serial, hash)) {
-            self.admin.serials.insert(name, (e.serial, hash));
-            self.serials_dirty = true;
-        }
         e
     }
 }
 
-/// Carries out one command on the publisher.
-pub fn execute(publisher: &mut Publisher, cmd: crate::ops::control::Command) {
-    match cmd {
-        crate::ops::control::Command::ReleaseFailback { pool, done } => {
-            let _ = done.send(publisher.release_failback(&pool));
-        }
-        crate::ops::control::Command::Drain { address, pool, drain, done } => {
-            let _ = done.send(publisher.set_drain(address, pool.as_ref(), drain));
-        }
-        crate::ops::control::Command::Status { events, done } => {
-            let _ = done.send(publisher.status(events));
-        }
-        crate::ops::control::Command::Events { since, limit, done } => {
-            let _ = done.send(publisher.journal().since(since, limit));
+impl Publisher {
+    /// Sets the pool, target and zone gauges from what is served now.
+    pub fn export_metrics(&self) {
+        for entry in &self.current.zones {
+            let Some(keys) = self.index.per_zone.get(&(Arc::as_ptr(&entry.zone) as usize)) else { continue };
+            for (pi, pool) in entry.zone.pools.iter().enumerate() {
+                export_pool_metrics(&entry.zone, pool, &keys[pi], &self.verdicts, &self.admin, &entry.answers[pi]);
+            }
+            metrics::gauge!("weiche_zone_serial", "zone" => entry.zone.apex.to_string()).set(entry.serial as f64);
         }
     }
 }
 
+fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Per-target and per-pool gauges: what is up, what is drained, which level answers.
-fn export_pool_metrics(
+pub(crate) fn export_pool_metrics(
     zone: &Zone,
     pool: &crate::model::pool::Pool,
     keys: &[ProbeKey],
@@ -731,11 +608,11 @@ fn ns_addresses(zone: &Zone) -> Vec<IpAddr> {
 }
 
 /// How a pool is named in the state file (and matched for per-pool drains).
-fn hold_key(name: &Name) -> String {
+pub(crate) fn hold_key(name: &Name) -> String {
     name.to_string().to_ascii_lowercase()
 }
 
-fn addresses(f: &FamilyAnswer) -> String {
+pub(crate) fn addresses(f: &FamilyAnswer) -> String {
     let list: Vec<String> = f
         .rrset
         .rdatas()
@@ -782,82 +659,12 @@ fn change_event(
     })
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
-
-/// Gives the memory a load freed (parsed records, a replaced zone) back to the system: glibc
-/// keeps freed heap pages resident otherwise, and a big zone's parse leaves hundreds of MiB.
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
-
-    const ZONE: &str = "$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n";
-
-    fn served(p: &Publisher) -> Vec<(String, u32)> {
-        p.store.load().zones.iter().map(|z| (z.zone.apex.to_string(), z.zone.serial)).collect()
-    }
-
-    #[test]
-    fn settles_keeps_previous_and_removes() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("example.com.zone");
-        std::fs::write(&f, ZONE).unwrap();
-        let mut p = Publisher::new(dir.path());
-        p.reconcile(true).unwrap();
-        assert_eq!(served(&p), [("example.com.".into(), 1)]);
-        // A change is loaded only when seen twice the same.
-        std::fs::write(&f, ZONE.replace(" 1 1h", " 2 1h") + "x A 192.0.2.1\n").unwrap();
-        p.reconcile(false).unwrap();
-        assert_eq!(served(&p)[0].1, 1);
-        p.reconcile(false).unwrap();
-        assert_eq!(served(&p)[0].1, 2);
-        // A broken edit keeps version 2.
-        std::fs::write(&f, ZONE.replace(" 1 1h", " 3 1h") + "x A 192.0.2.999\n").unwrap();
-        p.reconcile(true).unwrap();
-        assert_eq!(served(&p)[0].1, 2);
-        // A new zone appears; the deleted one goes.
-        std::fs::write(dir.path().join("example.net.zone"), ZONE).unwrap();
-        std::fs::remove_file(&f).unwrap();
-        p.reconcile(true).unwrap();
-        assert_eq!(served(&p), [("example.net.".into(), 1)]);
-    }
-
-    fn answer_of(p: &Publisher, name: &str) -> (Vec<Vec<u8>>, u32) {
-        let snap = p.store.load();
-        let key = crate::model::name::Name::parse(name, None).unwrap().key();
-        for z in &snap.zones {
-            if let Some(i) = z.zone.pools.iter().position(|pl| pl.name.key() == key) {
-                let a = &z.answers[i].a.rrset;
-                return (a.rdatas().map(<[u8]>::to_vec).collect(), a.ttl);
-            }
-        }
-        panic!("no pool {name}");
-    }
-
-    fn update(p: &Publisher, addr: &str, ok: bool) -> Update {
-        let key = p.probe_keys().into_iter().find(|k| k.addr == addr.parse().unwrap()).unwrap();
-        let mut state = p.verdicts.get(&key).cloned().unwrap_or_default();
-        let transition = state.observe(ok, key.check.0.rise, key.check.0.fall);
-        Update {
-            key,
-            state,
-            transition,
-            cause: (!ok).then(|| "connection refused".into()),
-            latency: Default::default(),
-        }
-    }
+    use crate::load::watch::Watcher;
 
     const POOL: &str = r#"records = '''
 $TTL 60
@@ -866,92 +673,351 @@ $TTL 60
 ns1 A 192.0.2.53
 '''
 [pools.www]
-failback = "manual"
 check = { type = "tcp", port = 80, fall = 1, rise = 1 }
 targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", priority = 2 }]
 "#;
 
-    #[test]
-    fn manual_failback_holds_until_released_and_reload_keeps_verdicts() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("example.com.toml"), POOL).unwrap();
-        let mut p = Publisher::new(dir.path());
-        p.reconcile(true).unwrap();
-        for a in ["127.0.0.1:80", "127.0.0.2:80"] {
-            let u = update(&p, a, true);
-            p.apply(u);
+    /// A publisher on a zones directory, stepped by hand: the clock moves only when told.
+    struct Bench {
+        dir: tempfile::TempDir,
+        watcher: Watcher,
+        p: Publisher,
+        start: Instant,
+        elapsed: Duration,
+    }
+
+    impl Bench {
+        fn new(files: &[(&str, &str)]) -> Bench {
+            Bench::with_state(files, AdminState::default())
         }
-        let www = crate::model::name::Name::parse("www.example.com.", None).unwrap();
-        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 1]]);
-        // The primary fails: the secondary answers.
-        let u = update(&p, "127.0.0.1:80", false);
-        p.apply(u);
-        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
-        // The primary recovers: with manual failback the answer stays on the secondary.
-        let u = update(&p, "127.0.0.1:80", true);
-        p.apply(u);
-        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
-        // A reload keeps the verdicts of unchanged targets, and the hold.
-        std::fs::write(dir.path().join("example.com.toml"), POOL.replace("1h 10m", "2h 10m")).unwrap();
-        p.reconcile(true).unwrap();
-        let keys = p.probe_keys();
-        p.retain_verdicts(&keys);
-        assert_eq!(keys.iter().filter(|k| p.has_verdict(k)).count(), 2);
-        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
-        // Released: back to the primary, which is up, with the full TTL.
-        assert!(p.release_failback(&www));
-        assert_eq!(answer_of(&p, "www.example.com."), (vec![vec![127, 0, 0, 1]], 30));
-        assert!(!p.release_failback(&crate::model::name::Name::parse("nope.example.com.", None).unwrap()));
+
+        fn with_state(files: &[(&str, &str)], admin: AdminState) -> Bench {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, text) in files {
+                std::fs::write(dir.path().join(name), text).unwrap();
+            }
+            let watcher = Watcher::new(dir.path());
+            let mut b =
+                Bench { dir, watcher, p: Publisher::new(admin), start: Instant::now(), elapsed: Duration::ZERO };
+            b.reload();
+            b
+        }
+
+        fn now(&self) -> Now {
+            Now { at: self.start + self.elapsed, wall: UNIX_EPOCH + Duration::from_secs(1_800_000_000) + self.elapsed }
+        }
+
+        fn step(&mut self, d: Duration) {
+            self.elapsed += d;
+            let now = self.now();
+            self.p.wake(now);
+        }
+
+        fn reload(&mut self) -> Effects {
+            if let Some(r) = self.watcher.reconcile(true).unwrap() {
+                let now = self.now();
+                self.p.set_zones(r, now);
+            }
+            self.p.take_effects()
+        }
+
+        fn write(&mut self, name: &str, text: &str) -> Effects {
+            std::fs::write(self.dir.path().join(name), text).unwrap();
+            self.reload()
+        }
+
+        /// One probe result for the target probed at `addr` ("127.0.0.1:80").
+        fn probe(&mut self, addr: &str, ok: bool) -> Effects {
+            let key = self.p.probe_keys().into_iter().find(|k| k.addr == addr.parse().unwrap()).unwrap();
+            let mut state = self.p.verdicts.get(&key).cloned().unwrap_or_default();
+            let transition = state.observe(ok, key.check.0.rise, key.check.0.fall);
+            let cause = (!ok).then(|| "connection refused".into());
+            let u = Update { key, state, transition, cause, latency: Duration::from_millis(3) };
+            let now = self.now();
+            self.p.apply_all(vec![u], now);
+            self.p.take_effects()
+        }
+
+        fn both_up(&mut self) {
+            self.probe("127.0.0.1:80", true);
+            self.probe("127.0.0.2:80", true);
+            self.p.settle();
+            self.p.take_effects();
+        }
+
+        /// The A answer at `name` and its TTL.
+        fn answer(&self, name: &str) -> (Vec<[u8; 4]>, u32) {
+            let key = Name::parse(name, None).unwrap().key();
+            for z in &self.p.snapshot().zones {
+                if let Some(i) = z.zone.pools.iter().position(|pl| pl.name.key() == key) {
+                    let a = &z.answers[i].a.rrset;
+                    return (a.rdatas().map(|r| <[u8; 4]>::try_from(r).unwrap()).collect(), a.ttl);
+                }
+            }
+            panic!("no pool {name}");
+        }
+
+        fn www(&self) -> Vec<[u8; 4]> {
+            self.answer("www.example.com.").0
+        }
+
+        fn serial(&self) -> u32 {
+            self.p.snapshot().zones[0].serial
+        }
+    }
+
+    const PRIMARY: [u8; 4] = [127, 0, 0, 1];
+    const SECONDARY: [u8; 4] = [127, 0, 0, 2];
+
+    fn kinds(e: &Effects) -> Vec<EventKind> {
+        e.events.iter().filter_map(|e| e.kind).collect()
+    }
+
+    fn www() -> Name {
+        Name::parse("www.example.com.", None).unwrap()
     }
 
     #[test]
-    fn failback_waits_for_the_delay() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = POOL.replace("failback = \"manual\"", "failback_delay = \"300ms\"");
-        std::fs::write(dir.path().join("example.com.toml"), text).unwrap();
-        let mut p = Publisher::new(dir.path());
-        p.reconcile(true).unwrap();
-        for (a, ok) in [("127.0.0.1:80", true), ("127.0.0.2:80", true), ("127.0.0.1:80", false)] {
-            let u = update(&p, a, ok);
-            p.apply(u);
-        }
-        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
-        assert!(p.wake_at().is_none());
+    fn failover_and_failback_are_events_with_a_new_serial_and_a_notify() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        let serial = b.serial();
+        let e = b.probe("127.0.0.1:80", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::Failover]);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5), "a fallback level answers with ttl_min");
+        assert!(e.snapshot.is_some());
+        assert_eq!(b.serial(), serial + 1);
+        assert_eq!(e.announce.iter().map(|c| c.serial).collect::<Vec<_>>(), [serial + 1]);
+        // IXFR history: the pool's record moved.
+        let h = &b.p.snapshot().zones[0].history;
+        let d = h.since(serial).unwrap();
+        assert_eq!((d[0].removed.len(), d[0].added.len()), (1, 1));
+        let e = b.probe("127.0.0.1:80", true);
+        assert_eq!(kinds(&e), [EventKind::TargetUp, EventKind::Failback]);
+        assert_eq!(b.www(), [PRIMARY]);
+        assert_eq!(b.serial(), serial + 2);
+    }
+
+    #[test]
+    fn a_probe_that_changes_nothing_publishes_nothing() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        let e = b.probe("127.0.0.1:80", true);
+        assert!(e.snapshot.is_none() && e.events.is_empty() && e.state.is_none() && e.announce.is_empty());
+    }
+
+    #[test]
+    fn the_start_up_round_is_no_failover_and_keeps_the_file_serial() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        // The secondary is judged first: the answer moves, but that is settling, not an event.
+        let e = b.probe("127.0.0.2:80", true);
+        assert!(!kinds(&e).contains(&EventKind::Failover));
+        let e = b.probe("127.0.0.1:80", true);
+        assert!(!kinds(&e).iter().any(|k| matches!(k, EventKind::Failover | EventKind::Failback)));
+        assert_eq!(b.serial(), 1, "before settling, the file's serial");
+        b.p.settle();
+        let e = b.p.take_effects();
+        assert_eq!(e.announce.len(), 1, "every zone is announced once at start");
+    }
+
+    #[test]
+    fn manual_failback_holds_until_released_and_reload_keeps_verdicts() {
+        let manual = POOL.replace("[pools.www]", "[pools.www]\nfailback = \"manual\"");
+        let mut b = Bench::new(&[("example.com.toml", &manual)]);
+        b.both_up();
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        // The primary recovers: with manual failback the answer stays, and the hold is saved.
+        let e = b.probe("127.0.0.1:80", true);
+        assert_eq!(b.www(), [SECONDARY]);
+        assert!(!kinds(&e).contains(&EventKind::Failback));
+        assert_eq!(b.p.admin.held.get("www.example.com."), Some(&[Some(2), None]));
+        // A reload keeps the verdicts of unchanged targets, and the hold.
+        let e = b.write("example.com.toml", &manual.replace("1h 10m", "2h 10m"));
+        assert_eq!(kinds(&e), [EventKind::ZoneLoaded]);
+        assert!(b.p.probe_keys().iter().all(|k| b.p.has_verdict(k)));
+        assert_eq!(b.www(), [SECONDARY]);
+        // Released: back to the primary, which is up, with the full TTL; the state is saved.
+        let now = b.now();
+        assert!(b.p.release_failback(&www(), now));
+        let e = b.p.take_effects();
+        assert_eq!(kinds(&e), [EventKind::FailbackReleased, EventKind::Failback]);
+        assert!(e.state.as_ref().unwrap().held.is_empty());
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        assert!(!b.p.release_failback(&Name::parse("nope.example.com.", None).unwrap(), now));
+    }
+
+    #[test]
+    fn a_restored_hold_survives_a_restart() {
+        let manual = POOL.replace("[pools.www]", "[pools.www]\nfailback = \"manual\"");
+        let mut admin = AdminState::default();
+        admin.held.insert("www.example.com.".into(), [Some(2), None]);
+        let mut b = Bench::with_state(&[("example.com.toml", &manual)], admin);
+        b.both_up();
+        assert_eq!(b.www(), [SECONDARY], "held on level 2 although the primary is up");
+    }
+
+    #[test]
+    fn failback_waits_for_the_delay_without_sleeping() {
+        let delayed = POOL.replace("[pools.www]", "[pools.www]\nfailback_delay = \"30s\"");
+        let mut b = Bench::new(&[("example.com.toml", &delayed)]);
+        b.both_up();
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        assert!(b.p.wake_at().is_none());
         // Back up: not answered until it has stayed up for the delay.
-        let u = update(&p, "127.0.0.1:80", true);
-        p.apply(u);
-        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]]);
-        let at = p.wake_at().expect("a wake-up is scheduled");
-        p.wake();
-        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 2]], "too early");
-        std::thread::sleep(at.saturating_duration_since(Instant::now()) + std::time::Duration::from_millis(10));
-        p.wake();
-        assert_eq!(answer_of(&p, "www.example.com.").0, vec![vec![127, 0, 0, 1]]);
-        assert!(p.wake_at().is_none());
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.www(), [SECONDARY]);
+        assert_eq!(b.p.wake_at(), Some(b.now().at + Duration::from_secs(30)));
+        b.step(Duration::from_secs(29));
+        assert!(b.p.take_effects().snapshot.is_none(), "too early: nothing published");
+        assert_eq!(b.www(), [SECONDARY]);
+        b.step(Duration::from_secs(1));
+        let e = b.p.take_effects();
+        assert_eq!(kinds(&e), [EventKind::Failback]);
+        assert_eq!(e.events[0].reason, "failback delay passed");
+        assert_eq!(b.www(), [PRIMARY]);
+        assert!(b.p.wake_at().is_none());
+    }
+
+    #[test]
+    fn a_relapse_during_the_failback_delay_starts_it_over() {
+        let delayed = POOL.replace("[pools.www]", "[pools.www]\nfailback_delay = \"30s\"");
+        let mut b = Bench::new(&[("example.com.toml", &delayed)]);
+        b.both_up();
+        b.probe("127.0.0.1:80", false);
+        b.probe("127.0.0.1:80", true);
+        b.step(Duration::from_secs(20));
+        b.probe("127.0.0.1:80", false);
+        assert!(b.p.wake_at().is_none());
+        b.probe("127.0.0.1:80", true);
+        b.step(Duration::from_secs(20));
+        assert_eq!(b.www(), [SECONDARY], "20 s after the second recovery");
+        b.step(Duration::from_secs(10));
+        assert_eq!(b.www(), [PRIMARY]);
+    }
+
+    #[test]
+    fn drains_move_the_answer_and_are_kept() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        let now = b.now();
+        let primary = "127.0.0.1".parse().unwrap();
+        b.p.set_drain(primary, None, true, now).unwrap();
+        let e = b.p.take_effects();
+        assert_eq!(kinds(&e), [EventKind::Drain, EventKind::Failover]);
+        assert_eq!(e.state.as_ref().unwrap().drained.len(), 1);
+        assert_eq!(b.www(), [SECONDARY]);
+        // Draining again changes nothing and says nothing.
+        b.p.set_drain(primary, None, true, now).unwrap();
+        assert!(b.p.take_effects().events.is_empty());
+        // Errors say why.
+        assert_eq!(
+            b.p.set_drain("192.0.2.99".parse().unwrap(), None, true, now),
+            Err("192.0.2.99 is not a target".into())
+        );
+        let other = Name::parse("nope.example.com.", None).unwrap();
+        assert_eq!(b.p.set_drain(primary, Some(&other), true, now), Err("no pool named nope.example.com.".into()));
+        assert_eq!(
+            b.p.set_drain(primary, Some(&www()), false, now),
+            Err("127.0.0.1 is drained in every pool; undrain it without --pool".into())
+        );
+        b.p.set_drain(primary, None, false, now).unwrap();
+        assert_eq!(kinds(&b.p.take_effects()), [EventKind::Undrain, EventKind::Failback]);
+        assert_eq!(b.www(), [PRIMARY]);
+        // A per-pool drain.
+        b.p.set_drain(primary, Some(&www()), true, now).unwrap();
+        assert_eq!(b.www(), [SECONDARY]);
+    }
+
+    #[test]
+    fn a_reload_that_removes_a_target_forgets_it_and_ignores_its_late_results() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        let one = POOL.replace(", { address = \"127.0.0.2\", priority = 2 }", "");
+        let e = b.write("example.com.toml", &one.replace("1h 10m", "2h 10m"));
+        assert!(e.snapshot.is_some());
+        assert_eq!(b.p.probe_keys().len(), 1);
+        assert_eq!(b.p.verdicts.len(), 1, "the removed target's verdict is gone");
+        // Only the (down) primary is left: keep-primary answers it.
+        assert_eq!(b.www(), [PRIMARY]);
+        let removed = ProbeKey { addr: "127.0.0.2:80".parse().unwrap(), check: b.p.probe_keys()[0].check.clone() };
+        let mut state = TargetState::default();
+        let transition = state.observe(false, 1, 1);
+        let now = b.now();
+        b.p.apply_all(vec![Update { key: removed, state, transition, cause: None, latency: Duration::ZERO }], now);
+        assert!(b.p.take_effects().events.is_empty(), "a late result of a removed target is no event");
+        assert!(b.p.verdicts.len() == 1);
+    }
+
+    #[test]
+    fn a_broken_reload_keeps_serving_and_a_deleted_zone_goes() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        let serial = b.serial();
+        let e = b.write("example.com.toml", &POOL.replace("127.0.0.2\"", "127.0.0.999\""));
+        assert_eq!(kinds(&e), [EventKind::ZoneError]);
+        assert!(e.snapshot.is_none(), "nothing served changed");
+        assert_eq!((b.www(), b.serial()), (vec![PRIMARY], serial));
+        assert!(b.p.tracked.values().next().unwrap().last_error.as_deref().unwrap().contains("127.0.0.999"));
+        std::fs::remove_file(b.dir.path().join("example.com.toml")).unwrap();
+        let e = b.reload();
+        assert_eq!(kinds(&e), [EventKind::ZoneRemoved]);
+        assert!(b.p.snapshot().zones.is_empty());
+        assert!(b.p.probe_keys().is_empty());
+    }
+
+    #[test]
+    fn a_reloaded_zone_takes_the_next_serial_with_the_loaders_diff() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        let e = b.write("example.com.toml", &POOL.replace("ns1 A 192.0.2.53", "ns1 A 192.0.2.53\nmail A 192.0.2.25"));
+        assert_eq!(b.serial(), 2);
+        assert_eq!(e.announce.len(), 1);
+        assert!(!e.garbage.is_empty(), "the replaced zone is freed by the driver");
+        let d = b.p.snapshot().zones[0].history.since(1).unwrap();
+        assert_eq!((d[0].removed.len(), d[0].added.len()), (0, 1));
+        assert_eq!(d[0].added[0].owner.to_string(), "mail.example.com.");
+        // The same content again (a touched file) keeps the serial.
+        b.write("example.com.toml", &POOL.replace("ns1 A 192.0.2.53", "ns1 A 192.0.2.53\nmail A 192.0.2.25"));
+        assert_eq!(b.serial(), 2);
+    }
+
+    #[test]
+    fn restored_serials_survive_a_restart_only_with_the_same_content() {
+        let mut admin = AdminState::default();
+        admin.serials.insert("example.com.".into(), (41, 0));
+        let b = Bench::with_state(&[("example.com.toml", POOL)], admin);
+        assert_eq!(b.serial(), 42, "changed content: the next serial after the restored one");
+        let hash = b.p.snapshot().zones[0].content_hash();
+        let mut admin = AdminState::default();
+        admin.serials.insert("example.com.".into(), (41, hash));
+        let b = Bench::with_state(&[("example.com.toml", POOL)], admin);
+        assert_eq!(b.serial(), 41, "same content: the same serial");
+    }
+
+    #[test]
+    fn all_down_and_recovery_are_events() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        b.probe("127.0.0.1:80", false);
+        let e = b.probe("127.0.0.2:80", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::AllDown]);
+        assert_eq!(e.events[1].policy.as_deref(), Some("keep-primary"));
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 5));
+        let e = b.probe("127.0.0.2:80", true);
+        assert_eq!(kinds(&e), [EventKind::TargetUp, EventKind::Recovered]);
+        assert_eq!(b.www(), [SECONDARY]);
     }
 
     #[test]
     fn ns_addresses_are_the_in_zone_addresses_of_apex_ns_names() {
-        let dir = tempfile::tempdir().unwrap();
         let text = "$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\n@ NS ns2\n@ NS ns.elsewhere.net.\nns1 A 192.0.2.53\nns2 AAAA 2001:db8::53\nwww A 192.0.2.80\n";
-        std::fs::write(dir.path().join("example.com.zone"), text).unwrap();
-        let mut p = Publisher::new(dir.path());
-        p.reconcile(true).unwrap();
-        let snap = p.store.load();
-        let got = ns_addresses(&snap.zones[0].zone);
+        let b = Bench::new(&[("example.com.zone", text)]);
+        let got = ns_addresses(&b.p.snapshot().zones[0].zone);
         assert_eq!(got, vec!["192.0.2.53".parse::<IpAddr>().unwrap(), "2001:db8::53".parse().unwrap()]);
-    }
-
-    #[test]
-    fn include_changes_reload_the_zone() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.com.zone\"\n").unwrap();
-        std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
-        let mut p = Publisher::new(dir.path());
-        p.reconcile(true).unwrap();
-        assert_eq!(served(&p), [("example.com.".into(), 1)]);
-        std::fs::write(dir.path().join("example.com.zone"), ZONE.replace(" 1 1h", " 5 1h")).unwrap();
-        p.reconcile(true).unwrap();
-        assert_eq!(served(&p), [("example.com.".into(), 5)]);
     }
 }

@@ -8,11 +8,12 @@ use super::{Publisher, addresses, hold_key, rfc3339};
 use crate::model::chart::Health;
 use crate::model::snapshot::FamilyAnswer;
 use crate::monitor::TargetState;
+use crate::ops::events::Event;
 
 impl Publisher {
     /// Everything an operator wants to see at a glance, as JSON (the `/status` document).
-    pub fn status(&self, events: usize) -> Value {
-        let snap = self.store.load();
+    pub fn status(&self, recent: Vec<Event>) -> Value {
+        let snap = &self.current;
         let zones: Vec<Value> = self
             .tracked
             .values()
@@ -87,7 +88,7 @@ impl Publisher {
             "zones": zones,
             "pools": pools,
             "drained": self.admin.drained.iter().map(|d| json!({"address": d.address.to_string(), "pool": d.pool})).collect::<Vec<_>>(),
-            "events": self.journal.since(0, events),
+            "events": recent,
         })
     }
 }

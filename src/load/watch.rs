@@ -1,0 +1,336 @@
+//! The zones directory, watched: which files changed, loading them, and what each one serves.
+//!
+//! Runs on its own blocking thread, driven by [`watch`]: a periodic look and SIGHUP. Everything
+//! slow about a zone (reading, parsing, indexing, the IXFR difference to the version before,
+//! freeing the version replaced) happens here, never on the publisher's path; the publisher
+//! receives finished [`Reload`]s as messages.
+//!
+//! Rules it keeps: a file that fails to load leaves the previous version of its zone serving;
+//! a file is loaded only once it has stopped changing (same size, time and inode on two looks
+//! in a row), so a half-written file is never served; a deleted file removes its zone; a plain
+//! master file that another zone includes is a fragment, not a zone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::load::loader::{self, DirError, Kind, ZoneFile};
+use crate::model::history::{self, Rec};
+use crate::model::zone::Zone;
+use crate::ops::events::{Event, EventKind};
+
+/// What a file looked like: changes to any of these mean "read it again".
+type Signature = Option<(SystemTime, u64, u64)>;
+
+fn signature(path: &Path) -> Signature {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+fn signatures(files: &[PathBuf]) -> Vec<Signature> {
+    files.iter().map(|f| signature(f)).collect()
+}
+
+/// One zone file as last seen, and what it serves.
+#[derive(Debug, Clone)]
+pub struct ZoneFileState {
+    pub file: ZoneFile,
+    /// Files it read (itself first, then its includes).
+    pub files: Vec<PathBuf>,
+    /// What is being served from it (None: it never loaded).
+    pub served: Option<Arc<Zone>>,
+    pub loaded_at: Option<SystemTime>,
+    /// Why the latest version was not loaded (None: it was).
+    pub last_error: Option<String>,
+}
+
+/// The records (all but the SOA and pool answers) a reload removed and added, for IXFR.
+#[derive(Debug)]
+pub struct ZoneDiff {
+    /// The version this differs from, and the one it leads to.
+    pub from: Arc<Zone>,
+    pub to: Arc<Zone>,
+    pub removed: Vec<Rec>,
+    pub added: Vec<Rec>,
+}
+
+/// Every zone file after a look that changed something, with the events of that look and the
+/// differences of the zones it replaced.
+#[derive(Debug)]
+pub struct Reload {
+    pub zones: Vec<ZoneFileState>,
+    pub events: Vec<Event>,
+    pub diffs: Vec<ZoneDiff>,
+}
+
+struct Tracked {
+    state: ZoneFileState,
+    seen: Vec<Signature>,
+}
+
+/// The zones directory and what was last loaded from it.
+pub struct Watcher {
+    dir: PathBuf,
+    tracked: BTreeMap<PathBuf, Tracked>,
+    /// Changed files waiting to be seen unchanged once more before loading.
+    pending: BTreeMap<PathBuf, Vec<Signature>>,
+}
+
+impl Watcher {
+    pub fn new(dir: &Path) -> Watcher {
+        Watcher { dir: dir.into(), tracked: BTreeMap::new(), pending: BTreeMap::new() }
+    }
+
+    /// Looks at the directory and loads what changed. With `now`, changed files are loaded at
+    /// once (start-up, SIGHUP) instead of after they have settled. Returns the new picture if
+    /// anything that is served changed, or a load failed.
+    pub fn reconcile(&mut self, now: bool) -> Result<Option<Reload>, DirError> {
+        let found = loader::scan(&self.dir)?;
+        let (mut events, mut diffs) = (Vec::new(), Vec::new());
+        let mut changed = false;
+        let gone: Vec<PathBuf> =
+            self.tracked.keys().filter(|p| !found.iter().any(|f| &f.path == *p)).cloned().collect();
+        for path in gone {
+            let t = self.tracked.remove(&path).expect("tracked");
+            if t.state.served.is_some() {
+                events.push(Event {
+                    zone: Some(t.state.file.apex.to_string()),
+                    ..Event::new(EventKind::ZoneRemoved, format!("{} was deleted", path.display()))
+                });
+                changed = true;
+            }
+        }
+        self.pending.retain(|p, _| found.iter().any(|f| &f.path == p));
+        for file in found {
+            let known_files =
+                self.tracked.get(&file.path).map_or_else(|| vec![file.path.clone()], |t| t.state.files.clone());
+            let now_sig = signatures(&known_files);
+            if self.tracked.get(&file.path).is_some_and(|t| t.seen == now_sig) {
+                self.pending.remove(&file.path);
+                continue;
+            }
+            if !now && self.pending.get(&file.path) != Some(&now_sig) {
+                self.pending.insert(file.path.clone(), now_sig);
+                continue;
+            }
+            self.pending.remove(&file.path);
+            changed |= self.load(file, &mut events, &mut diffs);
+        }
+        // A plain zone file that another zone now includes is a fragment, not a zone.
+        let fragments: Vec<PathBuf> = self
+            .tracked
+            .values()
+            .filter(|t| t.state.file.kind == Kind::Plain)
+            .filter(|t| self.included_elsewhere(&t.state.file.path))
+            .map(|t| t.state.file.path.clone())
+            .collect();
+        for path in fragments {
+            if self.tracked.remove(&path).and_then(|t| t.state.served).is_some() {
+                info!(file = %path.display(), "file is included by another zone; no longer served as a zone of its own");
+                changed = true;
+            }
+        }
+        if !changed && events.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Reload { zones: self.tracked.values().map(|t| t.state.clone()).collect(), events, diffs }))
+    }
+
+    fn included_elsewhere(&self, path: &Path) -> bool {
+        self.tracked
+            .values()
+            .filter(|t| t.state.file.path != path)
+            .any(|t| t.state.files.iter().skip(1).any(|f| same_file(f, path)))
+    }
+
+    /// Loads one zone file; returns whether what is served changed.
+    fn load(&mut self, file: ZoneFile, events: &mut Vec<Event>, diffs: &mut Vec<ZoneDiff>) -> bool {
+        if file.kind == Kind::Plain && self.included_elsewhere(&file.path) {
+            // A fragment included by another zone: its changes reload that zone instead.
+            self.tracked.remove(&file.path);
+            return false;
+        }
+        let twin = self
+            .tracked
+            .values()
+            .find(|t| t.state.file.apex == file.apex && t.state.file.path != file.path && t.state.served.is_some());
+        if let Some(t) = twin {
+            warn!(zone = %file.apex, file = %file.path.display(), other = %t.state.file.path.display(), "zone defined by two files; this one is ignored");
+            let seen = signatures(std::slice::from_ref(&file.path));
+            let last_error = Some(format!("zone also defined by {}", t.state.file.path.display()));
+            let state =
+                ZoneFileState { files: vec![file.path.clone()], file, served: None, loaded_at: None, last_error };
+            self.tracked.insert(state.file.path.clone(), Tracked { state, seen });
+            return false;
+        }
+        let load = loader::load(file.clone());
+        let seen = signatures(&load.files);
+        let previous = self.tracked.remove(&file.path).map(|t| t.state);
+        let state = match load.result {
+            Ok(zone) => {
+                let reason = format!(
+                    "serial {}, {} records, {} pools, from {}",
+                    zone.serial,
+                    zone.record_count,
+                    zone.pools.len(),
+                    file.path.display()
+                );
+                events.push(Event { zone: Some(zone.apex.to_string()), ..Event::new(EventKind::ZoneLoaded, reason) });
+                metrics::counter!("weiche_zone_loads_total", "result" => "ok").increment(1);
+                let zone = Arc::new(zone);
+                if let Some(old) = previous.and_then(|p| p.served).filter(|old| old.apex == zone.apex) {
+                    diffs.push(zone_diff(old, zone.clone()));
+                }
+                ZoneFileState {
+                    file,
+                    files: load.files,
+                    served: Some(zone),
+                    loaded_at: Some(SystemTime::now()),
+                    last_error: None,
+                }
+            }
+            Err(errors) => {
+                let (served, loaded_at) = previous.map_or((None, None), |p| (p.served, p.loaded_at));
+                let keeps = if served.is_some() { "the previous version keeps serving" } else { "zone not served" };
+                for e in &errors {
+                    warn!(zone = %file.apex, "{e}");
+                }
+                let reason = format!("{} error(s), first: {}; {keeps}", errors.len(), errors[0]);
+                events.push(Event { zone: Some(file.apex.to_string()), ..Event::new(EventKind::ZoneError, reason) });
+                metrics::counter!("weiche_zone_loads_total", "result" => "failed").increment(1);
+                ZoneFileState { file, files: load.files, served, loaded_at, last_error: Some(errors[0].to_string()) }
+            }
+        };
+        let changed = state.last_error.is_none();
+        self.tracked.insert(state.file.path.clone(), Tracked { state, seen });
+        changed
+    }
+}
+
+/// The difference between two versions of a zone in everything but the SOA and pool answers.
+fn zone_diff(from: Arc<Zone>, to: Arc<Zone>) -> ZoneDiff {
+    let (removed, added) = history::diff(history::zone_records(&from), history::zone_records(&to));
+    ZoneDiff { from, to, removed, added }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Looks at the directory every `interval`, and at once on SIGHUP, on a blocking thread; sends
+/// each [`Reload`] to the publisher. Memory a reload freed is given back to the system here too.
+/// Ends when the publisher is gone.
+pub async fn watch(mut watcher: Watcher, interval: Duration, tx: mpsc::UnboundedSender<Reload>) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let now = tokio::select! {
+            _ = tick.tick() => false,
+            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                info!("SIGHUP: reloading zones");
+                true
+            }
+            _ = tx.closed() => return,
+        };
+        let (w, result) = tokio::task::spawn_blocking(move || {
+            let r = watcher.reconcile(now);
+            (watcher, r)
+        })
+        .await
+        .expect("zone loading panicked");
+        watcher = w;
+        match result {
+            Ok(Some(reload)) => {
+                if tx.send(reload).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "zones not reloaded; serving what was loaded"),
+        }
+    }
+}
+
+/// Frees `what` (a replaced snapshot, a big zone) on a blocking thread and gives the memory back
+/// to the system: glibc keeps freed heap pages resident otherwise, and a big zone's parse leaves
+/// hundreds of MiB.
+pub fn drop_off_path<T: Send + 'static>(what: T) {
+    tokio::task::spawn_blocking(move || {
+        drop(what);
+        trim_heap();
+    });
+}
+
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZONE: &str = "$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n";
+
+    fn served(r: &Reload) -> Vec<(String, u32)> {
+        r.zones.iter().filter_map(|z| z.served.as_ref()).map(|z| (z.apex.to_string(), z.serial)).collect()
+    }
+
+    #[test]
+    fn settles_keeps_previous_and_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("example.com.zone");
+        std::fs::write(&f, ZONE).unwrap();
+        let mut w = Watcher::new(dir.path());
+        let r = w.reconcile(true).unwrap().unwrap();
+        assert_eq!(served(&r), [("example.com.".into(), 1)]);
+        assert!(w.reconcile(false).unwrap().is_none(), "nothing changed");
+        // A change is loaded only when seen twice the same.
+        std::fs::write(&f, ZONE.replace(" 1 1h", " 2 1h") + "x A 192.0.2.1\n").unwrap();
+        assert!(w.reconcile(false).unwrap().is_none());
+        let r = w.reconcile(false).unwrap().unwrap();
+        assert_eq!(served(&r)[0].1, 2);
+        // The reload carries the difference to the version it replaced.
+        let d = &r.diffs[0];
+        assert_eq!((d.from.serial, d.removed.len(), d.added.len()), (1, 0, 1));
+        // A broken edit keeps version 2, and says why.
+        std::fs::write(&f, ZONE.replace(" 1 1h", " 3 1h") + "x A 192.0.2.999\n").unwrap();
+        let r = w.reconcile(true).unwrap().unwrap();
+        assert_eq!(served(&r)[0].1, 2);
+        assert!(r.zones[0].last_error.as_deref().unwrap().contains("192.0.2.999"), "{:?}", r.zones[0].last_error);
+        assert_eq!(r.events[0].kind, Some(EventKind::ZoneError));
+        assert!(r.diffs.is_empty());
+        // A new zone appears; the deleted one goes.
+        std::fs::write(dir.path().join("example.net.zone"), ZONE).unwrap();
+        std::fs::remove_file(&f).unwrap();
+        let r = w.reconcile(true).unwrap().unwrap();
+        assert_eq!(served(&r), [("example.net.".into(), 1)]);
+        assert!(r.events.iter().any(|e| e.kind == Some(EventKind::ZoneRemoved)));
+    }
+
+    #[test]
+    fn include_changes_reload_the_zone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.com.zone\"\n").unwrap();
+        std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
+        let mut w = Watcher::new(dir.path());
+        let r = w.reconcile(true).unwrap().unwrap();
+        assert_eq!(served(&r), [("example.com.".into(), 1)]);
+        std::fs::write(dir.path().join("example.com.zone"), ZONE.replace(" 1 1h", " 5 1h")).unwrap();
+        let r = w.reconcile(true).unwrap().unwrap();
+        assert_eq!(served(&r), [("example.com.".into(), 5)]);
+    }
+}

@@ -1,0 +1,221 @@
+//! The publisher's driver: the one task that feeds the pure [`Publisher`] its messages (the
+//! monitor's updates, finished zone loads, operator commands, failback-delay wake-ups) with the
+//! time, and carries out the [`Effects`] each step returns.
+//!
+//! Nothing slow runs here. Zones arrive parsed and diffed; replaced zones are freed on a
+//! blocking thread; the state file is written by its own task, and an operator's command is
+//! answered only once the change it made is on disk (or with the reason it is not).
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use super::admin::{AdminState, StateFile};
+use super::{Effects, Now, Publisher};
+use crate::load::watch::{Reload, drop_off_path};
+use crate::model::snapshot::Store;
+use crate::monitor::{Monitor, ProbeKey, Update};
+use crate::ops::control::{Command, Commands};
+use crate::ops::events::Journal;
+use crate::transfer::secondaries::Change;
+
+/// Called with the outcome of a state-file write.
+type AfterWrite = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+struct StateWrite {
+    state: AdminState,
+    then: Option<AfterWrite>,
+}
+
+/// The publisher, its journal, and where its effects go.
+pub struct Driver {
+    core: Publisher,
+    store: Store,
+    journal: Journal,
+    /// To the state-file writer (None: operator state is not persisted).
+    state: Option<mpsc::UnboundedSender<StateWrite>>,
+    /// To the NOTIFY sender.
+    changes: mpsc::UnboundedSender<Change>,
+}
+
+impl Driver {
+    pub fn new(
+        core: Publisher,
+        store: Store,
+        journal: Journal,
+        state_file: Option<StateFile>,
+        changes: mpsc::UnboundedSender<Change>,
+    ) -> Driver {
+        let state = state_file.map(|file| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_state(file, rx));
+            tx
+        });
+        Driver { core, store, journal, state, changes }
+    }
+
+    pub fn core_mut(&mut self) -> &mut Publisher {
+        &mut self.core
+    }
+
+    /// Carries out what the last step of the core asked for.
+    pub fn carry_out(&mut self) {
+        self.carry_out_then(None);
+    }
+
+    /// Like [`Self::carry_out`]; `then` runs once the state the step wrote is on disk (at once
+    /// if the step wrote none, or nothing is persisted).
+    fn carry_out_then(&mut self, then: Option<AfterWrite>) {
+        let Effects { snapshot, events, announce, state, garbage } = self.core.take_effects();
+        if let Some(snapshot) = snapshot {
+            let old = self.store.swap(snapshot);
+            if garbage.is_empty() {
+                drop(old);
+            } else {
+                // A zone was replaced: the old snapshot may hold its last reference.
+                drop_off_path((old, garbage));
+            }
+            self.core.export_metrics();
+        }
+        for e in events {
+            self.journal.push(e);
+        }
+        for c in announce {
+            let _ = self.changes.send(c);
+        }
+        match (state, &self.state) {
+            (Some(state), Some(tx)) => {
+                if let Err(mpsc::error::SendError(w)) = tx.send(StateWrite { state, then }) {
+                    if let Some(then) = w.then {
+                        then(Err("the state writer has stopped".into()));
+                    }
+                }
+            }
+            (_, _) => {
+                if let Some(then) = then {
+                    then(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// Applies updates until every target in `keys` has a first verdict, or the longest check
+    /// timeout (plus a little) has passed, so pools answer from verdicts rather than from
+    /// "unknown" once serving starts.
+    pub async fn startup_round(&mut self, updates: &mut mpsc::UnboundedReceiver<Update>, keys: &[ProbeKey]) {
+        let Some(longest) = keys.iter().map(|k| k.check.0.timeout).max() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + longest + Duration::from_millis(200);
+        while !keys.iter().all(|k| self.core.has_verdict(k)) {
+            match tokio::time::timeout_at(deadline, updates.recv()).await {
+                Ok(Some(u)) => {
+                    let batch = batch(u, updates);
+                    self.core.apply_all(batch, Now::read());
+                    self.carry_out();
+                }
+                _ => break,
+            }
+        }
+        let known = keys.iter().filter(|k| self.core.has_verdict(k)).count();
+        info!(targets = keys.len(), with_verdict = known, "first probe round done");
+    }
+
+    /// Runs until every input is gone (or the task is aborted at shutdown).
+    pub async fn run(
+        mut self,
+        mut monitor: Monitor,
+        mut updates: mpsc::UnboundedReceiver<Update>,
+        mut commands: Commands,
+        mut reloads: mpsc::UnboundedReceiver<Reload>,
+    ) {
+        loop {
+            let wake_at = self.core.wake_at();
+            tokio::select! {
+                Some(u) = updates.recv() => {
+                    // Everything that arrived together is published once.
+                    let batch = batch(u, &mut updates);
+                    self.core.apply_all(batch, Now::read());
+                }
+                Some(cmd) = commands.recv() => {
+                    self.execute(cmd);
+                    continue;
+                }
+                Some(reload) = reloads.recv() => {
+                    self.core.set_zones(reload, Now::read());
+                    monitor.set_targets(self.core.probe_keys());
+                }
+                _ = async { match wake_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
+                    self.core.wake(Now::read());
+                }
+                else => return,
+            }
+            self.carry_out();
+        }
+    }
+
+    /// Carries out one operator command; its answer is sent once the change is published and
+    /// on disk.
+    fn execute(&mut self, cmd: Command) {
+        let now = Now::read();
+        match cmd {
+            Command::ReleaseFailback { pool, done } => {
+                let found = self.core.release_failback(&pool, now);
+                self.carry_out_then(Some(Box::new(move |written| {
+                    if let Err(e) = written {
+                        error!(pool = %pool, "{e}; the release holds until restart only");
+                    }
+                    let _ = done.send(found);
+                })));
+            }
+            Command::Drain { address, pool, drain, done } => {
+                let result = self.core.set_drain(address, pool.as_ref(), drain, now);
+                self.carry_out_then(Some(Box::new(move |written| {
+                    let _ = done.send(result.and(
+                        written.map_err(|e| format!("the change is served, but {e}; it holds until restart only")),
+                    ));
+                })));
+            }
+            Command::Status { events, done } => {
+                let _ = done.send(self.core.status(self.journal.since(0, events)));
+            }
+            Command::Events { since, limit, done } => {
+                let _ = done.send(self.journal.since(since, limit));
+            }
+        }
+    }
+}
+
+/// `first` and every update already waiting behind it.
+fn batch(first: Update, updates: &mut mpsc::UnboundedReceiver<Update>) -> Vec<Update> {
+    let mut batch = vec![first];
+    while let Ok(more) = updates.try_recv() {
+        batch.push(more);
+    }
+    batch
+}
+
+/// Writes operator state as it changes, the newest of what is waiting each time, on a blocking
+/// thread; then tells whoever waits for it. Ends when the driver is gone and all is written.
+async fn write_state(file: StateFile, mut rx: mpsc::UnboundedReceiver<StateWrite>) {
+    while let Some(first) = rx.recv().await {
+        let mut state = first.state;
+        let mut waiting: Vec<AfterWrite> = first.then.into_iter().collect();
+        while let Ok(more) = rx.try_recv() {
+            state = more.state;
+            waiting.extend(more.then);
+        }
+        let f = file.clone();
+        let result = tokio::task::spawn_blocking(move || f.save(&state))
+            .await
+            .map_err(|e| format!("the state writer failed: {e}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = &result {
+            error!("{e}; operator changes hold until restart only");
+        }
+        for then in waiting {
+            then(result.clone());
+        }
+    }
+}
