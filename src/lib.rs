@@ -1,33 +1,35 @@
 //! weiche: an authoritative DNS nameserver with built-in health monitoring and failover.
 //!
 //! ```text
-//!  zones/*.zone, *.toml ──> loader ──> zone::Zone (validated, immutable)
-//!   (zonefile, config)                      │
-//!                                           v
-//!  weiche.toml ──> config         publisher ──> Snapshot (zones + pool answers)
-//!                                 (reloads,          │  one ArcSwap, read once per query
-//!                                  chart)            v
-//!                                         server (UDP threads, TCP tasks, XDP threads)
-//!                                           └─> answer::respond ─> wire (parse, write)
+//!  zones/*.zone, *.toml ─> load (own task: watch, read, parse, index, diff) ──┐ Reload
+//!  weiche.toml ─> config (spec types, validated once) ────────────────────────┤
+//!  HTTP API, CLI ─> ops::control (drain, failback, status) ───────────────────┤ Command
+//!  monitor (probes -> rise/fall -> verdicts) ─────────────────────────────────┤ Update
+//!                                                                             v
+//!         publish: pure core (zones, verdicts, admin, now) -> (Snapshot, events, effects)
+//!                  + driver (the one task that feeds it and carries effects out)
+//!            │ one ArcSwap (model::snapshot::Store)   │                     │
+//!            v                                        v                     v
+//!   dns: UDP, TCP, XDP -> one entry per message   transfer::secondaries  ops::events:
+//!        -> answer / xfr (AXFR, IXFR, NOTIFY)     (NOTIFY out)           log, metrics,
+//!        reads one snapshot per message                                  journal, notify
 //! ```
 //!
-//! | module      | owns                                                              |
-//! |-------------|-------------------------------------------------------------------|
-//! | `name`      | domain names in wire form                                         |
-//! | `rtype`     | record type numbers and mnemonics                                 |
-//! | `zonefile`  | RFC 1035 master files → records with file:line:col               |
-//! | `config`    | `weiche.toml`, checks and pools in zone TOML, validation          |
-//! | `zone`      | one validated zone: name index, RRsets, cuts, wildcards, pools    |
-//! | `loader`    | the zones directory → zones or positioned errors                  |
-//! | `chart`     | the failover chart: which targets answer (pure)                   |
-//! | `monitor`   | probes targets, rise/fall hysteresis, verdict updates             |
-//! | `snapshot`  | what a query reads: zones and current pool answers                |
-//! | `publisher` | the one writer: reloads files, builds and publishes snapshots     |
-//! | `wire`      | query parsing and response writing, allocation-free               |
-//! | `answer`    | the authoritative answer algorithm                                |
-//! | `server`    | UDP and TCP listeners                                             |
-//! | `udp`       | batched UDP receive and send (recvmmsg/sendmmsg)                  |
-//! | `xdp`       | opt-in AF_XDP path for IPv4 UDP: XDP program, rings, frames       |
+//! Types flow down, parsing flows up: `model` imports no other room; `config` and `load`
+//! build model values; `dns` reads snapshots and never imports `publish`; `publish` imports
+//! `load`, `monitor`, `ops::events` and `transfer::secondaries` for the messages it takes and
+//! the effects it hands on.
+//!
+//! | room | owns |
+//! |---|---|
+//! | `model/` | `name`, `rtype`, `zone` (one validated zone: name index, RRsets, cuts, wildcards), `pool` (pools, targets, checks), `position` (file:line:col errors), `chart` (which targets answer: pure), `snapshot` (what a query reads), `history` (serials, IXFR differences) |
+//! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys) |
+//! | `load/` | `zonefile` (RFC 1035 master files), `zone_toml` (checks and pools), `loader` (one file → a zone or positioned errors), `watch` (the zones directory, on its own task) |
+//! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
+//! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
+//! | `dns/` | `wire` (parse, write; allocation-free), `answer` (the authoritative algorithm), `xfr` (AXFR, IXFR, NOTIFY in), `server` (listeners), `udp` (recvmmsg/sendmmsg), `xdp` (opt-in AF_XDP path), `stats` (query counters) |
+//! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
+//! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (journal), `notify` (webhooks, commands) |
 
 pub mod config;
 pub mod dns;
