@@ -86,10 +86,10 @@ impl Driver {
         }
         match (state, &self.state) {
             (Some(state), Some(tx)) => {
-                if let Err(mpsc::error::SendError(w)) = tx.send(StateWrite { state, then }) {
-                    if let Some(then) = w.then {
-                        then(Err("the state writer has stopped".into()));
-                    }
+                if let Err(mpsc::error::SendError(StateWrite { then: Some(then), .. })) =
+                    tx.send(StateWrite { state, then })
+                {
+                    then(Err("the state writer has stopped".into()));
                 }
             }
             (_, _) => {
