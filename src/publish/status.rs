@@ -1,31 +1,30 @@
 //! The `/status` document: a view of the publisher's state, built on request.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
-use super::{Publisher, addresses, hold_key, rfc3339};
+use super::{Publisher, hold_key, rfc3339};
 use crate::model::chart::Health;
 use crate::model::snapshot::FamilyAnswer;
 use crate::monitor::TargetState;
+use crate::ops::doc::{Drained, FamilyStatus, Held, LastProbe, PoolStatus, Status, Streak, TargetStatus, ZoneStatus};
 
 impl Publisher {
-    /// Everything an operator wants to see at a glance, as JSON (the `/status` document).
-    pub fn status(&self, events: usize) -> Value {
+    /// Everything an operator wants to see at a glance (the `/status` document), with the last
+    /// `events` events.
+    pub fn status(&self, events: usize) -> Status {
         let snap = self.store.load();
-        let zones: Vec<Value> = self
+        let zones = self
             .tracked
             .values()
-            .map(|t| {
-                json!({
-                    "zone": t.file.apex.to_string(),
-                    "serial": snap.zone(&t.file.apex.key()).map(|e| e.serial),
-                    "file_serial": t.served.as_ref().map(|z| z.serial),
-                    "served": t.served.is_some(),
-                    "files": t.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-                    "loaded_at": t.loaded_at.map(rfc3339),
-                    "last_error": t.last_error,
-                })
+            .map(|t| ZoneStatus {
+                zone: t.file.apex.to_string(),
+                serial: snap.zone(&t.file.apex.key()).map(|e| e.serial),
+                file_serial: t.served.as_ref().map(|z| z.serial),
+                served: t.served.is_some(),
+                files: t.files.iter().map(|f| f.display().to_string()).collect(),
+                loaded_at: t.loaded_at.map(rfc3339),
+                last_error: t.last_error.clone(),
             })
             .collect();
         let mut pools = Vec::new();
@@ -35,15 +34,7 @@ impl Publisher {
             for (pi, pool) in zone.pools.iter().enumerate() {
                 let hold = hold_key(&pool.name);
                 let answer = &entry.answers[pi];
-                let family = |f: &FamilyAnswer| {
-                    json!({
-                        "answer": addresses(f).split(',').filter(|a| !a.is_empty() && *a != "(nothing)").collect::<Vec<_>>(),
-                        "priority": f.level,
-                        "mode": format!("{:?}", f.mode).to_lowercase(),
-                        "ttl": f.rrset.ttl,
-                    })
-                };
-                let targets: Vec<Value> = pool
+                let targets = pool
                     .targets
                     .iter()
                     .enumerate()
@@ -51,45 +42,58 @@ impl Publisher {
                         let key = keys.map(|k| &k[pi][ti]);
                         let v = key.and_then(|k| self.verdicts.get(k));
                         let st = key.and_then(|k| self.probes.get(k));
-                        json!({
-                            "address": t.address.to_string(),
-                            "probe": t.probe.to_string(),
-                            "priority": t.priority,
-                            "verdict": format!("{:?}", v.map_or(Health::Unknown, |v| v.verdict)).to_lowercase(),
-                            "in_doubt": v.is_some_and(TargetState::in_doubt),
-                            "since": st.map(|s| rfc3339(s.since)),
-                            "last_probe": st.map(|s| json!({
-                                "at": rfc3339(s.checked_at),
-                                "ok": s.error.is_none(),
-                                "latency_ms": (s.latency_ms * 10.0).round() / 10.0,
-                                "error": s.error,
-                            })),
-                            "streak": v.map(|v| json!({"ok": v.last_ok, "count": v.streak})),
-                            "drained": self.admin.is_drained(t.address, &hold),
-                        })
+                        TargetStatus {
+                            address: t.address,
+                            probe: t.probe,
+                            priority: t.priority,
+                            verdict: v.map_or(Health::Unknown, |v| v.verdict).into(),
+                            in_doubt: v.is_some_and(TargetState::in_doubt),
+                            since: st.map(|s| rfc3339(s.since)),
+                            last_probe: st.map(|s| LastProbe {
+                                at: rfc3339(s.checked_at),
+                                ok: s.error.is_none(),
+                                latency_ms: (s.latency_ms * 10.0).round() / 10.0,
+                                error: s.error.clone(),
+                            }),
+                            streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
+                            drained: self.admin.is_drained(t.address, &hold),
+                        }
                     })
                     .collect();
-                pools.push(json!({
-                    "pool": pool.name.to_string(),
-                    "zone": zone.apex.to_string(),
-                    "check": pool.check.name,
-                    "policy": pool.all_down.to_string(),
-                    "failback": format!("{:?}", pool.failback).to_lowercase(),
-                    "held": self.admin.held.get(&hold).map(|h| json!({"a": h[0], "aaaa": h[1]})),
-                    "a": family(&answer.a),
-                    "aaaa": family(&answer.aaaa),
-                    "targets": targets,
-                }));
+                pools.push(PoolStatus {
+                    pool: pool.name.to_string(),
+                    zone: zone.apex.to_string(),
+                    check: pool.check.name.clone(),
+                    policy: pool.all_down.into(),
+                    failback: pool.failback.into(),
+                    held: self.admin.held.get(&hold).map(|h| Held { a: h[0], aaaa: h[1] }),
+                    a: family(&answer.a),
+                    aaaa: family(&answer.aaaa),
+                    targets,
+                });
             }
         }
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "zones": zones,
-            "pools": pools,
-            "drained": self.admin.drained.iter().map(|d| json!({"address": d.address.to_string(), "pool": d.pool})).collect::<Vec<_>>(),
-            "events": self.journal.since(0, events),
-        })
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            zones,
+            pools,
+            drained: self.admin.drained.iter().map(|d| Drained { address: d.address, pool: d.pool.clone() }).collect(),
+            events: self.journal.since(0, events),
+        }
     }
+}
+
+fn family(f: &FamilyAnswer) -> FamilyStatus {
+    let answer = f
+        .rrset
+        .rdatas()
+        .filter_map(|rd| match rd.len() {
+            4 => <[u8; 4]>::try_from(rd).ok().map(|b| IpAddr::from(Ipv4Addr::from(b))),
+            16 => <[u8; 16]>::try_from(rd).ok().map(|b| IpAddr::from(Ipv6Addr::from(b))),
+            _ => None,
+        })
+        .collect();
+    FamilyStatus { answer, priority: f.level, mode: f.mode.into(), ttl: f.rrset.ttl }
 }
 
 #[cfg(test)]
