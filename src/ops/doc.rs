@@ -232,3 +232,108 @@ macro_rules! display_as_json {
 }
 
 display_as_json!(Verdict, Mode, Policy, Failback, EventKind);
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A pool failed over on A, with no AAAA answer, a drained target and two events.
+    pub(crate) fn sample() -> Status {
+        let target = |address: &str, priority, verdict, error: Option<&str>, drained| TargetStatus {
+            address: address.parse().unwrap(),
+            probe: format!("{address}:8080").parse().unwrap(),
+            priority,
+            verdict,
+            in_doubt: false,
+            since: Some("2026-11-21T00:01:00.000Z".into()),
+            last_probe: Some(LastProbe {
+                at: "2026-11-21T00:01:02.000Z".into(),
+                ok: error.is_none(),
+                latency_ms: 1.5,
+                error: error.map(Into::into),
+            }),
+            streak: Some(Streak { ok: Some(error.is_none()), count: 3 }),
+            drained,
+        };
+        let failover = Event {
+            seq: 3,
+            time: "2026-11-21T00:01:00.000Z".into(),
+            zone: Some("example.com.".into()),
+            pool: Some("www.example.com.".into()),
+            rtype: Some("A".into()),
+            from: Some("192.0.2.10".into()),
+            to: Some("192.0.2.11".into()),
+            priority: Some(2),
+            message: "www.example.com. A failed over".into(),
+            ..Event::new(EventKind::Failover, "192.0.2.10 down")
+        };
+        let drain = Event {
+            seq: 4,
+            time: "2026-11-21T00:02:00.000Z".into(),
+            target: Some("192.0.2.11".into()),
+            message: "target 192.0.2.11 drained".into(),
+            ..Event::new(EventKind::Drain, "operator")
+        };
+        Status {
+            version: "0.1.0".into(),
+            zones: vec![ZoneStatus {
+                zone: "example.com.".into(),
+                serial: Some(7),
+                file_serial: Some(7),
+                served: true,
+                files: vec!["zones/example.com.toml".into()],
+                loaded_at: Some("2026-11-21T00:00:00.000Z".into()),
+                last_error: None,
+            }],
+            pools: vec![PoolStatus {
+                pool: "www.example.com.".into(),
+                zone: "example.com.".into(),
+                check: "web".into(),
+                policy: Policy::KeepPrimary,
+                failback: Failback::Auto,
+                held: None,
+                a: FamilyStatus {
+                    answer: vec!["192.0.2.11".parse().unwrap()],
+                    priority: Some(2),
+                    mode: Mode::Fallback,
+                    ttl: 5,
+                },
+                aaaa: FamilyStatus { answer: vec![], priority: None, mode: Mode::AllDown, ttl: 5 },
+                targets: vec![
+                    target("192.0.2.10", 1, Verdict::Down, Some("connection refused"), false),
+                    target("192.0.2.11", 2, Verdict::Up, None, true),
+                ],
+            }],
+            drained: vec![Drained { address: "192.0.2.11".parse().unwrap(), pool: None }],
+            events: vec![failover, drain],
+        }
+    }
+
+    #[test]
+    fn a_status_document_reads_back_as_written() {
+        let st = sample();
+        let text = serde_json::to_string(&st).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), st);
+        // Absent values are null, not missing: scripts index them.
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["pools"][0]["held"].is_null() && v["pools"][0].as_object().unwrap().contains_key("held"));
+        assert_eq!(v["pools"][0]["aaaa"]["priority"], serde_json::Value::Null);
+        assert_eq!(v["pools"][0]["targets"][0]["probe"], "192.0.2.10:8080");
+        // Events leave out what does not apply.
+        assert!(!v["events"][1].as_object().unwrap().contains_key("pool"));
+    }
+
+    #[test]
+    fn enums_are_spelled_as_published_and_displayed_the_same() {
+        let cases = [
+            (serde_json::to_value(Mode::AllDown).unwrap(), Mode::AllDown.to_string(), "alldown"),
+            (serde_json::to_value(Policy::KeepPrimary).unwrap(), Policy::KeepPrimary.to_string(), "keep-primary"),
+            (serde_json::to_value(Verdict::Unknown).unwrap(), Verdict::Unknown.to_string(), "unknown"),
+            (serde_json::to_value(Failback::Manual).unwrap(), Failback::Manual.to_string(), "manual"),
+            (serde_json::to_value(EventKind::AllDown).unwrap(), EventKind::AllDown.to_string(), "all_down"),
+        ];
+        for (json, shown, want) in cases {
+            assert_eq!((json.as_str().unwrap(), shown.as_str()), (want, want));
+        }
+    }
+}
