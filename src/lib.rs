@@ -152,7 +152,6 @@ pub async fn serve(
     driver.startup_round(&mut updates, &keys).await;
     driver.core_mut().settle();
     driver.carry_out();
-    ready.store(true, Ordering::Relaxed);
     let zones = store.load().zones.len();
     let limits = dns::server::Limits {
         udp_payload: config.udp_payload,
@@ -164,6 +163,8 @@ pub async fn serve(
     };
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
     let listeners = dns::server::Listeners::start(sockets, store, &limits)?;
+    // Ready once every listener (and the XDP program) is up, not before.
+    ready.store(true, Ordering::Relaxed);
     info!(listen = %addrs.join(" "), zones, targets = keys.len(), zones_dir = %config.zones_dir.display(), "weiche serving");
     let (reloads_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
     let _watch = AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx)));

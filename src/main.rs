@@ -141,7 +141,7 @@ fn main() -> ExitCode {
         Some(Command::Failback(f)) => client(
             &f.client,
             |api| async move { api.failback(&f.pool).await },
-            |v| format!("failback released: {}\n", v["pool"].as_str().unwrap_or("?")),
+            |r: &weiche::ops::doc::FailbackReply| format!("failback released: {}\n", r.pool),
         ),
         Some(Command::Events(e)) => events(&e),
         None => serve(cli.serve),
@@ -165,10 +165,11 @@ fn connect(args: &ClientArgs) -> Result<weiche::ops::client::Api, String> {
 }
 
 /// Runs one API call and prints its answer (as text, or JSON with --json).
-fn client<F, Fut>(args: &ClientArgs, call: F, text: impl Fn(&serde_json::Value) -> String) -> ExitCode
+fn client<T, F, Fut>(args: &ClientArgs, call: F, text: impl Fn(&T) -> String) -> ExitCode
 where
+    T: serde::Serialize,
     F: FnOnce(weiche::ops::client::Api) -> Fut,
-    Fut: std::future::Future<Output = Result<serde_json::Value, weiche::ops::client::ClientError>>,
+    Fut: std::future::Future<Output = Result<T, weiche::ops::client::ClientError>>,
 {
     let api = match connect(args) {
         Ok(a) => a,
@@ -223,12 +224,12 @@ fn events(e: &EventsArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            for ev in batch.as_array().into_iter().flatten() {
-                since = since.max(ev["seq"].as_u64().unwrap_or(0));
+            for ev in batch {
+                since = since.max(ev.seq);
                 if e.client.json {
-                    println!("{ev}");
+                    println!("{}", serde_json::to_string(&ev).expect("JSON"));
                 } else {
-                    println!("{}", weiche::ops::client::event_line(ev).trim_start());
+                    println!("{}", weiche::ops::client::event_line(&ev).trim_start());
                 }
             }
             if !e.follow {

@@ -15,11 +15,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::broadcast;
 
 use crate::model::name::Name;
 use crate::ops::control::Control;
+use crate::ops::doc::{ApiError, DrainReply, FailbackReply};
 use crate::ops::events::Event;
 
 /// The process-wide Prometheus recorder (installed once, before anything records).
@@ -81,7 +81,7 @@ async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> R
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": msg.into() }))).into_response()
+    (code, Json(ApiError { error: msg.into() })).into_response()
 }
 
 fn gone() -> Response {
@@ -166,7 +166,7 @@ async fn set_drain(s: ApiState, address: String, q: PoolQuery, drain: bool) -> R
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match s.control.drain(address, pool, drain).await {
-        Ok(Ok(())) => Json(json!({ "ok": true, "address": address.to_string(), "drained": drain })).into_response(),
+        Ok(Ok(())) => Json(DrainReply { ok: true, address, drained: drain }).into_response(),
         Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
         Err(_) => gone(),
     }
@@ -186,7 +186,7 @@ async fn failback(State(s): State<ApiState>, Path(name): Path<String>) -> Respon
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match s.control.release_failback(pool.clone()).await {
-        Ok(true) => Json(json!({ "ok": true, "pool": pool.to_string() })).into_response(),
+        Ok(true) => Json(FailbackReply { ok: true, pool: pool.to_string() }).into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("no pool named {pool}")),
         Err(_) => gone(),
     }

@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+
+use crate::ops::doc::{ApiError, DrainReply, FailbackReply, LastProbe, Status};
+use crate::ops::events::Event;
 
 /// Where the API is and how to get in.
 pub struct Api {
@@ -20,6 +23,8 @@ pub enum ClientError {
     Unreachable { addr: SocketAddr, cause: String },
     #[error("{0}")]
     Refused(String),
+    #[error("the API at {addr} answered with something this weiche cannot read: is it the same version? ({cause})")]
+    Unreadable { addr: SocketAddr, cause: String },
 }
 
 impl Api {
@@ -30,7 +35,7 @@ impl Api {
         Api { addr, token, http }
     }
 
-    async fn call(&self, post: bool, path: &str) -> Result<Value, ClientError> {
+    async fn call<T: DeserializeOwned>(&self, post: bool, path: &str) -> Result<T, ClientError> {
         let url = format!("http://{}{path}", self.addr);
         let mut req = if post { self.http.post(&url) } else { self.http.get(&url) };
         if let Some(t) = &self.token {
@@ -41,119 +46,104 @@ impl Api {
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(unreachable)?;
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(body);
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Unreadable { addr: self.addr, cause: e.to_string() });
         }
-        let msg = body["error"].as_str().unwrap_or("request failed").to_string();
+        // Whatever answers (a proxy, say) may not send our error document.
+        let msg = serde_json::from_slice::<ApiError>(&bytes).map_or_else(|_| "request failed".into(), |e| e.error);
         Err(ClientError::Refused(format!("{msg} (HTTP {})", status.as_u16())))
     }
 
-    pub async fn status(&self) -> Result<Value, ClientError> {
+    pub async fn status(&self) -> Result<Status, ClientError> {
         self.call(false, "/status?events=10").await
     }
 
-    pub async fn drain(&self, address: &str, pool: Option<&str>, drain: bool) -> Result<Value, ClientError> {
+    pub async fn drain(&self, address: &str, pool: Option<&str>, drain: bool) -> Result<DrainReply, ClientError> {
         let verb = if drain { "drain" } else { "undrain" };
         let q = pool.map(|p| format!("?pool={p}")).unwrap_or_default();
         self.call(true, &format!("/targets/{address}/{verb}{q}")).await
     }
 
-    pub async fn failback(&self, pool: &str) -> Result<Value, ClientError> {
+    pub async fn failback(&self, pool: &str) -> Result<FailbackReply, ClientError> {
         self.call(true, &format!("/pools/{pool}/failback")).await
     }
 
-    pub async fn events(&self, since: u64, wait: u64) -> Result<Value, ClientError> {
+    pub async fn events(&self, since: u64, wait: u64) -> Result<Vec<Event>, ClientError> {
         self.call(false, &format!("/events?since={since}&wait={wait}")).await
     }
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// A value for a table cell; "-" when there is none.
+fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// The `weiche status` table.
-pub fn status_table(st: &Value) -> String {
+pub fn status_table(st: &Status) -> String {
     let mut out = String::new();
-    let empty = Vec::new();
-    for z in st["zones"].as_array().unwrap_or(&empty) {
-        let err = z["last_error"].as_str().map(|e| format!("  LAST RELOAD FAILED: {e}")).unwrap_or_default();
+    for z in &st.zones {
+        let err = z.last_error.as_ref().map(|e| format!("  LAST RELOAD FAILED: {e}")).unwrap_or_default();
         let _ = writeln!(
             out,
             "zone {:<28} serial {:<12} loaded {}{err}",
-            s(&z["zone"]),
-            s(&z["serial"]),
-            s(&z["loaded_at"])
+            z.zone,
+            or_dash(z.serial),
+            or_dash(z.loaded_at.as_ref())
         );
     }
-    for p in st["pools"].as_array().unwrap_or(&empty) {
+    for p in &st.pools {
         let _ = writeln!(out);
-        let held =
-            if p["held"].is_null() { String::new() } else { "  HELD (manual failback: weiche failback POOL)".into() };
-        let _ = writeln!(
-            out,
-            "pool {}  check={} all_down={} failback={}{held}",
-            s(&p["pool"]),
-            s(&p["check"]),
-            s(&p["policy"]),
-            s(&p["failback"])
-        );
-        for (fam, label) in [("a", "A"), ("aaaa", "AAAA")] {
-            let f = &p[fam];
-            let answer: Vec<String> = f["answer"].as_array().unwrap_or(&empty).iter().map(s).collect();
-            let has = p["targets"]
-                .as_array()
-                .unwrap_or(&empty)
-                .iter()
-                .any(|t| s(&t["address"]).contains(':') == (fam == "aaaa"));
-            if !has {
+        let held = if p.held.is_some() { "  HELD (manual failback: weiche failback POOL)" } else { "" };
+        let _ = writeln!(out, "pool {}  check={} all_down={} failback={}{held}", p.pool, p.check, p.policy, p.failback);
+        for (f, label, v6) in [(&p.a, "A", false), (&p.aaaa, "AAAA", true)] {
+            // A family without targets has nothing to say.
+            if !p.targets.iter().any(|t| t.address.is_ipv6() == v6) {
                 continue;
             }
-            let answer = if answer.is_empty() { "(nothing)".to_string() } else { answer.join(", ") };
+            let answer = if f.answer.is_empty() {
+                "(nothing)".to_string()
+            } else {
+                f.answer.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            };
             let _ = writeln!(
                 out,
                 "  {label:<5} -> {answer}  (priority {}, {}, ttl {})",
-                s(&f["priority"]),
-                s(&f["mode"]),
-                s(&f["ttl"])
+                or_dash(f.priority),
+                f.mode,
+                f.ttl
             );
         }
-        for t in p["targets"].as_array().unwrap_or(&empty) {
-            let verdict = s(&t["verdict"]).to_uppercase();
-            let doubt = if t["in_doubt"] == true { " (in doubt)" } else { "" };
-            let drained = if t["drained"] == true { "  DRAINED" } else { "" };
-            let last = &t["last_probe"];
-            let probe = match last["error"].as_str() {
-                Some(e) => format!("last probe failed: {e}"),
-                None if last.is_null() => "not probed yet".into(),
-                None => format!("last probe ok in {} ms", s(&last["latency_ms"])),
+        for t in &p.targets {
+            let verdict = t.verdict.to_string().to_uppercase();
+            let doubt = if t.in_doubt { " (in doubt)" } else { "" };
+            let drained = if t.drained { "  DRAINED" } else { "" };
+            let probe = match &t.last_probe {
+                None => "not probed yet".into(),
+                Some(LastProbe { error: Some(e), .. }) => format!("last probe failed: {e}"),
+                Some(LastProbe { latency_ms, .. }) => format!("last probe ok in {latency_ms} ms"),
             };
             let _ = writeln!(
                 out,
                 "    {:<18} p{:<3} {:<8}{doubt} since {:<26} {probe}{drained}",
-                s(&t["address"]),
-                s(&t["priority"]),
+                t.address.to_string(),
+                t.priority,
                 verdict,
-                s(&t["since"])
+                or_dash(t.since.as_ref())
             );
         }
     }
-    let events = st["events"].as_array().unwrap_or(&empty);
-    if !events.is_empty() {
+    if !st.events.is_empty() {
         let _ = writeln!(out, "\nrecent events:");
-        for e in events {
+        for e in &st.events {
             let _ = writeln!(out, "{}", event_line(e));
         }
     }
     out
 }
 
-pub fn event_line(e: &Value) -> String {
-    format!("  {} #{:<5} {:<17} {}", s(&e["time"]), s(&e["seq"]), s(&e["kind"]), s(&e["message"]))
+pub fn event_line(e: &Event) -> String {
+    format!("  {} #{:<5} {:<17} {}", e.time, e.seq, or_dash(e.kind), e.message)
 }
 
 #[cfg(test)]
@@ -162,28 +152,40 @@ mod tests {
 
     #[test]
     fn table_reads_well() {
-        let st = serde_json::json!({
-            "zones": [{"zone": "example.com.", "serial": 7, "loaded_at": "2026-11-21T00:00:00.000Z", "last_error": null}],
-            "pools": [{
-                "pool": "www.example.com.", "check": "web", "policy": "keep-primary", "failback": "auto", "held": null,
-                "a": {"answer": ["192.0.2.11"], "priority": 2, "mode": "fallback", "ttl": 5},
-                "aaaa": {"answer": [], "priority": null, "mode": "alldown", "ttl": 5},
-                "targets": [
-                    {"address": "192.0.2.10", "priority": 1, "verdict": "down", "in_doubt": false, "since": "2026-11-21T00:01:00.000Z",
-                     "last_probe": {"ok": false, "error": "connection refused", "latency_ms": 0.2}, "drained": false},
-                    {"address": "192.0.2.11", "priority": 2, "verdict": "up", "in_doubt": false, "since": "2026-11-21T00:00:01.000Z",
-                     "last_probe": {"ok": true, "error": null, "latency_ms": 1.5}, "drained": true}
-                ]
-            }],
-            "events": [{"time": "2026-11-21T00:01:00.000Z", "seq": 3, "kind": "failover", "message": "www.example.com. A failed over"}]
-        });
-        let t = status_table(&st);
-        assert!(t.contains("pool www.example.com.  check=web all_down=keep-primary failback=auto"), "{t}");
-        assert!(t.contains("A     -> 192.0.2.11  (priority 2, fallback, ttl 5)"), "{t}");
+        let t = status_table(&crate::ops::doc::tests::sample());
+        assert!(
+            t.contains("zone example.com.                 serial 7            loaded 2026-11-21T00:00:00.000Z\n"),
+            "{t}"
+        );
+        assert!(t.contains("pool www.example.com.  check=web all_down=keep-primary failback=auto\n"), "{t}");
+        assert!(t.contains("  A     -> 192.0.2.11  (priority 2, fallback, ttl 5)\n"), "{t}");
         assert!(!t.contains("AAAA"), "no IPv6 targets, no AAAA line: {t}");
-        assert!(t.contains("192.0.2.10         p1   DOWN"), "{t}");
-        assert!(t.contains("last probe failed: connection refused"), "{t}");
-        assert!(t.contains("DRAINED"), "{t}");
-        assert!(t.contains("#3     failover"), "{t}");
+        assert!(
+            t.contains("    192.0.2.10         p1   DOWN     since 2026-11-21T00:01:00.000Z   last probe failed: connection refused\n"),
+            "{t}"
+        );
+        assert!(t.contains("p2   UP       since 2026-11-21T00:01:00.000Z   last probe ok in 1.5 ms  DRAINED\n"), "{t}");
+        assert!(
+            t.contains("  2026-11-21T00:01:00.000Z #3     failover          www.example.com. A failed over\n"),
+            "{t}"
+        );
+        assert!(!t.contains("HELD"), "{t}");
+    }
+
+    #[test]
+    fn table_shows_holds_errors_and_targets_not_probed() {
+        let mut st = crate::ops::doc::tests::sample();
+        st.zones[0].last_error = Some("example.com.toml:3:9: bad address".into());
+        st.zones[0].serial = None;
+        st.pools[0].held = Some(crate::ops::doc::Held { a: Some(2), aaaa: None });
+        let t = &mut st.pools[0].targets[0];
+        (t.address, t.last_probe, t.since, t.in_doubt) = ("2001:db8::1".parse().unwrap(), None, None, true);
+        let t = status_table(&st);
+        assert!(t.contains("serial -            loaded"), "{t}");
+        assert!(t.contains("LAST RELOAD FAILED: example.com.toml:3:9: bad address"), "{t}");
+        assert!(t.contains("failback=auto  HELD (manual failback: weiche failback POOL)"), "{t}");
+        assert!(t.contains("  AAAA  -> (nothing)  (priority -, alldown, ttl 5)"), "{t}");
+        assert!(t.contains("2001:db8::1        p1   DOWN     (in doubt) since -"), "{t}");
+        assert!(t.contains("not probed yet"), "{t}");
     }
 }

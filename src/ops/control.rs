@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::name::Name;
+use crate::ops::doc::Status;
 use crate::ops::events::Event;
 
 #[derive(Debug)]
@@ -15,7 +16,7 @@ pub enum Command {
     /// Drain (or undrain) an answered address, everywhere or in one pool.
     Drain { address: IpAddr, pool: Option<Name>, drain: bool, done: oneshot::Sender<Result<(), String>> },
     /// The status document, with the last `events` events.
-    Status { events: usize, done: oneshot::Sender<serde_json::Value> },
+    Status { events: usize, done: oneshot::Sender<Status> },
     /// Events after sequence number `since`, at most `limit`.
     Events { since: u64, limit: usize, done: oneshot::Sender<Vec<Event>> },
 }
@@ -52,7 +53,7 @@ impl Control {
         self.ask(|done| Command::Drain { address, pool, drain, done })
     }
 
-    pub async fn status(&self, events: usize) -> Result<serde_json::Value, Gone> {
+    pub async fn status(&self, events: usize) -> Result<Status, Gone> {
         self.ask(|done| Command::Status { events, done }).await.map_err(|_| Gone)
     }
 

@@ -5,14 +5,14 @@
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::{error, info, warn};
 
 /// How many recent events are kept for `/status` and `/events`.
 pub const KEEP: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     TargetDown,
@@ -41,8 +41,9 @@ impl EventKind {
     }
 }
 
-/// One event. Fields that do not apply are left out of the JSON.
-#[derive(Debug, Clone, Default, Serialize)]
+/// One event, as logged, kept, sent to webhooks and read back by the CLI. Fields that do not
+/// apply are left out of the JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,
     /// RFC 3339, UTC.
@@ -54,7 +55,7 @@ pub struct Event {
     pub pool: Option<String>,
     /// A or AAAA, for answer changes.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub rtype: Option<&'static str>,
+    pub rtype: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,7 +89,8 @@ impl Event {
         let d = |v: &Option<String>| v.clone().map(tracing::field::display);
         let (pool, target, check, from, to) =
             (d(&self.pool), d(&self.target), d(&self.check), d(&self.from), d(&self.to));
-        let (zone, rtype, reason) = (d(&self.zone), self.rtype.map(tracing::field::display), self.reason.as_str());
+        let (zone, rtype, reason) =
+            (d(&self.zone), self.rtype.as_deref().map(tracing::field::display), self.reason.as_str());
         match self.kind.expect("events have a kind") {
             EventKind::TargetDown => {
                 warn!(pool, target, check, failures = self.count, cause = reason, zone, "target down")
@@ -166,7 +168,7 @@ impl Journal {
 /// The sentence a person reads in a notification.
 fn describe(e: &Event) -> String {
     let pool = e.pool.as_deref().unwrap_or("?");
-    let rt = e.rtype.unwrap_or("");
+    let rt = e.rtype.as_deref().unwrap_or("");
     match e.kind.expect("events have a kind") {
         EventKind::TargetDown => {
             format!("{pool}: target {} is down ({})", e.target.as_deref().unwrap_or("?"), e.reason)
@@ -233,5 +235,6 @@ mod tests {
         assert_eq!(json["kind"], "drain");
         assert!(json.get("pool").is_none(), "absent fields are left out");
         assert!(json["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), first, "the CLI reads back what was sent");
     }
 }

@@ -4,5 +4,6 @@
 pub mod api;
 pub mod client;
 pub mod control;
+pub mod doc;
 pub mod events;
 pub mod notify;

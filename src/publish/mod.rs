@@ -650,7 +650,7 @@ fn change_event(
     Some(Event {
         zone: Some(zone.apex.to_string()),
         pool: Some(pool.name.to_string()),
-        rtype: Some(rtype),
+        rtype: Some(rtype.into()),
         from: Some(addresses(before)),
         to: Some(addresses(now)),
         priority: now.level,

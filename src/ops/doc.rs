@@ -1,0 +1,339 @@
+//! The documents of the HTTP API, as types: the server serialises them and the CLI (or any
+//! Rust client) deserialises the same types, so the two cannot drift apart.
+//!
+//! The JSON is what the README's API section documents and what scripts (the Checkmk check)
+//! parse: absent values are `null`, never missing, and names are kept as published.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::chart;
+use crate::ops::events::{Event, EventKind};
+
+/// `GET /status`: everything an operator wants to see at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The server's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    pub zones: Vec<ZoneStatus>,
+    pub pools: Vec<PoolStatus>,
+    /// Every drain in force.
+    pub drained: Vec<Drained>,
+    /// The most recent events, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// One zone file and what is served from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneStatus {
+    pub zone: String,
+    /// The serial served: the file's, moved forward when pool answers change (None: not served).
+    pub serial: Option<u32>,
+    /// The serial in the file as last loaded.
+    pub file_serial: Option<u32>,
+    pub served: bool,
+    pub files: Vec<String>,
+    /// RFC 3339, UTC.
+    pub loaded_at: Option<String>,
+    /// Why the latest version of the file was not loaded (None: it was), with file:line:col.
+    pub last_error: Option<String>,
+}
+
+/// One pool: its policies, its answer per address family, its targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    pub pool: String,
+    pub zone: String,
+    /// The check's name.
+    pub check: String,
+    /// The all-down policy.
+    pub policy: Policy,
+    pub failback: Failback,
+    /// The levels a manual failback holds (None: no hold).
+    pub held: Option<Held>,
+    pub a: FamilyStatus,
+    pub aaaa: FamilyStatus,
+    pub targets: Vec<TargetStatus>,
+}
+
+/// Levels held by manual failback, per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub a: Option<u8>,
+    pub aaaa: Option<u8>,
+}
+
+/// What DNS answers for one address family of a pool right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyStatus {
+    /// Empty: NODATA.
+    pub answer: Vec<IpAddr>,
+    /// The priority level answered from (None when the answer is empty or spans levels).
+    pub priority: Option<u8>,
+    pub mode: Mode,
+    pub ttl: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// The address answered.
+    pub address: IpAddr,
+    /// Where it is probed.
+    pub probe: SocketAddr,
+    pub priority: u8,
+    pub verdict: Verdict,
+    /// A probe result disagreed with the verdict and is being confirmed.
+    pub in_doubt: bool,
+    /// When the verdict last changed (RFC 3339, UTC; None: never probed).
+    pub since: Option<String>,
+    pub last_probe: Option<LastProbe>,
+    pub streak: Option<Streak>,
+    pub drained: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastProbe {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub ok: bool,
+    /// Rounded to a tenth.
+    pub latency_ms: f64,
+    /// Why it failed (None: it passed).
+    pub error: Option<String>,
+}
+
+/// Consecutive probe results of the same kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streak {
+    pub ok: Option<bool>,
+    pub count: u32,
+}
+
+/// A drain in force: everywhere (pool None) or in one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drained {
+    pub address: IpAddr,
+    pub pool: Option<String>,
+}
+
+/// What the monitor says of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Unknown,
+    Up,
+    Down,
+}
+
+/// Why a family's answer is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Preferred,
+    Fallback,
+    /// Published as `alldown` (unlike the event kind `all_down`); scripts match on it.
+    AllDown,
+}
+
+/// A pool's all-down policy, spelled as in the zone TOML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    KeepPrimary,
+    All,
+    Last,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Failback {
+    Auto,
+    Manual,
+}
+
+/// `POST /targets/{address}/drain` and `/undrain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReply {
+    pub ok: bool,
+    pub address: IpAddr,
+    pub drained: bool,
+}
+
+/// `POST /pools/{name}/failback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailbackReply {
+    pub ok: bool,
+    /// The pool's name, with the final dot.
+    pub pool: String,
+}
+
+/// The body of every answer that is not a 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+// The model's enums stay free of the API's spelling; these are the one place the two meet.
+
+impl From<chart::Health> for Verdict {
+    fn from(h: chart::Health) -> Verdict {
+        match h {
+            chart::Health::Unknown => Verdict::Unknown,
+            chart::Health::Up => Verdict::Up,
+            chart::Health::Down => Verdict::Down,
+        }
+    }
+}
+
+impl From<chart::Mode> for Mode {
+    fn from(m: chart::Mode) -> Mode {
+        match m {
+            chart::Mode::Preferred => Mode::Preferred,
+            chart::Mode::Fallback => Mode::Fallback,
+            chart::Mode::AllDown => Mode::AllDown,
+        }
+    }
+}
+
+impl From<chart::AllDown> for Policy {
+    fn from(p: chart::AllDown) -> Policy {
+        match p {
+            chart::AllDown::KeepPrimary => Policy::KeepPrimary,
+            chart::AllDown::All => Policy::All,
+            chart::AllDown::Last => Policy::Last,
+            chart::AllDown::None => Policy::None,
+        }
+    }
+}
+
+impl From<chart::Failback> for Failback {
+    fn from(f: chart::Failback) -> Failback {
+        match f {
+            chart::Failback::Auto => Failback::Auto,
+            chart::Failback::Manual => Failback::Manual,
+        }
+    }
+}
+
+/// The words the CLI prints are the words the API sends.
+macro_rules! display_as_json {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match serde_json::to_value(self) {
+                    Ok(serde_json::Value::String(s)) => f.write_str(&s),
+                    _ => Err(std::fmt::Error),
+                }
+            }
+        }
+    )*};
+}
+
+display_as_json!(Verdict, Mode, Policy, Failback, EventKind);
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A pool failed over on A, with no AAAA answer, a drained target and two events.
+    pub(crate) fn sample() -> Status {
+        let target = |address: &str, priority, verdict, error: Option<&str>, drained| TargetStatus {
+            address: address.parse().unwrap(),
+            probe: format!("{address}:8080").parse().unwrap(),
+            priority,
+            verdict,
+            in_doubt: false,
+            since: Some("2026-11-21T00:01:00.000Z".into()),
+            last_probe: Some(LastProbe {
+                at: "2026-11-21T00:01:02.000Z".into(),
+                ok: error.is_none(),
+                latency_ms: 1.5,
+                error: error.map(Into::into),
+            }),
+            streak: Some(Streak { ok: Some(error.is_none()), count: 3 }),
+            drained,
+        };
+        let failover = Event {
+            seq: 3,
+            time: "2026-11-21T00:01:00.000Z".into(),
+            zone: Some("example.com.".into()),
+            pool: Some("www.example.com.".into()),
+            rtype: Some("A".into()),
+            from: Some("192.0.2.10".into()),
+            to: Some("192.0.2.11".into()),
+            priority: Some(2),
+            message: "www.example.com. A failed over".into(),
+            ..Event::new(EventKind::Failover, "192.0.2.10 down")
+        };
+        let drain = Event {
+            seq: 4,
+            time: "2026-11-21T00:02:00.000Z".into(),
+            target: Some("192.0.2.11".into()),
+            message: "target 192.0.2.11 drained".into(),
+            ..Event::new(EventKind::Drain, "operator")
+        };
+        Status {
+            version: "0.1.0".into(),
+            zones: vec![ZoneStatus {
+                zone: "example.com.".into(),
+                serial: Some(7),
+                file_serial: Some(7),
+                served: true,
+                files: vec!["zones/example.com.toml".into()],
+                loaded_at: Some("2026-11-21T00:00:00.000Z".into()),
+                last_error: None,
+            }],
+            pools: vec![PoolStatus {
+                pool: "www.example.com.".into(),
+                zone: "example.com.".into(),
+                check: "web".into(),
+                policy: Policy::KeepPrimary,
+                failback: Failback::Auto,
+                held: None,
+                a: FamilyStatus {
+                    answer: vec!["192.0.2.11".parse().unwrap()],
+                    priority: Some(2),
+                    mode: Mode::Fallback,
+                    ttl: 5,
+                },
+                aaaa: FamilyStatus { answer: vec![], priority: None, mode: Mode::AllDown, ttl: 5 },
+                targets: vec![
+                    target("192.0.2.10", 1, Verdict::Down, Some("connection refused"), false),
+                    target("192.0.2.11", 2, Verdict::Up, None, true),
+                ],
+            }],
+            drained: vec![Drained { address: "192.0.2.11".parse().unwrap(), pool: None }],
+            events: vec![failover, drain],
+        }
+    }
+
+    #[test]
+    fn a_status_document_reads_back_as_written() {
+        let st = sample();
+        let text = serde_json::to_string(&st).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), st);
+        // Absent values are null, not missing: scripts index them.
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["pools"][0]["held"].is_null() && v["pools"][0].as_object().unwrap().contains_key("held"));
+        assert_eq!(v["pools"][0]["aaaa"]["priority"], serde_json::Value::Null);
+        assert_eq!(v["pools"][0]["targets"][0]["probe"], "192.0.2.10:8080");
+        // Events leave out what does not apply.
+        assert!(!v["events"][1].as_object().unwrap().contains_key("pool"));
+    }
+
+    #[test]
+    fn enums_are_spelled_as_published_and_displayed_the_same() {
+        let cases = [
+            (serde_json::to_value(Mode::AllDown).unwrap(), Mode::AllDown.to_string(), "alldown"),
+            (serde_json::to_value(Policy::KeepPrimary).unwrap(), Policy::KeepPrimary.to_string(), "keep-primary"),
+            (serde_json::to_value(Verdict::Unknown).unwrap(), Verdict::Unknown.to_string(), "unknown"),
+            (serde_json::to_value(Failback::Manual).unwrap(), Failback::Manual.to_string(), "manual"),
+            (serde_json::to_value(EventKind::AllDown).unwrap(), EventKind::AllDown.to_string(), "all_down"),
+        ];
+        for (json, shown, want) in cases {
+            assert_eq!((json.as_str().unwrap(), shown.as_str()), (want, want));
+        }
+    }
+}
