@@ -1,8 +1,8 @@
 //! The AF_XDP fast path (`server.xdp`), in a network namespace of the test's own: its loopback
 //! gets weiche's XDP program, nothing outside the namespace sees it.
 //!
-//! Needs root (unshare, bpf). Without it these tests say they skipped; with
-//! WEICHE_REQUIRE_INTEROP=1 (set by .ci/run) they fail instead.
+//! Needs root (unshare, bpf). Without it these tests say they skipped (see `common::skip`);
+//! with WEICHE_REQUIRE_INTEROP=1 (set by .ci/run) they fail instead.
 
 mod common;
 
@@ -19,10 +19,7 @@ fn own_netns(route_localnet: bool) -> bool {
     // SAFETY: unshare affects only the calling thread's namespaces.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         let e = std::io::Error::last_os_error();
-        if std::env::var("WEICHE_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
-            panic!("cannot make a network namespace ({e}) and WEICHE_REQUIRE_INTEROP=1");
-        }
-        eprintln!("SKIPPED: cannot make a network namespace ({e}); run as root");
+        skip(&format!("cannot make a network namespace ({e}); run as root"));
         return false;
     }
     sh("ip link set lo up");

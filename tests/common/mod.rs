@@ -287,6 +287,41 @@ pub fn backend_pair(p: &str, sec: &str) -> (u16, Backend, Backend) {
     (port, Backend::start(p, port, None), Backend::start(sec, port, None))
 }
 
+/// Whether CI asked (WEICHE_REQUIRE_INTEROP=1, set by .ci/run) that tests needing a peer
+/// program or root fail rather than skip when they cannot run.
+pub fn interop_required() -> bool {
+    std::env::var("WEICHE_REQUIRE_INTEROP").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The one way a test skips for lack of a peer or a privilege (`why`): it fails when interop is
+/// required, and otherwise says so on the terminal before the caller returns. The test still
+/// shows `ok`, which is why the line goes to the process's stderr itself: the harness hides
+/// `eprintln!` of passing tests.
+pub fn skip(why: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    if interop_required() {
+        panic!("{test} cannot run: {why}, and WEICHE_REQUIRE_INTEROP is set");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nSKIPPED {test}: {why} (passes without testing anything; WEICHE_REQUIRE_INTEROP=1 makes it fail)"
+    );
+}
+
+/// Whether the program `tool` can be started; if not, [`skip`]s with `install` as the hint.
+pub fn have_tool(tool: &str, install: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        skip(&format!("{tool} is not installed ({install})"));
+    }
+    found
+}
+
 pub fn zone(pool: &str) -> String {
     format!("records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n\"\"\"\n{pool}")
 }
