@@ -1,7 +1,11 @@
 //! The `weiche` binary itself: `check`, `--help`, serving on `--listen`, and stopping on SIGTERM.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::external_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_weiche");
 
@@ -76,8 +80,7 @@ fn help_names_the_commands_and_flags() {
 
 #[test]
 fn serves_on_listen_and_stops_on_sigterm() {
-    // Find a free port on a loopback address of our own.
-    let port = std::net::UdpSocket::bind("127.0.0.21:0").unwrap().local_addr().unwrap().port();
+    let port = external_port("127.0.0.21");
     let addr = format!("127.0.0.21:{port}");
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", &addr, "--api", "off", "--log-format", "json", "--zones"])
@@ -132,7 +135,7 @@ fn sighup_reloads_at_once() {
     std::fs::create_dir(&zones).unwrap();
     let zone = |serial: u32| format!("$TTL 60\n@ SOA ns hm {serial} 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n");
     std::fs::write(zones.join("hup.test.zone"), zone(1)).unwrap();
-    let port = std::net::UdpSocket::bind("127.0.0.22:0").unwrap().local_addr().unwrap().port();
+    let port = external_port("127.0.0.22");
     // An hour between looks at the directory: only SIGHUP can explain a quick reload.
     let cfg = dir.path().join("weiche.toml");
     std::fs::write(&cfg, format!("[server]\nlisten = [\"127.0.0.22:{port}\"]\nzones = \"zones\"\nreload_interval = \"1h\"\n[api]\nlisten = \"off\"\n")).unwrap();
@@ -174,8 +177,13 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn operator_commands_talk_to_the_api() {
-    let port = std::net::UdpSocket::bind("127.0.0.24:0").unwrap().local_addr().unwrap().port();
-    let api_port = std::net::TcpListener::bind("127.0.0.24:0").unwrap().local_addr().unwrap().port();
+    let port = external_port("127.0.0.24");
+    let api_port = loop {
+        let p = external_port("127.0.0.24");
+        if p != port {
+            break p;
+        }
+    };
     let (dns, api) = (format!("127.0.0.24:{port}"), format!("127.0.0.24:{api_port}"));
     let mut child = Killed(
         Command::new(BIN)

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -42,8 +41,9 @@ fn tcp_failover_and_failback() {
 #[test]
 fn all_down_policies() {
     let (a, b) = ("127.0.0.41", "127.0.0.42");
-    let port = free_port(&[a, b]);
-    // Nothing listens: every target is down from the first round.
+    // Held but not listening: every target is down from the first round.
+    let mut ports = Ports::reserve(&[a, b]);
+    let port = ports.port;
     let pools = format!(
         "[checks.t]\ntype = \"tcp\"\nport = {port}\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
          [pools.keep]\ncheck = \"t\"\ntargets = [{{ address = \"{a}\", priority = 1 }}, {{ address = \"{b}\", priority = 2 }}]\n\
@@ -61,7 +61,7 @@ fn all_down_policies() {
     assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
     assert_eq!(r.authorities[0].ttl, 20);
     // A backend comes up: every policy answers it.
-    let _up = Backend::start(b, port, None);
+    let _up = Backend::start(ports.listener(b), None);
     assert!(wait_until(Duration::from_secs(3), || answer(&s, "none.ad.test.") == vec![ip(b)]).is_some());
     assert_eq!(answer(&s, "keep.ad.test."), vec![ip(b)]);
 }
@@ -69,12 +69,15 @@ fn all_down_policies() {
 #[test]
 fn http_status_and_body_checks() {
     let (good, bad_status, bad_body) = ("127.0.0.51", "127.0.0.52", "127.0.0.53");
-    let port = free_port(&[good, bad_status, bad_body]);
+    let mut ports = Ports::reserve(&[good, bad_status, bad_body]);
+    let port = ports.port;
     let ok = "HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nhealthy";
-    let _g = Backend::start(good, port, Some(ok));
-    let _s =
-        Backend::start(bad_status, port, Some("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nhealthy"));
-    let _b = Backend::start(bad_body, port, Some("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nbroken!"));
+    let _g = Backend::start(ports.listener(good), Some(ok));
+    let _s = Backend::start(
+        ports.listener(bad_status),
+        Some("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nhealthy"),
+    );
+    let _b = Backend::start(ports.listener(bad_body), Some("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nbroken!"));
     let pools = format!(
         "[checks.h]\ntype = \"http\"\nport = {port}\nhost = \"www.example.test\"\npath = \"/health\"\nbody_contains = \"healthy\"\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
          [pools.s]\ncheck = \"h\"\ntargets = [{{ address = \"{bad_status}\", priority = 1 }}, {{ address = \"{good}\", priority = 2 }}]\n\
@@ -88,11 +91,12 @@ fn http_status_and_body_checks() {
 #[test]
 fn a_tarpit_costs_only_its_own_timeout() {
     let (tarpit, p, sec) = ("127.0.0.61", "127.0.0.62", "127.0.0.63");
-    let port = free_port(&[tarpit, p, sec]);
+    let mut ports = Ports::reserve(&[tarpit, p, sec]);
+    let port = ports.port;
     // Accepts connections (kernel backlog) and never says anything.
-    let _hold = TcpListener::bind(format!("{tarpit}:{port}")).unwrap();
-    let mut primary = Backend::start(p, port, Some("220 ready\r\n"));
-    let _secondary = Backend::start(sec, port, Some("220 ready\r\n"));
+    let _hold = ports.listener(tarpit);
+    let mut primary = Backend::start(ports.listener(p), Some("220 ready\r\n"));
+    let _secondary = Backend::start(ports.listener(sec), Some("220 ready\r\n"));
     let pools = format!(
         "[checks.banner]\ntype = \"tcp\"\nport = {port}\nexpect = \"220\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfall = 2\nrise = 2\n\
          [pools.slow]\ncheck = \"banner\"\ntargets = [{{ address = \"{tarpit}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n\
@@ -163,10 +167,11 @@ fn https_checks_use_sni_and_verify_certificates() {
     if !have_tool("openssl", "apt-get install openssl") {
         return;
     }
-    let port = free_port(&[tls, fallback]);
+    let mut ports = Ports::reserve(&[tls, fallback]);
+    let port = ports.release(tls);
     let dir = tempfile::tempdir().unwrap();
     let _server = TlsBackend::start(dir.path(), tls, port);
-    let _fallback = Backend::start(fallback, port, None);
+    let _fallback = Backend::start(ports.listener(fallback), None);
     let pools = format!(
         "[checks.noverify]\ntype = \"https\"\nport = {port}\nhost = \"www.example.test\"\ntls_verify = false\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
          [checks.verify]\ntype = \"https\"\nport = {port}\nhost = \"www.example.test\"\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\

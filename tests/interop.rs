@@ -110,7 +110,7 @@ fn knot_follows_failover_by_notify_and_ixfr() {
     let cfgdir = tempfile::tempdir().unwrap();
     // Knot's port is chosen before weiche starts, so weiche can notify it.
     let knot_ip = "127.0.0.213";
-    let knot_port = free_port(&[knot_ip]);
+    let knot_port = external_port(knot_ip);
     let transfer = primary_config(cfgdir.path(), "127.0.0.210", Some(&format!("{knot_ip}:{knot_port}"))).transfer;
     let s = Server::start_with("127.0.0.210", &[("kx.test.toml", &pool)], |c| c.transfer = transfer);
     let knot = Knot::start(knot_ip, knot_port, s.addr, &["kx.test"]);
@@ -154,7 +154,7 @@ fn large_zone_transfers_to_knot_and_dig_and_refusals() {
     }];
     let s =
         Server::start_with("127.0.0.220", &[("big.test.zone", &big_zone(100_000))], |c| c.transfer = allow_only_221);
-    let knot = Knot::start("127.0.0.221", free_port(&["127.0.0.221"]), s.addr, &["big.test"]);
+    let knot = Knot::start("127.0.0.221", external_port("127.0.0.221"), s.addr, &["big.test"]);
     let last = format!("h{:06}.big.test.", 100_000 - 4);
     let took = wait_until(Duration::from_secs(60), || !knot.a(&last).is_empty());
     assert!(took.is_some(), "Knot did not get the 100,000-record zone:\n{}", knot.log());

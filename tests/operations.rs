@@ -193,7 +193,9 @@ fn webhooks_and_commands_get_one_notification_per_event() {
     let json_hook = Receiver::start("127.0.0.153", 200);
     let slack_hook = Receiver::start("127.0.0.154", 200);
     let failing = Receiver::start("127.0.0.155", 500);
-    let dead_port = free_port(&["127.0.0.156"]);
+    // Held, not listening, for the test's length: connections to it are refused.
+    let dead = Ports::reserve(&["127.0.0.156"]);
+    let dead_port = dead.port;
     let out = tempfile::tempdir().unwrap();
     let log = out.path().join("events.jsonl");
     let cmd = vec!["sh".to_string(), "-c".to_string(), format!("cat >> {}", log.display())];

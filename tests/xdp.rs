@@ -154,7 +154,7 @@ fn xdp_on_loopback_without_route_localnet_is_refused_at_start() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("xdp.test.zone"), ZONE).unwrap();
-    let port = free_port(&["127.0.0.1"]);
+    let port = external_port("127.0.0.1");
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_weiche"))
         .args(["serve", "--listen", &listen.to_string(), "--api", "off", "--xdp", "lo", "--zones"])

@@ -215,22 +215,29 @@ pub struct Backend {
     pub addr: std::net::SocketAddr,
     /// The HTTP response it sends (None: accept and close, for TCP checks).
     reply: Arc<Mutex<Option<String>>>,
+    /// The listener it was handed, until the first `up` serves on it.
+    first: Option<TcpListener>,
     running: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
 impl Backend {
-    pub fn start(ip: &str, port: u16, reply: Option<&str>) -> Backend {
+    /// Serves on `listener` (from [`Ports::listener`]), so no one else can take the port first.
+    pub fn start(listener: TcpListener, reply: Option<&str>) -> Backend {
         let mut b = Backend {
-            addr: format!("{ip}:{port}").parse().unwrap(),
+            addr: listener.local_addr().unwrap(),
             reply: Arc::new(Mutex::new(reply.map(String::from))),
+            first: Some(listener),
             running: None,
         };
         b.up();
         b
     }
 
+    /// Serves again after `down`. The port had to be closed for connections to be refused, so
+    /// it is bound afresh here: another socket could have taken it meanwhile, which on our own
+    /// 127.0.0.x addresses nothing does.
     pub fn up(&mut self) {
-        let l = TcpListener::bind(self.addr).unwrap();
+        let l = self.first.take().unwrap_or_else(|| TcpListener::bind(self.addr).unwrap());
         l.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let (s, reply) = (stop.clone(), self.reply.clone());
@@ -270,21 +277,79 @@ impl Drop for Backend {
     }
 }
 
-/// A port free on every given address.
-pub fn free_port(ips: &[&str]) -> u16 {
+/// One TCP port held on several addresses: bound, so nothing else can take it, but not
+/// listening, so connections are refused as by a closed port, until a test hands the socket to
+/// what serves there ([`Ports::listener`]). Picking a free port, closing it and binding it again
+/// later leaves a window in which another test's or program's socket can get it.
+pub struct Ports {
+    pub port: u16,
+    held: Vec<(String, socket2::Socket)>,
+}
+
+impl Ports {
+    pub fn reserve(ips: &[&str]) -> Ports {
+        for _ in 0..50 {
+            let first = bound(ips[0], 0).expect("a port on the first address");
+            let port = first.local_addr().unwrap().as_socket().unwrap().port();
+            let rest: Option<Vec<_>> = ips[1..].iter().map(|ip| bound(ip, port).map(|s| (ip.to_string(), s))).collect();
+            if let Some(rest) = rest {
+                let mut held = vec![(ips[0].to_string(), first)];
+                held.extend(rest);
+                return Ports { port, held };
+            }
+        }
+        panic!("no port free on all of {ips:?}");
+    }
+
+    /// The port on `ip`, listening from now on.
+    pub fn listener(&mut self, ip: &str) -> TcpListener {
+        let s = self.take(ip);
+        s.listen(128).unwrap();
+        s.into()
+    }
+
+    /// Lets the port on `ip` go, for a program that must bind it itself (see [`external_port`]).
+    pub fn release(&mut self, ip: &str) -> u16 {
+        drop(self.take(ip));
+        self.port
+    }
+
+    fn take(&mut self, ip: &str) -> socket2::Socket {
+        let i = self.held.iter().position(|(a, _)| a == ip).unwrap_or_else(|| panic!("{ip} not reserved"));
+        self.held.remove(i).1
+    }
+}
+
+/// A TCP socket bound to `ip`:`port`, not listening. SO_REUSEADDR as std's listeners set it, so
+/// a backend can bind the port again after `down` while old connections linger in TIME_WAIT.
+fn bound(ip: &str, port: u16) -> Option<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    s.bind(&addr.into()).ok()?;
+    Some(s)
+}
+
+/// A port free for UDP and TCP on `ip`, for a program started by the test that must bind it
+/// itself (knotd, openssl s_server, the weiche binary): a socket cannot be handed to another
+/// process here, so the port is found free and let go, and the program may lose it to another
+/// socket in between. In-process servers get bound sockets instead ([`Ports`],
+/// `weiche::Sockets`).
+pub fn external_port(ip: &str) -> u16 {
     for _ in 0..50 {
-        let port = TcpListener::bind(format!("{}:0", ips[0])).unwrap().local_addr().unwrap().port();
-        if ips.iter().all(|ip| TcpListener::bind(format!("{ip}:{port}")).is_ok()) {
+        let tcp = TcpListener::bind(format!("{ip}:0")).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(format!("{ip}:{port}")).is_ok() {
             return port;
         }
     }
-    panic!("no free port");
+    panic!("no port free for UDP and TCP on {ip}");
 }
 
-/// Two listening backends on the same free port: a primary at `p` and a secondary at `sec`.
+/// Two listening backends on the same port: a primary at `p` and a secondary at `sec`.
 pub fn backend_pair(p: &str, sec: &str) -> (u16, Backend, Backend) {
-    let port = free_port(&[p, sec]);
-    (port, Backend::start(p, port, None), Backend::start(sec, port, None))
+    let mut ports = Ports::reserve(&[p, sec]);
+    (ports.port, Backend::start(ports.listener(p), None), Backend::start(ports.listener(sec), None))
 }
 
 /// Whether CI asked (WEICHE_REQUIRE_INTEROP=1, set by .ci/run) that tests needing a peer
