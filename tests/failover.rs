@@ -20,22 +20,24 @@ fn tcp_failover_and_failback() {
     let s = Server::start("127.0.0.30", &[("fo.test.toml", &zone(&pool))]);
     // After the start-up round the primary is known up: full TTL.
     assert_eq!(answer(&s, "www.fo.test."), vec![ip(p)]);
-    assert!(wait_until(Duration::from_secs(2), || ttl(&s, "www.fo.test.") == 30).is_some());
+    wait_for("the full TTL", Duration::from_secs(2), || ttl(&s, "www.fo.test."), |t| *t == 30);
     // Kill the primary: within interval × fall + timeout + 0.5 s the answer is the secondary.
     primary.down();
     let limit = Duration::from_millis(250 * 2 + 200 + 500);
-    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(sec)]);
-    assert!(took.is_some_and(|t| t <= limit), "failover took {took:?}, limit {limit:?}");
+    let took = wait_for_answer(&s, "www.fo.test.", &[sec], Duration::from_secs(5));
+    assert!(took <= limit, "failover took {took:?}, limit {limit:?}");
     assert_eq!(ttl(&s, "www.fo.test."), 5, "short TTL while on a fallback level");
-    // It stays there (no flapping) while the primary is down.
-    for _ in 0..10 {
-        assert_eq!(answer(&s, "www.fo.test."), vec![ip(sec)]);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // It stays there (no flapping) while the primary is down: through two more failed probes
+    // after the two that took it down, the answer never moves.
+    wait_for_target(s.api, "www.fo.test.", p, "down, 4 failures in a row", |t| {
+        assert_eq!(answer(&s, "www.fo.test."), vec![ip(sec)], "flapped while the primary is down: {t}");
+        settled(t, "down", false, 4)
+    });
+    assert_eq!(answer(&s, "www.fo.test."), vec![ip(sec)]);
     // Restore it: back after `rise` successes.
     primary.up();
-    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(p)]);
-    assert!(took.is_some_and(|t| t <= Duration::from_millis(250 * 2 + 200 + 500)), "failback took {took:?}");
+    let took = wait_for_answer(&s, "www.fo.test.", &[p], Duration::from_secs(5));
+    assert!(took <= Duration::from_millis(250 * 2 + 200 + 500), "failback took {took:?}");
 }
 
 #[test]
@@ -62,7 +64,7 @@ fn all_down_policies() {
     assert_eq!(r.authorities[0].ttl, 20);
     // A backend comes up: every policy answers it.
     let _up = Backend::start(ports.listener(b), None);
-    assert!(wait_until(Duration::from_secs(3), || answer(&s, "none.ad.test.") == vec![ip(b)]).is_some());
+    wait_for_answer(&s, "none.ad.test.", &[b], Duration::from_secs(3));
     assert_eq!(answer(&s, "keep.ad.test."), vec![ip(b)]);
 }
 
@@ -104,7 +106,7 @@ fn a_tarpit_costs_only_its_own_timeout() {
     );
     let s = Server::start("127.0.0.60", &[("tp.test.toml", &zone(&pools))]);
     // The tarpit never sends the banner: down after its timeouts.
-    assert!(wait_until(Duration::from_secs(3), || answer(&s, "slow.tp.test.") == vec![ip(sec)]).is_some());
+    wait_for_answer(&s, "slow.tp.test.", &[sec], Duration::from_secs(3));
     assert_eq!(answer(&s, "fast.tp.test."), vec![ip(p)]);
     // The other pool's failover in the same run stays on time.
     let t = Instant::now();
@@ -198,14 +200,12 @@ fn manual_failback_holds_the_secondary_until_released() {
     let s = Server::start("127.0.0.90", &[("mf.test.toml", &zone(&pool))]);
     assert_eq!(answer(&s, "db.mf.test."), vec![ip(p)]);
     primary.down();
-    assert!(wait_until(Duration::from_secs(3), || answer(&s, "db.mf.test.") == vec![ip(sec)]).is_some());
-    // The primary is back and healthy well past `rise`, yet the answer stays on the secondary.
+    wait_for_answer(&s, "db.mf.test.", &[sec], Duration::from_secs(3));
+    // The primary is back and healthy well past `rise` (up, then two more good probes), yet the
+    // answer stays on the secondary.
     primary.up();
-    std::thread::sleep(Duration::from_millis(1500));
-    for _ in 0..5 {
-        assert_eq!(answer(&s, "db.mf.test."), vec![ip(sec)]);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_target(s.api, "db.mf.test.", p, "up, 4 good probes in a row", |t| settled(t, "up", true, 4));
+    assert_eq!(answer(&s, "db.mf.test."), vec![ip(sec)], "held by manual failback");
     // The operator releases it: back to the primary at once.
     let name = weiche::model::name::Name::parse("db.mf.test.", None).unwrap();
     assert_eq!(s.control.release_failback(name).blocking_recv(), Ok(true));

@@ -156,7 +156,8 @@ pub fn records(rs: &[hickory_proto::rr::Record]) -> Vec<String> {
     v
 }
 
-/// Polls `f` until it returns true or `limit` passes; returns the time it took.
+/// Polls `f` until it returns true or `limit` passes; returns the time it took. For waits whose
+/// duration is itself asserted; [`wait_for`] is for waits that must simply end.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -168,6 +169,89 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Durati
     None
 }
 
+/// Looks with `look` until `done` holds for what it saw, and returns that; after `limit`, fails
+/// naming `what` was awaited and the last thing seen.
+pub fn wait_for<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut look: impl FnMut() -> T,
+    mut done: impl FnMut(&T) -> bool,
+) -> T {
+    let start = Instant::now();
+    loop {
+        let seen = look();
+        if done(&seen) {
+            return seen;
+        }
+        assert!(start.elapsed() < limit, "waited {limit:?} for {what}; last seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `name` answers exactly the addresses `want`; returns how long that took.
+pub fn wait_for_answer(s: &Server, name: &str, want: &[&str], limit: Duration) -> Duration {
+    let want: Vec<Ipv4Addr> = want.iter().map(|a| ip(a)).collect();
+    let start = Instant::now();
+    wait_for(&format!("{name} to answer {want:?}"), limit, || answer(s, name), |got| *got == want);
+    start.elapsed()
+}
+
+/// The `/status` entry of the target at `address` in the pool named `pool` (with the final
+/// dot); Null while there is none.
+pub fn target_status(api: SocketAddr, pool: &str, address: &str) -> serde_json::Value {
+    let (_, st) = json(api, "GET", "/status");
+    st["pools"]
+        .as_array()
+        .and_then(|pools| pools.iter().find(|p| p["pool"] == pool))
+        .and_then(|p| p["targets"].as_array()?.iter().find(|t| t["address"] == address).cloned())
+        .unwrap_or_default()
+}
+
+/// Waits (at most 5 s) until the target's `/status` entry satisfies `done`; returns it.
+pub fn wait_for_target(
+    api: SocketAddr,
+    pool: &str,
+    address: &str,
+    what: &str,
+    done: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_for(
+        &format!("{address} in {pool}: {what}"),
+        Duration::from_secs(5),
+        || target_status(api, pool, address),
+        done,
+    )
+}
+
+/// Whether a target's `/status` entry has the verdict `verdict` and its latest `count` probe
+/// results in a row were all `ok`. The streak counts every probe, so this proves that probes
+/// ran (and were applied) after the verdict changed, which no wall-clock sleep can.
+pub fn settled(t: &serde_json::Value, verdict: &str, ok: bool, count: u64) -> bool {
+    t["verdict"] == verdict && t["streak"]["ok"] == ok && t["streak"]["count"].as_u64().is_some_and(|c| c >= count)
+}
+
+/// The sequence number of the newest event (0 when there is none).
+pub fn last_event_seq(api: SocketAddr) -> u64 {
+    let (_, events) = json(api, "GET", "/events?since=0&limit=1000");
+    events.as_array().and_then(|e| e.last()).and_then(|e| e["seq"].as_u64()).unwrap_or(0)
+}
+
+/// Waits (at most 5 s) for an event after `since` that satisfies `matches`; returns it.
+pub fn wait_for_event(
+    api: SocketAddr,
+    since: u64,
+    what: &str,
+    mut matches: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let events = wait_for(
+        &format!("an event: {what}"),
+        Duration::from_secs(5),
+        || json(api, "GET", &format!("/events?since={since}&limit=1000")).1,
+        |events| events.as_array().is_some_and(|e| e.iter().any(&mut matches)),
+    );
+    events.as_array().unwrap().iter().find(|e| matches(e)).cloned().unwrap()
+}
+
 pub fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp-write");
     std::fs::write(&tmp, text).unwrap();
@@ -176,11 +260,22 @@ pub fn write_atomically(path: &Path, text: &str) {
 
 /// A plain HTTP/1.1 request to the API; returns (status, body).
 pub fn http(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    http_read(http_send(api, method, path, token))
+}
+
+/// Sends a request and returns the connection, for [`http_read`]: a test can tell when the
+/// request is on its way (a long poll, before the event it waits for).
+pub fn http_send(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> TcpStream {
     let mut s = TcpStream::connect(api).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(s, "{method} {path} HTTP/1.1\r\nHost: weiche\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
         .unwrap();
+    s
+}
+
+/// Reads the response to [`http_send`]'s request: (status, body).
+pub fn http_read(mut s: TcpStream) -> (u16, String) {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
