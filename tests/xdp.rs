@@ -142,8 +142,12 @@ fn xdp_answers_byte_for_byte_what_the_sockets_answer() {
     assert_eq!(records(&r.answers), vec!["www.xdp.test. 300 IN A 192.0.2.1"]);
 
     drop(fast);
-    let gone = wait_until(Duration::from_secs(5), || !sh("ip link show lo").contains("xdp"));
-    assert!(gone.is_some(), "program detached at shutdown: {}", sh("ip link show lo"));
+    wait_for(
+        "the program detached at shutdown",
+        Duration::from_secs(5),
+        || sh("ip link show lo"),
+        |l| !l.contains("xdp"),
+    );
     drop(plain);
 }
 
@@ -181,9 +185,9 @@ fn xdp_answers_follow_a_failover() {
     assert!(sh("ip link show lo").contains("weiche_xdp"));
     assert_eq!(answer(&s, "www.fo.test."), vec![ip(p)]);
     primary.down();
-    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(sec)]);
-    assert!(took.is_some(), "the XDP path answers the secondary after the primary fails");
+    // The XDP path answers the secondary after the primary fails,
+    wait_for_answer(&s, "www.fo.test.", &[sec], Duration::from_secs(5));
     primary.up();
-    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(p)]);
-    assert!(took.is_some(), "and the primary again once it is back");
+    // and the primary again once it is back.
+    wait_for_answer(&s, "www.fo.test.", &[p], Duration::from_secs(5));
 }
