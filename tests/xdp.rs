@@ -48,6 +48,17 @@ fn big_zone() -> String {
     z
 }
 
+/// Waits until weiche's XDP program is on lo. Ready (`/readyz`) comes before the listeners
+/// start, the XDP one among them, so the program may still be on its way when a server is ready.
+fn xdp_attached() {
+    wait_for(
+        "weiche_xdp attached to lo",
+        Duration::from_secs(5),
+        || sh("ip link show lo"),
+        |l| l.contains("weiche_xdp"),
+    );
+}
+
 fn raw(m: &hickory_proto::op::Message) -> Vec<u8> {
     m.to_vec().unwrap()
 }
@@ -67,7 +78,7 @@ fn xdp_answers_byte_for_byte_what_the_sockets_answer() {
         payload(c);
         c.xdp = Some("lo".into());
     });
-    assert!(sh("ip link show lo").contains("weiche_xdp"), "program attached");
+    xdp_attached();
 
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("A", raw(&query("www.xdp.test", RecordType::A, Some(1232)))),
@@ -182,7 +193,7 @@ fn xdp_answers_follow_a_failover() {
         c.xdp = Some("lo".into());
     });
     // With the program attached, every UDP query to the server's address goes to the XDP path.
-    assert!(sh("ip link show lo").contains("weiche_xdp"));
+    xdp_attached();
     assert_eq!(answer(&s, "www.fo.test."), vec![ip(p)]);
     primary.down();
     // The XDP path answers the secondary after the primary fails,
