@@ -1,7 +1,11 @@
 //! The `weiche` binary itself: `check`, `--help`, serving on `--listen`, and stopping on SIGTERM.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::external_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_weiche");
 
@@ -76,8 +80,7 @@ fn help_names_the_commands_and_flags() {
 
 #[test]
 fn serves_on_listen_and_stops_on_sigterm() {
-    // Find a free port on a loopback address of our own.
-    let port = std::net::UdpSocket::bind("127.0.0.21:0").unwrap().local_addr().unwrap().port();
+    let port = external_port("127.0.0.21");
     let addr = format!("127.0.0.21:{port}");
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", &addr, "--api", "off", "--log-format", "json", "--zones"])
@@ -99,9 +102,16 @@ fn serves_on_listen_and_stops_on_sigterm() {
     }
     let answer = answer.expect("an answer within 10 s");
     assert_eq!(&answer[answer.len() - 4..], &[127, 0, 0, 20], "static.example.com A 127.0.0.20");
-    // An idle TCP client must not hold up the shutdown (the idle timeout is 10 s).
+    // An idle TCP client must not hold up the shutdown (the idle timeout is 10 s). It is
+    // answered once first, so the server is surely holding the connection when told to stop.
     let mut idle = std::net::TcpStream::connect(&addr).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    idle.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    std::io::Write::write_all(&mut idle, &[&(q.len() as u16).to_be_bytes()[..], &q[..]].concat()).unwrap();
+    let mut head = [0u8; 4];
+    std::io::Read::read_exact(&mut idle, &mut head).expect("an answer on the TCP connection");
+    assert_eq!(&head[2..], &[0x12, 0x34], "the answer to our query");
+    let mut rest = vec![0u8; u16::from_be_bytes([head[0], head[1]]) as usize - 2];
+    std::io::Read::read_exact(&mut idle, &mut rest).unwrap();
     send_signal(child.id(), 15);
     let t = Instant::now();
     let status = loop {
@@ -132,7 +142,7 @@ fn sighup_reloads_at_once() {
     std::fs::create_dir(&zones).unwrap();
     let zone = |serial: u32| format!("$TTL 60\n@ SOA ns hm {serial} 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n");
     std::fs::write(zones.join("hup.test.zone"), zone(1)).unwrap();
-    let port = std::net::UdpSocket::bind("127.0.0.22:0").unwrap().local_addr().unwrap().port();
+    let port = external_port("127.0.0.22");
     // An hour between looks at the directory: only SIGHUP can explain a quick reload.
     let cfg = dir.path().join("weiche.toml");
     std::fs::write(&cfg, format!("[server]\nlisten = [\"127.0.0.22:{port}\"]\nzones = \"zones\"\nreload_interval = \"1h\"\n[api]\nlisten = \"off\"\n")).unwrap();
@@ -151,8 +161,9 @@ fn sighup_reloads_at_once() {
     while soa_serial() != Some(1) {
         assert!(start.elapsed() < Duration::from_secs(10), "server did not answer");
     }
+    // Nothing but the signal can load the edit within the hour, so there is no moment to wait
+    // for before looking: it is not served after the write alone.
     std::fs::write(zones.join("hup.test.zone"), zone(2)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(soa_serial(), Some(1), "not reloaded without a signal");
     send_signal(child.id(), 1);
     let t = Instant::now();
@@ -174,8 +185,13 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn operator_commands_talk_to_the_api() {
-    let port = std::net::UdpSocket::bind("127.0.0.24:0").unwrap().local_addr().unwrap().port();
-    let api_port = std::net::TcpListener::bind("127.0.0.24:0").unwrap().local_addr().unwrap().port();
+    let port = external_port("127.0.0.24");
+    let api_port = loop {
+        let p = external_port("127.0.0.24");
+        if p != port {
+            break p;
+        }
+    };
     let (dns, api) = (format!("127.0.0.24:{port}"), format!("127.0.0.24:{api_port}"));
     let mut child = Killed(
         Command::new(BIN)
@@ -210,7 +226,9 @@ fn operator_commands_talk_to_the_api() {
             let _ = tx.send(line);
         }
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Its first line (the events kept so far) shows it has read up to now; the drain comes after.
+    let first = rx.recv_timeout(Duration::from_secs(5)).expect("the follower prints the kept events");
+    assert!(!first.contains(" drain "), "{first}");
     assert_eq!(run(&["drain", "127.0.0.10", "--api", &api]), (0, "127.0.0.10 drained\n".into(), String::new()));
     let t = Instant::now();
     loop {

@@ -468,17 +468,25 @@ fn tcp_pipelining_idle_timeout_and_connection_limit() {
     assert!(read_tcp_msg(&mut a).is_none());
     let waited = t.elapsed();
     assert!(waited >= Duration::from_millis(400) && waited < Duration::from_millis(2500), "closed after {waited:?}");
-    // Bounded: with two connections held open, a third is closed at once.
-    let _a = std::net::TcpStream::connect(s.addr).unwrap();
-    let _b = std::net::TcpStream::connect(s.addr).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    // Bounded: with two connections held open, a third is closed at once. An answer on each
+    // of the two shows the server has taken it (and counts it) before the third comes.
     use std::io::{Read, Write};
     let m = query("www.example.test.", RecordType::A, None).to_vec().unwrap();
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut h = std::net::TcpStream::connect(s.addr).unwrap();
+            h.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            h.write_all(&[&(m.len() as u16).to_be_bytes()[..], &m].concat()).unwrap();
+            assert!(read_tcp_msg(&mut h).is_some(), "an answer on a held connection");
+            h
+        })
+        .collect();
+    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let _ = c.write_all(&[&(m.len() as u16).to_be_bytes()[..], &m].concat());
     let mut buf = [0u8; 2];
     assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)), "third connection refused");
+    drop(held);
     // UDP is unaffected.
     assert_eq!(udp(s.addr, &query("www.example.test.", RecordType::A, None)).answers.len(), 2);
 }
@@ -558,11 +566,17 @@ fn reload_on_edit_keeps_previous_on_error_and_removes_deleted() {
     write_atomically(&path, &ZONE.replace(" 42 ", " 43 "));
     let took = wait_until(Duration::from_secs(3), || serial() == Some(43));
     assert!(took.is_some_and(|t| t < Duration::from_secs(2)), "took {took:?}");
-    // A broken edit: the previous version keeps serving.
+    // A broken edit: once weiche has read it and refused it, the previous version keeps serving.
+    let seen = last_event_seq(s.api);
     write_atomically(&path, &ZONE.replace(" 42 ", " 44 ").replace("192.0.2.1\n", "192.0.2.300\n"));
-    std::thread::sleep(Duration::from_millis(1200));
+    let refused = wait_for_event(s.api, seen, "zone_error for example.test.", |e| {
+        e["kind"] == "zone_error" && e["zone"] == "example.test."
+    });
+    assert!(refused["reason"].as_str().unwrap().contains("192.0.2.300"), "{refused}");
     assert_eq!(serial(), Some(43));
-    // Written in place, in pieces: never served half-written.
+    // Written in place, in pieces: never served half-written. The first half stays long
+    // enough for weiche to read it (it ends in an owner name without a record, so it is
+    // refused); until then and after, the last good version answers.
     {
         use std::io::Write;
         let full = ZONE.replace(" 42 ", " 45 ");
@@ -570,23 +584,24 @@ fn reload_on_edit_keeps_previous_on_error_and_removes_deleted() {
         let (a, b) = full.split_at(full.len() / 2);
         f.write_all(a.as_bytes()).unwrap();
         f.flush().unwrap();
-        for _ in 0..6 {
-            std::thread::sleep(Duration::from_millis(50));
-            assert_ne!(serial(), None);
-            assert!(udp(s.addr, &query("caa.example.test.", RecordType::CAA, None)).answers.len() <= 1);
-        }
+        let seen = last_event_seq(s.api);
+        wait_for_event(s.api, seen, "zone_error for the half-written file", |e| {
+            assert_eq!(serial(), Some(43), "served while half-written");
+            e["kind"] == "zone_error" && e["zone"] == "example.test."
+        });
+        assert_eq!(serial(), Some(43));
+        assert_eq!(udp(s.addr, &query("caa.example.test.", RecordType::CAA, None)).answers.len(), 1);
         f.write_all(b.as_bytes()).unwrap();
     }
-    assert!(wait_until(Duration::from_secs(3), || serial() == Some(45)).is_some());
+    wait_for("serial 45", Duration::from_secs(3), serial, |s| *s == Some(45));
     assert_eq!(udp(s.addr, &query("caa.example.test.", RecordType::CAA, None)).answers.len(), 1);
     // A deleted file removes its zone.
     std::fs::remove_file(&path).unwrap();
-    assert!(
-        wait_until(Duration::from_secs(3), || udp(s.addr, &query("example.test.", RecordType::SOA, None))
-            .metadata
-            .response_code
-            == ResponseCode::Refused)
-        .is_some()
+    wait_for(
+        "REFUSED for the deleted zone",
+        Duration::from_secs(3),
+        || udp(s.addr, &query("example.test.", RecordType::SOA, None)).metadata.response_code,
+        |rc| *rc == ResponseCode::Refused,
     );
     // The other zone is untouched.
     assert_eq!(udp(s.addr, &query("app.pool.test.", RecordType::A, None)).answers.len(), 2);

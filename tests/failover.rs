@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,29 +20,32 @@ fn tcp_failover_and_failback() {
     let s = Server::start("127.0.0.30", &[("fo.test.toml", &zone(&pool))]);
     // After the start-up round the primary is known up: full TTL.
     assert_eq!(answer(&s, "www.fo.test."), vec![ip(p)]);
-    assert!(wait_until(Duration::from_secs(2), || ttl(&s, "www.fo.test.") == 30).is_some());
+    wait_for("the full TTL", Duration::from_secs(2), || ttl(&s, "www.fo.test."), |t| *t == 30);
     // Kill the primary: within interval × fall + timeout + 0.5 s the answer is the secondary.
     primary.down();
     let limit = Duration::from_millis(250 * 2 + 200 + 500);
-    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(sec)]);
-    assert!(took.is_some_and(|t| t <= limit), "failover took {took:?}, limit {limit:?}");
+    let took = wait_for_answer(&s, "www.fo.test.", &[sec], Duration::from_secs(5));
+    assert!(took <= limit, "failover took {took:?}, limit {limit:?}");
     assert_eq!(ttl(&s, "www.fo.test."), 5, "short TTL while on a fallback level");
-    // It stays there (no flapping) while the primary is down.
-    for _ in 0..10 {
-        assert_eq!(answer(&s, "www.fo.test."), vec![ip(sec)]);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // It stays there (no flapping) while the primary is down: through two more failed probes
+    // after the two that took it down, the answer never moves.
+    wait_for_target(s.api, "www.fo.test.", p, "down, 4 failures in a row", |t| {
+        assert_eq!(answer(&s, "www.fo.test."), vec![ip(sec)], "flapped while the primary is down: {t}");
+        settled(t, "down", false, 4)
+    });
+    assert_eq!(answer(&s, "www.fo.test."), vec![ip(sec)]);
     // Restore it: back after `rise` successes.
     primary.up();
-    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(p)]);
-    assert!(took.is_some_and(|t| t <= Duration::from_millis(250 * 2 + 200 + 500)), "failback took {took:?}");
+    let took = wait_for_answer(&s, "www.fo.test.", &[p], Duration::from_secs(5));
+    assert!(took <= Duration::from_millis(250 * 2 + 200 + 500), "failback took {took:?}");
 }
 
 #[test]
 fn all_down_policies() {
     let (a, b) = ("127.0.0.41", "127.0.0.42");
-    let port = free_port(&[a, b]);
-    // Nothing listens: every target is down from the first round.
+    // Held but not listening: every target is down from the first round.
+    let mut ports = Ports::reserve(&[a, b]);
+    let port = ports.port;
     let pools = format!(
         "[checks.t]\ntype = \"tcp\"\nport = {port}\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
          [pools.keep]\ncheck = \"t\"\ntargets = [{{ address = \"{a}\", priority = 1 }}, {{ address = \"{b}\", priority = 2 }}]\n\
@@ -61,20 +63,23 @@ fn all_down_policies() {
     assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
     assert_eq!(r.authorities[0].ttl, 20);
     // A backend comes up: every policy answers it.
-    let _up = Backend::start(b, port, None);
-    assert!(wait_until(Duration::from_secs(3), || answer(&s, "none.ad.test.") == vec![ip(b)]).is_some());
+    let _up = Backend::start(ports.listener(b), None);
+    wait_for_answer(&s, "none.ad.test.", &[b], Duration::from_secs(3));
     assert_eq!(answer(&s, "keep.ad.test."), vec![ip(b)]);
 }
 
 #[test]
 fn http_status_and_body_checks() {
     let (good, bad_status, bad_body) = ("127.0.0.51", "127.0.0.52", "127.0.0.53");
-    let port = free_port(&[good, bad_status, bad_body]);
+    let mut ports = Ports::reserve(&[good, bad_status, bad_body]);
+    let port = ports.port;
     let ok = "HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nhealthy";
-    let _g = Backend::start(good, port, Some(ok));
-    let _s =
-        Backend::start(bad_status, port, Some("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nhealthy"));
-    let _b = Backend::start(bad_body, port, Some("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nbroken!"));
+    let _g = Backend::start(ports.listener(good), Some(ok));
+    let _s = Backend::start(
+        ports.listener(bad_status),
+        Some("HTTP/1.0 503 Service Unavailable\r\nContent-Length: 7\r\n\r\nhealthy"),
+    );
+    let _b = Backend::start(ports.listener(bad_body), Some("HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nbroken!"));
     let pools = format!(
         "[checks.h]\ntype = \"http\"\nport = {port}\nhost = \"www.example.test\"\npath = \"/health\"\nbody_contains = \"healthy\"\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
          [pools.s]\ncheck = \"h\"\ntargets = [{{ address = \"{bad_status}\", priority = 1 }}, {{ address = \"{good}\", priority = 2 }}]\n\
@@ -88,11 +93,12 @@ fn http_status_and_body_checks() {
 #[test]
 fn a_tarpit_costs_only_its_own_timeout() {
     let (tarpit, p, sec) = ("127.0.0.61", "127.0.0.62", "127.0.0.63");
-    let port = free_port(&[tarpit, p, sec]);
+    let mut ports = Ports::reserve(&[tarpit, p, sec]);
+    let port = ports.port;
     // Accepts connections (kernel backlog) and never says anything.
-    let _hold = TcpListener::bind(format!("{tarpit}:{port}")).unwrap();
-    let mut primary = Backend::start(p, port, Some("220 ready\r\n"));
-    let _secondary = Backend::start(sec, port, Some("220 ready\r\n"));
+    let _hold = ports.listener(tarpit);
+    let mut primary = Backend::start(ports.listener(p), Some("220 ready\r\n"));
+    let _secondary = Backend::start(ports.listener(sec), Some("220 ready\r\n"));
     let pools = format!(
         "[checks.banner]\ntype = \"tcp\"\nport = {port}\nexpect = \"220\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\nfall = 2\nrise = 2\n\
          [pools.slow]\ncheck = \"banner\"\ntargets = [{{ address = \"{tarpit}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n\
@@ -100,7 +106,7 @@ fn a_tarpit_costs_only_its_own_timeout() {
     );
     let s = Server::start("127.0.0.60", &[("tp.test.toml", &zone(&pools))]);
     // The tarpit never sends the banner: down after its timeouts.
-    assert!(wait_until(Duration::from_secs(3), || answer(&s, "slow.tp.test.") == vec![ip(sec)]).is_some());
+    wait_for_answer(&s, "slow.tp.test.", &[sec], Duration::from_secs(3));
     assert_eq!(answer(&s, "fast.tp.test."), vec![ip(p)]);
     // The other pool's failover in the same run stays on time.
     let t = Instant::now();
@@ -130,7 +136,7 @@ impl TlsBackend {
             .arg(&cert)
             .stderr(std::process::Stdio::null())
             .status()
-            .expect("openssl is installed");
+            .expect("openssl runs");
         assert!(ok.success());
         let child = std::process::Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept", &format!("{ip}:{port}"), "-cert"])
@@ -160,10 +166,14 @@ impl Drop for TlsBackend {
 #[test]
 fn https_checks_use_sni_and_verify_certificates() {
     let (tls, fallback) = ("127.0.0.71", "127.0.0.72");
-    let port = free_port(&[tls, fallback]);
+    if !have_tool("openssl", "apt-get install openssl") {
+        return;
+    }
+    let mut ports = Ports::reserve(&[tls, fallback]);
+    let port = ports.release(tls);
     let dir = tempfile::tempdir().unwrap();
     let _server = TlsBackend::start(dir.path(), tls, port);
-    let _fallback = Backend::start(fallback, port, None);
+    let _fallback = Backend::start(ports.listener(fallback), None);
     let pools = format!(
         "[checks.noverify]\ntype = \"https\"\nport = {port}\nhost = \"www.example.test\"\ntls_verify = false\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
          [checks.verify]\ntype = \"https\"\nport = {port}\nhost = \"www.example.test\"\ninterval = \"250ms\"\ntimeout = \"200ms\"\n\
@@ -190,14 +200,12 @@ fn manual_failback_holds_the_secondary_until_released() {
     let s = Server::start("127.0.0.90", &[("mf.test.toml", &zone(&pool))]);
     assert_eq!(answer(&s, "db.mf.test."), vec![ip(p)]);
     primary.down();
-    assert!(wait_until(Duration::from_secs(3), || answer(&s, "db.mf.test.") == vec![ip(sec)]).is_some());
-    // The primary is back and healthy well past `rise`, yet the answer stays on the secondary.
+    wait_for_answer(&s, "db.mf.test.", &[sec], Duration::from_secs(3));
+    // The primary is back and healthy well past `rise` (up, then two more good probes), yet the
+    // answer stays on the secondary.
     primary.up();
-    std::thread::sleep(Duration::from_millis(1500));
-    for _ in 0..5 {
-        assert_eq!(answer(&s, "db.mf.test."), vec![ip(sec)]);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_target(s.api, "db.mf.test.", p, "up, 4 good probes in a row", |t| settled(t, "up", true, 4));
+    assert_eq!(answer(&s, "db.mf.test."), vec![ip(sec)], "held by manual failback");
     // The operator releases it: back to the primary at once.
     let name = weiche::model::name::Name::parse("db.mf.test.", None).unwrap();
     assert_eq!(s.control.release_failback(name).blocking_recv(), Ok(true));

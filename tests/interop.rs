@@ -1,8 +1,8 @@
 //! weiche as a primary followed by a real secondary: Knot DNS transfers from it (TSIG), is
 //! told of changes by NOTIFY and fetches them by IXFR; `dig` transfers a large zone.
 //!
-//! Without knotd/dig installed these tests say they skipped; with WEICHE_REQUIRE_INTEROP=1
-//! (set by .ci/run) they fail instead.
+//! Without knotd/dig installed these tests say they skipped (see `common::skip`); with
+//! WEICHE_REQUIRE_INTEROP=1 (set by .ci/run) they fail instead.
 
 mod common;
 
@@ -13,25 +13,6 @@ use std::time::Duration;
 use common::*;
 
 const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
-
-/// Whether `tool` can run here; skips (or fails, when interop is required) otherwise.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if std::env::var("WEICHE_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
-            panic!("{tool} is not installed and WEICHE_REQUIRE_INTEROP=1");
-        }
-        eprintln!(
-            "SKIPPED: {tool} is not installed (apt-get install knot dnsutils); set WEICHE_REQUIRE_INTEROP=1 to fail instead"
-        );
-    }
-    found
-}
 
 struct Knot {
     child: Child,
@@ -116,7 +97,7 @@ fn primary_config(dir: &Path, weiche_ip: &str, secondary: Option<&str>) -> weich
 
 #[test]
 fn knot_follows_failover_by_notify_and_ixfr() {
-    if !have("knotd") {
+    if !have_tool("knotd", "apt-get install knot") {
         return;
     }
     let (p, sec) = ("127.0.0.211", "127.0.0.212");
@@ -129,7 +110,7 @@ fn knot_follows_failover_by_notify_and_ixfr() {
     let cfgdir = tempfile::tempdir().unwrap();
     // Knot's port is chosen before weiche starts, so weiche can notify it.
     let knot_ip = "127.0.0.213";
-    let knot_port = free_port(&[knot_ip]);
+    let knot_port = external_port(knot_ip);
     let transfer = primary_config(cfgdir.path(), "127.0.0.210", Some(&format!("{knot_ip}:{knot_port}"))).transfer;
     let s = Server::start_with("127.0.0.210", &[("kx.test.toml", &pool)], |c| c.transfer = transfer);
     let knot = Knot::start(knot_ip, knot_port, s.addr, &["kx.test"]);
@@ -161,7 +142,7 @@ fn big_zone(n: usize) -> String {
 
 #[test]
 fn large_zone_transfers_to_knot_and_dig_and_refusals() {
-    if !have("knotd") || !have("dig") {
+    if !have_tool("knotd", "apt-get install knot") || !have_tool("dig", "apt-get install dnsutils") {
         return;
     }
     let cfgdir = tempfile::tempdir().unwrap();
@@ -173,7 +154,7 @@ fn large_zone_transfers_to_knot_and_dig_and_refusals() {
     }];
     let s =
         Server::start_with("127.0.0.220", &[("big.test.zone", &big_zone(100_000))], |c| c.transfer = allow_only_221);
-    let knot = Knot::start("127.0.0.221", free_port(&["127.0.0.221"]), s.addr, &["big.test"]);
+    let knot = Knot::start("127.0.0.221", external_port("127.0.0.221"), s.addr, &["big.test"]);
     let last = format!("h{:06}.big.test.", 100_000 - 4);
     let took = wait_until(Duration::from_secs(60), || !knot.a(&last).is_empty());
     assert!(took.is_some(), "Knot did not get the 100,000-record zone:\n{}", knot.log());

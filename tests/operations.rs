@@ -59,7 +59,7 @@ fn drain_flips_the_answer_and_survives_a_restart() {
     let t = Instant::now();
     let (code, body) = json(s.api, "POST", &format!("/targets/{p}/drain"));
     assert_eq!((code, &body["drained"]), (200, &serde_json::json!(true)), "{body}");
-    assert!(wait_until(Duration::from_secs(1), || answer(&s, "www.dr.test.") == vec![ip(sec)]).is_some());
+    wait_for_answer(&s, "www.dr.test.", &[sec], Duration::from_secs(1));
     assert!(t.elapsed() < Duration::from_secs(1));
     let (_, st) = json(s.api, "GET", "/status");
     assert_eq!(st["pools"][0]["targets"][0]["verdict"], "up", "probes still succeed");
@@ -103,17 +103,19 @@ fn failback_endpoint_and_long_poll_events() {
     let s = Server::start("127.0.0.130", &[("fb.test.toml", &two_site_pool(port, p, sec, "manual"))]);
     let (_, before) = json(s.api, "GET", "/events?since=0");
     let last = before.as_array().unwrap().last().map_or(0, |e| e["seq"].as_u64().unwrap());
-    // A long poll returns as soon as the next event happens.
-    let api = s.api;
-    let waiter = std::thread::spawn(move || json(api, "GET", &format!("/events?since={last}&wait=10")));
-    std::thread::sleep(Duration::from_millis(200));
+    // A long poll returns as soon as the next event happens. The request is sent before the
+    // backend goes; its event comes only after `fall` failed probes, which the server waits for.
+    let poll = http_send(s.api, "GET", &format!("/events?since={last}&wait=10"), None);
+    let waiter = std::thread::spawn(move || http_read(poll));
     primary.down();
     let (code, got) = waiter.join().unwrap();
     assert_eq!(code, 200);
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
     assert_eq!(got[0]["kind"], "target_down", "{got}");
-    assert!(wait_until(Duration::from_secs(3), || answer(&s, "www.fb.test.") == vec![ip(sec)]).is_some());
+    wait_for_answer(&s, "www.fb.test.", &[sec], Duration::from_secs(3));
+    // Back and healthy past `rise` (up, then two more good probes): still held.
     primary.up();
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_for_target(s.api, "www.fb.test.", p, "up, 4 good probes in a row", |t| settled(t, "up", true, 4));
     assert_eq!(answer(&s, "www.fb.test."), vec![ip(sec)], "held by manual failback");
     assert_eq!(json(s.api, "POST", "/pools/www.fb.test/failback").0, 200);
     assert_eq!(answer(&s, "www.fb.test."), vec![ip(p)]);
@@ -193,7 +195,9 @@ fn webhooks_and_commands_get_one_notification_per_event() {
     let json_hook = Receiver::start("127.0.0.153", 200);
     let slack_hook = Receiver::start("127.0.0.154", 200);
     let failing = Receiver::start("127.0.0.155", 500);
-    let dead_port = free_port(&["127.0.0.156"]);
+    // Held, not listening, for the test's length: connections to it are refused.
+    let dead = Ports::reserve(&["127.0.0.156"]);
+    let dead_port = dead.port;
     let out = tempfile::tempdir().unwrap();
     let log = out.path().join("events.jsonl");
     let cmd = vec!["sh".to_string(), "-c".to_string(), format!("cat >> {}", log.display())];
@@ -220,15 +224,23 @@ fn webhooks_and_commands_get_one_notification_per_event() {
     assert!(t.elapsed() < Duration::from_millis(500), "switch took {:?}", t.elapsed());
     assert_eq!(json(s.api, "POST", &format!("/targets/{p}/undrain")).0, 200);
     assert_eq!(answer(&s, "www.nt.test."), vec![ip(p)]);
-    // drain, failover, undrain, failback: four events, one POST each.
-    assert!(wait_until(Duration::from_secs(5), || json_hook.got().len() >= 4).is_some(), "{:?}", json_hook.got());
-    std::thread::sleep(Duration::from_millis(300));
-    let got = json_hook.got();
-    let kinds: Vec<&str> = got.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["drain", "failover", "undrain", "failback"], "{got:?}");
+    // drain, failover, undrain, failback: four events, one POST each. Each receiver's worker
+    // sends in order, so once a later event (a failback release) has arrived, any repeat of
+    // the four would have too.
+    wait_for("four POSTs", Duration::from_secs(5), || json_hook.got().len(), |n| *n >= 4);
+    assert_eq!(json(s.api, "POST", "/pools/www.nt.test/failback").0, 200);
+    let kind_of = |e: &serde_json::Value| e["kind"].as_str().unwrap_or_default().to_string();
+    let got = wait_for(
+        "the failback_released POST",
+        Duration::from_secs(5),
+        || json_hook.got(),
+        |got| got.last().is_some_and(|e| e["kind"] == "failback_released"),
+    );
+    let kinds: Vec<String> = got.iter().map(kind_of).collect();
+    assert_eq!(kinds, ["drain", "failover", "undrain", "failback", "failback_released"], "{got:?}");
     let mut seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     seqs.dedup();
-    assert_eq!(seqs.len(), 4, "exactly one POST per event");
+    assert_eq!(seqs.len(), 5, "exactly one POST per event");
     let failover = &got[1];
     assert_eq!(
         (&failover["pool"], &failover["type"], &failover["from"], &failover["to"]),
@@ -237,18 +249,23 @@ fn webhooks_and_commands_get_one_notification_per_event() {
     assert!(failover["message"].as_str().unwrap().contains("failed over"), "{failover}");
     assert!(failover["time"].is_string() && failover["reason"].is_string());
     // Slack format: one text per event.
-    assert!(wait_until(Duration::from_secs(3), || slack_hook.got().len() == 4).is_some());
+    wait_for("five Slack POSTs", Duration::from_secs(3), || slack_hook.got().len(), |n| *n == 5);
     assert!(
         slack_hook.got()[1]["text"].as_str().unwrap().starts_with("weiche: www.nt.test. A failed over"),
         "{:?}",
         slack_hook.got()
     );
-    // A failing receiver is retried (2 retries: 3 tries per event), then given up.
-    assert!(wait_until(Duration::from_secs(10), || failing.got().len() == 12).is_some(), "{}", failing.got().len());
+    // A failing receiver is retried (2 retries: 3 tries per event), then given up: the first
+    // event's three tries come before the second event's first.
+    let tried = wait_for("six tries of the failing hook", Duration::from_secs(10), || failing.got(), |g| g.len() >= 6);
+    let kinds: Vec<String> = tried.iter().take(4).map(kind_of).collect();
+    assert_eq!(kinds, ["drain", "drain", "drain", "failover"], "{tried:?}");
     // The command got each event as JSON on stdin.
-    assert!(
-        wait_until(Duration::from_secs(3), || std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 4))
-            .is_some()
+    wait_for(
+        "five lines from the command",
+        Duration::from_secs(3),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        |t| t.lines().count() == 5,
     );
     let first: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().next().unwrap()).unwrap();

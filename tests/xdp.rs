@@ -1,8 +1,8 @@
 //! The AF_XDP fast path (`server.xdp`), in a network namespace of the test's own: its loopback
 //! gets weiche's XDP program, nothing outside the namespace sees it.
 //!
-//! Needs root (unshare, bpf). Without it these tests say they skipped; with
-//! WEICHE_REQUIRE_INTEROP=1 (set by .ci/run) they fail instead.
+//! Needs root (unshare, bpf). Without it these tests say they skipped (see `common::skip`);
+//! with WEICHE_REQUIRE_INTEROP=1 (set by .ci/run) they fail instead.
 
 mod common;
 
@@ -19,10 +19,7 @@ fn own_netns(route_localnet: bool) -> bool {
     // SAFETY: unshare affects only the calling thread's namespaces.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         let e = std::io::Error::last_os_error();
-        if std::env::var("WEICHE_REQUIRE_INTEROP").is_ok_and(|v| v == "1") {
-            panic!("cannot make a network namespace ({e}) and WEICHE_REQUIRE_INTEROP=1");
-        }
-        eprintln!("SKIPPED: cannot make a network namespace ({e}); run as root");
+        skip(&format!("cannot make a network namespace ({e}); run as root"));
         return false;
     }
     sh("ip link set lo up");
@@ -51,6 +48,17 @@ fn big_zone() -> String {
     z
 }
 
+/// Waits until weiche's XDP program is on lo. Ready (`/readyz`) comes before the listeners
+/// start, the XDP one among them, so the program may still be on its way when a server is ready.
+fn xdp_attached() {
+    wait_for(
+        "weiche_xdp attached to lo",
+        Duration::from_secs(5),
+        || sh("ip link show lo"),
+        |l| l.contains("weiche_xdp"),
+    );
+}
+
 fn raw(m: &hickory_proto::op::Message) -> Vec<u8> {
     m.to_vec().unwrap()
 }
@@ -70,7 +78,7 @@ fn xdp_answers_byte_for_byte_what_the_sockets_answer() {
         payload(c);
         c.xdp = Some("lo".into());
     });
-    assert!(sh("ip link show lo").contains("weiche_xdp"), "program attached");
+    xdp_attached();
 
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("A", raw(&query("www.xdp.test", RecordType::A, Some(1232)))),
@@ -145,8 +153,12 @@ fn xdp_answers_byte_for_byte_what_the_sockets_answer() {
     assert_eq!(records(&r.answers), vec!["www.xdp.test. 300 IN A 192.0.2.1"]);
 
     drop(fast);
-    let gone = wait_until(Duration::from_secs(5), || !sh("ip link show lo").contains("xdp"));
-    assert!(gone.is_some(), "program detached at shutdown: {}", sh("ip link show lo"));
+    wait_for(
+        "the program detached at shutdown",
+        Duration::from_secs(5),
+        || sh("ip link show lo"),
+        |l| !l.contains("xdp"),
+    );
     drop(plain);
 }
 
@@ -157,7 +169,7 @@ fn xdp_on_loopback_without_route_localnet_is_refused_at_start() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("xdp.test.zone"), ZONE).unwrap();
-    let port = free_port(&["127.0.0.1"]);
+    let port = external_port("127.0.0.1");
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_weiche"))
         .args(["serve", "--listen", &listen.to_string(), "--api", "off", "--xdp", "lo", "--zones"])
@@ -181,12 +193,12 @@ fn xdp_answers_follow_a_failover() {
         c.xdp = Some("lo".into());
     });
     // With the program attached, every UDP query to the server's address goes to the XDP path.
-    assert!(sh("ip link show lo").contains("weiche_xdp"));
+    xdp_attached();
     assert_eq!(answer(&s, "www.fo.test."), vec![ip(p)]);
     primary.down();
-    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(sec)]);
-    assert!(took.is_some(), "the XDP path answers the secondary after the primary fails");
+    // The XDP path answers the secondary after the primary fails,
+    wait_for_answer(&s, "www.fo.test.", &[sec], Duration::from_secs(5));
     primary.up();
-    let took = wait_until(Duration::from_secs(5), || answer(&s, "www.fo.test.") == vec![ip(p)]);
-    assert!(took.is_some(), "and the primary again once it is back");
+    // and the primary again once it is back.
+    wait_for_answer(&s, "www.fo.test.", &[p], Duration::from_secs(5));
 }

@@ -25,33 +25,16 @@ zones = "zones"
 
 pub const DEFAULT_UDP_PAYLOAD: u16 = 1232;
 
-/// Parses `500ms`, `2s`, `1m`, `1h` (a number and a unit; `1m30s` works too).
+/// Parses `500ms`, `2s`, `1m`, `1h`, and whatever else humantime reads (`1m30s`, `1min`,
+/// `2 hours`). A bare number is refused even where humantime takes it (`0`): a unit left out is
+/// more likely a mistake than a meaning.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration; write it like 500ms, 2s, 1m or 1h");
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
+    let text = s.trim();
+    if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            _ => return Err(bad()),
-        };
-        total += unit;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    humantime::parse_duration(text).map_err(|_| bad())
 }
 
 fn transfer_of(
@@ -596,6 +579,10 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("2x").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("0").is_err(), "a bare number, even zero");
+        assert_eq!(parse_duration(" 1min ").map_err(|_| ()), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2x"), Err("\"2x\" is not a duration; write it like 500ms, 2s, 1m or 1h".into()));
     }
 
     #[test]

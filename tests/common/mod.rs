@@ -156,7 +156,8 @@ pub fn records(rs: &[hickory_proto::rr::Record]) -> Vec<String> {
     v
 }
 
-/// Polls `f` until it returns true or `limit` passes; returns the time it took.
+/// Polls `f` until it returns true or `limit` passes; returns the time it took. For waits whose
+/// duration is itself asserted; [`wait_for`] is for waits that must simply end.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -168,6 +169,89 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Durati
     None
 }
 
+/// Looks with `look` until `done` holds for what it saw, and returns that; after `limit`, fails
+/// naming `what` was awaited and the last thing seen.
+pub fn wait_for<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut look: impl FnMut() -> T,
+    mut done: impl FnMut(&T) -> bool,
+) -> T {
+    let start = Instant::now();
+    loop {
+        let seen = look();
+        if done(&seen) {
+            return seen;
+        }
+        assert!(start.elapsed() < limit, "waited {limit:?} for {what}; last seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `name` answers exactly the addresses `want`; returns how long that took.
+pub fn wait_for_answer(s: &Server, name: &str, want: &[&str], limit: Duration) -> Duration {
+    let want: Vec<Ipv4Addr> = want.iter().map(|a| ip(a)).collect();
+    let start = Instant::now();
+    wait_for(&format!("{name} to answer {want:?}"), limit, || answer(s, name), |got| *got == want);
+    start.elapsed()
+}
+
+/// The `/status` entry of the target at `address` in the pool named `pool` (with the final
+/// dot); Null while there is none.
+pub fn target_status(api: SocketAddr, pool: &str, address: &str) -> serde_json::Value {
+    let (_, st) = json(api, "GET", "/status");
+    st["pools"]
+        .as_array()
+        .and_then(|pools| pools.iter().find(|p| p["pool"] == pool))
+        .and_then(|p| p["targets"].as_array()?.iter().find(|t| t["address"] == address).cloned())
+        .unwrap_or_default()
+}
+
+/// Waits (at most 5 s) until the target's `/status` entry satisfies `done`; returns it.
+pub fn wait_for_target(
+    api: SocketAddr,
+    pool: &str,
+    address: &str,
+    what: &str,
+    done: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_for(
+        &format!("{address} in {pool}: {what}"),
+        Duration::from_secs(5),
+        || target_status(api, pool, address),
+        done,
+    )
+}
+
+/// Whether a target's `/status` entry has the verdict `verdict` and its latest `count` probe
+/// results in a row were all `ok`. The streak counts every probe, so this proves that probes
+/// ran (and were applied) after the verdict changed, which no wall-clock sleep can.
+pub fn settled(t: &serde_json::Value, verdict: &str, ok: bool, count: u64) -> bool {
+    t["verdict"] == verdict && t["streak"]["ok"] == ok && t["streak"]["count"].as_u64().is_some_and(|c| c >= count)
+}
+
+/// The sequence number of the newest event (0 when there is none).
+pub fn last_event_seq(api: SocketAddr) -> u64 {
+    let (_, events) = json(api, "GET", "/events?since=0&limit=1000");
+    events.as_array().and_then(|e| e.last()).and_then(|e| e["seq"].as_u64()).unwrap_or(0)
+}
+
+/// Waits (at most 5 s) for an event after `since` that satisfies `matches`; returns it.
+pub fn wait_for_event(
+    api: SocketAddr,
+    since: u64,
+    what: &str,
+    mut matches: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let events = wait_for(
+        &format!("an event: {what}"),
+        Duration::from_secs(5),
+        || json(api, "GET", &format!("/events?since={since}&limit=1000")).1,
+        |events| events.as_array().is_some_and(|e| e.iter().any(&mut matches)),
+    );
+    events.as_array().unwrap().iter().find(|e| matches(e)).cloned().unwrap()
+}
+
 pub fn write_atomically(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp-write");
     std::fs::write(&tmp, text).unwrap();
@@ -176,11 +260,22 @@ pub fn write_atomically(path: &Path, text: &str) {
 
 /// A plain HTTP/1.1 request to the API; returns (status, body).
 pub fn http(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    http_read(http_send(api, method, path, token))
+}
+
+/// Sends a request and returns the connection, for [`http_read`]: a test can tell when the
+/// request is on its way (a long poll, before the event it waits for).
+pub fn http_send(api: SocketAddr, method: &str, path: &str, token: Option<&str>) -> TcpStream {
     let mut s = TcpStream::connect(api).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(s, "{method} {path} HTTP/1.1\r\nHost: weiche\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
         .unwrap();
+    s
+}
+
+/// Reads the response to [`http_send`]'s request: (status, body).
+pub fn http_read(mut s: TcpStream) -> (u16, String) {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
@@ -215,22 +310,29 @@ pub struct Backend {
     pub addr: std::net::SocketAddr,
     /// The HTTP response it sends (None: accept and close, for TCP checks).
     reply: Arc<Mutex<Option<String>>>,
+    /// The listener it was handed, until the first `up` serves on it.
+    first: Option<TcpListener>,
     running: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
 impl Backend {
-    pub fn start(ip: &str, port: u16, reply: Option<&str>) -> Backend {
+    /// Serves on `listener` (from [`Ports::listener`]), so no one else can take the port first.
+    pub fn start(listener: TcpListener, reply: Option<&str>) -> Backend {
         let mut b = Backend {
-            addr: format!("{ip}:{port}").parse().unwrap(),
+            addr: listener.local_addr().unwrap(),
             reply: Arc::new(Mutex::new(reply.map(String::from))),
+            first: Some(listener),
             running: None,
         };
         b.up();
         b
     }
 
+    /// Serves again after `down`. The port had to be closed for connections to be refused, so
+    /// it is bound afresh here: another socket could have taken it meanwhile, which on our own
+    /// 127.0.0.x addresses nothing does.
     pub fn up(&mut self) {
-        let l = TcpListener::bind(self.addr).unwrap();
+        let l = self.first.take().unwrap_or_else(|| TcpListener::bind(self.addr).unwrap());
         l.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let (s, reply) = (stop.clone(), self.reply.clone());
@@ -270,21 +372,114 @@ impl Drop for Backend {
     }
 }
 
-/// A port free on every given address.
-pub fn free_port(ips: &[&str]) -> u16 {
+/// One TCP port held on several addresses: bound, so nothing else can take it, but not
+/// listening, so connections are refused as by a closed port, until a test hands the socket to
+/// what serves there ([`Ports::listener`]). Picking a free port, closing it and binding it again
+/// later leaves a window in which another test's or program's socket can get it.
+pub struct Ports {
+    pub port: u16,
+    held: Vec<(String, socket2::Socket)>,
+}
+
+impl Ports {
+    pub fn reserve(ips: &[&str]) -> Ports {
+        for _ in 0..50 {
+            let first = bound(ips[0], 0).expect("a port on the first address");
+            let port = first.local_addr().unwrap().as_socket().unwrap().port();
+            let rest: Option<Vec<_>> = ips[1..].iter().map(|ip| bound(ip, port).map(|s| (ip.to_string(), s))).collect();
+            if let Some(rest) = rest {
+                let mut held = vec![(ips[0].to_string(), first)];
+                held.extend(rest);
+                return Ports { port, held };
+            }
+        }
+        panic!("no port free on all of {ips:?}");
+    }
+
+    /// The port on `ip`, listening from now on.
+    pub fn listener(&mut self, ip: &str) -> TcpListener {
+        let s = self.take(ip);
+        s.listen(128).unwrap();
+        s.into()
+    }
+
+    /// Lets the port on `ip` go, for a program that must bind it itself (see [`external_port`]).
+    pub fn release(&mut self, ip: &str) -> u16 {
+        drop(self.take(ip));
+        self.port
+    }
+
+    fn take(&mut self, ip: &str) -> socket2::Socket {
+        let i = self.held.iter().position(|(a, _)| a == ip).unwrap_or_else(|| panic!("{ip} not reserved"));
+        self.held.remove(i).1
+    }
+}
+
+/// A TCP socket bound to `ip`:`port`, not listening. SO_REUSEADDR as std's listeners set it, so
+/// a backend can bind the port again after `down` while old connections linger in TIME_WAIT.
+fn bound(ip: &str, port: u16) -> Option<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    s.bind(&addr.into()).ok()?;
+    Some(s)
+}
+
+/// A port free for UDP and TCP on `ip`, for a program started by the test that must bind it
+/// itself (knotd, openssl s_server, the weiche binary): a socket cannot be handed to another
+/// process here, so the port is found free and let go, and the program may lose it to another
+/// socket in between. In-process servers get bound sockets instead ([`Ports`],
+/// `weiche::Sockets`).
+pub fn external_port(ip: &str) -> u16 {
     for _ in 0..50 {
-        let port = TcpListener::bind(format!("{}:0", ips[0])).unwrap().local_addr().unwrap().port();
-        if ips.iter().all(|ip| TcpListener::bind(format!("{ip}:{port}")).is_ok()) {
+        let tcp = TcpListener::bind(format!("{ip}:0")).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(format!("{ip}:{port}")).is_ok() {
             return port;
         }
     }
-    panic!("no free port");
+    panic!("no port free for UDP and TCP on {ip}");
 }
 
-/// Two listening backends on the same free port: a primary at `p` and a secondary at `sec`.
+/// Two listening backends on the same port: a primary at `p` and a secondary at `sec`.
 pub fn backend_pair(p: &str, sec: &str) -> (u16, Backend, Backend) {
-    let port = free_port(&[p, sec]);
-    (port, Backend::start(p, port, None), Backend::start(sec, port, None))
+    let mut ports = Ports::reserve(&[p, sec]);
+    (ports.port, Backend::start(ports.listener(p), None), Backend::start(ports.listener(sec), None))
+}
+
+/// Whether CI asked (WEICHE_REQUIRE_INTEROP=1, set by .ci/run) that tests needing a peer
+/// program or root fail rather than skip when they cannot run.
+pub fn interop_required() -> bool {
+    std::env::var("WEICHE_REQUIRE_INTEROP").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The one way a test skips for lack of a peer or a privilege (`why`): it fails when interop is
+/// required, and otherwise says so on the terminal before the caller returns. The test still
+/// shows `ok`, which is why the line goes to the process's stderr itself: the harness hides
+/// `eprintln!` of passing tests.
+pub fn skip(why: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    if interop_required() {
+        panic!("{test} cannot run: {why}, and WEICHE_REQUIRE_INTEROP is set");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nSKIPPED {test}: {why} (passes without testing anything; WEICHE_REQUIRE_INTEROP=1 makes it fail)"
+    );
+}
+
+/// Whether the program `tool` can be started; if not, [`skip`]s with `install` as the hint.
+pub fn have_tool(tool: &str, install: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        skip(&format!("{tool} is not installed ({install})"));
+    }
+    found
 }
 
 pub fn zone(pool: &str) -> String {
