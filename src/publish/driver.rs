@@ -68,14 +68,13 @@ impl Driver {
     /// if the step wrote none, or nothing is persisted).
     fn carry_out_then(&mut self, then: Option<AfterWrite>) {
         let Effects { snapshot, events, announce, state, garbage } = self.core.take_effects();
-        if let Some(snapshot) = snapshot {
-            let old = self.store.swap(snapshot);
-            if garbage.is_empty() {
-                drop(old);
-            } else {
-                // A zone was replaced: the old snapshot may hold its last reference.
-                drop_off_path((old, garbage));
-            }
+        let published = snapshot.is_some();
+        let old = snapshot.map(|s| self.store.swap(s));
+        if !garbage.is_empty() {
+            // A zone was replaced: the old snapshot may hold its last reference.
+            drop_off_path((old, garbage));
+        }
+        if published {
             self.core.export_metrics();
         }
         for e in events {
