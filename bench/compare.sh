@@ -23,6 +23,8 @@
 #                         [--rounds 5] [--duration 10] [--half-qps 75000] [--skip-load] [--out FILE.tsv]
 # Env:   ADDR=127.0.1.1 PORT=5301 SRC=127.0.1.2 SERVER_CPU=0 CLIENT_CPU=1 PEER_WORKERS=2
 #        WEICHE=path/to/binary (default: build target/release/weiche)
+#        WEICHE_BASE=path/to/binary for the server "weiche-base": an earlier build measured beside
+#        this one (e.g. the commit before a change), over sockets like "weiche"
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --half-qps) HALF_QPS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --skip-load) SKIP_LOAD=1; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +58,8 @@ for s in $SERVERS; do
     nsd) command -v nsd >/dev/null || need+=(nsd) ;;
     gdnsd) command -v gdnsd >/dev/null || need+=(gdnsd) ;;
     weiche | weiche-xdp) ;;
-    *) echo "compare.sh: unknown server $s (weiche knot nsd gdnsd weiche-xdp knot-xdp)" >&2; exit 2 ;;
+    weiche-base) [[ -x "${WEICHE_BASE:-}" ]] || { echo "compare.sh: weiche-base needs WEICHE_BASE=binary" >&2; exit 2; } ;;
+    *) echo "compare.sh: unknown server $s (weiche knot nsd gdnsd weiche-xdp knot-xdp weiche-base)" >&2; exit 2 ;;
   esac
 done
 if ((${#need[@]})); then
@@ -79,6 +82,7 @@ fi
 
 prepare() { # server set -> config dir $WORK/cfg/server-set
   local s="${1%-xdp}" set="$2" d="$WORK/cfg/$1-$2"
+  s="${s%-base}"
   rm -rf "$d" && mkdir -p "$d"
   local zone file
   if [[ $set == bench ]]; then zone=example.test; else zone=big.test; fi
@@ -234,6 +238,7 @@ start_server() { # server set
   local d="$WORK/cfg/$1-$2" log="$WORK/run/$1-$2.log"
   case "$1" in
     weiche) setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --listen "$ADDR:$PORT" --zones "$d" --api off >"$log" 2>&1 & ;;
+    weiche-base) setsid taskset -c "$SERVER_CPU" "$WEICHE_BASE" serve --listen "$ADDR:$PORT" --zones "$d" --api off >"$log" 2>&1 & ;;
     weiche-xdp) setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --listen "$ADDR:$PORT" --zones "$d" --api off --xdp lo \
       >"$log" 2>&1 & ;;
     knot | knot-xdp) setsid taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$log" 2>&1 & ;;
