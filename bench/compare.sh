@@ -42,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --half-qps) HALF_QPS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --skip-load) SKIP_LOAD=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
