@@ -218,3 +218,99 @@ async fn write_state(file: StateFile, mut rx: mpsc::UnboundedReceiver<StateWrite
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::load::watch::Watcher;
+    use crate::monitor::TargetState;
+    use crate::ops::control::Control;
+
+    const POOL: &str = r#"records = '''
+$TTL 60
+@ SOA ns1 hm 1 1h 10m 14d 300
+@ NS ns1
+ns1 A 192.0.2.53
+'''
+[pools.www]
+failback_delay = "30s"
+check = { type = "tcp", port = 80, fall = 1, rise = 1 }
+targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", priority = 2 }]
+"#;
+
+    fn www(store: &Store) -> Vec<u8> {
+        let snap = store.load();
+        snap.zones[0].answers[0].a.rrset.rdatas().next().unwrap().to_vec()
+    }
+
+    /// Lets the driver run until `f` holds (virtual time: no real waiting).
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the driver never got to: {what}");
+    }
+
+    /// The driver task on tokio's paused clock: a recovered primary waits out its
+    /// `failback_delay` on the driver's own timer, and a drain is answered only once the state
+    /// file holds it.
+    #[tokio::test(start_paused = true)]
+    async fn the_driver_wakes_for_the_failback_delay_and_answers_after_the_write() {
+        let zones = tempfile::tempdir().unwrap();
+        std::fs::write(zones.path().join("example.com.toml"), POOL).unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let store: Store = Default::default();
+        let (changes, _notify) = mpsc::unbounded_channel();
+        let state_file = StateFile::in_dir(state_dir.path());
+        let mut driver = Driver::new(
+            Publisher::new(Default::default()),
+            store.clone(),
+            Journal::default(),
+            Some(state_file.clone()),
+            changes,
+        );
+        let reload = Watcher::new(zones.path()).reconcile(true).unwrap().unwrap();
+        driver.core_mut().set_zones(reload, Now::read());
+        driver.carry_out();
+        let keys = driver.core_mut().probe_keys();
+        let (updates_tx, updates) = mpsc::unbounded_channel();
+        let mut states: HashMap<std::net::SocketAddr, TargetState> = HashMap::new();
+        let send = |addr: &str, ok: bool, states: &mut HashMap<_, TargetState>| {
+            let key = keys.iter().find(|k| k.addr == addr.parse().unwrap()).unwrap().clone();
+            let state = states.entry(key.addr).or_default();
+            let transition = state.observe(ok, 1, 1);
+            let u = Update { key, state: state.clone(), transition, cause: None, latency: Duration::ZERO };
+            updates_tx.send(u).unwrap();
+        };
+        let (control, commands) = Control::new();
+        let (_reloads_tx, reloads) = mpsc::unbounded_channel();
+        let (probes_tx, _probes) = mpsc::unbounded_channel();
+        let task = tokio::spawn(driver.run(Monitor::new(probes_tx), updates, commands, reloads));
+
+        send("127.0.0.1:80", true, &mut states);
+        send("127.0.0.2:80", true, &mut states);
+        until("the primary answers", || www(&store) == [127, 0, 0, 1]).await;
+        send("127.0.0.1:80", false, &mut states);
+        until("the failover", || www(&store) == [127, 0, 0, 2]).await;
+        send("127.0.0.1:80", true, &mut states);
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(www(&store), [127, 0, 0, 2], "29 s of a 30 s failback delay");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        until("the failback after the delay", || www(&store) == [127, 0, 0, 1]).await;
+
+        let answer = control.drain("127.0.0.1".parse().unwrap(), None, true).await.unwrap();
+        assert_eq!(answer, Ok(()));
+        let (on_disk, problem) = state_file.load();
+        assert!(problem.is_none());
+        assert_eq!(on_disk.drained.len(), 1, "answered only once the drain is on disk");
+        assert_eq!(www(&store), [127, 0, 0, 2]);
+        let status = control.status(10).await.unwrap();
+        assert!(status.events.iter().any(|e| e.kind == Some(crate::ops::events::EventKind::Drain)));
+        task.abort();
+    }
+}
