@@ -50,12 +50,6 @@ pub use ops::control::{Commands, Control};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Installs rustls's ring provider for every HTTPS client (probes, the CLI). Once per process;
-/// later calls change nothing.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// A task that is stopped when this handle goes.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 

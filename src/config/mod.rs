@@ -16,6 +16,12 @@ use toml::Spanned;
 use crate::model::name::Name;
 use crate::model::position::{FileError, span_error, toml_error};
 
+/// Installs rustls's ring provider for every HTTPS client (probes, the CLI). Once per process;
+/// later calls change nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The configuration used when no `--config` is given.
 pub const BUILTIN: &str = r#"
 [server]

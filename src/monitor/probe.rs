@@ -26,7 +26,7 @@ impl Prober {
         let http = match &check.probe {
             Probe::Tcp { .. } => None,
             Probe::Http { tls, host, path, tls_verify, headers, .. } => {
-                crate::install_crypto_provider();
+                crate::config::install_crypto_provider();
                 let scheme = if *tls { "https" } else { "http" };
                 let host_part = match host {
                     Some(h) => h.clone(),

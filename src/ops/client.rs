@@ -29,7 +29,7 @@ pub enum ClientError {
 
 impl Api {
     pub fn new(addr: SocketAddr, token: Option<String>) -> Api {
-        crate::install_crypto_provider();
+        crate::config::install_crypto_provider();
         let http =
             reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(75)).build().expect("an HTTP client");
         Api { addr, token, http }

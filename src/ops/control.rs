@@ -21,7 +21,7 @@ pub enum Command {
     Events { since: u64, limit: usize, done: oneshot::Sender<Vec<Event>> },
 }
 
-/// Sends commands to a running server (see [`crate::serve`]).
+/// Sends commands to a running server (see `weiche::serve`).
 #[derive(Debug, Clone)]
 pub struct Control(mpsc::UnboundedSender<Command>);
 

@@ -37,7 +37,7 @@ pub async fn run(mut events: broadcast::Receiver<Event>, webhooks: Vec<Webhook>,
     if webhooks.is_empty() && commands.is_empty() {
         return;
     }
-    crate::install_crypto_provider();
+    crate::config::install_crypto_provider();
     let client = reqwest::Client::builder()
         .user_agent(concat!("weiche/", env!("CARGO_PKG_VERSION")))
         .no_proxy()
