@@ -8,7 +8,9 @@
 //!                                 (reloads,          │  one ArcSwap, read once per query
 //!                                  chart)            v
 //!                                         server (UDP threads, TCP tasks, XDP threads)
-//!                                           └─> answer::respond ─> wire (parse, write)
+//!                                           └─> service::handle: wire::Query::parse, once
+//!                                                 ├─> answer::respond ─> wire (write)
+//!                                                 └─> xfr (AXFR, IXFR, NOTIFY, TSIG)
 //! ```
 //!
 //! | module      | owns                                                              |
@@ -24,6 +26,7 @@
 //! | `snapshot`  | what a query reads: zones and current pool answers                |
 //! | `publisher` | the one writer: reloads files, builds and publishes snapshots     |
 //! | `wire`      | query parsing and response writing, allocation-free               |
+//! | `service`   | the one entry point per message: parse once, query or transfer    |
 //! | `answer`    | the authoritative answer algorithm                                |
 //! | `server`    | UDP and TCP listeners                                             |
 //! | `udp`       | batched UDP receive and send (recvmmsg/sendmmsg)                  |

@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use tracing::{debug, info};
 
+use crate::dns::service::{Reply, Service};
+use crate::dns::stats;
+
 /// Bytes per UMEM frame (one packet each).
 const FRAME: u64 = 4096;
 /// Frames per queue: half can wait in the fill ring, half be on their way out.
@@ -696,12 +699,10 @@ pub fn start(
         attached.add_socket(q, xsk.fd.as_raw_fd()).map_err(ctx)?;
         let w = XdpWorker {
             store: store.clone(),
+            service: Service::new(payload, transfer.clone(), stats::counters(stats::Transport::Xdp)),
             // An answer larger than the frame or the link goes the kernel's way.
-            payload,
             mtu,
             udp_sum: !loopback,
-            counters: crate::dns::stats::counters(crate::dns::stats::Transport::Xdp),
-            transfer: transfer.clone(),
             fallback: fallback.clone(),
         };
         let stop = stop.clone();
@@ -715,11 +716,9 @@ pub fn start(
 
 struct XdpWorker {
     store: crate::model::snapshot::Store,
-    payload: u16,
+    service: Service,
     mtu: usize,
     udp_sum: bool,
-    counters: Arc<crate::dns::stats::Counters>,
-    transfer: Arc<crate::config::Transfer>,
     fallback: Arc<Vec<(SocketAddrV4, UdpSocket)>>,
 }
 
@@ -759,19 +758,20 @@ impl XdpWorker {
             };
             let msg = &f[HEADERS..HEADERS + p.len];
             out.clear();
-            if crate::dns::xfr::wants(msg) {
-                crate::dns::xfr::handle(&snap, msg, (*p.src.ip()).into(), false, &self.transfer, self.payload, special);
-                for m in special.drain(..) {
-                    self.send_slow(p.dst, p.src, &m);
+            match self.service.handle(&snap, msg, false, || Some((*p.src.ip()).into()), out, special) {
+                Reply::Answer if !out.is_empty() => {}
+                Reply::Answer | Reply::Drop => {
+                    x.free.push(base);
+                    continue;
                 }
-                x.free.push(base);
-                continue;
-            }
-            let answered = crate::dns::answer::respond(&snap, msg, false, self.payload, out);
-            self.counters.count(answered);
-            if answered.is_none() || out.is_empty() {
-                x.free.push(base);
-                continue;
+                Reply::Messages => {
+                    // Rare, and possibly several messages: the kernel's socket sends them.
+                    for m in special.drain(..) {
+                        self.send_slow(p.dst, p.src, &m);
+                    }
+                    x.free.push(base);
+                    continue;
+                }
             }
             if HEADERS + out.len() > room.min(self.mtu + 14) || sent == tx_room {
                 self.send_slow(p.dst, p.src, out);
