@@ -3,9 +3,11 @@
 #
 # Starts the release binary under callgrind, collecting only inside `server::udp_round`
 # (receive, parse, answer, send: everything a query costs in user space), sends N queries of
-# one kind, one at a time, and divides. Three kinds: a static name, a pool name, random NXDOMAIN
-# names in a 100,000-name zone. Instruction counts do not depend on how busy the machine is,
-# so a change that costs instructions shows here even on a noisy shared machine.
+# one kind, one at a time, and divides. Three names: a static name, a pool name, random NXDOMAIN
+# names in a 100,000-name zone; each asked three ways: without EDNS (`static`), with an OPT
+# record (`static-edns`, payload 1232, DO clear) and with DO set (`static-do`). Instruction
+# counts do not depend on how busy the machine is, so a change that costs instructions shows
+# here even on a noisy shared machine.
 #
 # Usage: bench/callgrind.sh [--check] [--record] [--xdp] [--queries 20000]
 #   --check   fail when a kind costs more than its budget in bench/callgrind-budget.txt + 10 %
@@ -26,7 +28,7 @@ while [[ $# -gt 0 ]]; do
     --record) RECORD=1; shift ;;
     --queries) QUERIES="$2"; shift 2 ;;
     --xdp) XDP=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "callgrind.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -77,7 +79,7 @@ config() { # extra [server] line
 config "" >"$WORK/weiche.toml"
 config 'xdp = "lo"' >"$WORK/weiche-xdp.toml"
 
-measure() { # kind [-xdp] -> instructions per query
+measure() { # kind [-xdp] -> instructions per query (kind: name[-edns|-do])
   local mode="${2:-}"
   local out="$WORK/callgrind.$1$mode" collect='*udp_round*'
   [[ -z "$mode" ]] || collect='*XdpWorker*round*'
@@ -87,15 +89,19 @@ measure() { # kind [-xdp] -> instructions per query
   python3 - "$ADDR" "$PORT" "$1" "$QUERIES" <<'EOF'
 import random, socket, struct, sys, time
 addr, port, kind, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-def query(qid, name):
+name_kind, _, edns = kind.partition("-")
+def query(qid, name, edns=""):
     wire = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
-    return struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0) + wire + struct.pack(">HH", 1, 1)
+    # OPT: root owner, payload 1232, extended RCODE and version 0, DO as asked, no options.
+    opt = b"\0" + struct.pack(">HHBBHH", 41, 1232, 0, 0, 0x8000 if edns == "do" else 0, 0) if edns else b""
+    head = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 1 if opt else 0)
+    return head + wire + struct.pack(">HH", 1, 1) + opt
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.3.2", 0))
 s.settimeout(1.0)
-def ask(qid, name, tries=1):
+def ask(qid, name, tries=1, edns=""):
     for _ in range(tries):
-        s.sendto(query(qid, name), (addr, port))
+        s.sendto(query(qid, name, edns), (addr, port))
         try:
             while True:
                 r = s.recv(4096)
@@ -114,10 +120,10 @@ names = {
     "static": lambda: "static.example.test",
     "pool": lambda: "www.example.test",
     "nxdomain": lambda: f"nx{rnd.getrandbits(40):010x}.example.test",
-}[kind]
-want = 3 if kind == "nxdomain" else 0
+}[name_kind]
+want = 3 if name_kind == "nxdomain" else 0
 for i in range(n):
-    rc = ask(1 + i % 65000, names(), tries=5)
+    rc = ask(1 + i % 65000, names(), tries=5, edns=edns)
     if rc != want:
         sys.exit(f"callgrind.sh: {kind} query {i} got rcode {rc}, expected {want}")
 EOF
@@ -131,13 +137,17 @@ EOF
 }
 
 declare -A got
-kinds=(static pool nxdomain)
-for kind in static pool nxdomain; do
+kinds=()
+for name in static pool nxdomain; do
+  for edns in "" -edns -do; do kinds+=("$name$edns"); done
+done
+socket_kinds=("${kinds[@]}")
+for kind in "${socket_kinds[@]}"; do
   got[$kind]=$(measure "$kind")
   echo "$kind: ${got[$kind]} instructions per query"
 done
 if [[ $XDP == 1 ]]; then
-  for kind in static pool nxdomain; do
+  for kind in "${socket_kinds[@]}"; do
     got[xdp-$kind]=$(measure "$kind" -xdp)
     echo "xdp-$kind: ${got[xdp-$kind]} instructions per query"
     kinds+=("xdp-$kind")
@@ -147,15 +157,17 @@ fi
 if [[ $RECORD == 1 ]]; then
   {
     echo "# User-space instructions per UDP query (bench/callgrind.sh --record), checked in CI with ${SLACK} % slack."
-    echo "# xdp-*: the same over the AF_XDP path (--xdp)."
+    echo "# -edns: with an OPT record (DO clear); -do: with DO set. xdp-*: the same over the AF_XDP path (--xdp)."
     for kind in "${kinds[@]}"; do echo "$kind ${got[$kind]}"; done
   } >"$BUDGET"
   echo "recorded in $BUDGET"
 fi
 if [[ $CHECK == 1 ]]; then
   fail=0
+  declare -A budgeted
   while read -r kind budget; do
     [[ -z "$kind" || "$kind" == \#* || -z "${got[$kind]:-}" ]] && continue
+    budgeted[$kind]=1
     limit=$(( budget * (100 + SLACK) / 100 ))
     if (( got[$kind] > limit )); then
       echo "REGRESSION: $kind costs ${got[$kind]} instructions per query, budget $budget (+${SLACK} % = $limit)"
@@ -164,5 +176,12 @@ if [[ $CHECK == 1 ]]; then
       echo "$kind: ${got[$kind]} is well under the budget $budget; record the gain with --record"
     fi
   done <"$BUDGET"
+  # A kind measured but never budgeted would pass unchecked.
+  for kind in "${kinds[@]}"; do
+    if [[ -z "${budgeted[$kind]:-}" ]]; then
+      echo "NO BUDGET: $kind costs ${got[$kind]} instructions per query; record one with --record"
+      fail=1
+    fi
+  done
   exit "$fail"
 fi

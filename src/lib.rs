@@ -10,9 +10,9 @@
 //!                  + driver (the one task that feeds it and carries effects out)
 //!            │ one ArcSwap (model::snapshot::Store)   │                     │
 //!            v                                        v                     v
-//!   dns: UDP, TCP, XDP -> one entry per message   transfer::secondaries  ops::events:
-//!        -> answer / xfr (AXFR, IXFR, NOTIFY)     (NOTIFY out)           log, metrics,
-//!        reads one snapshot per message                                  journal, notify
+//!   dns: UDP, TCP, XDP -> service::handle         transfer::secondaries  ops::events:
+//!        (one parse per message) -> answer, or    (NOTIFY out)           log, metrics,
+//!        xfr (AXFR, IXFR, NOTIFY in, TSIG)                               journal, notify
 //! ```
 //!
 //! Types flow down, parsing flows up: `model` imports no other room; `config` and `load`
@@ -27,7 +27,7 @@
 //! | `load/` | `zonefile` (RFC 1035 master files), `zone_toml` (checks and pools), `loader` (one file → a zone or positioned errors), `watch` (the zones directory, on its own task) |
 //! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
-//! | `dns/` | `wire` (parse, write; allocation-free), `answer` (the authoritative algorithm), `xfr` (AXFR, IXFR, NOTIFY in), `server` (listeners), `udp` (recvmmsg/sendmmsg), `xdp` (opt-in AF_XDP path), `stats` (query counters) |
+//! | `dns/` | `wire` (parse, write; allocation-free), `service` (the one entry point per message: parse once, then query, transfer, NOTIFY or signed request), `answer` (the authoritative algorithm), `xfr` (AXFR, IXFR, NOTIFY in), `server` (listeners), `udp` (recvmmsg/sendmmsg), `xdp/` (opt-in AF_XDP path: `bpf`, `rings`, `frames`, `workers`), `stats` (query counters) |
 //! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
 //! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (journal), `notify` (webhooks, commands) |
 

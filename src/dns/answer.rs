@@ -7,7 +7,7 @@
 
 use std::cell::Cell;
 
-use crate::dns::wire::{self, Owner, Query, Reject, Section, Writer, flags, rcode};
+use crate::dns::wire::{self, Owner, Query, Section, Writer, flags, rcode};
 use crate::model::rtype;
 use crate::model::snapshot::{Snapshot, ZoneEntry};
 use crate::model::zone::{APEX, NONE, NodeId, Zone};
@@ -23,16 +23,8 @@ pub struct Outcome {
     pub truncated: bool,
 }
 
-/// Answers `msg` into `out`. Returns None when nothing should be sent back.
-pub fn respond(snap: &Snapshot, msg: &[u8], tcp: bool, udp_payload: u16, out: &mut Vec<u8>) -> Option<Outcome> {
-    let q = match Query::parse(msg) {
-        Ok(q) => q,
-        Err(Reject::Drop) => return None,
-        Err(Reject::Header { id, flags, rcode }) => {
-            wire::header_only(out, id, flags, rcode);
-            return Some(Outcome { rcode: rcode as u16, qtype: 0, truncated: false });
-        }
-    };
+/// Answers the query `q` into `out`.
+pub fn respond(snap: &Snapshot, q: &Query<'_>, tcp: bool, udp_payload: u16, out: &mut Vec<u8>) -> Outcome {
     let max = if tcp {
         u16::MAX as usize
     } else {
@@ -43,9 +35,9 @@ pub fn respond(snap: &Snapshot, msg: &[u8], tcp: bool, udp_payload: u16, out: &m
     };
     let opt_room = if q.edns.is_some() { 11 } else { 0 };
     let base = flags::QR | (q.flags & (0x7800 | flags::RD | flags::CD));
-    let mut w = Writer::begin(out, &q, max - opt_room);
+    let mut w = Writer::begin(out, q, max - opt_room);
     let mut r =
-        Resolver { q: &q, w: &mut w, rcode: rcode::NOERROR as u16, aa: false, chain: [NONE; MAX_CHAIN], apex_off: 0 };
+        Resolver { q, w: &mut w, rcode: rcode::NOERROR as u16, aa: false, chain: [NONE; MAX_CHAIN], apex_off: 0 };
     match q.edns {
         _ if q.multiple_opt => r.rcode = rcode::FORMERR as u16,
         Some(e) if e.version > 0 => r.rcode = rcode::BADVERS,
@@ -58,7 +50,7 @@ pub fn respond(snap: &Snapshot, msg: &[u8], tcp: bool, udp_payload: u16, out: &m
     }
     let truncated = w.truncated;
     w.finish(base | if aa { flags::AA } else { 0 } | (rc & 0xf));
-    Some(Outcome { rcode: rc, qtype: q.qtype, truncated })
+    Outcome { rcode: rc, qtype: q.qtype, truncated }
 }
 
 struct Resolver<'q, 'w, 'b> {

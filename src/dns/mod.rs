@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod server;
+pub mod service;
 pub mod stats;
 pub mod udp;
 pub mod wire;

@@ -1,5 +1,5 @@
 //! The listeners: UDP worker threads and TCP connections, all answering from the published
-//! snapshot through `answer::respond`.
+//! snapshot through `service::Service::handle` (as the XDP threads do); here is only transport.
 //!
 //! UDP runs on plain threads, each with its own SO_REUSEPORT socket, blocking in `recvmmsg` and
 //! answering in batches (no task per packet, buffers reused per thread); TCP runs on tokio with
@@ -15,8 +15,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::dns::answer;
-use crate::dns::stats::{self, Counters, Transport};
+use crate::dns::service::{self, Reply, Service};
+use crate::dns::stats::{self, Transport};
 use crate::dns::udp::Batch;
 use crate::model::snapshot::Store;
 
@@ -118,9 +118,7 @@ impl Listeners {
                 let name = format!("udp-{}-{i}", sock.local_addr()?);
                 let worker = Worker {
                     store: store.clone(),
-                    payload: limits.udp_payload,
-                    counters: stats::counters(Transport::Udp),
-                    transfer: limits.transfer.clone(),
+                    service: Service::new(limits.udp_payload, limits.transfer.clone(), stats::counters(Transport::Udp)),
                 };
                 let stop = stop.clone();
                 udp_threads.push(std::thread::Builder::new().name(name).spawn(move || udp_worker(sock, worker, stop))?);
@@ -136,7 +134,7 @@ impl Listeners {
         };
         let mut tcp = JoinSet::new();
         let permits = Arc::new(Semaphore::new(limits.tcp_max_connections));
-        let tcp_counters = stats::counters(Transport::Tcp);
+        let tcp_service = Service::new(limits.udp_payload, limits.transfer.clone(), stats::counters(Transport::Tcp));
         let (tcp_stop, stopping) = tokio::sync::watch::channel(false);
         for l in sockets.tcp {
             l.set_nonblocking(true)?;
@@ -144,10 +142,8 @@ impl Listeners {
             let conn = Conn {
                 store: store.clone(),
                 idle: limits.tcp_idle_timeout,
-                payload: limits.udp_payload,
-                counters: tcp_counters.clone(),
+                service: tcp_service.clone(),
                 stopping: stopping.clone(),
-                transfer: limits.transfer.clone(),
             };
             tcp.spawn(tcp_accept(l, conn, permits.clone()));
         }
@@ -168,9 +164,7 @@ impl Listeners {
 /// What a UDP thread answers with.
 struct Worker {
     store: Store,
-    payload: u16,
-    counters: Arc<Counters>,
-    transfer: Arc<crate::config::Transfer>,
+    service: Service,
 }
 
 /// One UDP thread: a batch in, a batch of answers out, until told to stop.
@@ -196,31 +190,25 @@ fn udp_round(sock: &UdpSocket, w: &Worker, batch: &mut Batch, special: &mut Vec<
     }
     let snap = w.store.load();
     batch.each(|d, out| {
-        if d.truncated {
-            // Longer than any query needs: FORMERR, unless it claims to be a response.
-            let flags = u16::from_be_bytes([d.msg[2], d.msg[3]]);
-            if flags & crate::dns::wire::flags::QR == 0 {
-                let id = u16::from_be_bytes([d.msg[0], d.msg[1]]);
-                crate::dns::wire::header_only(out, id, flags, crate::dns::wire::rcode::FORMERR);
+        let reply = if d.truncated {
+            service::oversized(d.msg, out)
+        } else {
+            w.service.handle(&snap, d.msg, false, || d.peer().map(|p| p.ip()), out, special)
+        };
+        match reply {
+            Reply::Answer => {}
+            Reply::Drop => out.clear(),
+            Reply::Messages => {
+                let Some(peer) = d.peer() else { return };
+                // The first goes with the batch; the rest (a multi-message IXFR) right away.
+                let mut msgs = special.drain(..);
+                if let Some(first) = msgs.next() {
+                    *out = first;
+                }
+                for m in msgs {
+                    let _ = sock.send_to(&m, peer);
+                }
             }
-            return;
-        }
-        if crate::dns::xfr::wants(d.msg) {
-            let Some(peer) = d.peer() else { return };
-            crate::dns::xfr::handle(&snap, d.msg, peer.ip(), false, &w.transfer, w.payload, special);
-            let mut msgs = special.drain(..);
-            if let Some(first) = msgs.next() {
-                *out = first;
-            }
-            for m in msgs {
-                let _ = sock.send_to(&m, peer);
-            }
-            return;
-        }
-        let answered = answer::respond(&snap, d.msg, false, w.payload, out);
-        w.counters.count(answered);
-        if answered.is_none() {
-            out.clear();
         }
     });
     drop(snap);
@@ -235,11 +223,9 @@ fn udp_round(sock: &UdpSocket, w: &Worker, batch: &mut Batch, special: &mut Vec<
 struct Conn {
     store: Store,
     idle: Duration,
-    payload: u16,
-    counters: Arc<Counters>,
+    service: Service,
     /// Becomes true at shutdown: answer what was read, then close.
     stopping: tokio::sync::watch::Receiver<bool>,
-    transfer: Arc<crate::config::Transfer>,
 }
 
 async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<Semaphore>) {
@@ -279,7 +265,7 @@ async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<
 
 async fn tcp_conn(mut stream: tokio::net::TcpStream, peer: std::net::IpAddr, c: Conn) -> std::io::Result<()> {
     let mut special = Vec::new();
-    let (store, idle, payload) = (&c.store, c.idle, c.payload);
+    let (store, idle) = (&c.store, c.idle);
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.split();
     let mut r = BufReader::new(r);
@@ -302,19 +288,19 @@ async fn tcp_conn(mut stream: tokio::net::TcpStream, peer: std::net::IpAddr, c: 
             Ok(Ok(_)) => {}
             _ => break,
         }
-        if crate::dns::xfr::wants(&msg) {
-            crate::dns::xfr::handle(&store.load(), &msg, peer, true, &c.transfer, payload, &mut special);
-            for m in &special {
-                w.write_u16(m.len() as u16).await?;
-                w.write_all(m).await?;
+        // A statement of its own, so the snapshot is let go before the first await.
+        let reply = c.service.handle(&store.load(), &msg, true, || Some(peer), &mut out, &mut special);
+        match reply {
+            Reply::Drop => break,
+            Reply::Answer => {}
+            Reply::Messages => {
+                for m in &special {
+                    w.write_u16(m.len() as u16).await?;
+                    w.write_all(m).await?;
+                }
+                w.flush().await?;
+                continue;
             }
-            w.flush().await?;
-            continue;
-        }
-        let answered = answer::respond(&store.load(), &msg, true, payload, &mut out);
-        c.counters.count(answered);
-        if answered.is_none() {
-            break;
         }
         w.write_u16(out.len() as u16).await?;
         w.write_all(&out).await?;

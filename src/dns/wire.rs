@@ -22,6 +22,11 @@ pub mod rcode {
     pub const BADVERS: u16 = 16;
 }
 
+pub mod opcode {
+    pub const QUERY: u8 = 0;
+    pub const NOTIFY: u8 = 4;
+}
+
 pub mod flags {
     pub const QR: u16 = 0x8000;
     pub const AA: u16 = 0x0400;
@@ -37,8 +42,21 @@ pub struct Edns {
     pub dnssec_ok: bool,
 }
 
+/// What a message asks of us, beyond its question: the road it takes through `service`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Answered from the snapshot: opcode QUERY, or any opcode we answer NOTIMP.
+    Query,
+    /// AXFR or IXFR (opcode QUERY).
+    Transfer,
+    /// NOTIFY (RFC 1996).
+    Notify,
+}
+
 /// A parsed query. The name is kept twice: as sent (for the echo) and in lower case (for lookups).
 pub struct Query<'a> {
+    /// The whole message as received (a TSIG is verified over it).
+    pub message: &'a [u8],
     pub id: u16,
     pub flags: u16,
     pub opcode: u8,
@@ -56,6 +74,9 @@ pub struct Query<'a> {
     pub multiple_opt: bool,
     /// The serial of an SOA in the authority section (what an IXFR client has).
     pub authority_serial: Option<u32>,
+    /// The additional section ends with a TSIG record: the message is signed (RFC 8945 §5.1
+    /// puts TSIG last; one anywhere else is not a signature and is ignored, as before).
+    pub tsig: bool,
 }
 
 /// Why a packet is not a query we can answer normally.
@@ -70,6 +91,15 @@ pub enum Reject {
 impl<'a> Query<'a> {
     pub fn key(&self) -> &[u8] {
         &self.key[..self.key_len as usize]
+    }
+
+    /// Which road the message takes; signed messages also go to `xfr`, whatever their kind.
+    pub fn kind(&self) -> Kind {
+        match self.opcode {
+            opcode::NOTIFY => Kind::Notify,
+            opcode::QUERY if self.qtype == rtype::AXFR || self.qtype == rtype::IXFR => Kind::Transfer,
+            _ => Kind::Query,
+        }
     }
 
     pub fn label_count(&self) -> usize {
@@ -111,6 +141,7 @@ impl<'a> Query<'a> {
             return Err(Reject::Header { id, flags, rcode });
         }
         let mut q = Query {
+            message: msg,
             id,
             flags,
             opcode,
@@ -124,6 +155,7 @@ impl<'a> Query<'a> {
             edns: None,
             multiple_opt: false,
             authority_serial: None,
+            tsig: false,
         };
         // The question name: uncompressed labels only (nothing precedes it to point at).
         let mut i = HEADER_LEN;
@@ -154,8 +186,10 @@ impl<'a> Query<'a> {
         q.qclass = u16::from_be_bytes([fixed[2], fixed[3]]);
         i += 4;
         q.question = &msg[HEADER_LEN..i];
-        // Answer and authority sections are skipped; the additional section is read for OPT.
-        for n in 0..(an as usize + ns as usize + ar as usize) {
+        // Answer and authority sections are skipped; the additional section is read for OPT and
+        // for a TSIG at its end. This one pass is all the listeners need to route the message.
+        let records = an as usize + ns as usize + ar as usize;
+        for n in 0..records {
             let name_end = skip_name(msg, i).ok_or(Reject::Header { id, flags, rcode: rcode::FORMERR })?;
             let f = msg.get(name_end..name_end + 10).ok_or(Reject::Header { id, flags, rcode: rcode::FORMERR })?;
             let rt = u16::from_be_bytes([f[0], f[1]]);
@@ -182,6 +216,9 @@ impl<'a> Query<'a> {
                     version: f[5],
                     dnssec_ok: f[6] & 0x80 != 0,
                 });
+            }
+            if rt == rtype::TSIG && ar > 0 && n + 1 == records {
+                q.tsig = true;
             }
             i = end;
         }
@@ -246,10 +283,10 @@ impl<'b> Writer<'b> {
     /// `limit` is the largest size the sections may reach (room for OPT already taken off).
     pub fn begin(buf: &'b mut Vec<u8>, q: &Query<'_>, limit: usize) -> Writer<'b> {
         buf.clear();
-        buf.extend_from_slice(&q.id.to_be_bytes());
-        buf.extend_from_slice(&[0; 10]);
+        let [i0, i1] = q.id.to_be_bytes();
+        // QDCOUNT 1; flags and the other counts are written by `finish`.
+        buf.extend_from_slice(&[i0, i1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
         buf.extend_from_slice(q.question);
-        buf[5] = 1;
         let mut w = Writer { buf, limit, known: [0; MAX_KNOWN], n_known: 0, counts: [0; 3], truncated: false };
         for k in 0..q.label_count() {
             w.remember(q.suffix_offset(k));
@@ -408,10 +445,10 @@ impl<'b> Writer<'b> {
 
     /// Appends an OPT record (after the sections; the limit already left room for it).
     pub fn opt(&mut self, payload: u16, ext_rcode: u8, dnssec_ok: bool) {
-        self.buf.push(0);
-        self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
-        self.buf.extend_from_slice(&payload.to_be_bytes());
-        self.buf.extend_from_slice(&[ext_rcode, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+        let [t0, t1] = rtype::OPT.to_be_bytes();
+        let [p0, p1] = payload.to_be_bytes();
+        // One append, not four: this is on the path of every EDNS query.
+        self.buf.extend_from_slice(&[0, t0, t1, p0, p1, ext_rcode, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
         self.counts[Section::Additional as usize] += 1;
     }
 
@@ -488,6 +525,31 @@ mod tests {
         assert!(formerr(&looped));
         let two_opt = [OPT, OPT].concat();
         assert!(Query::parse(&query(b"\x00", 1, &two_opt, 2)).unwrap().multiple_opt);
+    }
+
+    /// A TSIG record for key "key." with an empty MAC.
+    const TSIG: &[u8] = b"\x03key\x00\x00\xfa\x00\xff\x00\x00\x00\x00\x00\x1d\x0bhmac-sha256\x00\x00\x00\x00\x00\x00\x01\x01\x2c\x00\x00\x12\x34\x00\x00\x00\x00";
+
+    #[test]
+    fn notes_the_kind_and_a_tsig_at_the_end() {
+        let signed = query(b"\x00", rtype::AXFR, &[OPT, TSIG].concat(), 2);
+        let q = Query::parse(&signed).unwrap();
+        assert!(q.tsig && q.edns.is_some());
+        assert_eq!((q.kind(), q.message), (Kind::Transfer, &signed[..]));
+        // Anywhere but last, a TSIG is no signature.
+        let unsigned = query(b"\x00", rtype::IXFR, &[TSIG, OPT].concat(), 2);
+        let q = Query::parse(&unsigned).unwrap();
+        assert!(!q.tsig);
+        assert_eq!(q.kind(), Kind::Transfer);
+        assert!(!Query::parse(&query(b"\x00", rtype::A, OPT, 1)).unwrap().tsig);
+        let mut notify = query(b"\x00", rtype::SOA, &[], 0);
+        notify[2] = opcode::NOTIFY << 3;
+        assert_eq!(Query::parse(&notify).unwrap().kind(), Kind::Notify);
+        // Another opcode asking for a transfer's type is answered (NOTIMP) as a query.
+        notify[2] = 2 << 3;
+        let qtype_at = notify.len() - 4;
+        notify[qtype_at..qtype_at + 2].copy_from_slice(&rtype::AXFR.to_be_bytes());
+        assert_eq!(Query::parse(&notify).unwrap().kind(), Kind::Query);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Zone transfers and the messages around them: AXFR (RFC 5936), IXFR (RFC 1995), NOTIFY
 //! received (RFC 1996), and TSIG (RFC 8945) on all of them and on signed queries.
 //!
-//! Called by the listeners for messages that are not plain queries; it reads the same snapshot
-//! as the query path and writes one or more response messages. Nobody may transfer a zone
-//! unless the configuration allows it.
+//! Called by `service` for messages that are not plain queries (their kind, or a TSIG, says so
+//! in the one parse); it reads the same snapshot as the query path and writes one or more
+//! response messages. Nobody may transfer a zone unless the configuration allows it.
 
 use std::net::IpAddr;
 
@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Transfer;
 use crate::dns::answer;
-use crate::dns::wire::{self, Owner, Query, Reject, Section, Writer, flags, rcode};
+use crate::dns::wire::{Kind, Owner, Query, Section, Writer, flags, rcode};
 use crate::model::history::{self, Rec};
 use crate::model::rtype;
 use crate::model::snapshot::{Snapshot, ZoneEntry};
@@ -22,31 +22,12 @@ const MESSAGE: usize = 16 * 1024;
 /// Room left for the TSIG record in each message.
 const TSIG_ROOM: usize = 256;
 const NOTAUTH: u8 = 9;
-const OPCODE_NOTIFY: u8 = 4;
 
-/// Does this message need more than the plain query path: a transfer, a NOTIFY, or a TSIG?
-pub fn wants(msg: &[u8]) -> bool {
-    if msg.len() < 12 {
-        return false;
-    }
-    let opcode = (msg[2] >> 3) & 0xf;
-    opcode == OPCODE_NOTIFY
-        || tsig::has_tsig(msg)
-        || question_type(msg).is_some_and(|t| t == rtype::AXFR || t == rtype::IXFR)
-}
-
-fn question_type(msg: &[u8]) -> Option<u16> {
-    let mut i = 12;
-    while *msg.get(i)? != 0 {
-        i += 1 + msg[i] as usize;
-    }
-    Some(u16::from_be_bytes([*msg.get(i + 1)?, *msg.get(i + 2)?]))
-}
-
-/// Answers `msg` from `peer` into `out` (one message per entry; none: send nothing).
+/// Answers `q` (a transfer, a NOTIFY, or any signed message) from `peer` into `out`, one
+/// message per entry; none: send nothing.
 pub fn handle(
     snap: &Snapshot,
-    msg: &[u8],
+    q: &Query<'_>,
     peer: IpAddr,
     tcp: bool,
     cfg: &Transfer,
@@ -54,42 +35,29 @@ pub fn handle(
     out: &mut Vec<Vec<u8>>,
 ) {
     out.clear();
-    let signed = if tsig::has_tsig(msg) {
-        match tsig::verify(msg, &cfg.keys) {
+    let signed = if q.tsig {
+        match tsig::verify(q.message, &cfg.keys) {
             Ok(s) => Some(s),
             Err(failure) => {
                 warn!(%peer, problem = %failure.describe(), "signed request refused");
-                if let Ok(q) = Query::parse(msg) {
-                    let mut m = Vec::new();
-                    finish(Writer::begin(&mut m, &q, MESSAGE), &q, base(&q));
-                    tsig::refuse(&mut m, &failure);
-                    out.push(m);
-                }
+                let mut m = Vec::new();
+                finish(Writer::begin(&mut m, q, MESSAGE), q, base(q));
+                tsig::refuse(&mut m, &failure);
+                out.push(m);
                 return;
             }
         }
     } else {
         None
     };
-    let q = match Query::parse(msg) {
-        Ok(q) => q,
-        Err(Reject::Drop) => return,
-        Err(Reject::Header { id, flags, rcode }) => {
-            let mut m = Vec::new();
-            wire::header_only(&mut m, id, flags, rcode);
-            out.push(m);
-            return;
-        }
-    };
     let mut signer = signed.as_ref().map(ResponseSigner::new);
-    if q.opcode == OPCODE_NOTIFY {
-        out.push(notify_reply(snap, &q, peer));
-    } else if q.opcode == 0 && (q.qtype == rtype::AXFR || q.qtype == rtype::IXFR) {
-        transfer(snap, &q, peer, tcp, cfg, signed.as_ref(), udp_payload, out);
-    } else {
-        // A signed plain query: answered as usual, then signed.
-        let mut m = Vec::new();
-        if answer::respond(snap, msg, tcp, udp_payload, &mut m).is_some() {
+    match q.kind() {
+        Kind::Notify => out.push(notify_reply(snap, q, peer)),
+        Kind::Transfer => transfer(snap, q, peer, tcp, cfg, signed.as_ref(), udp_payload, out),
+        Kind::Query => {
+            // A signed plain query: answered as usual, then signed.
+            let mut m = Vec::new();
+            answer::respond(snap, q, tcp, udp_payload, &mut m);
             out.push(m);
         }
     }

@@ -1,0 +1,128 @@
+//! AF_XDP fast path for UDP queries over IPv4 (opt-in: `server.xdp = "IFACE"` or `--xdp IFACE`).
+//!
+//! A small XDP program (assembled in `bpf.rs`, a few dozen BPF instructions) on the interface hands
+//! every IPv4/UDP packet for one of our IPv4 listen addresses and ports to an AF_XDP socket, one
+//! per receive queue. A thread per queue reads the queries straight from the shared memory
+//! (UMEM), answers them from the snapshot like the UDP sockets do, and writes each answer with
+//! its Ethernet, IPv4 and UDP headers into the query's own frame, which goes out through the
+//! socket's TX ring. No `recvmmsg`, no routing lookup and no socket buffer per answer: on this
+//! machine that halves the server's CPU per query (see BENCHMARKS.md).
+//!
+//! Everything the program does not match goes up the normal stack, where the UDP sockets still
+//! answer: IPv6, IP options, fragments, VLAN tags, other ports. Zone transfers asked over UDP
+//! and answers larger than the interface's MTU are sent through the listen address's UDP socket.
+//! The program is attached through a BPF link, so it is gone when weiche exits, even on a crash.
+//!
+//! What an operator gives up, and must know (README, "XDP"):
+//! - netfilter does not see these queries or answers (no firewall rule, no conntrack);
+//! - an answer goes back to the MAC address its query came from (routing must be symmetric);
+//! - it needs CAP_NET_ADMIN, CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_RAW.
+//!
+//! The kernel interface is used directly through `libc` (which defines the AF_XDP structures):
+//! the four rings are a few lines each, and the BPF loader needs three `bpf(2)` commands.
+//!
+//! | file         | owns                                                                       |
+//! |--------------|----------------------------------------------------------------------------|
+//! | `mod.rs`     | [`start`]: a socket and a thread per receive queue, then the attach        |
+//! | `bpf.rs`     | the XDP program, its socket map, the `bpf(2)` calls that load them         |
+//! | `rings.rs`   | UMEM and the four rings shared with the kernel, one set per socket         |
+//! | `frames.rs`  | Ethernet, IPv4 and UDP headers: checked coming in, turned around going out |
+//! | `workers.rs` | the per-queue loop: frames in, `dns::service` answers out                  |
+
+mod bpf;
+mod frames;
+mod rings;
+mod workers;
+
+use std::io;
+use std::net::{SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use tracing::info;
+
+use crate::dns::service::Service;
+use crate::dns::stats;
+
+pub use bpf::Attached;
+use rings::Xsk;
+use workers::XdpWorker;
+
+fn err(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    if ret < 0 { Err(err(what, io::Error::last_os_error())) } else { Ok(ret) }
+}
+
+fn owned(fd: libc::c_int) -> OwnedFd {
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// The listen addresses the XDP path serves, and the UDP socket of each (for what it does not
+/// send itself).
+pub struct Plan {
+    pub ifname: String,
+    pub listen: Vec<(SocketAddrV4, UdpSocket)>,
+}
+
+fn sys(path: String) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Loads the program, opens a socket per receive queue, starts a thread for each, then attaches
+/// the program. The returned guard keeps it attached.
+pub fn start(
+    plan: Plan,
+    store: crate::model::snapshot::Store,
+    payload: u16,
+    transfer: Arc<crate::config::Transfer>,
+    stop: Arc<AtomicBool>,
+    threads: &mut Vec<std::thread::JoinHandle<()>>,
+) -> io::Result<Attached> {
+    let ifname = plan.ifname.clone();
+    let ctx = |e: io::Error| io::Error::new(e.kind(), format!("XDP on {ifname}: {e}"));
+    if plan.listen.is_empty() {
+        return Err(ctx(io::Error::other("no IPv4 listen address to serve")));
+    }
+    let queues = std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
+        .map_err(|e| ctx(err("reading its queues", e)))?
+        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("rx-")))
+        .count()
+        .max(1) as u32;
+    let mtu: usize = sys(format!("/sys/class/net/{ifname}/mtu")).and_then(|s| s.parse().ok()).unwrap_or(1500);
+    // ARPHRD_LOOPBACK
+    let loopback = sys(format!("/sys/class/net/{ifname}/type")).as_deref() == Some("772");
+    let loopback_addr = plan.listen.iter().any(|(a, _)| a.ip().is_loopback() || a.ip().is_unspecified());
+    let localnet = |i: &str| sys(format!("/proc/sys/net/ipv4/conf/{i}/route_localnet")).as_deref() == Some("1");
+    if loopback && loopback_addr && !localnet(&ifname) && !localnet("all") {
+        return Err(ctx(io::Error::other(format!(
+            "answers to 127.0.0.0/8 sent through AF_XDP are routed like packets from outside and dropped as \
+             martians; set net.ipv4.conf.{ifname}.route_localnet=1 or listen on another address"
+        ))));
+    }
+    let addrs: Vec<SocketAddrV4> = plan.listen.iter().map(|(a, _)| *a).collect();
+    let mut attached = Attached::load(&ifname, &addrs, queues).map_err(ctx)?;
+    let fallback: Arc<Vec<(SocketAddrV4, UdpSocket)>> = Arc::new(plan.listen);
+    for q in 0..queues {
+        let xsk = Xsk::open(attached.ifindex, q).map_err(ctx)?;
+        attached.add_socket(q, xsk.fd.as_raw_fd()).map_err(ctx)?;
+        let w = XdpWorker {
+            store: store.clone(),
+            service: Service::new(payload, transfer.clone(), stats::counters(stats::Transport::Xdp)),
+            // An answer larger than the frame or the link goes the kernel's way.
+            mtu,
+            udp_sum: !loopback,
+            fallback: fallback.clone(),
+        };
+        let stop = stop.clone();
+        let name = format!("xdp-{ifname}-{q}");
+        threads.push(std::thread::Builder::new().name(name).spawn(move || w.run(xsk, &stop))?);
+    }
+    attached.attach().map_err(ctx)?;
+    info!(interface = %ifname, queues, listen = ?addrs, "XDP fast path attached");
+    Ok(attached)
+}
