@@ -126,8 +126,8 @@ pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Ch
 }
 
 /// The soonest verdict in doubt that would change `selected` if it came. Each is tried by running
-/// the chart as if it had come: whether it does depends on every rule above (levels, holds, the
-/// all-down policy), and a second copy of those rules would drift from the first.
+/// the chart as if it had come: whether it does depends on every rule of the chart (levels,
+/// holds, the all-down policy), and a second copy of those rules would drift from the first.
 fn pending(targets: &[TargetView], all_down: AllDown, held: Option<u8>, selected: &[usize]) -> Option<Duration> {
     let mut after = targets.to_vec();
     let mut soonest: Option<Duration> = None;
