@@ -1,8 +1,10 @@
 //! The failover chart: which targets of a pool a query of one address family is answered with.
 //!
-//! A pure function of the pool's targets (priority, verdict, operator override), its all-down
-//! policy and the level a manual failback holds. It does no I/O and keeps no state: the publisher
-//! calls it whenever an input changes and serves what it returns.
+//! A pure function of the pool's targets (priority, verdict, doubt, operator override), its
+//! all-down policy and the level a manual failback holds. It does no I/O and keeps no state: the
+//! publisher calls it whenever an input changes and serves what it returns.
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -66,8 +68,9 @@ pub struct TargetView {
     pub priority: u8,
     pub health: Health,
     pub admin: Admin,
-    /// The monitor has seen a result that disagrees with the verdict and is confirming it.
-    pub in_doubt: bool,
+    /// Set while the monitor confirms a result that disagrees with the verdict: the latest the
+    /// new verdict can come (None: nothing pending).
+    pub doubt: Option<Duration>,
 }
 
 /// Why the answer is what it is.
@@ -90,6 +93,9 @@ pub struct Choice {
     pub mode: Mode,
     /// Serve the short TTL: the answer may change soon.
     pub short_ttl: bool,
+    /// A pending verdict would change `selected`: the soonest one can come. A resolver that
+    /// caches the answer longer keeps a stale one past it (issue 18).
+    pub changes_within: Option<Duration>,
 }
 
 fn usable(t: &TargetView) -> bool {
@@ -105,7 +111,7 @@ fn healthy(t: &TargetView) -> bool {
 }
 
 fn steady(t: &TargetView) -> bool {
-    t.admin == Admin::ForcedUp || (t.health == Health::Up && !t.in_doubt)
+    t.admin == Admin::ForcedUp || (t.health == Health::Up && t.doubt.is_none())
 }
 
 fn at_level(targets: &[TargetView], level: u8, pick: impl Fn(&TargetView) -> bool) -> Vec<usize> {
@@ -114,9 +120,43 @@ fn at_level(targets: &[TargetView], level: u8, pick: impl Fn(&TargetView) -> boo
 
 /// Chooses the answer for one address family. `held` is the level a manual failback keeps.
 pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
+    let mut choice = pick(targets, all_down, held);
+    choice.changes_within = pending(targets, all_down, held, &choice.selected);
+    choice
+}
+
+/// The soonest verdict in doubt that would change `selected` if it came. Each is tried by running
+/// the chart as if it had come: whether it does depends on every rule of the chart (levels,
+/// holds, the all-down policy), and a second copy of those rules would drift from the first.
+fn pending(targets: &[TargetView], all_down: AllDown, held: Option<u8>, selected: &[usize]) -> Option<Duration> {
+    let mut after = targets.to_vec();
+    let mut soonest: Option<Duration> = None;
+    for (i, t) in targets.iter().enumerate() {
+        let Some(within) = t.doubt else { continue };
+        let health = match (t.admin, t.health) {
+            (Admin::Auto, Health::Up) => Health::Down,
+            (Admin::Auto, Health::Down) => Health::Up,
+            _ => continue,
+        };
+        after[i] = TargetView { health, doubt: None, ..*t };
+        if pick(&after, all_down, held).selected != selected {
+            soonest = Some(soonest.map_or(within, |s| s.min(within)));
+        }
+        after[i] = *t;
+    }
+    soonest
+}
+
+fn pick(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
     let best_usable = targets.iter().filter(|t| usable(t)).map(|t| t.priority).min();
     let Some(best_usable) = best_usable else {
-        return Choice { selected: Vec::new(), level: None, mode: Mode::AllDown, short_ttl: true };
+        return Choice {
+            selected: Vec::new(),
+            level: None,
+            mode: Mode::AllDown,
+            short_ttl: true,
+            changes_within: None,
+        };
     };
     let best_healthy = targets.iter().filter(|t| healthy(t)).map(|t| t.priority).min();
     let level = match (best_healthy, held) {
@@ -129,7 +169,8 @@ pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Ch
         let selected = at_level(targets, level, healthy);
         let mode = if level == best_usable { Mode::Preferred } else { Mode::Fallback };
         let all_steady = targets.iter().filter(|t| t.priority == level && usable(t)).all(steady);
-        return Choice { selected, level: Some(level), mode, short_ttl: mode == Mode::Fallback || !all_steady };
+        let short_ttl = mode == Mode::Fallback || !all_steady;
+        return Choice { selected, level: Some(level), mode, short_ttl, changes_within: None };
     }
     // No verdict says up. Targets the monitor has not judged yet are taken as up: until the first
     // probe round is done, nothing is known to be down.
@@ -137,7 +178,7 @@ pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Ch
     if let Some(level) = targets.iter().filter(|t| unknown(t)).map(|t| t.priority).min() {
         let selected = at_level(targets, level, unknown);
         let mode = if level == best_usable { Mode::Preferred } else { Mode::Fallback };
-        return Choice { selected, level: Some(level), mode, short_ttl: true };
+        return Choice { selected, level: Some(level), mode, short_ttl: true, changes_within: None };
     }
     let (selected, level) = match all_down {
         AllDown::KeepPrimary => (at_level(targets, best_usable, usable), Some(best_usable)),
@@ -148,7 +189,7 @@ pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Ch
         AllDown::All => ((0..targets.len()).filter(|&i| usable(&targets[i])).collect(), None),
         AllDown::None => (Vec::new(), None),
     };
-    Choice { selected, level, mode: Mode::AllDown, short_ttl: true }
+    Choice { selected, level, mode: Mode::AllDown, short_ttl: true, changes_within: None }
 }
 
 #[cfg(test)]
@@ -157,7 +198,7 @@ mod tests {
     use Health::*;
 
     fn t(priority: u8, health: Health) -> TargetView {
-        TargetView { priority, health, admin: Admin::Auto, in_doubt: false }
+        TargetView { priority, health, admin: Admin::Auto, doubt: None }
     }
 
     /// The `code`-th assignment of up/down/unknown to three levels of two targets.
@@ -172,7 +213,16 @@ mod tests {
     fn primary_up_is_answered_with_full_ttl() {
         let ts = [t(1, Up), t(1, Up), t(2, Up)];
         let c = choose(&ts, AllDown::KeepPrimary, None);
-        assert_eq!(c, Choice { selected: vec![0, 1], level: Some(1), mode: Mode::Preferred, short_ttl: false });
+        assert_eq!(
+            c,
+            Choice {
+                selected: vec![0, 1],
+                level: Some(1),
+                mode: Mode::Preferred,
+                short_ttl: false,
+                changes_within: None
+            }
+        );
     }
 
     #[test]
@@ -185,11 +235,11 @@ mod tests {
     #[test]
     fn doubt_on_the_level_in_use_shortens_the_ttl() {
         let mut ts = [t(1, Up), t(1, Up)];
-        ts[1].in_doubt = true;
+        ts[1].doubt = Some(Duration::from_millis(900));
         assert!(choose(&ts, AllDown::KeepPrimary, None).short_ttl);
         // Doubt on a level not in use does not.
         let mut ts = [t(1, Up), t(2, Up)];
-        ts[1].in_doubt = true;
+        ts[1].doubt = Some(Duration::from_millis(900));
         assert!(!choose(&ts, AllDown::KeepPrimary, None).short_ttl);
     }
 
@@ -292,6 +342,112 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The `code`-th assignment of up, up in doubt, down, down in doubt and unknown to three
+    /// levels of two targets. Target `i` in doubt has its verdict due within `due(i)`, a time of
+    /// its own, so the one that sets `changes_within` is known.
+    fn doubt_combination(code: usize) -> Vec<TargetView> {
+        (0..6)
+            .map(|i| {
+                let (health, doubt) = match code / 5usize.pow(i as u32) % 5 {
+                    0 => (Up, false),
+                    1 => (Up, true),
+                    2 => (Down, false),
+                    3 => (Down, true),
+                    _ => (Unknown, false),
+                };
+                TargetView { doubt: doubt.then(|| due(i)), ..t((i / 2 + 1) as u8, health) }
+            })
+            .collect()
+    }
+
+    fn due(i: usize) -> Duration {
+        Duration::from_millis(100 * (6 - i as u64))
+    }
+
+    /// Every combination with doubt, every policy, auto failback and every held level: doubt
+    /// never changes which targets are answered, and `changes_within` is the soonest due among
+    /// exactly the targets in use that are in doubt going down, and those in doubt coming up that
+    /// would join the level answered or move the answer (any of them while none is up).
+    #[test]
+    fn exhaustive_doubt() {
+        let mut pending_seen = [0usize; 2];
+        for code in 0..5usize.pow(6) {
+            let ts = doubt_combination(code);
+            let steady: Vec<TargetView> = ts.iter().map(|x| TargetView { doubt: None, ..*x }).collect();
+            for p in POLICIES {
+                for held in [None, Some(1), Some(2), Some(3)] {
+                    let ch = choose(&ts, p, held);
+                    let without = choose(&steady, p, held);
+                    assert_eq!((&ch.selected, ch.level, ch.mode), (&without.selected, without.level, without.mode));
+                    assert_eq!(without.changes_within, None, "nothing pending without doubt: {steady:?}");
+                    // The level answered while `best` is the best level up and `rising` comes
+                    // up too: a hold keeps a worse level that is up.
+                    let answered = |best: u8, rising: Option<u8>| match held {
+                        Some(h)
+                            if h > best
+                                && (rising == Some(h) || ts.iter().any(|x| x.priority == h && x.health == Up)) =>
+                        {
+                            h
+                        }
+                        _ => best,
+                    };
+                    let best_up = ts.iter().filter(|x| x.health == Up).map(|x| x.priority).min();
+                    let changes = |i: usize| match ts[i].health {
+                        Up => ch.selected.contains(&i),
+                        Down => {
+                            let q = ts[i].priority;
+                            // It joins the level answered, or the answer moves to another level.
+                            best_up.is_none_or(|b| {
+                                let now = answered(b, None);
+                                now == q || answered(b.min(q), Some(q)) != now
+                            })
+                        }
+                        Unknown => false,
+                    };
+                    let want = (0..6).filter(|&i| ts[i].doubt.is_some() && changes(i)).map(due).min();
+                    assert_eq!(ch.changes_within, want, "{p:?} held {held:?}: {ts:?}");
+                    // Without a hold, a pending change always comes with the short TTL.
+                    assert!(held.is_some() || ch.changes_within.is_none() || ch.short_ttl, "{p:?}: {ts:?}");
+                    pending_seen[usize::from(want.is_some())] += 1;
+                }
+            }
+        }
+        assert!(pending_seen[0] > 0 && pending_seen[1] > 0, "{pending_seen:?}");
+    }
+
+    #[test]
+    fn pending_verdicts_that_change_the_answer() {
+        let ms = Duration::from_millis;
+        let doubt = |mut x: TargetView, d: u64| {
+            x.doubt = Some(ms(d));
+            x
+        };
+        // In use, in doubt going down.
+        let c = choose(&[doubt(t(1, Up), 700), t(2, Up)], AllDown::KeepPrimary, None);
+        assert_eq!((c.selected, c.changes_within), (vec![0], Some(ms(700))));
+        // A better level in doubt coming up.
+        let c = choose(&[doubt(t(1, Down), 400), t(2, Up)], AllDown::KeepPrimary, None);
+        assert_eq!((c.selected, c.changes_within), (vec![1], Some(ms(400))));
+        // The soonest of two.
+        let c = choose(&[doubt(t(1, Down), 400), doubt(t(2, Up), 300)], AllDown::KeepPrimary, None);
+        assert_eq!(c.changes_within, Some(ms(300)));
+        // Not in use, or held away by a manual failback: nothing pending.
+        let c = choose(&[t(1, Up), doubt(t(2, Up), 300)], AllDown::KeepPrimary, None);
+        assert_eq!(c.changes_within, None);
+        let c = choose(&[doubt(t(1, Down), 400), t(2, Up)], AllDown::KeepPrimary, Some(2));
+        assert_eq!((c.selected, c.changes_within), (vec![1], None));
+        // The last target going down under keep-primary: it stays the answer.
+        let c = choose(&[doubt(t(1, Up), 700)], AllDown::KeepPrimary, None);
+        assert_eq!((c.selected, c.changes_within), (vec![0], None));
+        // Drained and forced targets have no pending verdict that matters.
+        let mut drained = doubt(t(1, Down), 400);
+        drained.admin = Admin::ForcedDown;
+        assert_eq!(choose(&[drained, t(2, Up)], AllDown::KeepPrimary, None).changes_within, None);
+        let mut forced = doubt(t(1, Up), 400);
+        forced.admin = Admin::ForcedUp;
+        assert_eq!(choose(&[forced, t(2, Up)], AllDown::KeepPrimary, None).changes_within, None);
     }
 
     /// Both failback modes over every combination: with a held level (manual failback), the

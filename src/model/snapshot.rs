@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::model::chart::{self, Admin, Health, TargetView};
 use crate::model::history::{self, Rec};
@@ -40,8 +41,9 @@ impl PoolAnswer {
     }
 }
 
-/// What the chart needs to know of one target.
-pub type Verdict = (Health, Admin, bool);
+/// What the chart needs to know of one target: its health, the operator's word, and while a
+/// new verdict is pending, the latest it can come.
+pub type Verdict = (Health, Admin, Option<Duration>);
 
 /// Runs the chart for both families of a pool. `verdict` gives each target's state (by index in
 /// `pool.targets`); `held` the
@@ -59,12 +61,12 @@ pub fn pool_answer(
             .iter()
             .zip(&indices)
             .map(|(t, &i)| {
-                let (health, admin, in_doubt) = verdict(i);
-                TargetView { priority: t.priority, health, admin, in_doubt }
+                let (health, admin, doubt) = verdict(i);
+                TargetView { priority: t.priority, health, admin, doubt }
             })
             .collect();
         let choice = chart::choose(&views, pool.all_down, held);
-        let ttl = if choice.short_ttl { pool.ttl_min } else { pool.ttl };
+        let ttl = answer_ttl(pool, &choice);
         let rdatas = choice.selected.iter().map(|&i| match targets[i].address {
             std::net::IpAddr::V4(a) => a.octets().to_vec(),
             std::net::IpAddr::V6(a) => a.octets().to_vec(),
@@ -77,6 +79,21 @@ pub fn pool_answer(
         aaaa: family(true, held[1]),
         nodata_ttl: zone_neg_ttl.min(pool.ttl),
         max_answers: pool.max_answers,
+    }
+}
+
+/// The TTL of an answer. While a verdict that would change it is pending, a resolver must come
+/// back once it is decided, not a whole `ttl_min` later: the TTL is the time until then, in
+/// whole seconds rounded up, at least 1 s and never above `ttl_min`. Otherwise `ttl` while the
+/// preferred level is steadily up, `ttl_min` when the answer may change soon.
+pub fn answer_ttl(pool: &Pool, choice: &chart::Choice) -> u32 {
+    match choice.changes_within {
+        Some(within) => {
+            let secs = within.as_secs().saturating_add(u64::from(within.subsec_nanos() > 0));
+            u32::try_from(secs).unwrap_or(u32::MAX).max(1).min(pool.ttl_min)
+        }
+        None if choice.short_ttl => pool.ttl_min,
+        None => pool.ttl,
     }
 }
 
@@ -235,24 +252,49 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_change_sets_the_ttl_to_its_wait_in_whole_seconds() {
+        let p = pool(&[("192.0.2.1", 1), ("192.0.2.2", 2)], AllDown::KeepPrimary);
+        let ttl = |doubt: Option<Duration>| {
+            pool_answer(&p, 300, |i| (Health::Up, Admin::Auto, doubt.filter(|_| i == 0)), [None, None]).a.rrset.ttl
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(ttl(None), 30, "steady: ttl");
+        for (wait, want) in
+            [(0, 1), (1, 1), (900, 1), (1000, 1), (1001, 2), (2500, 3), (4000, 4), (4001, 5), (60_000, 5)]
+        {
+            assert_eq!(ttl(Some(ms(wait))), want, "due within {wait} ms: at least 1 s, at most ttl_min");
+        }
+        // Doubt on the fallback target, not in use: a steady ttl.
+        let a = pool_answer(&p, 300, |i| (Health::Up, Admin::Auto, (i == 1).then(|| ms(900))), [None, None]);
+        assert_eq!(a.a.rrset.ttl, 30);
+        // On the fallback, the primary in doubt coming up: its wait.
+        let health = [Health::Down, Health::Up];
+        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, (i == 0).then(|| ms(1500))), [None, None]);
+        assert_eq!((a.a.rrset.rdatas().next(), a.a.rrset.ttl), (Some(&[192, 0, 2, 2][..]), 2));
+        // Steadily on the fallback: ttl_min.
+        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, None), [None, None]);
+        assert_eq!(a.a.rrset.ttl, 5);
+    }
+
+    #[test]
     fn families_are_charted_separately() {
         let p = pool(&[("192.0.2.1", 1), ("2001:db8::1", 1), ("192.0.2.2", 2), ("2001:db8::2", 2)], AllDown::None);
         // IPv4 primary down, IPv6 primary up.
         let health = [Health::Down, Health::Up, Health::Up, Health::Up];
-        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, false), [None, None]);
+        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, None), [None, None]);
         assert_eq!(a.a.rrset.rdatas().collect::<Vec<_>>(), vec![&[192, 0, 2, 2][..]]);
         assert_eq!((a.a.mode, a.a.rrset.ttl), (Mode::Fallback, 5));
         assert_eq!(a.aaaa.rrset.rdatas().count(), 1);
         assert_eq!((a.aaaa.mode, a.aaaa.rrset.ttl, a.aaaa.rrset.rtype), (Mode::Preferred, 30, rtype::AAAA));
         // Every IPv4 target down with policy none: empty A, AAAA unaffected; NODATA TTL capped.
         let health = [Health::Down, Health::Up, Health::Down, Health::Up];
-        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, false), [None, None]);
+        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, None), [None, None]);
         assert_eq!((a.a.rrset.count, a.a.mode), (0, Mode::AllDown));
         assert_eq!(a.aaaa.rrset.count, 1);
         assert_eq!(a.nodata_ttl, 30);
         // A pool with IPv4 targets only answers AAAA with nothing.
         let p4 = pool(&[("192.0.2.1", 1)], AllDown::KeepPrimary);
-        let a = pool_answer(&p4, 300, |_| (Health::Up, Admin::Auto, false), [None, None]);
+        let a = pool_answer(&p4, 300, |_| (Health::Up, Admin::Auto, None), [None, None]);
         assert_eq!(a.aaaa.rrset.count, 0);
     }
 }

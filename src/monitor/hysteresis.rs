@@ -3,7 +3,10 @@
 //! Pure and synchronous; the monitor feeds it one result per probe and acts on the transitions
 //! it returns.
 
+use std::time::Duration;
+
 use crate::model::chart::Health;
+use crate::model::pool::Check;
 
 /// What the monitor knows of one probed (address, port, check).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -29,6 +32,22 @@ impl TargetState {
     /// The verdict may change soon: a result disagreed with it and is being confirmed.
     pub fn in_doubt(&self) -> bool {
         self.against > 0
+    }
+
+    /// While in doubt, the latest the new verdict can come, counted from the last result: the
+    /// results still needed come one per `retry_interval` (the monitor probes a target in doubt
+    /// that often) and the last takes at most `timeout`. None when nothing is pending.
+    pub fn decided_within(&self, check: &Check) -> Option<Duration> {
+        let needed = match self.verdict {
+            Health::Up => check.fall,
+            Health::Down => check.rise,
+            Health::Unknown => return None,
+        };
+        if !self.in_doubt() {
+            return None;
+        }
+        let to_go = needed.saturating_sub(self.against).max(1);
+        Some(check.retry_interval * to_go + check.timeout)
     }
 
     /// Takes one probe result. The first result of a target decides its verdict at once (so the
@@ -102,6 +121,21 @@ mod tests {
         assert_eq!((s.verdict, t[1]), (Up, Transition { from: Down, to: Up, after: 2 }));
         let (s, _) = run(&[false, true, false, true], 2, 3);
         assert_eq!(s.verdict, Down, "a failure resets the success count");
+    }
+
+    #[test]
+    fn the_pending_verdict_is_due_after_the_retries_left_and_one_timeout() {
+        // retry_interval 200 ms, timeout 500 ms, fall 3, rise 2.
+        let check = crate::model::pool::testing::tcp_check();
+        let ms = Duration::from_millis;
+        let due = |results: &[bool]| run(results, check.rise, check.fall).0.decided_within(&check);
+        assert_eq!(due(&[]), None, "no verdict");
+        assert_eq!(due(&[true]), None, "steady");
+        assert_eq!(due(&[true, false]), Some(ms(2 * 200 + 500)));
+        assert_eq!(due(&[true, false, false]), Some(ms(200 + 500)));
+        assert_eq!(due(&[true, false, false, false]), None, "decided: down");
+        assert_eq!(due(&[true, false, false, false, true]), Some(ms(200 + 500)));
+        assert_eq!(due(&[true, false, false, false, true, false]), None, "the doubt went away");
     }
 
     #[test]

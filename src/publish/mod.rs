@@ -273,6 +273,8 @@ impl Publisher {
             Some(t) if t.to == Health::Up => Some(format!("{ip} up")),
             _ if u.state.in_doubt() && !before.in_doubt() => Some(format!("{ip} in doubt")),
             _ if !u.state.in_doubt() && before.in_doubt() => Some(format!("{ip} no longer in doubt")),
+            // Each confirming result brings the pending verdict closer, and with it the TTL.
+            _ if u.state.in_doubt() && u.state.against != before.against => Some(format!("{ip} still in doubt")),
             _ => None,
         };
         self.verdicts.insert(u.key, u.state);
@@ -392,18 +394,25 @@ impl Publisher {
                     zone.neg_ttl,
                     |ti| {
                         if self.admin.is_drained(pool.targets[ti].address, &hold) {
-                            return (Health::Unknown, Admin::ForcedDown, false);
+                            return (Health::Unknown, Admin::ForcedDown, None);
                         }
                         let key = &zone_keys[pi][ti];
                         let ready = self.recovered.get(key).map(|at| *at + pool.failback_delay);
-                        match self.verdicts.get(key) {
-                            // Back up, but not yet for `failback_delay`: not answered yet.
-                            Some(s) if s.verdict == Health::Up && ready.is_some_and(|r| r > now.at) => {
+                        match (self.verdicts.get(key), ready) {
+                            // Back up, but not yet for `failback_delay`: answered once it runs out.
+                            (Some(s), Some(r)) if s.verdict == Health::Up && r > now.at => {
                                 ready_at.set(min_instant(ready_at.get(), ready));
-                                (Health::Down, Admin::Auto, true)
+                                (Health::Down, Admin::Auto, Some(r - now.at))
                             }
-                            Some(s) => (s.verdict, Admin::Auto, s.in_doubt()),
-                            None => (Health::Unknown, Admin::Auto, false),
+                            (Some(s), _) => {
+                                let mut due = s.decided_within(&pool.check);
+                                if s.verdict == Health::Down {
+                                    // Once up, it is answered only after the delay.
+                                    due = due.map(|d| d + pool.failback_delay);
+                                }
+                                (s.verdict, Admin::Auto, due)
+                            }
+                            (None, _) => (Health::Unknown, Admin::Auto, None),
                         }
                     },
                     held,
@@ -797,6 +806,56 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         assert_eq!(kinds(&e), [EventKind::TargetUp, EventKind::Failback]);
         assert_eq!(b.www(), [PRIMARY]);
         assert_eq!(b.serial(), serial + 2);
+    }
+
+    /// Issue 18: while a verdict that would change the answer is pending, the TTL is the time
+    /// until it is decided (retries left × retry_interval + timeout, rounded up), so a resolver
+    /// that refreshes meanwhile comes back once it is, not a whole ttl_min later.
+    #[test]
+    fn a_pending_verdict_sets_the_ttl_to_its_wait() {
+        let slow = POOL.replace(
+            "fall = 1, rise = 1",
+            "interval = \"2s\", retry_interval = \"1s\", timeout = \"500ms\", fall = 3, rise = 2",
+        );
+        let mut b = Bench::new(&[("example.com.toml", &slow)]);
+        b.both_up();
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 3), "two retries and a timeout: 2.5 s");
+        let e = b.probe("127.0.0.1:80", false);
+        assert!(e.snapshot.is_some(), "each confirming result republishes");
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 2), "one retry and a timeout: 1.5 s");
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5), "decided: steady on the fallback");
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 2), "the primary in doubt coming up");
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        // Doubt on the fallback, not in use, changes nothing.
+        let e = b.probe("127.0.0.2:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        assert!(e.events.is_empty());
+    }
+
+    #[test]
+    fn a_failback_delay_counts_in_the_wait() {
+        let delayed = POOL.replace(
+            "[pools.www]\ncheck = { type = \"tcp\", port = 80, fall = 1, rise = 1 }",
+            "[pools.www]\nfailback_delay = \"3s\"\ncheck = { type = \"tcp\", port = 80, interval = \"2s\", retry_interval = \"1s\", timeout = \"500ms\", fall = 1, rise = 2 }",
+        );
+        let mut b = Bench::new(&[("example.com.toml", &delayed)]);
+        b.both_up();
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        // In doubt coming up: 1.5 s to the verdict, then the 3 s delay, above ttl_min.
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        // Up: answered once the delay runs out.
+        b.step(Duration::from_millis(800));
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 3));
+        b.step(Duration::from_secs(3));
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
     }
 
     #[test]
