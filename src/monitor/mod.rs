@@ -5,6 +5,7 @@
 //! probes run at once. The monitor owns the rise/fall counters; the publisher only ever sees
 //! [`Update`]s. It never touches the snapshot or the query path.
 
+pub mod checks;
 pub mod hysteresis;
 pub mod probe;
 
