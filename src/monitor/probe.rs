@@ -48,6 +48,8 @@ impl Prober {
         let inner: Box<dyn DynProbe> = match &check.probe {
             Spec::Tcp { .. } => Box::new(checks::tcp::TcpProbe::new(addr, &check)),
             Spec::Http { .. } => Box::new(checks::http::HttpProbe::new(addr, &check)?),
+            Spec::Dns { .. } => Box::new(checks::dns::DnsProbe::new(addr, &check)?),
+            Spec::Smtp { .. } => Box::new(checks::smtp::SmtpProbe::new(addr, &check)?),
         };
         Ok(Prober { timeout: check.timeout, inner })
     }

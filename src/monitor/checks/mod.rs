@@ -2,5 +2,7 @@
 //! [`crate::monitor::probe::Probe`], its validated data in [`crate::model::pool::Probe`], and
 //! its keys in `load::zone_toml`.
 
+pub mod dns;
 pub mod http;
+pub mod smtp;
 pub mod tcp;
