@@ -320,3 +320,111 @@ fn smtp_starttls_upgrades_and_verifies_the_certificate() {
         |all| all.iter().any(|x| x.over_tls == ["EHLO probe.weiche.test", "QUIT"] && x.said_bye),
     );
 }
+
+/// Runs openssl with `args` in `dir`; panics when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A weiche binary, killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Verification that passes needs a CA the probe trusts. The CA bundle is read once per
+/// process, so this runs the weiche binary with SSL_CERT_FILE naming the test's CA rather than
+/// changing the environment of this process, whose other tests run alongside.
+#[test]
+fn smtp_starttls_passes_with_a_trusted_certificate_for_the_host() {
+    let (mx, dns_ip) = ("127.0.0.191", "127.0.0.190");
+    if !have_tool("openssl", "apt-get install openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        d,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "1", "-subj", "/CN=weiche test CA", "-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(
+        d,
+        &[&["req"][..], &ec, &["-subj", "/CN=mx.example.test", "-keyout", "key.pem", "-out", "mx.csr"]].concat(),
+    );
+    std::fs::write(d.join("san.ext"), "subjectAltName=DNS:mx.example.test\n").unwrap();
+    openssl(
+        d,
+        &["x509", "-req", "-in", "mx.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1"]
+            .into_iter()
+            .chain(["-extfile", "san.ext", "-out", "cert.pem"])
+            .collect::<Vec<_>>(),
+    );
+    let config = {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(d.join("cert.pem")).unwrap().map(Result::unwrap).collect();
+        let key = PrivateKeyDer::from_pem_file(d.join("key.pem")).unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Arc::new(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap())
+    };
+    let mut ports = Ports::reserve(&[mx]);
+    let port = ports.port;
+    let server = Smtp::start(ports.listener(mx), "220 mx.example.test ESMTP", Some(config));
+    let zones = d.join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let check = |host: &str| {
+        format!(
+            "{{ type = \"smtp\", port = {port}, helo = \"probe.weiche.test\", starttls = true, host = \"{host}\", interval = \"250ms\", timeout = \"200ms\" }}"
+        )
+    };
+    let pools = format!(
+        "[pools.right]\ncheck = {}\nall_down = \"none\"\ntargets = [{{ address = \"{mx}\", priority = 1 }}]\n\
+         [pools.wrong]\ncheck = {}\nall_down = \"none\"\ntargets = [{{ address = \"{mx}\", priority = 1 }}]\n",
+        check("mx.example.test"),
+        check("other.example.test")
+    );
+    std::fs::write(zones.join("ca.test.toml"), zone(&pools)).unwrap();
+    let dns_port = external_port(dns_ip);
+    let api_port = loop {
+        let p = external_port(dns_ip);
+        if p != dns_port {
+            break p;
+        }
+    };
+    let (dns, api) = (format!("{dns_ip}:{dns_port}"), format!("{dns_ip}:{api_port}"));
+    let _weiche = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weiche"))
+            .args(["serve", "--listen", &dns, "--api", &api, "--zones"])
+            .arg(&zones)
+            .env("SSL_CERT_FILE", d.join("ca.pem"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let api: std::net::SocketAddr = api.parse().unwrap();
+    wait_for("weiche to be ready", Duration::from_secs(10), || std::net::TcpStream::connect(api).is_ok(), |up| *up);
+    let right = wait_for_target(api, "right.ca.test.", mx, "up", |t| t["verdict"] == "up");
+    assert_eq!(right["last_probe"]["ok"], true, "{right}");
+    let wrong = wait_for_target(api, "wrong.ca.test.", mx, "down", |t| t["verdict"] == "down");
+    let cause = wrong["last_probe"]["error"].as_str().unwrap_or_default();
+    assert!(
+        cause.starts_with("TLS: invalid peer certificate")
+            && cause.contains("not valid for name \"other.example.test\""),
+        "{cause}"
+    );
+    let answers = udp(dns.parse().unwrap(), &query("right.ca.test.", RecordType::A, None)).answers;
+    assert_eq!(answers.len(), 1, "the verified server is answered");
+    assert!(server.sessions().iter().any(|x| x.over_tls == ["EHLO probe.weiche.test", "QUIT"] && x.said_bye));
+}
