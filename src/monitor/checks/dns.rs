@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hickory_proto::op::{Edns, Message, MessageType, Query};
+use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name as HName, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -45,12 +45,15 @@ impl DnsProbe {
 
     /// Whether `m` answers our query (`id`), rather than being a stray or forged datagram.
     fn is_reply(&self, m: &Message, id: u16) -> bool {
-        // hickory compares names ignoring case, as DNS does (a server may echo 0x20 case).
-        m.metadata.id == id
-            && m.metadata.message_type == MessageType::Response
-            && m.queries.len() == 1
-            && m.queries[0].query_type() == self.qtype
-            && *m.queries[0].name() == self.qname
+        let question = match m.queries.as_slice() {
+            // hickory compares names ignoring case, as DNS does (a server may echo 0x20 case).
+            [q] => q.query_type() == self.qtype && *q.name() == self.qname,
+            // Some servers leave the question out of an error reply (FORMERR, REFUSED); that
+            // reply is still the verdict, not a reason to wait for the timeout.
+            [] => m.metadata.response_code != ResponseCode::NoError,
+            _ => false,
+        };
+        m.metadata.id == id && m.metadata.message_type == MessageType::Response && question
     }
 
     async fn udp(&self, id: u16, wire: &[u8]) -> Result<Message, String> {
@@ -62,7 +65,8 @@ impl DnsProbe {
         let mut buf = vec![0u8; 65535];
         loop {
             let n = sock.recv(&mut buf).await.map_err(|e| format!("read failed: {}", io_cause(&e)))?;
-            // Anything that is not our reply is ignored: the target may still send it.
+            // A late reply to an earlier probe, or garbage, is not the answer: keep waiting
+            // for ours until the timeout.
             if let Ok(m) = Message::from_vec(&buf[..n])
                 && self.is_reply(&m, id)
             {
@@ -126,5 +130,59 @@ impl Probe for DnsProbe {
             reply = self.tcp(id, &wire).await?;
         }
         self.judge(&reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::pool::testing::tcp_check;
+
+    fn probe(qtype: u16, answer: Option<ExpectAnswer>) -> DnsProbe {
+        let name = crate::model::name::Name::parse("www.example.net.", None).unwrap();
+        let check = Check { probe: Spec::Dns { name, qtype, rcode: 0, answer }, ..tcp_check() };
+        DnsProbe::new("192.0.2.53:53".parse().unwrap(), &check).unwrap()
+    }
+
+    fn reply(p: &DnsProbe, id: u16, qname: &str, rcode: ResponseCode, answers: &[RData]) -> Message {
+        let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
+        m.metadata.response_code = rcode;
+        if !qname.is_empty() {
+            m.add_query(Query::query(HName::from_ascii(qname).unwrap(), p.qtype));
+        }
+        for a in answers {
+            m.add_answer(hickory_proto::rr::Record::from_rdata(p.qname.clone(), 60, a.clone()));
+        }
+        m
+    }
+
+    #[test]
+    fn only_our_reply_counts() {
+        let p = probe(crate::model::rtype::A, None);
+        assert!(p.is_reply(&reply(&p, 7, "WWW.Example.NET.", ResponseCode::NoError, &[]), 7), "0x20 case");
+        assert!(!p.is_reply(&reply(&p, 8, "www.example.net.", ResponseCode::NoError, &[]), 7), "another id");
+        assert!(!p.is_reply(&reply(&p, 7, "mail.example.net.", ResponseCode::NoError, &[]), 7), "another name");
+        assert!(p.is_reply(&reply(&p, 7, "", ResponseCode::Refused, &[]), 7), "an error without the question");
+        assert!(!p.is_reply(&reply(&p, 7, "", ResponseCode::NoError, &[]), 7));
+    }
+
+    #[test]
+    fn rcode_and_answer_decide() {
+        use hickory_proto::rr::rdata::{A, TXT};
+        let a = |s: &str| RData::A(A(s.parse().unwrap()));
+        let p = probe(crate::model::rtype::A, Some(ExpectAnswer::Address("192.0.2.1".parse().unwrap())));
+        let ok = reply(&p, 1, "www.example.net.", ResponseCode::NoError, &[a("192.0.2.10"), a("192.0.2.1")]);
+        assert_eq!(p.judge(&ok), Ok(()));
+        let near = reply(&p, 1, "www.example.net.", ResponseCode::NoError, &[a("192.0.2.10")]);
+        assert_eq!(p.judge(&near), Err("no answer has 192.0.2.1 (got: 192.0.2.10)".into()), "whole addresses");
+        let nx = reply(&p, 1, "www.example.net.", ResponseCode::NXDomain, &[]);
+        assert_eq!(p.judge(&nx), Err("NXDOMAIN (expected NOERROR)".into()));
+        let p = probe(crate::model::rtype::TXT, Some(ExpectAnswer::Contains("V=SPF1".into())));
+        let txt = RData::TXT(TXT::new(vec!["v=spf1 -all".into()]));
+        assert_eq!(p.judge(&reply(&p, 1, "www.example.net.", ResponseCode::NoError, &[txt])), Ok(()));
+        assert_eq!(
+            p.judge(&reply(&p, 1, "www.example.net.", ResponseCode::NoError, &[])),
+            Err("no answer has \"V=SPF1\" (got: none)".into())
+        );
     }
 }
