@@ -157,6 +157,7 @@ impl Session {
     }
 }
 
+/// Enough of an unexpected line to recognise it in a cause, without filling the status with it.
 fn truncate(s: &str) -> &str {
     s.char_indices().nth(80).map_or(s, |(i, _)| &s[..i])
 }
@@ -187,8 +188,9 @@ impl Probe for SmtpProbe {
                 return s.abandon(e).await;
             }
             if !s.buf.is_empty() {
-                // Bytes sent before the handshake would be read as if they came over TLS
-                // (the STARTTLS injection of CVE-2011-0411): no server that means well does it.
+                // Replies that arrive before the handshake would be taken as if they had come
+                // over TLS: that is how a man in the middle injects them (STARTTLS response
+                // injection). No honest server sends anything there.
                 return Err("the server sent data after its STARTTLS reply".into());
             }
             let Conn::Plain(tcp) = s.conn else { unreachable!("STARTTLS on a TLS session") };
