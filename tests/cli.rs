@@ -284,3 +284,45 @@ fn the_deploy_example_config_and_zones_pass_check() {
     let container = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/container.toml");
     assert!(weiche::Config::load(Some(&container)).is_ok());
 }
+
+#[test]
+fn check_validates_dns_and_smtp_checks_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = "records = '''\n$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n'''\n";
+    std::fs::write(
+        dir.path().join("good.test.toml"),
+        format!(
+            "{records}[checks.ns]\ntype = \"dns\"\nname = \"example.net\"\nqtype = \"SOA\"\n\
+             [checks.mx]\ntype = \"smtp\"\nstarttls = true\nhost = \"mx.good.test\"\n\
+             [pools.ns1]\ncheck = \"ns\"\ntargets = [{{ address = \"192.0.2.53\", priority = 1 }}]\n\
+             [pools.mail]\ncheck = \"mx\"\ntargets = [{{ address = \"192.0.2.25\", priority = 1 }}]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.test.toml"),
+        format!(
+            "{records}[pools.a]\ncheck = {{ type = \"dns\", name = \"x.\", expect_rcode = \"NOPE\" }}\n\
+             targets = [{{ address = \"192.0.2.1\", priority = 1 }}]\n\
+             [pools.b]\ncheck = {{ type = \"smtp\", tls_verify = false }}\n\
+             targets = [{{ address = \"192.0.2.1\", priority = 1 }}]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["check", "--zones"]).arg(dir.path()).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("zone good.test. OK"), "{stdout}");
+    let bad = dir.path().join("bad.test.toml").display().to_string();
+    assert!(
+        stderr
+            .contains(&format!("{bad}:8:53: pool \"a\": check \"a (inline)\": expect_rcode \"NOPE\" is not an rcode")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{bad}:11:39: pool \"b\": check \"b (inline)\": tls_verify is only for smtp checks with starttls = true"
+        )),
+        "{stderr}"
+    );
+}

@@ -63,6 +63,12 @@ struct CheckSpec {
     body_contains: Option<Spanned<String>>,
     headers: Option<Spanned<BTreeMap<String, String>>>,
     tls_verify: Option<Spanned<bool>>,
+    name: Option<Spanned<String>>,
+    qtype: Option<Spanned<String>>,
+    expect_rcode: Option<Spanned<String>>,
+    expect_answer: Option<Spanned<String>>,
+    helo: Option<Spanned<String>>,
+    starttls: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +166,10 @@ impl ZoneSpec {
     }
 }
 
+/// A type-specific key of a check: where it is written (None: it is not), its name, and the
+/// check types it belongs to.
+type KeyRule<'a> = (Option<std::ops::Range<usize>>, &'a str, &'a [CheckKind]);
+
 fn check_of(
     name: &str,
     s: CheckSpec,
@@ -201,31 +211,70 @@ fn check_of(
     };
     let fall = count(&s.fall, 3, "fall")?;
     let rise = count(&s.rise, 2, "rise")?;
-    let only_for = |v: Option<std::ops::Range<usize>>, field: &str, kinds: &str| match v {
-        Some(span) => Err(err(span, ctx(format!("{field} is only for {kinds} checks")))),
-        None => Ok(()),
-    };
+    // Keys that belong to other check types are errors: a misplaced key would otherwise
+    // silently check less than the operator thinks.
+    use CheckKind::{Dns, Http, Https, Smtp, Tcp};
+    let keys: [KeyRule; 15] = [
+        (s.send.as_ref().map(Spanned::span), "send", &[Tcp]),
+        (s.expect.as_ref().map(Spanned::span), "expect", &[Tcp]),
+        (s.host.as_ref().map(Spanned::span), "host", &[Http, Https, Smtp]),
+        (s.path.as_ref().map(Spanned::span), "path", &[Http, Https]),
+        (s.method.as_ref().map(Spanned::span), "method", &[Http, Https]),
+        (s.expect_status.as_ref().and_then(|v| v.first()).map(Spanned::span), "expect_status", &[Http, Https]),
+        (s.body_contains.as_ref().map(Spanned::span), "body_contains", &[Http, Https]),
+        (s.headers.as_ref().map(Spanned::span), "headers", &[Http, Https]),
+        (s.tls_verify.as_ref().map(Spanned::span), "tls_verify", &[Https, Smtp]),
+        (s.name.as_ref().map(Spanned::span), "name", &[Dns]),
+        (s.qtype.as_ref().map(Spanned::span), "qtype", &[Dns]),
+        (s.expect_rcode.as_ref().map(Spanned::span), "expect_rcode", &[Dns]),
+        (s.expect_answer.as_ref().map(Spanned::span), "expect_answer", &[Dns]),
+        (s.helo.as_ref().map(Spanned::span), "helo", &[Smtp]),
+        (s.starttls.as_ref().map(Spanned::span), "starttls", &[Smtp]),
+    ];
+    let first_misplaced = keys
+        .into_iter()
+        .filter_map(|(span, field, kinds)| Some((span?, field, kinds)))
+        .filter(|(_, _, kinds)| !kinds.contains(&s.kind))
+        .min_by_key(|(span, _, _)| span.start);
+    if let Some((span, field, kinds)) = first_misplaced {
+        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        return Err(err(span, ctx(format!("{field} is only for {} checks", names.join("/")))));
+    }
     let probe = match s.kind {
         CheckKind::Tcp => {
-            only_for(s.host.as_ref().map(Spanned::span), "host", "http/https")?;
-            only_for(s.path.as_ref().map(Spanned::span), "path", "http/https")?;
-            only_for(s.method.as_ref().map(Spanned::span), "method", "http/https")?;
-            only_for(
-                s.expect_status.as_ref().and_then(|v| v.first()).map(Spanned::span),
-                "expect_status",
-                "http/https",
-            )?;
-            only_for(s.body_contains.as_ref().map(Spanned::span), "body_contains", "http/https")?;
-            only_for(s.headers.as_ref().map(Spanned::span), "headers", "http/https")?;
-            only_for(s.tls_verify.as_ref().map(Spanned::span), "tls_verify", "https")?;
             Probe::Tcp { send: s.send.map(Spanned::into_inner), expect: s.expect.map(Spanned::into_inner) }
         }
-        CheckKind::Http | CheckKind::Https => {
-            only_for(s.send.as_ref().map(Spanned::span), "send", "tcp")?;
-            only_for(s.expect.as_ref().map(Spanned::span), "expect", "tcp")?;
-            if s.kind == CheckKind::Http {
-                only_for(s.tls_verify.as_ref().map(Spanned::span), "tls_verify", "https")?;
+        CheckKind::Dns => dns_probe(&s, &cerr)?,
+        CheckKind::Smtp => {
+            let starttls = s.starttls.as_ref().is_some_and(|v| *v.get_ref());
+            for (span, field) in
+                [(s.host.as_ref().map(Spanned::span), "host"), (s.tls_verify.as_ref().map(Spanned::span), "tls_verify")]
+            {
+                if let Some(span) = span.filter(|_| !starttls) {
+                    return Err(cerr(span, format!("{field} is only for smtp checks with starttls = true")));
+                }
             }
+            if let Some(h) = &s.host
+                && rustls::pki_types::ServerName::try_from(h.get_ref().as_str()).is_err()
+            {
+                return Err(cerr(h.span(), format!("host {:?} is not a DNS name or an address", h.get_ref())));
+            }
+            if let Some(h) = &s.helo
+                && !is_helo_name(h.get_ref())
+            {
+                return Err(cerr(
+                    h.span(),
+                    format!("helo {:?} is not a domain name or an address literal like [192.0.2.1]", h.get_ref()),
+                ));
+            }
+            Probe::Smtp {
+                helo: s.helo.map(Spanned::into_inner),
+                starttls,
+                host: s.host.map(Spanned::into_inner),
+                tls_verify: s.tls_verify.map(Spanned::into_inner).unwrap_or(true),
+            }
+        }
+        CheckKind::Http | CheckKind::Https => {
             let method = s.method.map(Spanned::into_inner).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
             if method != "GET" && method != "HEAD" {
                 return Err(err(0..0, ctx(format!("method must be GET or HEAD, got {method}"))));
@@ -273,9 +322,55 @@ fn check_of(
         (Some(p), _) => p,
         (None, CheckKind::Http) => 80,
         (None, CheckKind::Https) => 443,
+        (None, CheckKind::Dns) => 53,
+        (None, CheckKind::Smtp) => 25,
         (None, CheckKind::Tcp) => return Err(err(0..0, ctx("a tcp check needs a port".into()))),
     };
     Ok(Check { name: name.to_string(), kind: s.kind, port, interval, timeout, retry_interval, fall, rise, probe })
+}
+
+fn dns_probe(s: &CheckSpec, cerr: &impl Fn(std::ops::Range<usize>, String) -> FileError) -> Result<Probe, FileError> {
+    use crate::model::rtype;
+    let Some(name_spec) = &s.name else {
+        return Err(cerr(0..0, "a dns check needs a name to query".into()));
+    };
+    // Always absolute: a check may well query a zone other than the one it is written in.
+    let name = Name::parse(name_spec.get_ref(), Some(&Name::root()))
+        .map_err(|e| cerr(name_spec.span(), format!("name: {e}")))?;
+    let qtype = match &s.qtype {
+        None => rtype::A,
+        Some(q) => match rtype::from_str(q.get_ref()) {
+            Some(t) if rtype::is_meta(t) => {
+                return Err(cerr(q.span(), format!("qtype {} is not a type a check can query", q.get_ref())));
+            }
+            Some(t) => t,
+            None => return Err(cerr(q.span(), format!("qtype {:?} is not a record type", q.get_ref()))),
+        },
+    };
+    let rcode = match &s.expect_rcode {
+        None => 0,
+        Some(r) => rcode_from_str(r.get_ref()).ok_or_else(|| {
+            cerr(r.span(), format!("expect_rcode {:?} is not an rcode (NOERROR, NXDOMAIN, REFUSED, …)", r.get_ref()))
+        })?,
+    };
+    let answer = match &s.expect_answer {
+        None => None,
+        Some(a) if a.get_ref().is_empty() => return Err(cerr(a.span(), "expect_answer is empty".into())),
+        Some(a) => match a.get_ref().parse::<IpAddr>() {
+            // An address is compared whole: 192.0.2.1 must not pass on 192.0.2.10.
+            Ok(ip) if qtype == rtype::A || qtype == rtype::AAAA => {
+                if ip.is_ipv4() != (qtype == rtype::A) {
+                    return Err(cerr(
+                        a.span(),
+                        format!("expect_answer {ip} can never be in an answer to qtype {}", rtype::name(qtype)),
+                    ));
+                }
+                Some(ExpectAnswer::Address(ip))
+            }
+            _ => Some(ExpectAnswer::Contains(a.get_ref().clone())),
+        },
+    };
+    Ok(Probe::Dns { name, qtype, rcode, answer })
 }
 
 fn pool_of(
@@ -498,5 +593,141 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
         assert!(e[0].contains("needs a port"), "{e:?}");
         let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"100ms\"\n");
         assert!(e[0].contains("at least 250ms"), "{e:?}");
+    }
+
+    fn one_check(text: &str) -> Check {
+        let (p, e) = pools(&format!(
+            "{text}\n[pools.www]\ncheck = \"c\"\ntargets = [{{ address = \"192.0.2.1\", priority = 1 }}]\n"
+        ));
+        assert!(e.is_empty(), "{e:?}");
+        (*p[0].check).clone()
+    }
+
+    #[test]
+    fn dns_checks() {
+        let c = one_check("[checks.c]\ntype = \"dns\"\nname = \"www.example.net\"\n");
+        assert_eq!((c.kind, c.port), (CheckKind::Dns, 53));
+        let www = Name::parse("www.example.net.", None).unwrap();
+        assert_eq!(c.probe, Probe::Dns { name: www.clone(), qtype: crate::model::rtype::A, rcode: 0, answer: None });
+        let c = one_check(
+            "[checks.c]\ntype = \"dns\"\nport = 5353\nname = \"www.example.net.\"\nqtype = \"aaaa\"\nexpect_rcode = \"NXDOMAIN\"\nexpect_answer = \"2001:db8::1\"\n",
+        );
+        let answer = Some(ExpectAnswer::Address("2001:db8::1".parse().unwrap()));
+        assert_eq!(c.probe, Probe::Dns { name: www.clone(), qtype: crate::model::rtype::AAAA, rcode: 3, answer });
+        assert_eq!(c.port, 5353);
+        // Not an address query: the address is text to look for.
+        let c = one_check(
+            "[checks.c]\ntype = \"dns\"\nname = \"example.net\"\nqtype = \"TXT\"\nexpect_answer = \"192.0.2.1\"\n",
+        );
+        assert!(matches!(&c.probe, Probe::Dns { answer: Some(ExpectAnswer::Contains(t)), .. } if t == "192.0.2.1"));
+    }
+
+    #[test]
+    fn dns_check_errors() {
+        let cases = [
+            ("[checks.a]\ntype = \"dns\"\n", "example.com.toml:1:1: check \"a\": a dns check needs a name to query"),
+            (
+                "[checks.a]\ntype = \"dns\"\nname = \"x.\"\nqtype = \"BOGUS\"\n",
+                "example.com.toml:4:9: check \"a\": qtype \"BOGUS\" is not a record type",
+            ),
+            (
+                "[checks.a]\ntype = \"dns\"\nname = \"x.\"\nqtype = \"AXFR\"\n",
+                "example.com.toml:4:9: check \"a\": qtype AXFR is not a type a check can query",
+            ),
+            ("[checks.a]\ntype = \"dns\"\nname = \"x..y\"\n", "example.com.toml:3:8: check \"a\": name: empty label"),
+            (
+                "[checks.a]\ntype = \"dns\"\nname = \"x.\"\nexpect_rcode = \"BANANA\"\n",
+                "example.com.toml:4:16: check \"a\": expect_rcode \"BANANA\" is not an rcode",
+            ),
+            (
+                "[checks.a]\ntype = \"dns\"\nname = \"x.\"\nexpect_answer = \"2001:db8::1\"\n",
+                "example.com.toml:4:17: check \"a\": expect_answer 2001:db8::1 can never be in an answer to qtype A",
+            ),
+            (
+                "[checks.a]\ntype = \"dns\"\nname = \"x.\"\nexpect_answer = \"\"\n",
+                "example.com.toml:4:17: check \"a\": expect_answer is empty",
+            ),
+            (
+                "[checks.a]\ntype = \"dns\"\nname = \"x.\"\nsend = \"hi\"\n",
+                "example.com.toml:4:8: check \"a\": send is only for tcp checks",
+            ),
+            (
+                "[checks.a]\ntype = \"tcp\"\nport = 1\nname = \"x.\"\n",
+                "example.com.toml:4:8: check \"a\": name is only for dns checks",
+            ),
+            (
+                "[checks.a]\ntype = \"http\"\nexpect_rcode = \"NOERROR\"\n",
+                "example.com.toml:3:16: check \"a\": expect_rcode is only for dns checks",
+            ),
+        ];
+        for (text, want) in cases {
+            let (_, e) = pools(text);
+            assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
+        }
+    }
+
+    #[test]
+    fn smtp_checks() {
+        let c = one_check("[checks.c]\ntype = \"smtp\"\n");
+        assert_eq!((c.kind, c.port), (CheckKind::Smtp, 25));
+        assert_eq!(c.probe, Probe::Smtp { helo: None, starttls: false, host: None, tls_verify: true });
+        assert!(!c.probe.skips_tls_verification());
+        let c = one_check(
+            "[checks.c]\ntype = \"smtp\"\nport = 587\nhelo = \"probe.example.com\"\nstarttls = true\nhost = \"mx.example.com\"\ntls_verify = false\n",
+        );
+        assert_eq!(c.port, 587);
+        assert_eq!(
+            c.probe,
+            Probe::Smtp {
+                helo: Some("probe.example.com".into()),
+                starttls: true,
+                host: Some("mx.example.com".into()),
+                tls_verify: false
+            }
+        );
+        assert!(c.probe.skips_tls_verification());
+    }
+
+    #[test]
+    fn smtp_check_errors() {
+        let cases = [
+            (
+                "[checks.a]\ntype = \"smtp\"\ntls_verify = false\n",
+                "example.com.toml:3:14: check \"a\": tls_verify is only for smtp checks with starttls = true",
+            ),
+            (
+                "[checks.a]\ntype = \"smtp\"\nhost = \"mx.example.com\"\n",
+                "example.com.toml:3:8: check \"a\": host is only for smtp checks with starttls = true",
+            ),
+            (
+                "[checks.a]\ntype = \"smtp\"\nstarttls = true\nhost = \"not a name\"\n",
+                "example.com.toml:4:8: check \"a\": host \"not a name\" is not a DNS name",
+            ),
+            (
+                "[checks.a]\ntype = \"smtp\"\nhelo = \"a b\"\n",
+                "example.com.toml:3:8: check \"a\": helo \"a b\" is not a domain name",
+            ),
+            (
+                "[checks.a]\ntype = \"smtp\"\npath = \"/\"\n",
+                "example.com.toml:3:8: check \"a\": path is only for http/https checks",
+            ),
+            (
+                "[checks.a]\ntype = \"https\"\nstarttls = true\n",
+                "example.com.toml:3:12: check \"a\": starttls is only for smtp checks",
+            ),
+            (
+                "[checks.a]\ntype = \"http\"\ntls_verify = true\n",
+                "example.com.toml:3:14: check \"a\": tls_verify is only for https/smtp checks",
+            ),
+            ("[checks.a]\ntype = \"smtp\"\nstarttls = \"yes\"\n", "example.com.toml:3:12: invalid type"),
+        ];
+        for (text, want) in cases {
+            let file: Arc<Path> = Path::new("example.com.toml").into();
+            let e = match toml::from_str::<ZoneSpec>(text) {
+                Err(e) => vec![toml_error(&file, text, &e).to_string()],
+                Ok(_) => pools(text).1,
+            };
+            assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
+        }
     }
 }

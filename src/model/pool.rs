@@ -16,6 +16,21 @@ pub enum CheckKind {
     Tcp,
     Http,
     Https,
+    Dns,
+    Smtp,
+}
+
+impl CheckKind {
+    /// As written in `type = "…"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http => "http",
+            CheckKind::Https => "https",
+            CheckKind::Dns => "dns",
+            CheckKind::Smtp => "smtp",
+        }
+    }
 }
 
 /// What a check sends and expects, beyond connecting.
@@ -36,6 +51,42 @@ pub enum Probe {
         headers: Vec<(String, String)>,
         tls_verify: bool,
     },
+    /// A query to the target; the reply's rcode and optionally an answer decide.
+    Dns {
+        name: Name,
+        qtype: u16,
+        rcode: u16,
+        answer: Option<ExpectAnswer>,
+    },
+    /// An SMTP session: banner, EHLO, optionally STARTTLS, QUIT.
+    Smtp {
+        /// The EHLO name (None: this machine's host name).
+        helo: Option<String>,
+        starttls: bool,
+        /// TLS server name (None: the target's address).
+        host: Option<String>,
+        tls_verify: bool,
+    },
+}
+
+/// What one record of a DNS check's answer section must show.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ExpectAnswer {
+    /// An A or AAAA record with exactly this address.
+    Address(IpAddr),
+    /// Text within a record's data in presentation form, compared ignoring ASCII case.
+    Contains(String),
+}
+
+impl Probe {
+    /// Whether the check talks TLS without verifying the certificate, which the operator
+    /// should be reminded of.
+    pub fn skips_tls_verification(&self) -> bool {
+        matches!(
+            self,
+            Probe::Http { tls: true, tls_verify: false, .. } | Probe::Smtp { starttls: true, tls_verify: false, .. }
+        )
+    }
 }
 
 /// A validated health check.
@@ -75,6 +126,49 @@ pub struct Pool {
     pub targets: Vec<Target>,
     /// Where `[pools.NAME]` is written, for messages.
     pub at: crate::model::position::Location,
+}
+
+/// RCODE mnemonics (RFC 1035, RFC 2136, RFC 6891) a DNS check can expect.
+const RCODES: &[(u16, &str)] = &[
+    (0, "NOERROR"),
+    (1, "FORMERR"),
+    (2, "SERVFAIL"),
+    (3, "NXDOMAIN"),
+    (4, "NOTIMP"),
+    (5, "REFUSED"),
+    (6, "YXDOMAIN"),
+    (7, "YXRRSET"),
+    (8, "NXRRSET"),
+    (9, "NOTAUTH"),
+    (10, "NOTZONE"),
+    (16, "BADVERS"),
+];
+
+/// Parses an RCODE mnemonic (case-insensitively) or its number (0..=4095).
+pub fn rcode_from_str(s: &str) -> Option<u16> {
+    if let Some((n, _)) = RCODES.iter().find(|(_, m)| m.eq_ignore_ascii_case(s)) {
+        return Some(*n);
+    }
+    s.parse().ok().filter(|n| *n <= 4095)
+}
+
+pub fn rcode_name(rcode: u16) -> String {
+    match RCODES.iter().find(|(n, _)| *n == rcode) {
+        Some((_, m)) => (*m).to_string(),
+        None => format!("RCODE{rcode}"),
+    }
+}
+
+/// Whether `s` can follow EHLO: a domain or an address literal (RFC 5321 §4.1.3), and above
+/// all nothing that could smuggle a second command into the session.
+pub fn is_helo_name(s: &str) -> bool {
+    if let Some(lit) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return !lit.is_empty() && lit.bytes().all(|b| b.is_ascii_alphanumeric() || b".:-".contains(&b));
+    }
+    !s.is_empty()
+        && s.len() <= 255
+        && s.split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
@@ -120,5 +214,30 @@ pub(crate) mod testing {
                 .collect(),
             at: crate::model::position::Location { file: Path::new("t.toml").into(), line: 9, col: 8 },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helo_names() {
+        for ok in ["mx1.example.com", "weiche.invalid", "host", "[192.0.2.1]", "[IPv6:2001:db8::1]"] {
+            assert!(is_helo_name(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a\r\nMAIL FROM:<x>", "-x.example", "a..b", "[]", "é.example"] {
+            assert!(!is_helo_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rcodes() {
+        assert_eq!(rcode_from_str("nxdomain"), Some(3));
+        assert_eq!(rcode_from_str("REFUSED"), Some(5));
+        assert_eq!(rcode_from_str("23"), Some(23));
+        assert_eq!(rcode_from_str("4096"), None);
+        assert_eq!(rcode_from_str("NOPE"), None);
+        assert_eq!((rcode_name(0), rcode_name(23)), ("NOERROR".to_string(), "RCODE23".to_string()));
     }
 }

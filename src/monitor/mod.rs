@@ -5,8 +5,10 @@
 //! probes run at once. The monitor owns the rise/fall counters; the publisher only ever sees
 //! [`Update`]s. It never touches the snapshot or the query path.
 
+pub mod checks;
 pub mod hysteresis;
 pub mod probe;
+mod tls;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -128,7 +130,7 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
             return;
         }
     };
-    if let crate::model::pool::Probe::Http { tls: true, tls_verify: false, .. } = &check.probe {
+    if check.probe.skips_tls_verification() {
         warn!(target = %key.addr, check = %check.name, "certificate verification is off for this check (tls_verify = false)");
     }
     let mut state = TargetState::default();
