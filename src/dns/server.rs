@@ -289,7 +289,7 @@ async fn tcp_conn(mut stream: tokio::net::TcpStream, peer: std::net::IpAddr, c: 
             _ => break,
         }
         // A statement of its own, so the snapshot is let go before the first await.
-        let reply = c.service.handle(&store.load(), &msg, true, || Some(peer), &mut out, &mut special);
+        let reply = c.service.handle_tcp(&store.load(), &msg, peer, &mut out, &mut special);
         match reply {
             Reply::Drop => break,
             Reply::Answer => {}

@@ -78,6 +78,20 @@ impl Service {
         self.counters.count(Some(outcome));
         Reply::Answer
     }
+
+    /// [`Self::handle`] for TCP, kept out of line: inlined into a connection's future it made
+    /// that future's poll function large for no gain (TCP pays a syscall per batch anyway).
+    #[inline(never)]
+    pub fn handle_tcp(
+        &self,
+        snap: &Snapshot,
+        msg: &[u8],
+        peer: IpAddr,
+        out: &mut Vec<u8>,
+        messages: &mut Vec<Vec<u8>>,
+    ) -> Reply {
+        self.handle(snap, msg, true, || Some(peer), out, messages)
+    }
 }
 
 /// A datagram longer than any query needs, of which `head` was received: FORMERR, unless it
