@@ -162,10 +162,11 @@ pub async fn serve(
     info!(listen = %addrs.join(" "), zones, targets = keys.len(), zones_dir = %config.zones_dir.display(), "weiche serving");
     let (reloads_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
     let _watch = AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx)));
-    let _publisher = AbortOnDrop(tokio::spawn(driver.run(monitor, updates, commands, reloads)));
+    let publisher = AbortOnDrop(tokio::spawn(driver.run(monitor, updates, commands, reloads)));
     shutdown.await;
     info!("shutting down");
-    drop(_publisher);
+    // Answers in flight finish from the last snapshot; nothing new is published.
+    drop(publisher);
     listeners.stop().await;
     Ok(())
 }
