@@ -8,7 +8,6 @@
 pub mod checks;
 pub mod hysteresis;
 pub mod probe;
-mod tls;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

@@ -1,27 +1,18 @@
-//! One probe of one target, whatever the check type: the [`Probe`] trait every check type
-//! implements (one file each under `checks/`), and the [`Prober`] that picks the type for a
-//! check and holds every probe to the check's timeout.
+//! One probe of one target, whatever the check type: the [`Prober`] picks the type for a check
+//! (each one a file under `checks/`, implementing [`Probe`]) and holds every probe to the
+//! check's timeout.
 //!
 //! A probe opens a fresh connection every time: a reused one would hide firewall and
 //! load-balancer failures. It ends the conversation the way the protocol expects (QUIT, a TCP
 //! shutdown), so that the service logs a normal client rather than an aborted one.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::pool::{Check, Probe as Spec};
-use crate::monitor::checks;
-
-/// One check type. Implementations are built once per (address, check) and probed repeatedly;
-/// `probe` need not enforce the timeout (the [`Prober`] does) but must not leave work behind
-/// when its future is dropped.
-pub trait Probe: Send + Sync + 'static {
-    /// Ok(()) if the target passed, or why it failed, in a few words.
-    fn probe(&self) -> impl Future<Output = Result<(), String>> + Send;
-}
+use crate::monitor::checks::{self, Probe};
 
 type BoxedProbe<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
@@ -60,15 +51,6 @@ impl Prober {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {}", fmt_duration(self.timeout))),
         }
-    }
-}
-
-/// An I/O error in the words an operator expects to read in a target's cause.
-pub fn io_cause(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        std::io::ErrorKind::ConnectionReset => "connection reset".into(),
-        _ => e.to_string(),
     }
 }
 

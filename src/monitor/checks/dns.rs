@@ -9,8 +9,8 @@ use hickory_proto::rr::{Name as HName, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+use super::{Probe, io_cause};
 use crate::model::pool::{Check, ExpectAnswer, Probe as Spec, rcode_name};
-use crate::monitor::probe::{Probe, io_cause};
 
 /// The EDNS payload offered: the DNS Flag Day 2020 size, which avoids IP fragmentation.
 const UDP_PAYLOAD: u16 = 1232;

@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
+use super::{Probe, io_cause};
 use crate::model::pool::{Check, Probe as Spec};
-use crate::monitor::probe::{Probe, io_cause};
 
 /// Largest HTTP body read to look for `body_contains`.
 const MAX_BODY: usize = 64 * 1024;

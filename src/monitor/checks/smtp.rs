@@ -10,9 +10,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::tls::{TlsStream, client_config};
+use super::{Probe, io_cause};
 use crate::model::pool::{Check, Probe as Spec, is_helo_name};
-use crate::monitor::probe::{Probe, io_cause};
-use crate::monitor::tls::{TlsStream, client_config};
 
 /// Most bytes of one reply (RFC 5321 §4.5.3.1.5 allows 512 per line; EHLO has many lines).
 const MAX_REPLY: usize = 16 * 1024;

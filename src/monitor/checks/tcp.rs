@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::{Probe, io_cause};
 use crate::model::pool::{Check, Probe as Spec};
-use crate::monitor::probe::{Probe, io_cause};
 
 pub struct TcpProbe {
     addr: SocketAddr,

@@ -2,18 +2,17 @@
 //! help: rustls's connection driven over a tokio socket. Verification uses the system's CA
 //! bundle, the one the HTTPS check trusts on Linux.
 
-use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::warn;
 
-use crate::monitor::probe::io_cause;
+use super::io_cause;
 
 /// Where distributions keep their CA bundle (the paths openssl-probe knows, in short).
 const CA_BUNDLES: &[&str] = &[
@@ -106,10 +105,16 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// A TLS client connection over a TCP stream.
-pub struct TlsStream {
-    tcp: TcpStream,
-    conn: ClientConnection,
+/// A TLS client connection over a TCP stream (tokio-rustls, which reqwest uses too).
+pub struct TlsStream(tokio_rustls::client::TlsStream<TcpStream>);
+
+/// A TLS failure in rustls's words, or the socket's.
+fn tls_cause(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(t) => format!("TLS: {t}"),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => "connection closed during TLS".into(),
+        None => io_cause(e),
+    }
 }
 
 impl TlsStream {
@@ -119,67 +124,22 @@ impl TlsStream {
         name: ServerName<'static>,
         config: Arc<ClientConfig>,
     ) -> Result<TlsStream, String> {
-        let conn = ClientConnection::new(config, name).map_err(|e| format!("TLS: {e}"))?;
-        let mut s = TlsStream { tcp, conn };
-        while s.conn.is_handshaking() {
-            s.send().await?;
-            if s.conn.is_handshaking() && s.conn.wants_read() {
-                s.receive().await?;
-            }
-        }
-        s.send().await?;
-        Ok(s)
-    }
-
-    /// Writes out whatever TLS records are pending.
-    async fn send(&mut self) -> Result<(), String> {
-        while self.conn.wants_write() {
-            let mut out = Vec::new();
-            self.conn.write_tls(&mut out).map_err(|e| format!("TLS: {e}"))?;
-            self.tcp.write_all(&out).await.map_err(|e| format!("send failed: {}", io_cause(&e)))?;
-        }
-        Ok(())
-    }
-
-    /// Reads one chunk from the socket into the TLS connection.
-    async fn receive(&mut self) -> Result<(), String> {
-        let mut buf = [0u8; 16 * 1024];
-        let n = self.tcp.read(&mut buf).await.map_err(|e| format!("read failed: {}", io_cause(&e)))?;
-        if n == 0 {
-            return Err("connection closed during TLS".into());
-        }
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            self.conn.read_tls(&mut rest).map_err(|e| format!("TLS: {e}"))?;
-            if let Err(e) = self.conn.process_new_packets() {
-                // Tell the server why (an alert) before giving up, as a polite client does.
-                let _ = self.send().await;
-                return Err(format!("TLS: {e}"));
-            }
-        }
-        Ok(())
+        let s = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| tls_cause(&e))?;
+        Ok(TlsStream(s))
     }
 
     /// Reads some plaintext; 0 when the server closed the TLS session.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
-        loop {
-            match self.conn.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.receive().await?,
-                Err(e) => return Err(format!("TLS: {e}")),
-            }
-        }
+        self.0.read(buf).await.map_err(|e| tls_cause(&e))
     }
 
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), String> {
-        self.conn.writer().write_all(data).map_err(|e| format!("TLS: {e}"))?;
-        self.send().await
+        self.0.write_all(data).await.map_err(|e| tls_cause(&e))?;
+        self.0.flush().await.map_err(|e| tls_cause(&e))
     }
 
     /// Ends the TLS session (close_notify) and the connection.
     pub async fn close(mut self) {
-        self.conn.send_close_notify();
-        let _ = self.send().await;
-        let _ = self.tcp.shutdown().await;
+        let _ = self.0.shutdown().await;
     }
 }
