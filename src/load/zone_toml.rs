@@ -122,7 +122,8 @@ enum MinUpSpec {
 fn min_up_of(spec: &MinUpSpec) -> Result<MinUp, String> {
     match spec {
         MinUpSpec::Count(n) if (1..=i64::from(u16::MAX)).contains(n) => Ok(MinUp::Count(*n as u16)),
-        MinUpSpec::Count(n) => Err(format!("min_up must be at least 1, got {n}")),
+        MinUpSpec::Count(n) if *n < 1 => Err(format!("min_up must be at least 1, got {n}")),
+        MinUpSpec::Count(n) => Err(format!("min_up = {n} is more than any level can have targets")),
         MinUpSpec::Text(t) => match t.strip_suffix('%').map(|n| n.parse::<u8>()) {
             Some(Ok(p)) if (1..=100).contains(&p) => Ok(MinUp::Percent(p)),
             Some(_) => Err(format!("min_up {t:?}: a percentage must be 1% to 100%")),
@@ -659,6 +660,7 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
         for (bad, msg) in [
             ("0", "min_up must be at least 1, got 0"),
             ("-3", "min_up must be at least 1"),
+            ("70000", "more than any level can have"),
             ("\"0%\"", "a percentage must be 1% to 100%"),
             ("\"101%\"", "a percentage must be 1% to 100%"),
             ("\"half\"", "is neither a count (2) nor a percentage"),
