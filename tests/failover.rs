@@ -213,3 +213,29 @@ fn manual_failback_holds_the_secondary_until_released() {
     let unknown = weiche::model::name::Name::parse("nope.mf.test.", None).unwrap();
     assert_eq!(s.control.release_failback(unknown).blocking_recv(), Ok(false));
 }
+
+/// `min_up = 2` (issue 12): losing one of the two servers of level 1 fails the whole level over
+/// to level 2 while the other one is still up; restoring it brings the answer back. Level 2 has
+/// two servers too: a count above any level's size is refused at load.
+#[test]
+fn min_up_fails_a_level_over_before_its_last_server() {
+    let (a, b, c, d) = ("127.0.0.251", "127.0.0.252", "127.0.0.253", "127.0.0.254");
+    let mut ports = Ports::reserve(&[a, b, c, d]);
+    let port = ports.port;
+    let mut first = Backend::start(ports.listener(a), None);
+    let _second = Backend::start(ports.listener(b), None);
+    let _other_site = [c, d].map(|x| Backend::start(ports.listener(x), None));
+    let pool = format!(
+        "[pools.www]\nmin_up = 2\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
+         targets = [{{ address = \"{a}\", priority = 1 }}, {{ address = \"{b}\", priority = 1 }}, \
+         {{ address = \"{c}\", priority = 2 }}, {{ address = \"{d}\", priority = 2 }}]\n"
+    );
+    let s = Server::start("127.0.0.250", &[("mu.test.toml", &zone(&pool))]);
+    wait_for_answer(&s, "www.mu.test.", &[a, b], Duration::from_secs(3));
+    first.down();
+    wait_for_answer(&s, "www.mu.test.", &[c, d], Duration::from_secs(5));
+    // The level's other server is up all along: the threshold moved the answer, not an all-down.
+    assert_eq!(target_status(s.api, "www.mu.test.", b)["verdict"], "up");
+    first.up();
+    wait_for_answer(&s, "www.mu.test.", &[a, b], Duration::from_secs(5));
+}

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{duration_field, parse_duration};
-use crate::model::chart::{AllDown, Failback};
+use crate::model::chart::{AllDown, Failback, MinUp};
 use crate::model::name::Name;
 use crate::model::pool::*;
 use crate::model::position::{FileError, locate, span_error};
@@ -106,7 +106,30 @@ struct PoolSpec {
     failback: Option<Failback>,
     failback_delay: Option<Spanned<String>>,
     max_answers: Option<Spanned<u16>>,
+    min_up: Option<Spanned<MinUpSpec>>,
     targets: Spanned<Vec<Spanned<TargetSpec>>>,
+}
+
+/// `min_up = 2` or `min_up = "50%"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MinUpSpec {
+    Count(i64),
+    Text(String),
+}
+
+/// The threshold `min_up` says, or why it says none.
+fn min_up_of(spec: &MinUpSpec) -> Result<MinUp, String> {
+    match spec {
+        MinUpSpec::Count(n) if (1..=i64::from(u16::MAX)).contains(n) => Ok(MinUp::Count(*n as u16)),
+        MinUpSpec::Count(n) if *n < 1 => Err(format!("min_up must be at least 1, got {n}")),
+        MinUpSpec::Count(n) => Err(format!("min_up = {n} is more than any level can have targets")),
+        MinUpSpec::Text(t) => match t.strip_suffix('%').map(|n| n.parse::<u8>()) {
+            Some(Ok(p)) if (1..=100).contains(&p) => Ok(MinUp::Percent(p)),
+            Some(_) => Err(format!("min_up {t:?}: a percentage must be 1% to 100%")),
+            None => Err(format!("min_up {t:?} is neither a count (2) nor a percentage (\"50%\")")),
+        },
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -435,6 +458,13 @@ fn pool_of(
         }
         m => m.map(Spanned::into_inner),
     };
+    let min_up = match &s.min_up {
+        None => MinUp::default(),
+        Some(m) => min_up_of(m.get_ref()).unwrap_or_else(|msg| {
+            errors.push(err(m.span(), msg));
+            MinUp::default()
+        }),
+    };
     let targets_span = s.targets.span();
     let mut targets: Vec<Target> = Vec::new();
     for t in s.targets.into_inner() {
@@ -474,6 +504,23 @@ fn pool_of(
     if targets.is_empty() && errors.is_empty() {
         errors.push(err(targets_span, "a pool needs at least one target".into()));
     }
+    // A count no level could reach would skip that level for ever: a mistake, not a policy. A
+    // level with no targets of a family is not a level of that family, so it is not counted.
+    if let (Some(m), MinUp::Count(n)) = (&s.min_up, min_up) {
+        let mut levels: Vec<(bool, u8)> = targets.iter().map(|t| (t.address.is_ipv6(), t.priority)).collect();
+        levels.sort();
+        levels.dedup();
+        for (v6, level) in levels {
+            let size = targets.iter().filter(|t| t.address.is_ipv6() == v6 && t.priority == level).count();
+            if usize::from(n) > size {
+                let family = if v6 { "IPv6" } else { "IPv4" };
+                errors.push(err(
+                    m.span(),
+                    format!("min_up = {n} is more than the {size} {family} target(s) at priority {level}"),
+                ));
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -487,6 +534,7 @@ fn pool_of(
         failback: s.failback.unwrap_or_default(),
         failback_delay,
         max_answers,
+        min_up,
         targets,
         at: crate::model::position::Location { file: file.clone(), line, col },
     })
@@ -580,6 +628,49 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
         assert!(e[1].starts_with("example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed twice"), "{}", e[1]);
         assert!(e[2].contains("\"banana\" is not an IPv4 or IPv6"), "{}", e[2]);
         assert!(e[3].contains("www.example.net. is not inside zone example.com."), "{}", e[3]);
+    }
+
+    #[test]
+    fn min_up() {
+        let pool = |min_up: &str| {
+            pools(&format!(
+                "[pools.www]\ncheck = {{ type = \"tcp\", port = 80 }}\nmin_up = {min_up}\ntargets = [\n  \
+                 {{ address = \"192.0.2.1\", priority = 1 }},\n  {{ address = \"192.0.2.2\", priority = 1 }},\n  \
+                 {{ address = \"2001:db8::1\", priority = 1 }},\n  {{ address = \"192.0.2.3\", priority = 2 }},\n]\n"
+            ))
+        };
+        let (p, e) = pool("1");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(p[0].min_up, MinUp::Count(1));
+        let (p, e) = pool("\"50%\"");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(p[0].min_up, MinUp::Percent(50));
+        let (p, e) = pool("\"100%\"");
+        assert_eq!((p[0].min_up, e.len()), (MinUp::Percent(100), 0));
+        // Two is more than the one IPv6 target at priority 1 and the one IPv4 target at 2.
+        let (_, e) = pool("2");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "example.com.toml:3:10: pool \"www\": min_up = 2 is more than the 1 IPv4 target(s) at priority 2"
+            ),
+            "{e:?}"
+        );
+        assert!(e[1].contains("the 1 IPv6 target(s) at priority 1"), "{e:?}");
+        for (bad, msg) in [
+            ("0", "min_up must be at least 1, got 0"),
+            ("-3", "min_up must be at least 1"),
+            ("70000", "more than any level can have"),
+            ("\"0%\"", "a percentage must be 1% to 100%"),
+            ("\"101%\"", "a percentage must be 1% to 100%"),
+            ("\"half\"", "is neither a count (2) nor a percentage"),
+            ("\"50\"", "is neither a count"),
+            ("\"x%\"", "a percentage must be"),
+        ] {
+            let (_, e) = pool(bad);
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert!(e[0].starts_with("example.com.toml:3:10: pool \"www\": ") && e[0].contains(msg), "{bad}: {e:?}");
+        }
     }
 
     #[test]

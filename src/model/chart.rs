@@ -1,7 +1,7 @@
 //! The failover chart: which targets of a pool a query of one address family is answered with.
 //!
 //! A pure function of the pool's targets (priority, verdict, doubt, operator override), its
-//! all-down policy and the level a manual failback holds. It does no I/O and keeps no state: the
+//! all-down policy, its level threshold (`min_up`) and the level a manual failback holds. It does no I/O and keeps no state: the
 //! publisher calls it whenever an input changes and serves what it returns.
 
 use std::time::Duration;
@@ -62,6 +62,48 @@ pub enum Failback {
     Manual,
 }
 
+/// How many targets of a priority level (of the family asked) must be up for the level to count
+/// as healthy. Below it the whole level is skipped, so a site fails over before its last server
+/// drowns under the whole load.
+///
+/// Counting: a target counts as up when it is healthy — forced up always, drained (forced down)
+/// never, otherwise when its verdict is up. The size a percentage is taken of is every target of
+/// the level in that family, drained included: draining a server for maintenance must not quietly
+/// lower the bar the others are held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinUp {
+    /// At least this many (≥ 1).
+    Count(u16),
+    /// At least this percentage (1..=100) of the level's size, rounded up, and at least 1.
+    Percent(u8),
+}
+
+impl Default for MinUp {
+    /// One up target keeps a level: the behaviour without a threshold.
+    fn default() -> Self {
+        MinUp::Count(1)
+    }
+}
+
+impl MinUp {
+    /// The number of up targets a level of `size` targets needs.
+    pub fn needed(self, size: usize) -> usize {
+        match self {
+            MinUp::Count(n) => usize::from(n),
+            MinUp::Percent(p) => (size * usize::from(p)).div_ceil(100).max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for MinUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MinUp::Count(n) => write!(f, "{n}"),
+            MinUp::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 /// One target as the chart sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TargetView {
@@ -118,17 +160,31 @@ fn at_level(targets: &[TargetView], level: u8, pick: impl Fn(&TargetView) -> boo
     (0..targets.len()).filter(|&i| targets[i].priority == level && pick(&targets[i])).collect()
 }
 
-/// Chooses the answer for one address family. `held` is the level a manual failback keeps.
-pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
-    let mut choice = pick(targets, all_down, held);
-    choice.changes_within = pending(targets, all_down, held, &choice.selected);
+/// Whether at least `min_up` of the targets at `level` pass `counts` (see [`MinUp`]).
+fn reaches(targets: &[TargetView], level: u8, min_up: MinUp, counts: impl Fn(&TargetView) -> bool) -> bool {
+    let size = targets.iter().filter(|t| t.priority == level).count();
+    let up = targets.iter().filter(|t| t.priority == level && counts(t)).count();
+    size > 0 && up >= min_up.needed(size)
+}
+
+/// Chooses the answer for one address family. `held` is the level a manual failback keeps;
+/// `min_up` how many up targets a level needs to count as healthy.
+pub fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>, min_up: MinUp) -> Choice {
+    let mut choice = pick(targets, all_down, held, min_up);
+    choice.changes_within = pending(targets, all_down, held, min_up, &choice.selected);
     choice
 }
 
 /// The soonest verdict in doubt that would change `selected` if it came. Each is tried by running
 /// the chart as if it had come: whether it does depends on every rule of the chart (levels,
 /// holds, the all-down policy), and a second copy of those rules would drift from the first.
-fn pending(targets: &[TargetView], all_down: AllDown, held: Option<u8>, selected: &[usize]) -> Option<Duration> {
+fn pending(
+    targets: &[TargetView],
+    all_down: AllDown,
+    held: Option<u8>,
+    min_up: MinUp,
+    selected: &[usize],
+) -> Option<Duration> {
     let mut after = targets.to_vec();
     let mut soonest: Option<Duration> = None;
     for (i, t) in targets.iter().enumerate() {
@@ -139,7 +195,7 @@ fn pending(targets: &[TargetView], all_down: AllDown, held: Option<u8>, selected
             _ => continue,
         };
         after[i] = TargetView { health, doubt: None, ..*t };
-        if pick(&after, all_down, held).selected != selected {
+        if pick(&after, all_down, held, min_up).selected != selected {
             soonest = Some(soonest.map_or(within, |s| s.min(within)));
         }
         after[i] = *t;
@@ -147,7 +203,7 @@ fn pending(targets: &[TargetView], all_down: AllDown, held: Option<u8>, selected
     soonest
 }
 
-fn pick(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
+fn pick(targets: &[TargetView], all_down: AllDown, held: Option<u8>, min_up: MinUp) -> Choice {
     let best_usable = targets.iter().filter(|t| usable(t)).map(|t| t.priority).min();
     let Some(best_usable) = best_usable else {
         return Choice {
@@ -158,10 +214,13 @@ fn pick(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
             changes_within: None,
         };
     };
-    let best_healthy = targets.iter().filter(|t| healthy(t)).map(|t| t.priority).min();
+    // A level counts as healthy when enough of its targets are (with the default threshold of 1:
+    // when any is).
+    let level_healthy = |level: u8| reaches(targets, level, min_up, healthy);
+    let best_healthy = targets.iter().map(|t| t.priority).filter(|&l| level_healthy(l)).min();
     let level = match (best_healthy, held) {
-        // Manual failback: stay on the held level while it has a healthy target.
-        (Some(best), Some(h)) if h > best && targets.iter().any(|t| t.priority == h && healthy(t)) => Some(h),
+        // Manual failback: stay on the held level while it counts as healthy.
+        (Some(best), Some(h)) if h > best && level_healthy(h) => Some(h),
         (Some(best), _) => Some(best),
         (None, _) => None,
     };
@@ -172,11 +231,20 @@ fn pick(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
         let short_ttl = mode == Mode::Fallback || !all_steady;
         return Choice { selected, level: Some(level), mode, short_ttl, changes_within: None };
     }
-    // No verdict says up. Targets the monitor has not judged yet are taken as up: until the first
-    // probe round is done, nothing is known to be down.
+    // No level is healthy. Targets the monitor has not judged yet are taken as up: until the first
+    // probe round is done, nothing is known to be down. They count towards the threshold with the
+    // healthy ones of their level, and both are answered (without a threshold there are no
+    // healthy ones here, so this answers the unknown ones of the best level that has any).
     let unknown = |t: &TargetView| t.admin == Admin::Auto && t.health == Health::Unknown;
-    if let Some(level) = targets.iter().filter(|t| unknown(t)).map(|t| t.priority).min() {
-        let selected = at_level(targets, level, unknown);
+    let hopeful = |t: &TargetView| healthy(t) || unknown(t);
+    let best_hopeful = targets
+        .iter()
+        .filter(|t| unknown(t))
+        .map(|t| t.priority)
+        .filter(|&l| reaches(targets, l, min_up, hopeful))
+        .min();
+    if let Some(level) = best_hopeful {
+        let selected = at_level(targets, level, hopeful);
         let mode = if level == best_usable { Mode::Preferred } else { Mode::Fallback };
         return Choice { selected, level: Some(level), mode, short_ttl: true, changes_within: None };
     }
@@ -196,6 +264,11 @@ fn pick(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
 mod tests {
     use super::*;
     use Health::*;
+
+    /// The chart without a threshold, as most tests here want it.
+    fn choose(targets: &[TargetView], all_down: AllDown, held: Option<u8>) -> Choice {
+        super::choose(targets, all_down, held, MinUp::default())
+    }
 
     fn t(priority: u8, health: Health) -> TargetView {
         TargetView { priority, health, admin: Admin::Auto, doubt: None }
@@ -473,5 +546,182 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn thresholds_count_and_percent() {
+        assert_eq!([1, 2, 3, 4].map(|n| MinUp::Percent(50).needed(n)), [1, 1, 2, 2]);
+        assert_eq!([1, 3, 10].map(|n| MinUp::Percent(1).needed(n)), [1, 1, 1]);
+        assert_eq!([1, 3, 10].map(|n| MinUp::Percent(100).needed(n)), [1, 3, 10]);
+        assert_eq!(MinUp::Count(2).needed(5), 2);
+        // Two of three up at level 1 with min_up = 100%: the whole level is skipped.
+        let ts = [t(1, Up), t(1, Up), t(1, Down), t(2, Up)];
+        let c = super::choose(&ts, AllDown::KeepPrimary, None, MinUp::Percent(100));
+        assert_eq!((c.selected, c.level, c.mode), (vec![3], Some(2), Mode::Fallback));
+        let c = super::choose(&ts, AllDown::KeepPrimary, None, MinUp::Count(2));
+        assert_eq!((c.selected, c.mode), (vec![0, 1], Mode::Preferred));
+        // A drained target is not up but still counts in the size a percentage is taken of.
+        let mut ts = [t(1, Up), t(1, Up), t(1, Up), t(2, Up)];
+        ts[0].admin = Admin::ForcedDown;
+        assert_eq!(super::choose(&ts, AllDown::KeepPrimary, None, MinUp::Percent(100)).selected, vec![3]);
+        assert_eq!(super::choose(&ts, AllDown::KeepPrimary, None, MinUp::Percent(66)).selected, vec![1, 2]);
+        // A forced-up target counts as up.
+        ts[0].admin = Admin::ForcedUp;
+        ts[1].health = Down;
+        assert_eq!(super::choose(&ts, AllDown::KeepPrimary, None, MinUp::Count(2)).selected, vec![0, 2]);
+        // Every level below its threshold: the all-down policy, as without thresholds.
+        let ts = [t(1, Up), t(1, Down), t(2, Down), t(2, Up)];
+        let c = super::choose(&ts, AllDown::Last, None, MinUp::Count(2));
+        assert_eq!((c.selected, c.mode), (vec![2, 3], Mode::AllDown));
+    }
+
+    #[test]
+    fn a_pending_verdict_that_crosses_the_threshold_changes_the_answer() {
+        let ms = Duration::from_millis;
+        let mut ts = [t(1, Up), t(1, Down), t(2, Up)];
+        // One more up at level 1 brings it back to its threshold of 100%.
+        ts[1].doubt = Some(ms(400));
+        let c = super::choose(&ts, AllDown::KeepPrimary, None, MinUp::Percent(100));
+        assert_eq!((c.selected, c.changes_within), (vec![2], Some(ms(400))));
+        // One fewer up at level 1 drops it below.
+        let mut ts = [t(1, Up), t(1, Up), t(2, Up)];
+        ts[0].doubt = Some(ms(300));
+        let c = super::choose(&ts, AllDown::KeepPrimary, None, MinUp::Percent(100));
+        assert_eq!((c.selected, c.changes_within), (vec![0, 1], Some(ms(300))));
+        // Coming up at a level that stays below its threshold (two of three) changes nothing.
+        let mut ts = [t(1, Down), t(1, Down), t(1, Down), t(2, Up)];
+        ts[0].doubt = Some(ms(300));
+        let c = super::choose(&ts, AllDown::KeepPrimary, None, MinUp::Percent(67));
+        assert_eq!((c.selected, c.changes_within), (vec![3], None));
+    }
+
+    /// What a target is in the threshold tests: a verdict with or without doubt, or an override.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum State {
+        Up,
+        UpDoubt,
+        Down,
+        DownDoubt,
+        Unknown,
+        ForcedUp,
+        ForcedDown,
+    }
+
+    const STATES: [State; 7] =
+        [State::Up, State::UpDoubt, State::Down, State::DownDoubt, State::Unknown, State::ForcedUp, State::ForcedDown];
+
+    fn view(priority: u8, s: State, i: usize) -> TargetView {
+        let (health, admin, doubt) = match s {
+            State::Up => (Up, Admin::Auto, false),
+            State::UpDoubt => (Up, Admin::Auto, true),
+            State::Down => (Down, Admin::Auto, false),
+            State::DownDoubt => (Down, Admin::Auto, true),
+            State::Unknown => (Unknown, Admin::Auto, false),
+            State::ForcedUp => (Down, Admin::ForcedUp, false),
+            State::ForcedDown => (Up, Admin::ForcedDown, false),
+        };
+        TargetView { priority, health, admin, doubt: doubt.then(|| due(i)) }
+    }
+
+    /// The answer (selected, level, mode) as the threshold rules say, written out plainly and
+    /// apart from the chart: levels whose up targets reach the threshold; failing that, levels
+    /// whose up and unknown ones do; failing that, the all-down policy.
+    fn model(ps: &[u8], ss: &[State], p: AllDown, held: Option<u8>, m: MinUp) -> (Vec<usize>, Option<u8>, Mode) {
+        let up = |s: State| matches!(s, State::Up | State::UpDoubt | State::ForcedUp);
+        let unknown = |s: State| s == State::Unknown;
+        let mut levels: Vec<u8> = ps.to_vec();
+        levels.sort();
+        levels.dedup();
+        let need = |l: u8| {
+            let size = ps.iter().filter(|&&q| q == l).count();
+            let mut k = match m {
+                MinUp::Count(n) => usize::from(n),
+                // The least k with k / size >= p / 100.
+                MinUp::Percent(pc) => (0..=size).find(|k| k * 100 >= usize::from(pc) * size).unwrap(),
+            };
+            if k == 0 {
+                k = 1;
+            }
+            k
+        };
+        let count = |l: u8, f: &dyn Fn(State) -> bool| (0..ps.len()).filter(|&i| ps[i] == l && f(ss[i])).count();
+        let at = |l: u8, f: &dyn Fn(State) -> bool| (0..ps.len()).filter(|&i| ps[i] == l && f(ss[i])).collect();
+        let usable: Vec<u8> = levels.iter().copied().filter(|&l| count(l, &|s| s != State::ForcedDown) > 0).collect();
+        let Some(&best_usable) = usable.first() else { return (vec![], None, Mode::AllDown) };
+        let mode = |l: u8| if l == best_usable { Mode::Preferred } else { Mode::Fallback };
+        let ok: Vec<u8> = levels.iter().copied().filter(|&l| count(l, &up) >= need(l)).collect();
+        if let Some(&best) = ok.first() {
+            let l = match held {
+                Some(h) if h > best && ok.contains(&h) => h,
+                _ => best,
+            };
+            return (at(l, &up), Some(l), mode(l));
+        }
+        let either = |s: State| up(s) || unknown(s);
+        let hopeful: Vec<u8> =
+            levels.iter().copied().filter(|&l| count(l, &unknown) > 0 && count(l, &either) >= need(l)).collect();
+        if let Some(&l) = hopeful.first() {
+            return (at(l, &either), Some(l), mode(l));
+        }
+        let not_drained = |s: State| s != State::ForcedDown;
+        match p {
+            AllDown::KeepPrimary => (at(best_usable, &not_drained), Some(best_usable), Mode::AllDown),
+            AllDown::Last => {
+                let worst = *usable.last().unwrap();
+                (at(worst, &not_drained), Some(worst), Mode::AllDown)
+            }
+            AllDown::All => ((0..ps.len()).filter(|&i| not_drained(ss[i])).collect(), None, Mode::AllDown),
+            AllDown::None => (vec![], None, Mode::AllDown),
+        }
+    }
+
+    /// Every combination of the seven states over small pools (levels of 2+2, 3+1 and 1+2+1
+    /// targets), every threshold a level can have (counts 1..=largest level, and percentages
+    /// around the steps), every policy and every held level: the chart agrees with the model,
+    /// and `changes_within` is the soonest due among exactly the targets in doubt whose verdict,
+    /// if it came, would change the model's answer.
+    #[test]
+    fn exhaustive_thresholds() {
+        let layouts: [&[u8]; 3] = [&[1, 1, 2, 2], &[1, 1, 1, 2], &[1, 2, 2, 3]];
+        let mut seen = [0usize; 3];
+        for ps in layouts {
+            let largest = (1..=3).map(|l| ps.iter().filter(|&&q| q == l).count()).max().unwrap();
+            let mut thresholds: Vec<MinUp> = (1..=largest as u16).map(MinUp::Count).collect();
+            thresholds.extend([1, 33, 34, 50, 51, 66, 67, 100].map(MinUp::Percent));
+            for code in 0..7usize.pow(ps.len() as u32) {
+                let ss: Vec<State> = (0..ps.len()).map(|i| STATES[code / 7usize.pow(i as u32) % 7]).collect();
+                let ts: Vec<TargetView> = (0..ps.len()).map(|i| view(ps[i], ss[i], i)).collect();
+                for &m in &thresholds {
+                    for p in POLICIES {
+                        for held in [None, Some(2), Some(3)] {
+                            let ch = super::choose(&ts, p, held, m);
+                            let want = model(ps, &ss, p, held, m);
+                            assert_eq!(
+                                (&ch.selected, ch.level, ch.mode),
+                                (&want.0, want.1, want.2),
+                                "{m:?} {p:?} held {held:?}: {ss:?}"
+                            );
+                            let flips = (0..ps.len()).filter(|&i| {
+                                let flipped = match ss[i] {
+                                    State::UpDoubt => State::Down,
+                                    State::DownDoubt => State::Up,
+                                    _ => return false,
+                                };
+                                let mut after = ss.clone();
+                                after[i] = flipped;
+                                model(ps, &after, p, held, m).0 != want.0
+                            });
+                            assert_eq!(ch.changes_within, flips.map(due).min(), "{m:?} {p:?} held {held:?}: {ss:?}");
+                            seen[match (ch.mode, ch.changes_within) {
+                                (Mode::AllDown, _) => 0,
+                                (_, None) => 1,
+                                (_, Some(_)) => 2,
+                            }] += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::chart::{AllDown, Failback};
+use crate::model::chart::{AllDown, Failback, MinUp};
 use crate::model::name::Name;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -123,6 +123,8 @@ pub struct Pool {
     pub failback: Failback,
     pub failback_delay: Duration,
     pub max_answers: Option<u16>,
+    /// How many targets of a level (per family) must be up for it to count as healthy.
+    pub min_up: MinUp,
     pub targets: Vec<Target>,
     /// Where `[pools.NAME]` is written, for messages.
     pub at: crate::model::position::Location,
@@ -205,6 +207,7 @@ pub(crate) mod testing {
             failback: Failback::Auto,
             failback_delay: Duration::ZERO,
             max_answers: None,
+            min_up: MinUp::default(),
             targets: targets
                 .iter()
                 .map(|(a, p)| {

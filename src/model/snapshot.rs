@@ -65,7 +65,7 @@ pub fn pool_answer(
                 TargetView { priority: t.priority, health, admin, doubt }
             })
             .collect();
-        let choice = chart::choose(&views, pool.all_down, held);
+        let choice = chart::choose(&views, pool.all_down, held, pool.min_up);
         let ttl = answer_ttl(pool, &choice);
         let rdatas = choice.selected.iter().map(|&i| match targets[i].address {
             std::net::IpAddr::V4(a) => a.octets().to_vec(),
@@ -274,6 +274,21 @@ mod tests {
         // Steadily on the fallback: ttl_min.
         let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, None), [None, None]);
         assert_eq!(a.a.rrset.ttl, 5);
+    }
+
+    #[test]
+    fn the_threshold_counts_each_family_on_its_own() {
+        let mut p = pool(
+            &[("192.0.2.1", 1), ("192.0.2.2", 1), ("2001:db8::1", 1), ("192.0.2.3", 2), ("2001:db8::3", 2)],
+            AllDown::KeepPrimary,
+        );
+        p.min_up = crate::model::chart::MinUp::Percent(100);
+        // One of the two IPv4 primaries down: IPv4 fails over; the one IPv6 primary is all of its
+        // level and stays.
+        let health = [Health::Up, Health::Down, Health::Up, Health::Up, Health::Up];
+        let a = pool_answer(&p, 300, |i| (health[i], Admin::Auto, None), [None, None]);
+        assert_eq!((a.a.rrset.rdatas().collect::<Vec<_>>(), a.a.mode), (vec![&[192, 0, 2, 3][..]], Mode::Fallback));
+        assert_eq!((a.aaaa.level, a.aaaa.mode), (Some(1), Mode::Preferred));
     }
 
     #[test]
