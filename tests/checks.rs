@@ -327,16 +327,6 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A weiche binary, killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Verification that passes needs a CA the probe trusts. The CA bundle is read once per
 /// process, so this runs the weiche binary with SSL_CERT_FILE naming the test's CA rather than
 /// changing the environment of this process, whose other tests run alongside.
@@ -404,7 +394,7 @@ fn smtp_starttls_passes_with_a_trusted_certificate_for_the_host() {
         }
     };
     let (dns, api) = (format!("{dns_ip}:{dns_port}"), format!("{dns_ip}:{api_port}"));
-    let _weiche = Child(
+    let _weiche = Killed(
         std::process::Command::new(env!("CARGO_BIN_EXE_weiche"))
             .args(["serve", "--listen", &dns, "--api", &api, "--zones"])
             .arg(&zones)

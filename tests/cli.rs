@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::external_port;
+use common::{Killed, external_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_weiche");
 
@@ -262,16 +262,6 @@ fn operator_commands_talk_to_the_api() {
     let (code, _, err) = run(&["status", "--api", &api]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("cannot reach the API at {api}: is weiche running? see --api")), "{err}");
-}
-
-/// A child process killed when the test ends, passed or not.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -122,11 +122,11 @@ fn a_tarpit_costs_only_its_own_timeout() {
 }
 
 /// An HTTPS backend: `openssl s_server -www` with a fresh self-signed certificate for
-/// www.example.test. Killed on drop.
-struct TlsBackend(std::process::Child);
+/// www.example.test, killed when the returned handle goes.
+struct TlsBackend;
 
 impl TlsBackend {
-    fn start(dir: &std::path::Path, ip: &str, port: u16) -> TlsBackend {
+    fn start(dir: &std::path::Path, ip: &str, port: u16) -> Killed {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         let ok = std::process::Command::new("openssl")
             .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=www.example.test"])
@@ -152,14 +152,7 @@ impl TlsBackend {
             assert!(t.elapsed() < Duration::from_secs(5), "s_server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        TlsBackend(child)
-    }
-}
-
-impl Drop for TlsBackend {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        Killed(child)
     }
 }
 

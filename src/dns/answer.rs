@@ -7,7 +7,7 @@
 
 use std::cell::Cell;
 
-use crate::dns::wire::{self, Owner, Query, Section, Writer, flags, rcode};
+use crate::dns::wire::{Owner, Query, Section, Writer, flags, rcode};
 use crate::model::rtype;
 use crate::model::snapshot::{Snapshot, ZoneEntry};
 use crate::model::zone::{APEX, NONE, NodeId, Zone};
@@ -90,7 +90,7 @@ fn find(zone: &Zone, key: &[u8]) -> Found {
 }
 
 fn lower_key(wire: &[u8], buf: &mut [u8; crate::model::name::MAX_NAME_LEN]) -> usize {
-    let n = wire::name_len(wire);
+    let n = crate::model::name::wire_len(wire);
     buf[..n].copy_from_slice(&wire[..n]);
     buf[..n].make_ascii_lowercase();
     n

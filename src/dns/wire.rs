@@ -4,7 +4,7 @@
 //! Everything here is bounded by the packet: no loop follows a pointer forward, no name grows
 //! past 255 bytes, no count is trusted beyond the bytes that are there.
 
-use crate::model::name::{MAX_LABEL_LEN, MAX_NAME_LEN};
+use crate::model::name::{MAX_LABEL_LEN, MAX_NAME_LEN, wire_len};
 use crate::model::rtype;
 use crate::model::snapshot::ApexRdata;
 use crate::model::zone::RRset;
@@ -359,8 +359,8 @@ impl<'b> Writer<'b> {
                     self.name(&rd[2..]);
                 }
                 rtype::SOA => {
-                    let m = name_len(rd);
-                    let r = name_len(&rd[m..]);
+                    let m = wire_len(rd);
+                    let r = wire_len(&rd[m..]);
                     self.name(&rd[..m]);
                     self.name(&rd[m..m + r]);
                     self.buf.extend_from_slice(&rd[m + r..]);
@@ -461,8 +461,6 @@ impl<'b> Writer<'b> {
         self.buf[10..12].copy_from_slice(&self.counts[2].to_be_bytes());
     }
 }
-
-pub use crate::model::name::wire_len as name_len;
 
 /// Writes a header-only response (FORMERR, NOTIMP, … for a query we could not read).
 pub fn header_only(buf: &mut Vec<u8>, id: u16, req_flags: u16, rcode: u8) {

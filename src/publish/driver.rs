@@ -228,18 +228,6 @@ mod tests {
     use crate::monitor::TargetState;
     use crate::ops::control::Control;
 
-    const POOL: &str = r#"records = '''
-$TTL 60
-@ SOA ns1 hm 1 1h 10m 14d 300
-@ NS ns1
-ns1 A 192.0.2.53
-'''
-[pools.www]
-failback_delay = "30s"
-check = { type = "tcp", port = 80, fall = 1, rise = 1 }
-targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", priority = 2 }]
-"#;
-
     fn www(store: &Store) -> Vec<u8> {
         let snap = store.load();
         snap.zones[0].answers[0].a.rrset.rdatas().next().unwrap().to_vec()
@@ -262,7 +250,8 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
     #[tokio::test(start_paused = true)]
     async fn the_driver_wakes_for_the_failback_delay_and_answers_after_the_write() {
         let zones = tempfile::tempdir().unwrap();
-        std::fs::write(zones.path().join("example.com.toml"), POOL).unwrap();
+        let pool = super::super::tests::POOL.replace("[pools.www]", "[pools.www]\nfailback_delay = \"30s\"");
+        std::fs::write(zones.path().join("example.com.toml"), pool).unwrap();
         let state_dir = tempfile::tempdir().unwrap();
         let store: Store = Default::default();
         let (changes, _notify) = mpsc::unbounded_channel();

@@ -669,13 +669,13 @@ fn change_event(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
     use crate::load::watch::Watcher;
 
-    const POOL: &str = r#"records = '''
+    pub(super) const POOL: &str = r#"records = '''
 $TTL 60
 @ SOA ns1 hm 1 1h 10m 14d 300
 @ NS ns1

@@ -509,3 +509,13 @@ pub fn two_site_pool(port: u16, p: &str, sec: &str, failback: &str) -> String {
          targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
     ))
 }
+
+/// A child process killed when the test ends, passed or not.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
