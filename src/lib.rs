@@ -151,9 +151,11 @@ pub async fn serve(
         udp_payload: config.udp_payload,
         tcp_idle_timeout: config.tcp_idle_timeout,
         tcp_max_connections: config.tcp_max_connections,
+        tcp_max_connections_per_client: config.tcp_max_connections_per_client,
         udp_workers: config.udp_workers,
         xdp: config.xdp.clone(),
         transfer: Arc::new(config.transfer.clone()),
+        rrl: config.rrl,
     };
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
     let listeners = dns::server::Listeners::start(sockets, store, &limits)?;
