@@ -12,14 +12,14 @@
 //! - under pressure (more than three quarters of the bound open) gives a connection that starts
 //!   waiting at most [`PRESSED_IDLE`] instead of the idle timeout, as Knot DNS does.
 //!
-//! A connection is *waiting* from when it has answered everything it was sent until a whole
-//! message has come in: an idle client, and one that sends its query byte by byte, are both
-//! waiting. One made to give way stops at once when it is waiting; one that has just received a
+//! A connection is *waiting* from when it is accepted, or has answered everything it was sent,
+//! until a whole message has come in: an idle client, and one that sends its query byte by
+//! byte, are both waiting. One made to give way stops at once when it is waiting; one that has just received a
 //! query answers it first. Writes are bounded by the idle timeout too, so a client that never
 //! reads its answers cannot hold a connection forever.
 //!
-//! The table is a mutex taken at accept and at close, never per query; a connection marks its
-//! waiting with one relaxed store of a coarse clock.
+//! The table is a mutex taken at accept and at close, never per query; a connection marks when
+//! it starts waiting with a number from one shared counter (once per batch of queries read).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,19 +41,11 @@ pub const PRESSED_IDLE: Duration = Duration::from_secs(1);
 /// How long connections get to finish what they were asked at shutdown.
 pub const GRACE: Duration = Duration::from_secs(3);
 
-/// Milliseconds of a coarse monotonic clock (its tick a few ms; a few ns to read): when a
-/// connection started waiting, for choosing which gives way.
-fn coarse_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec for the kernel (vDSO) to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
-
 /// One open connection, as the table sees it.
 struct Slot {
     peer: IpAddr,
-    /// When it started waiting for a query (coarse ms + 1); 0 while busy.
+    /// When it started waiting for a query, in the table's order of such starts (from 1); 0
+    /// while busy.
     waiting_since: AtomicU64,
     /// Told to give way (set under the table's lock: it no longer counts).
     evicted: AtomicBool,
@@ -126,6 +118,8 @@ pub struct Table {
     open: Mutex<Open>,
     /// How many are open (also under the lock; read without it for the idle timeout).
     count: AtomicUsize,
+    /// Numbers the starts of waiting: exact order, where a clock would tie.
+    waits: AtomicU64,
 }
 
 /// What the table says to a new connection.
@@ -140,7 +134,13 @@ pub enum Admit {
 
 impl Table {
     pub fn new(max: usize, per_client: usize) -> Arc<Table> {
-        Arc::new(Table { max, per_client: per_client.clamp(1, max), open: Default::default(), count: 0.into() })
+        Arc::new(Table {
+            max,
+            per_client: per_client.clamp(1, max),
+            open: Default::default(),
+            count: 0.into(),
+            waits: 0.into(),
+        })
     }
 
     /// Admits a connection from `peer`, making room as the module says, or refuses it.
@@ -157,9 +157,10 @@ impl Table {
             self.evict(&mut open, i);
             evicted = Some(Pressure::Full);
         }
+        // A new connection waits for its first query from now on, in the order of admission.
         let slot = Arc::new(Slot {
             peer,
-            waiting_since: AtomicU64::new(0),
+            waiting_since: AtomicU64::new(self.waits.fetch_add(1, Relaxed) + 1),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });
@@ -209,7 +210,7 @@ pub struct Ticket {
 impl Ticket {
     /// The connection waits for a query from now on: it may be made to give way.
     fn waiting(&self) {
-        self.slot.waiting_since.store(coarse_ms() + 1, Relaxed);
+        self.slot.waiting_since.store(self.table.waits.fetch_add(1, Relaxed) + 1, Relaxed);
     }
 
     /// A whole query has come: it answers before anything else.
@@ -307,12 +308,15 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: IpAddr, c: Conn, ti
     let mut msg = Vec::new();
     let mut out = Vec::with_capacity(4096);
     let mut stopping = c.stopping.clone();
+    // Admitted, it is waiting already.
+    let mut answered = false;
     loop {
         // Nothing more to answer: from here on the connection waits for its client.
         let waits = r.buffer().is_empty();
-        if waits {
+        if waits && answered {
             ticket.waiting();
         }
+        answered = true;
         let limit = if waits { ticket.table.idle_timeout(idle) } else { idle };
         // One whole message, within the idle timeout. At shutdown, queries already received are
         // answered; no new one is waited for.
@@ -391,6 +395,7 @@ mod tests {
         let t = Table::new(10, 3);
         let a: Vec<Ticket> = (0..3).map(|_| open(&t, "192.0.2.1")).collect();
         let b = open(&t, "192.0.2.2");
+        a.iter().chain([&b]).for_each(Ticket::busy);
         // All three of a's busy: the fourth is refused, and nobody else is touched.
         assert!(matches!(t.admit(ip("192.0.2.1")), Admit::Refused(Pressure::Client)));
         waiting_since(&b, 1);
@@ -412,6 +417,7 @@ mod tests {
         let t = Table::new(4, 4);
         let held: Vec<Ticket> =
             ["192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.3"].iter().map(|p| open(&t, p)).collect();
+        held.iter().for_each(Ticket::busy);
         assert_eq!(t.len(), 4);
         // Everyone busy: refused.
         assert!(matches!(t.admit(ip("198.51.100.1")), Admit::Refused(Pressure::Full)));
@@ -434,11 +440,29 @@ mod tests {
         assert!(t.open.lock().unwrap().per_client.is_empty());
     }
 
+    #[test]
+    fn a_new_connection_waits_from_its_admission_in_that_order() {
+        let t = Table::new(3, 3);
+        let a = open(&t, "192.0.2.1");
+        let b = open(&t, "192.0.2.1");
+        let c = open(&t, "192.0.2.2");
+        // b answered a query and waits again: now after c.
+        b.busy();
+        b.waiting();
+        let mut kept = Vec::new();
+        for want in [&a, &c, &b] {
+            let Admit::Open { ticket, evicted: Some(_) } = t.admit(ip("192.0.2.9")) else { panic!() };
+            assert!(evicted(want));
+            // Busy, it keeps its place.
+            ticket.busy();
+            kept.push(ticket);
+        }
+    }
+
     #[tokio::test]
     async fn an_evicted_connection_hears_it_even_when_told_before_it_listens() {
         let t = Table::new(1, 1);
         let first = open(&t, "192.0.2.1");
-        first.waiting();
         let Admit::Open { ticket: _second, evicted: Some(_) } = t.admit(ip("192.0.2.1")) else { panic!() };
         tokio::time::timeout(Duration::from_secs(1), first.evicted()).await.expect("told");
     }
