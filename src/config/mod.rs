@@ -747,14 +747,16 @@ mod tests {
         assert_eq!(Config::load(Some(&p)).unwrap().xdp.as_deref(), Some("eth0"));
     }
 
-    #[test]
-    fn rrl_settings_and_their_ranges() {
+    /// `text` loaded as a `weiche.toml` of its own.
+    fn load(text: &str) -> Result<Config, FileError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("weiche.toml");
-        let load = |text: &str| {
-            std::fs::write(&p, text).unwrap();
-            Config::load(Some(&p))
-        };
+        std::fs::write(&p, text).unwrap();
+        Config::load(Some(&p))
+    }
+
+    #[test]
+    fn rrl_settings_and_their_ranges() {
         // Off by default.
         let off = Config::load(None).unwrap().rrl;
         assert!(!off.is_on());
@@ -799,12 +801,6 @@ mod tests {
 
     #[test]
     fn tcp_connections_per_client() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("weiche.toml");
-        let load = |text: &str| {
-            std::fs::write(&p, text).unwrap();
-            Config::load(Some(&p))
-        };
         assert_eq!(Config::load(None).unwrap().tcp_max_connections_per_client, DEFAULT_TCP_PER_CLIENT);
         // Never more than the total.
         assert_eq!(load("[server]\ntcp_max_connections = 10\n").unwrap().tcp_max_connections_per_client, 10);
