@@ -235,3 +235,31 @@ fn under_pressure_a_connection_waits_a_second_not_the_idle_timeout() {
     // Those that started waiting before the pressure keep their time.
     assert!(!held.iter().any(closed));
 }
+
+#[test]
+fn connections_that_send_a_query_byte_by_byte_give_way_as_idle_ones_do() {
+    let s = server("127.0.0.75", |c| {
+        c.tcp_idle_timeout = Duration::from_secs(30);
+        c.tcp_max_connections = 4;
+    });
+    // Four connections fill the bound: each sent a query and, in the same write, the first byte
+    // of the next, and no more.
+    let m = query("www.abuse.test.", RecordType::A, None).to_vec().unwrap();
+    let framed = [&(m.len() as u16).to_be_bytes()[..], &m].concat();
+    let slow: Vec<TcpStream> = (0..4)
+        .map(|i| {
+            let mut c = tcp_from(&format!("127.0.11.{}", 1 + i), s.addr);
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            c.write_all(&[&framed[..], &framed[..1]].concat()).unwrap();
+            assert!(read_tcp_msg(&mut c).is_some(), "the first query is answered");
+            c
+        })
+        .collect();
+    answered_within_2s("127.0.8.3", s.addr);
+    wait_for(
+        "one slow connection closed",
+        Duration::from_secs(5),
+        || slow.iter().filter(|c| closed(c)).count(),
+        |&n| n == 1,
+    );
+}

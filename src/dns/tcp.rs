@@ -294,6 +294,11 @@ pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Ta
     let _ = tokio::time::timeout(GRACE, async { while conns.join_next().await.is_some() {} }).await;
 }
 
+/// Whether `buf` starts with a whole length-prefixed message.
+fn whole_message(buf: &[u8]) -> bool {
+    buf.len() >= 2 && buf.len() >= 2 + u16::from_be_bytes([buf[0], buf[1]]) as usize
+}
+
 fn timed_out() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "client did not read its answers within the idle timeout")
 }
@@ -311,15 +316,16 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: IpAddr, c: Conn, ti
     // Admitted, it is waiting already.
     let mut answered = false;
     loop {
-        // Nothing more to answer: from here on the connection waits for its client.
-        let waits = r.buffer().is_empty();
+        // Without a whole message read ahead, the connection waits for its client from here on
+        // (a part of one counts for nothing: sent byte by byte, it would hold its place).
+        let waits = !whole_message(r.buffer());
         if waits && answered {
             ticket.waiting();
         }
         answered = true;
         let limit = if waits { ticket.table.idle_timeout(idle) } else { idle };
-        // One whole message, within the idle timeout. At shutdown, queries already received are
-        // answered; no new one is waited for.
+        // One whole message, within the idle timeout. At shutdown, queries already received
+        // whole are answered; no other is waited for.
         let read = async {
             let len = r.read_u16().await? as usize;
             msg.resize(len, 0);
@@ -337,14 +343,14 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: IpAddr, c: Conn, ti
         ticket.busy();
         // A statement of its own, so the snapshot is let go before the first await.
         let reply = c.service.handle_tcp(&store.load(), &msg, peer, &mut out, &mut special);
-        let flush = r.buffer().is_empty();
+        // Pipelined queries already read are answered before the flush.
+        let flush = !whole_message(r.buffer());
         let sent = match reply {
             Reply::Drop => break,
             Reply::Answer => {
                 tokio::time::timeout(idle, async {
                     w.write_u16(out.len() as u16).await?;
                     w.write_all(&out).await?;
-                    // Pipelined queries already read are answered before the flush.
                     if flush { w.flush().await } else { Ok(()) }
                 })
                 .await
@@ -465,6 +471,16 @@ mod tests {
         let first = open(&t, "192.0.2.1");
         let Admit::Open { ticket: _second, evicted: Some(_) } = t.admit(ip("192.0.2.1")) else { panic!() };
         tokio::time::timeout(Duration::from_secs(1), first.evicted()).await.expect("told");
+    }
+
+    #[test]
+    fn only_a_whole_message_read_ahead_keeps_a_connection_busy() {
+        assert!(!whole_message(b""));
+        assert!(!whole_message(b"\x00"));
+        assert!(!whole_message(b"\x00\x03ab"));
+        assert!(whole_message(b"\x00\x03abc"));
+        assert!(whole_message(b"\x00\x00"));
+        assert!(whole_message(b"\x00\x01a\x00"));
     }
 
     #[test]
