@@ -257,9 +257,11 @@ start_server() { # server set
 }
 
 # CPU seconds (user+system, all threads and child processes) of process group $1.
+# A process that exits between the glob and the read is skipped (awk alone would stop with
+# status 2 on it, and set -e with it: on a machine where builds run that happens).
 group_cpu() {
-  awk -v g="$1" -v hz="$(getconf CLK_TCK)" '
-    { sub(/^.*\) /, ""); if ($3 == g) t += $12 + $13 } END { printf "%.2f\n", t / hz }' /proc/[0-9]*/stat 2>/dev/null
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" -v hz="$(getconf CLK_TCK)" '
+    { sub(/^.*\) /, ""); if ($3 == g) t += $12 + $13 } END { printf "%.2f\n", t / hz }'
 }
 # Proportional resident memory (KiB) of process group $1: shared pages counted once.
 group_pss_kb() {
