@@ -14,21 +14,21 @@
 //!
 //! A connection is *waiting* from when it is accepted, or has answered everything it was sent,
 //! until a whole message has come in: an idle client, and one that sends its query byte by
-//! byte, are both waiting. One made to give way stops at once when it is waiting; one that has just received a
-//! query answers it first. Writes are bounded by the idle timeout too, so a client that never
-//! reads its answers cannot hold a connection forever.
+//! byte, are both waiting. One made to give way has its socket shut down: its client sees the
+//! end at once, and its task stops at its read. Writes that can block are bounded by the idle
+//! timeout too, so a client that never reads its answers cannot hold a connection forever.
 //!
 //! The table is a mutex taken at accept and at close, never per query; a connection marks when
 //! it starts waiting with a number from one shared counter (once per batch of queries read).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -37,6 +37,9 @@ use crate::model::snapshot::Store;
 
 /// The longest a connection that starts waiting under pressure may wait for its next query.
 pub const PRESSED_IDLE: Duration = Duration::from_secs(1);
+
+/// A connection's write buffer (tokio's default): answers that fit go out with the flush.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// How long connections get to finish what they were asked at shutdown.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -47,9 +50,11 @@ struct Slot {
     /// When it started waiting for a query, in the table's order of such starts (from 1); 0
     /// while busy.
     waiting_since: AtomicU64,
-    /// Told to give way (set under the table's lock: it no longer counts).
+    /// Its socket. Open while the slot is in the table: a connection leaves the table before it
+    /// closes its socket (see [`accept`]).
+    fd: RawFd,
+    /// Made to give way (set under the table's lock: it no longer counts).
     evicted: AtomicBool,
-    evict: Notify,
 }
 
 /// Why a connection was closed or refused, for the metrics.
@@ -143,8 +148,9 @@ impl Table {
         })
     }
 
-    /// Admits a connection from `peer`, making room as the module says, or refuses it.
-    pub fn admit(self: &Arc<Table>, peer: IpAddr) -> Admit {
+    /// Admits a connection from `peer` on socket `fd`, making room as the module says, or
+    /// refuses it.
+    pub fn admit(self: &Arc<Table>, peer: IpAddr, fd: RawFd) -> Admit {
         let mut open = self.open.lock().expect("TCP table");
         let mut evicted = None;
         if open.per_client.get(&peer).copied().unwrap_or(0) >= self.per_client {
@@ -161,8 +167,8 @@ impl Table {
         let slot = Arc::new(Slot {
             peer,
             waiting_since: AtomicU64::new(self.waits.fetch_add(1, Relaxed) + 1),
+            fd,
             evicted: AtomicBool::new(false),
-            evict: Notify::new(),
         });
         let i = match open.free.pop() {
             Some(i) => i,
@@ -177,10 +183,14 @@ impl Table {
         Admit::Open { ticket: Ticket { table: self.clone(), slot, index: i }, evicted }
     }
 
+    /// Shuts the connection's socket down: its client sees the end at once, and its task's read
+    /// ends, which closes it (no signal to poll for on every query).
     fn evict(&self, open: &mut Open, i: usize) {
         let slot = open.remove(i);
         slot.evicted.store(true, Relaxed);
-        slot.evict.notify_one();
+        // SAFETY: shutdown(2) on a descriptor; it is the connection's, which is still open (it
+        // was in the table), and shutting it down leaves it valid for its owner to close.
+        unsafe { libc::shutdown(slot.fd, libc::SHUT_RDWR) };
         self.count.fetch_sub(1, Relaxed);
     }
 
@@ -216,11 +226,6 @@ impl Ticket {
     /// A whole query has come: it answers before anything else.
     fn busy(&self) {
         self.slot.waiting_since.store(0, Relaxed);
-    }
-
-    /// Completes when the connection must give way (at once if it already has been told).
-    async fn evicted(&self) {
-        self.slot.evict.notified().await
     }
 }
 
@@ -267,7 +272,7 @@ pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Ta
         };
         // Reap finished connections so the set does not grow.
         while conns.try_join_next().is_some() {}
-        let ticket = match table.admit(peer.ip()) {
+        let ticket = match table.admit(peer.ip(), stream.as_raw_fd()) {
             Admit::Open { ticket, evicted } => {
                 if let Some(why) = evicted {
                     debug!(%peer, reason = why.label(), "TCP connection waiting longest closed to make room");
@@ -284,9 +289,14 @@ pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Ta
         metrics::gauge!("weiche_tcp_connections").set(table.len() as f64);
         let conn = conn.clone();
         conns.spawn(async move {
-            if let Err(e) = connection(stream, peer.ip(), conn, &ticket).await {
+            let mut stream = stream;
+            if let Err(e) = connection(&mut stream, peer.ip(), conn, &ticket).await {
                 debug!(%peer, error = %e, "TCP connection ended");
             }
+            // Out of the table while the socket is still ours: an eviction must never shut down
+            // a descriptor that has been closed, and perhaps reused.
+            drop(ticket);
+            drop(stream);
         });
     }
     // Shutting down: no new connections; open ones finish their answers, within the grace time.
@@ -299,88 +309,111 @@ fn whole_message(buf: &[u8]) -> bool {
     buf.len() >= 2 && buf.len() >= 2 + u16::from_be_bytes([buf[0], buf[1]]) as usize
 }
 
-fn timed_out() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, "client did not read its answers within the idle timeout")
+/// Writing `f`, which fails when the client has not read for `idle`.
+async fn bounded(idle: Duration, f: impl Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+    tokio::time::timeout(idle, f).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client did not read its answers within the idle timeout",
+        ))
+    })
 }
 
-async fn connection(mut stream: tokio::net::TcpStream, peer: IpAddr, c: Conn, ticket: &Ticket) -> std::io::Result<()> {
+async fn connection(stream: &mut tokio::net::TcpStream, peer: IpAddr, c: Conn, ticket: &Ticket) -> std::io::Result<()> {
     let mut special = Vec::new();
     let (store, idle) = (&c.store, c.idle);
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.split();
     let mut r = BufReader::new(r);
-    let mut w = BufWriter::new(w);
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, w);
     let mut msg = Vec::new();
     let mut out = Vec::with_capacity(4096);
     let mut stopping = c.stopping.clone();
     // Admitted, it is waiting already.
     let mut answered = false;
     loop {
-        // Without a whole message read ahead, the connection waits for its client from here on
-        // (a part of one counts for nothing: sent byte by byte, it would hold its place).
-        let waits = !whole_message(r.buffer());
-        if waits && answered {
-            ticket.waiting();
-        }
-        answered = true;
-        let limit = if waits { ticket.table.idle_timeout(idle) } else { idle };
-        // One whole message, within the idle timeout. At shutdown, queries already received
-        // whole are answered; no other is waited for.
-        let read = async {
+        if whole_message(r.buffer()) {
+            // Read ahead (pipelined): taken from the buffer, nothing to wait for.
             let len = r.read_u16().await? as usize;
             msg.resize(len, 0);
-            r.read_exact(&mut msg).await
-        };
-        tokio::select! {
-            m = tokio::time::timeout(limit, read) => match m {
-                Ok(Ok(_)) => {}
-                // Idle too long, or the client closed: either way, done.
-                _ => break,
-            },
-            _ = ticket.evicted() => break,
-            _ = stopping.wait_for(|s| *s), if waits => break,
+            r.read_exact(&mut msg).await?;
+        } else {
+            // Without a whole message read ahead the connection waits for its client (a part of
+            // one counts for nothing: sent byte by byte, it would hold its place).
+            if answered {
+                ticket.waiting();
+            }
+            // One whole message, within the idle timeout. At shutdown, queries already received
+            // whole are answered; no other is waited for.
+            let limit = ticket.table.idle_timeout(idle);
+            let read = async {
+                let len = r.read_u16().await? as usize;
+                msg.resize(len, 0);
+                r.read_exact(&mut msg).await
+            };
+            tokio::select! {
+                biased;
+                m = tokio::time::timeout(limit, read) => match m {
+                    Ok(Ok(_)) => {}
+                    // Idle too long, or the client closed: either way, done.
+                    _ => break,
+                },
+                _ = stopping.wait_for(|s| *s) => break,
+            }
+            ticket.busy();
         }
-        ticket.busy();
+        answered = true;
         // A statement of its own, so the snapshot is let go before the first await.
         let reply = c.service.handle_tcp(&store.load(), &msg, peer, &mut out, &mut special);
         // Pipelined queries already read are answered before the flush.
         let flush = !whole_message(r.buffer());
-        let sent = match reply {
+        match reply {
             Reply::Drop => break,
+            // Into the buffer, if it fits, cannot block; a flush or a larger answer can, for as
+            // long as the client does not read: bounded by the idle timeout.
+            Reply::Answer if 2 + out.len() <= WRITE_BUFFER - w.buffer().len() => {
+                w.write_u16(out.len() as u16).await?;
+                w.write_all(&out).await?;
+                if flush {
+                    bounded(idle, w.flush()).await?;
+                }
+            }
             Reply::Answer => {
-                tokio::time::timeout(idle, async {
+                bounded(idle, async {
                     w.write_u16(out.len() as u16).await?;
                     w.write_all(&out).await?;
                     if flush { w.flush().await } else { Ok(()) }
                 })
-                .await
+                .await?
             }
             Reply::Messages => {
-                tokio::time::timeout(idle, async {
+                bounded(idle, async {
                     for m in &special {
                         w.write_u16(m.len() as u16).await?;
                         w.write_all(m).await?;
                     }
                     w.flush().await
                 })
-                .await
+                .await?
             }
-        };
-        sent.map_err(|_| timed_out())??;
+        }
     }
-    tokio::time::timeout(idle, w.flush()).await.map_err(|_| timed_out())?
+    bounded(idle, w.flush()).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// For tables whose connections have no socket: shutdown(2) fails on it, and does nothing.
+    const NO_SOCKET: RawFd = -1;
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
     fn open(t: &Arc<Table>, peer: &str) -> Ticket {
-        match t.admit(ip(peer)) {
+        match t.admit(ip(peer), NO_SOCKET) {
             Admit::Open { ticket, evicted: None } => ticket,
             Admit::Open { evicted: Some(why), .. } => panic!("{peer}: admitted, but {why:?} evicted another"),
             Admit::Refused(why) => panic!("{peer}: refused ({why:?})"),
@@ -403,11 +436,11 @@ mod tests {
         let b = open(&t, "192.0.2.2");
         a.iter().chain([&b]).for_each(Ticket::busy);
         // All three of a's busy: the fourth is refused, and nobody else is touched.
-        assert!(matches!(t.admit(ip("192.0.2.1")), Admit::Refused(Pressure::Client)));
+        assert!(matches!(t.admit(ip("192.0.2.1"), NO_SOCKET), Admit::Refused(Pressure::Client)));
         waiting_since(&b, 1);
         waiting_since(&a[2], 5);
         waiting_since(&a[1], 7);
-        match t.admit(ip("192.0.2.1")) {
+        match t.admit(ip("192.0.2.1"), NO_SOCKET) {
             Admit::Open { evicted: Some(Pressure::Client), ticket } => drop(ticket),
             _ => panic!("a's longest waiting should give way"),
         }
@@ -426,10 +459,10 @@ mod tests {
         held.iter().for_each(Ticket::busy);
         assert_eq!(t.len(), 4);
         // Everyone busy: refused.
-        assert!(matches!(t.admit(ip("198.51.100.1")), Admit::Refused(Pressure::Full)));
+        assert!(matches!(t.admit(ip("198.51.100.1"), NO_SOCKET), Admit::Refused(Pressure::Full)));
         waiting_since(&held[1], 20);
         waiting_since(&held[3], 10);
-        let new = match t.admit(ip("198.51.100.1")) {
+        let new = match t.admit(ip("198.51.100.1"), NO_SOCKET) {
             Admit::Open { evicted: Some(Pressure::Full), ticket } => ticket,
             _ => panic!("the longest waiting should give way"),
         };
@@ -457,7 +490,7 @@ mod tests {
         b.waiting();
         let mut kept = Vec::new();
         for want in [&a, &c, &b] {
-            let Admit::Open { ticket, evicted: Some(_) } = t.admit(ip("192.0.2.9")) else { panic!() };
+            let Admit::Open { ticket, evicted: Some(_) } = t.admit(ip("192.0.2.9"), NO_SOCKET) else { panic!() };
             assert!(evicted(want));
             // Busy, it keeps its place.
             ticket.busy();
@@ -465,12 +498,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_evicted_connection_hears_it_even_when_told_before_it_listens() {
+    #[test]
+    fn an_evicted_connections_socket_is_shut_down() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
         let t = Table::new(1, 1);
-        let first = open(&t, "192.0.2.1");
-        let Admit::Open { ticket: _second, evicted: Some(_) } = t.admit(ip("192.0.2.1")) else { panic!() };
-        tokio::time::timeout(Duration::from_secs(1), first.evicted()).await.expect("told");
+        let Admit::Open { ticket: first, .. } = t.admit(ip("192.0.2.1"), server.as_raw_fd()) else { panic!() };
+        let Admit::Open { ticket: _second, evicted: Some(_) } = t.admit(ip("192.0.2.1"), NO_SOCKET) else { panic!() };
+        assert!(evicted(&first));
+        // The client sees the end, and so would the connection's own read.
+        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert_eq!(std::io::Read::read(&mut client, &mut [0u8; 1]).unwrap(), 0);
+        assert_eq!(std::io::Read::read(&mut &server, &mut [0u8; 1]).unwrap(), 0);
     }
 
     #[test]
