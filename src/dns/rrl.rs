@@ -247,7 +247,6 @@ impl Table {
     /// Accounts for the response to `q` in `out` (what [`crate::dns::answer::respond`] wrote,
     /// with outcome `o`), to `client` at second `now`. A slipped response is rewritten in `out`;
     /// a dropped one is left for the caller to drop.
-    #[inline(never)]
     pub fn limit(&self, now: u32, client: IpAddr, q: &Query<'_>, o: &Outcome, out: &mut Vec<u8>) -> Limited {
         let kind = Kind::of(o.rcode, out);
         let (qtype, domain) = match kind {
@@ -269,7 +268,6 @@ impl Table {
 
     /// Accounts for a header-only error to a message that could not be read: per client, as
     /// every error; a slip sends it as it is.
-    #[inline(never)]
     pub fn limit_error(&self, now: u32, client: IpAddr) -> Limited {
         match self.account(now, client, Kind::Error, 0, &[]) {
             Action::Send => Limited::No,

@@ -95,10 +95,8 @@ impl Service {
             Err(Reject::Header { id, flags, rcode }) => {
                 wire::header_only(out, id, flags, rcode);
                 let outcome = Outcome { rcode: rcode as u16, qtype: 0, truncated: false, domain: 0 };
-                if let (Some(rrl), Via::Datagram(now)) = (&self.rrl, via)
-                    && let Some(peer) = peer()
-                {
-                    return self.limited(outcome, rrl.limit_error(now, peer));
+                if let (Some(rrl), Via::Datagram(now)) = (&self.rrl, via) {
+                    return self.limit(rrl, now, peer, None, outcome, out);
                 }
                 self.counters.count(Some(outcome));
                 return Reply::Answer;
@@ -110,18 +108,32 @@ impl Service {
             return Reply::Messages;
         }
         let outcome = answer::respond(snap, &q, tcp, self.udp_payload, out);
-        if let (Some(rrl), Via::Datagram(now)) = (&self.rrl, via)
-            && let Some(peer) = peer()
-        {
-            return self.limited(outcome, rrl.limit(now, peer, &q, &outcome, out));
+        if let (Some(rrl), Via::Datagram(now)) = (&self.rrl, via) {
+            return self.limit(rrl, now, peer, Some(&q), outcome, out);
         }
         self.counters.count(Some(outcome));
         Reply::Answer
     }
 
-    /// Counts a response that went through rate limiting, and says what to send.
+    /// Rate limits the response in `out` to `q` (None: a header-only error to a message that
+    /// could not be read), counts it, and says what to send. Out of line, peer address and all:
+    /// inlined, it made the listeners' loops too large to inline what they need (the XDP round
+    /// lost its frame parsing to calls).
     #[inline(never)]
-    fn limited(&self, mut outcome: Outcome, limited: Limited) -> Reply {
+    fn limit(
+        &self,
+        rrl: &rrl::Table,
+        now: u32,
+        peer: impl FnOnce() -> Option<IpAddr>,
+        q: Option<&Query<'_>>,
+        mut outcome: Outcome,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        let limited = match (peer(), q) {
+            (None, _) => Limited::No,
+            (Some(peer), Some(q)) => rrl.limit(now, peer, q, &outcome, out),
+            (Some(peer), None) => rrl.limit_error(now, peer),
+        };
         match limited {
             Limited::No => {}
             Limited::Slipped(kind) => {
