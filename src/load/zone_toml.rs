@@ -48,7 +48,7 @@ impl OneOrMany {
 struct CheckSpec {
     #[serde(rename = "type")]
     kind: CheckKind,
-    port: Option<u16>,
+    port: Option<Spanned<u16>>,
     interval: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     retry_interval: Option<Spanned<String>>,
@@ -69,6 +69,13 @@ struct CheckSpec {
     expect_answer: Option<Spanned<String>>,
     helo: Option<Spanned<String>>,
     starttls: Option<Spanned<bool>>,
+    credentials_file: Option<Spanned<String>>,
+    tls: Option<Spanned<bool>>,
+    tls_ca: Option<Spanned<String>>,
+    donor_ok: Option<Spanned<bool>>,
+    read_only_ok: Option<Spanned<bool>>,
+    query: Option<Spanned<String>>,
+    max_replication_lag: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,16 +160,11 @@ pub fn pools_of(
     let mut named: BTreeMap<String, Arc<Check>> = BTreeMap::new();
     for (name, spec) in checks {
         let span = spec.span();
-        match check_of(name.get_ref(), spec.into_inner(), &err) {
+        match check_of(name.get_ref(), spec.into_inner(), span, file, &err) {
             Ok(c) => {
                 named.insert(name.into_inner(), Arc::new(c));
             }
-            Err(mut e) => {
-                if e.at.line == 0 {
-                    e = err(span, e.msg);
-                }
-                errors.push(e);
-            }
+            Err(e) => errors.push(e),
         }
     }
     let mut out = Vec::new();
@@ -193,9 +195,12 @@ impl ZoneSpec {
 /// check types it belongs to.
 type KeyRule<'a> = (Option<std::ops::Range<usize>>, &'a str, &'a [CheckKind]);
 
+/// `at` is where the check is written, for errors about keys it lacks.
 fn check_of(
     name: &str,
     s: CheckSpec,
+    at: std::ops::Range<usize>,
+    file: &Path,
     err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
 ) -> Result<Check, FileError> {
     let ctx = |m: String| format!("check {name:?}: {m}");
@@ -204,12 +209,12 @@ fn check_of(
         |v: &Option<Spanned<String>>, default: Duration, what: &str| duration_field(v.as_ref(), default, what, &cerr);
     let interval = dur(&s.interval, Duration::from_secs(10), "interval")?;
     if interval < MIN_INTERVAL {
-        let span = s.interval.as_ref().map(Spanned::span).unwrap_or(0..0);
+        let span = s.interval.as_ref().map(Spanned::span).unwrap_or(at.clone());
         return Err(err(span, ctx(format!("interval must be at least {}ms", MIN_INTERVAL.as_millis()))));
     }
     let timeout = dur(&s.timeout, Duration::from_secs(2).min(interval / 2), "timeout")?;
     if timeout >= interval || timeout.is_zero() {
-        let span = s.timeout.as_ref().map(Spanned::span).unwrap_or(0..0);
+        let span = s.timeout.as_ref().map(Spanned::span).unwrap_or(at.clone());
         return Err(err(
             span,
             ctx(format!("timeout ({timeout:?}) must be above zero and less than the interval ({interval:?})")),
@@ -220,7 +225,7 @@ fn check_of(
     let retry_default = (interval / 5).max(MIN_RETRY_INTERVAL).min(interval);
     let retry_interval = dur(&s.retry_interval, retry_default, "retry_interval")?;
     if retry_interval < MIN_RETRY_INTERVAL || retry_interval > interval {
-        let span = s.retry_interval.as_ref().map(Spanned::span).unwrap_or(0..0);
+        let span = s.retry_interval.as_ref().map(Spanned::span).unwrap_or(at.clone());
         return Err(err(span, ctx(format!("retry_interval must be 100ms..=interval, got {retry_interval:?}"))));
     }
     let count = |v: &Option<Spanned<u32>>, default: u32, what: &str| -> Result<u32, FileError> {
@@ -236,23 +241,30 @@ fn check_of(
     let rise = count(&s.rise, 2, "rise")?;
     // Keys that belong to other check types are errors: a misplaced key would otherwise
     // silently check less than the operator thinks.
-    use CheckKind::{Dns, Http, Https, Smtp, Tcp};
-    let keys: [KeyRule; 15] = [
+    use CheckKind::{Dns, Galera, Http, Https, Mysql, Smtp, Tcp};
+    let keys: [KeyRule; 22] = [
         (s.send.as_ref().map(Spanned::span), "send", &[Tcp]),
         (s.expect.as_ref().map(Spanned::span), "expect", &[Tcp]),
-        (s.host.as_ref().map(Spanned::span), "host", &[Http, Https, Smtp]),
+        (s.host.as_ref().map(Spanned::span), "host", &[Http, Https, Smtp, Galera, Mysql]),
         (s.path.as_ref().map(Spanned::span), "path", &[Http, Https]),
         (s.method.as_ref().map(Spanned::span), "method", &[Http, Https]),
         (s.expect_status.as_ref().and_then(|v| v.first()).map(Spanned::span), "expect_status", &[Http, Https]),
         (s.body_contains.as_ref().map(Spanned::span), "body_contains", &[Http, Https]),
         (s.headers.as_ref().map(Spanned::span), "headers", &[Http, Https]),
-        (s.tls_verify.as_ref().map(Spanned::span), "tls_verify", &[Https, Smtp]),
+        (s.tls_verify.as_ref().map(Spanned::span), "tls_verify", &[Https, Smtp, Galera, Mysql]),
         (s.name.as_ref().map(Spanned::span), "name", &[Dns]),
         (s.qtype.as_ref().map(Spanned::span), "qtype", &[Dns]),
         (s.expect_rcode.as_ref().map(Spanned::span), "expect_rcode", &[Dns]),
         (s.expect_answer.as_ref().map(Spanned::span), "expect_answer", &[Dns]),
         (s.helo.as_ref().map(Spanned::span), "helo", &[Smtp]),
         (s.starttls.as_ref().map(Spanned::span), "starttls", &[Smtp]),
+        (s.credentials_file.as_ref().map(Spanned::span), "credentials_file", &[Galera, Mysql]),
+        (s.tls.as_ref().map(Spanned::span), "tls", &[Galera, Mysql]),
+        (s.tls_ca.as_ref().map(Spanned::span), "tls_ca", &[Galera, Mysql]),
+        (s.donor_ok.as_ref().map(Spanned::span), "donor_ok", &[Galera]),
+        (s.read_only_ok.as_ref().map(Spanned::span), "read_only_ok", &[Galera]),
+        (s.query.as_ref().map(Spanned::span), "query", &[Mysql]),
+        (s.max_replication_lag.as_ref().map(Spanned::span), "max_replication_lag", &[Mysql]),
     ];
     let first_misplaced = keys
         .into_iter()
@@ -267,7 +279,34 @@ fn check_of(
         CheckKind::Tcp => {
             Probe::Tcp { send: s.send.map(Spanned::into_inner), expect: s.expect.map(Spanned::into_inner) }
         }
-        CheckKind::Dns => dns_probe(&s, &cerr)?,
+        CheckKind::Dns => dns_probe(&s, at.clone(), &cerr)?,
+        CheckKind::Galera => Probe::Galera {
+            login: sql_login(&s, at.clone(), file, &cerr)?,
+            donor_ok: s.donor_ok.as_ref().is_some_and(|v| *v.get_ref()),
+            read_only_ok: s.read_only_ok.as_ref().is_none_or(|v| *v.get_ref()),
+        },
+        CheckKind::Mysql => {
+            let query = match &s.query {
+                None => "SELECT 1".to_string(),
+                Some(q) if q.get_ref().trim().is_empty() => return Err(cerr(q.span(), "query is empty".into())),
+                Some(q) => q.get_ref().clone(),
+            };
+            let max_replication_lag = match &s.max_replication_lag {
+                None => None,
+                Some(v) => {
+                    let lag =
+                        parse_duration(v.get_ref()).map_err(|m| cerr(v.span(), format!("max_replication_lag: {m}")))?;
+                    if lag < Duration::from_secs(1) {
+                        return Err(cerr(
+                            v.span(),
+                            "max_replication_lag must be at least 1s (the server counts whole seconds)".into(),
+                        ));
+                    }
+                    Some(lag)
+                }
+            };
+            Probe::Mysql { login: sql_login(&s, at.clone(), file, &cerr)?, query, max_replication_lag }
+        }
         CheckKind::Smtp => {
             let starttls = s.starttls.as_ref().is_some_and(|v| *v.get_ref());
             for (span, field) in
@@ -298,13 +337,15 @@ fn check_of(
             }
         }
         CheckKind::Http | CheckKind::Https => {
+            let method_at = s.method.as_ref().map_or(at.clone(), Spanned::span);
             let method = s.method.map(Spanned::into_inner).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
             if method != "GET" && method != "HEAD" {
-                return Err(err(0..0, ctx(format!("method must be GET or HEAD, got {method}"))));
+                return Err(err(method_at, ctx(format!("method must be GET or HEAD, got {method}"))));
             }
+            let path_at = s.path.as_ref().map_or(at.clone(), Spanned::span);
             let path = s.path.map(Spanned::into_inner).unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
-                return Err(err(0..0, ctx(format!("path must start with '/', got {path:?}"))));
+                return Err(err(path_at, ctx(format!("path must start with '/', got {path:?}"))));
             }
             let mut statuses = Vec::new();
             for st in s.expect_status.unwrap_or_default() {
@@ -340,22 +381,110 @@ fn check_of(
             }
         }
     };
-    let port = match (s.port, s.kind) {
-        (Some(0), _) => return Err(err(0..0, ctx("port must be 1..=65535".into()))),
-        (Some(p), _) => p,
+    let port = match (s.port.as_ref().map(|p| (*p.get_ref(), p.span())), s.kind) {
+        (Some((0, span)), _) => return Err(err(span, ctx("port must be 1..=65535".into()))),
+        (Some((p, _)), _) => p,
         (None, CheckKind::Http) => 80,
         (None, CheckKind::Https) => 443,
         (None, CheckKind::Dns) => 53,
         (None, CheckKind::Smtp) => 25,
-        (None, CheckKind::Tcp) => return Err(err(0..0, ctx("a tcp check needs a port".into()))),
+        (None, CheckKind::Galera | CheckKind::Mysql) => 3306,
+        (None, CheckKind::Tcp) => return Err(err(at, ctx("a tcp check needs a port".into()))),
     };
     Ok(Check { name: name.to_string(), kind: s.kind, port, interval, timeout, retry_interval, fall, rise, probe })
 }
 
-fn dns_probe(s: &CheckSpec, cerr: &impl Fn(std::ops::Range<usize>, String) -> FileError) -> Result<Probe, FileError> {
+/// Most bytes of a credentials or CA file: they are a few lines, anything bigger is a mistake.
+const MAX_SIDE_FILE: u64 = 1 << 20;
+
+/// Reads a file a check names, relative to the zone file's folder: a regular file, bounded.
+fn read_side_file(zone_file: &Path, name: &str) -> Result<(std::path::PathBuf, Vec<u8>), String> {
+    let path = zone_file.parent().unwrap_or(Path::new(".")).join(name);
+    let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.len() > MAX_SIDE_FILE {
+        return Err(format!("{} is over {} bytes", path.display(), MAX_SIDE_FILE));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path, bytes))
+}
+
+/// The login of a `galera` or `mysql` check: its credentials file, read now (a reload picks up
+/// a changed password), and TLS.
+fn sql_login(
+    s: &CheckSpec,
+    at: std::ops::Range<usize>,
+    file: &Path,
+    cerr: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<SqlLogin, FileError> {
+    let Some(cf) = &s.credentials_file else {
+        return Err(cerr(
+            at,
+            format!(
+                "a {} check needs credentials_file, a MySQL option file with [client] user= and password=",
+                s.kind.name()
+            ),
+        ));
+    };
+    let (path, bytes) =
+        read_side_file(file, cf.get_ref()).map_err(|m| cerr(cf.span(), format!("credentials_file {m}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| cerr(cf.span(), format!("credentials_file {}: not UTF-8 text", path.display())))?;
+    let login = crate::load::my_cnf::client_login(&text)
+        .map_err(|m| cerr(cf.span(), format!("credentials_file {}: {m}", path.display())))?;
+    let tls_on = s.tls.as_ref().is_some_and(|v| *v.get_ref());
+    for (span, field) in [
+        (s.host.as_ref().map(Spanned::span), "host"),
+        (s.tls_verify.as_ref().map(Spanned::span), "tls_verify"),
+        (s.tls_ca.as_ref().map(Spanned::span), "tls_ca"),
+    ] {
+        if let Some(span) = span.filter(|_| !tls_on) {
+            return Err(cerr(span, format!("{field} is only for {} checks with tls = true", s.kind.name())));
+        }
+    }
+    if let Some(h) = &s.host
+        && rustls::pki_types::ServerName::try_from(h.get_ref().as_str()).is_err()
+    {
+        return Err(cerr(h.span(), format!("host {:?} is not a DNS name or an address", h.get_ref())));
+    }
+    let ca = match &s.tls_ca {
+        None => None,
+        Some(c) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let (path, pem) = read_side_file(file, c.get_ref()).map_err(|m| cerr(c.span(), format!("tls_ca {m}")))?;
+            let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+            match certs {
+                Ok(c) if !c.is_empty() => {}
+                _ => {
+                    return Err(cerr(c.span(), format!("tls_ca {}: no PEM certificate in it", path.display())));
+                }
+            }
+            Some(pem)
+        }
+    };
+    Ok(SqlLogin {
+        user: login.user,
+        password: Secret(login.password),
+        credentials_file: path,
+        tls: tls_on.then(|| SqlTls {
+            verify: s.tls_verify.as_ref().is_none_or(|v| *v.get_ref()),
+            host: s.host.as_ref().map(|h| h.get_ref().clone()),
+            ca,
+        }),
+    })
+}
+
+fn dns_probe(
+    s: &CheckSpec,
+    at: std::ops::Range<usize>,
+    cerr: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Probe, FileError> {
     use crate::model::rtype;
     let Some(name_spec) = &s.name else {
-        return Err(cerr(0..0, "a dns check needs a name to query".into()));
+        return Err(cerr(at, "a dns check needs a name to query".into()));
     };
     // Always absolute: a check may well query a zone other than the one it is written in.
     let name = Name::parse(name_spec.get_ref(), Some(&Name::root()))
@@ -425,12 +554,9 @@ fn pool_of(
                 None
             }
         },
-        CheckRef::Inline(spec) => match check_of(&format!("{label} (inline)"), *spec, &err) {
+        CheckRef::Inline(spec) => match check_of(&format!("{label} (inline)"), *spec, check_span.clone(), file, &err) {
             Ok(c) => Some(Arc::new(c)),
-            Err(mut e) => {
-                if e.at.line == 0 {
-                    e = err(check_span.clone(), e.msg);
-                }
+            Err(e) => {
                 errors.push(e);
                 None
             }
@@ -808,7 +934,7 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
             ),
             (
                 "[checks.a]\ntype = \"http\"\ntls_verify = true\n",
-                "example.com.toml:3:14: check \"a\": tls_verify is only for https/smtp checks",
+                "example.com.toml:3:14: check \"a\": tls_verify is only for https/smtp/galera/mysql checks",
             ),
             ("[checks.a]\ntype = \"smtp\"\nstarttls = \"yes\"\n", "example.com.toml:3:12: invalid type"),
         ];
@@ -819,6 +945,92 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
                 Ok(_) => pools(text).1,
             };
             assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
+        }
+    }
+
+    /// A credentials file in a fresh folder, and its path as a TOML string.
+    fn creds(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("galera.cnf");
+        std::fs::write(&path, text).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn galera_and_mysql_checks() {
+        let (_d, cf) = creds("[client]\nuser = monitor\npassword = \"p#1\"\n");
+        let c = one_check(&format!("[checks.c]\ntype = \"galera\"\ncredentials_file = \"{cf}\"\n"));
+        assert_eq!((c.kind, c.port), (CheckKind::Galera, 3306));
+        let Probe::Galera { login, donor_ok, read_only_ok } = &c.probe else { panic!("{:?}", c.probe) };
+        assert_eq!((login.user.as_str(), login.password.0.as_str()), ("monitor", "p#1"));
+        assert_eq!((*donor_ok, *read_only_ok, &login.tls), (false, true, &None));
+        assert!(!format!("{c:?}").contains("p#1"), "the password is never printed");
+        let c = one_check(&format!(
+            "[checks.c]\ntype = \"galera\"\ncredentials_file = \"{cf}\"\ndonor_ok = true\nread_only_ok = false\ntls = true\ntls_verify = false\nhost = \"db.example.com\"\n"
+        ));
+        let Probe::Galera { login, donor_ok, read_only_ok } = &c.probe else { panic!() };
+        assert_eq!((*donor_ok, *read_only_ok), (true, false));
+        assert_eq!(login.tls, Some(SqlTls { verify: false, host: Some("db.example.com".into()), ca: None }));
+        assert!(c.probe.skips_tls_verification());
+        let c = one_check(&format!("[checks.c]\ntype = \"mysql\"\ncredentials_file = \"{cf}\"\n"));
+        let Probe::Mysql { query, max_replication_lag, .. } = &c.probe else { panic!() };
+        assert_eq!((query.as_str(), *max_replication_lag), ("SELECT 1", None));
+        let c = one_check(&format!(
+            "[checks.c]\ntype = \"mysql\"\nport = 3307\ncredentials_file = \"{cf}\"\nquery = \"SELECT @@read_only = 0\"\nmax_replication_lag = \"30s\"\n"
+        ));
+        let Probe::Mysql { query, max_replication_lag, .. } = &c.probe else { panic!() };
+        assert_eq!(c.port, 3307);
+        assert_eq!((query.as_str(), *max_replication_lag), ("SELECT @@read_only = 0", Some(Duration::from_secs(30))));
+    }
+
+    #[test]
+    fn galera_and_mysql_check_errors() {
+        let (_d, cf) = creds("[client]\nuser = monitor\npassword = pw\n");
+        let (_e, no_user) = creds("[client]\npassword = pw\n");
+        let cases = [
+            ("type = \"galera\"\n".to_string(), "2:1: check \"a\": a galera check needs credentials_file".to_string()),
+            (
+                "type = \"galera\"\ncredentials_file = \"/nonexistent/weiche.cnf\"\n".into(),
+                "4:20: check \"a\": credentials_file /nonexistent/weiche.cnf: No such file".into(),
+            ),
+            (
+                "type = \"galera\"\ncredentials_file = \"/\"\n".into(),
+                "4:20: check \"a\": credentials_file / is not a regular file".into(),
+            ),
+            (
+                format!("type = \"mysql\"\ncredentials_file = \"{no_user}\"\n"),
+                format!("4:20: check \"a\": credentials_file {no_user}: [client] has no user="),
+            ),
+            (
+                format!("type = \"galera\"\ncredentials_file = \"{cf}\"\ntls_verify = false\n"),
+                "5:14: check \"a\": tls_verify is only for galera checks with tls = true".into(),
+            ),
+            (
+                format!("type = \"galera\"\ncredentials_file = \"{cf}\"\nquery = \"SELECT 1\"\n"),
+                "5:9: check \"a\": query is only for mysql checks".into(),
+            ),
+            (
+                format!("type = \"mysql\"\ncredentials_file = \"{cf}\"\ndonor_ok = true\n"),
+                "5:12: check \"a\": donor_ok is only for galera checks".into(),
+            ),
+            (
+                format!("type = \"mysql\"\ncredentials_file = \"{cf}\"\nmax_replication_lag = \"500ms\"\n"),
+                "5:23: check \"a\": max_replication_lag must be at least 1s".into(),
+            ),
+            (
+                format!("type = \"mysql\"\ncredentials_file = \"{cf}\"\ntls = true\ntls_ca = \"{cf}\"\n"),
+                format!("6:10: check \"a\": tls_ca {cf}: no PEM certificate in it"),
+            ),
+            (
+                "type = \"tcp\"\nport = 1\ncredentials_file = \"x\"\n".into(),
+                "5:20: check \"a\": credentials_file is only for galera/mysql checks".into(),
+            ),
+        ];
+        for (body, want) in cases {
+            let text = format!("\n[checks.a]\n{body}");
+            let e = pools(&text).1;
+            let want = format!("example.com.toml:{want}");
+            assert!(e.len() == 1 && e[0].starts_with(&want), "{text}\n{e:?}\nwant {want}");
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum CheckKind {
     Https,
     Dns,
     Smtp,
+    Galera,
+    Mysql,
 }
 
 impl CheckKind {
@@ -29,6 +31,8 @@ impl CheckKind {
             CheckKind::Https => "https",
             CheckKind::Dns => "dns",
             CheckKind::Smtp => "smtp",
+            CheckKind::Galera => "galera",
+            CheckKind::Mysql => "mysql",
         }
     }
 }
@@ -67,6 +71,51 @@ pub enum Probe {
         host: Option<String>,
         tls_verify: bool,
     },
+    /// A MariaDB/MySQL login, then the node's wsrep (Galera) status decides.
+    Galera {
+        login: SqlLogin,
+        /// A donor (wsrep_local_state 2) counts as up.
+        donor_ok: bool,
+        /// A node with `read_only = ON` counts as up.
+        read_only_ok: bool,
+    },
+    /// A MariaDB/MySQL login, then a query whose first column must be truthy, and optionally
+    /// the replica's lag.
+    Mysql {
+        login: SqlLogin,
+        query: String,
+        max_replication_lag: Option<Duration>,
+    },
+}
+
+/// How the `galera` and `mysql` checks log in: the monitoring user of a MySQL option file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SqlLogin {
+    pub user: String,
+    pub password: Secret,
+    /// Where the credentials came from, for messages.
+    pub credentials_file: std::path::PathBuf,
+    /// None: no TLS.
+    pub tls: Option<SqlTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SqlTls {
+    pub verify: bool,
+    /// The name the certificate must carry (None: the target's address).
+    pub host: Option<String>,
+    /// PEM certificates of the CAs to trust besides the public roots (`tls_ca`, read at load).
+    pub ca: Option<Vec<u8>>,
+}
+
+/// A password: compared and hashed like a string, never printed.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// What one record of a DNS check's answer section must show.
@@ -85,7 +134,10 @@ impl Probe {
         matches!(
             self,
             Probe::Http { tls: true, tls_verify: false, .. } | Probe::Smtp { starttls: true, tls_verify: false, .. }
-        )
+        ) || match self {
+            Probe::Galera { login, .. } | Probe::Mysql { login, .. } => login.tls.as_ref().is_some_and(|t| !t.verify),
+            _ => false,
+        }
     }
 }
 
