@@ -137,7 +137,8 @@ mod tests {
     fn only_a_synced_primary_ready_node_is_up() {
         assert_eq!(verdict(&synced(), None, false), Ok(()));
         assert_eq!(verdict(&synced(), Some(false), false), Ok(()));
-        let cases: [(fn(&mut Wsrep), &str); 7] = [
+        type Change = fn(&mut Wsrep);
+        let cases: [(Change, &str); 7] = [
             (|w| *w = Wsrep::default(), "not a Galera node"),
             (|w| w.connected = Some("OFF".into()), "not connected to a cluster (wsrep_connected=OFF)"),
             (
