@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod galera;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
