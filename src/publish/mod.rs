@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -29,9 +29,10 @@ use crate::load::watch::{Reload, ZoneDiff, ZoneFileState};
 use crate::model::chart::{Admin, Failback, Health, Mode};
 use crate::model::history;
 use crate::model::name::Name;
+use crate::model::pool::Check;
 use crate::model::snapshot::{FamilyAnswer, PoolAnswer, Snapshot, ZoneEntry, pool_answer};
 use crate::model::zone::Zone;
-use crate::monitor::{ProbeKey, TargetState, Update};
+use crate::monitor::{CheckKey, ProbeKey, TargetState, Update};
 use crate::ops::events::{Event, EventKind};
 use crate::transfer::secondaries::Change;
 use admin::{AdminState, Drain};
@@ -69,12 +70,14 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Which probe key each pool target has, and which pools each key serves.
+/// Which probe keys each pool target has, and which pools each key serves.
 #[derive(Default)]
 struct ProbeIndex {
-    /// Per served zone (by address of its `Arc`): per pool, per target.
-    per_zone: HashMap<usize, Vec<Vec<ProbeKey>>>,
-    users: HashMap<ProbeKey, Vec<(Arc<Zone>, usize)>>,
+    /// Per served zone (by address of its `Arc`): per pool, per target, one key per check of
+    /// the target (in the order of `Target::checks`).
+    per_zone: HashMap<usize, Vec<Vec<Vec<ProbeKey>>>>,
+    /// Where each key is used: the zone, and the pool, target and check by index.
+    users: HashMap<ProbeKey, Vec<(Arc<Zone>, [usize; 3])>>,
 }
 
 /// What the status API shows of a probed target beyond its verdict.
@@ -185,24 +188,27 @@ impl Publisher {
     /// Rebuilds the probe index from the served zones (after zones changed).
     fn reindex(&mut self) {
         let mut index = ProbeIndex::default();
+        // One key per check, however many targets share it (a pool's checks are shared Arcs).
+        let mut check_keys: HashMap<*const Check, Arc<CheckKey>> = HashMap::new();
         for zone in self.tracked.values().filter_map(|t| t.served.as_ref()) {
-            let keys: Vec<Vec<ProbeKey>> = zone
-                .pools
-                .iter()
-                .enumerate()
-                .map(|(pi, p)| {
-                    let check = Arc::new(crate::monitor::CheckKey((*p.check).clone()));
-                    p.targets
-                        .iter()
-                        .map(|t| {
-                            let k = ProbeKey { addr: t.probe, check: check.clone() };
-                            index.users.entry(k.clone()).or_default().push((zone.clone(), pi));
-                            k
-                        })
-                        .collect()
-                })
-                .collect();
-            index.per_zone.insert(Arc::as_ptr(zone) as usize, keys);
+            let mut pools = Vec::with_capacity(zone.pools.len());
+            for (pi, p) in zone.pools.iter().enumerate() {
+                let mut targets = Vec::with_capacity(p.targets.len());
+                for (ti, t) in p.targets.iter().enumerate() {
+                    let mut keys = Vec::with_capacity(t.checks.len());
+                    for (ci, tc) in t.checks.iter().enumerate() {
+                        let check = check_keys
+                            .entry(Arc::as_ptr(&tc.check))
+                            .or_insert_with(|| Arc::new(CheckKey((*tc.check).clone())));
+                        let k = ProbeKey { addr: tc.probe, check: check.clone() };
+                        index.users.entry(k.clone()).or_default().push((zone.clone(), [pi, ti, ci]));
+                        keys.push(k);
+                    }
+                    targets.push(keys);
+                }
+                pools.push(targets);
+            }
+            index.per_zone.insert(Arc::as_ptr(zone) as usize, pools);
         }
         self.index = index;
     }
@@ -246,14 +252,20 @@ impl Publisher {
                 Health::Up => Some(EventKind::TargetUp),
                 Health::Unknown => None,
             };
-            for (zone, pi) in self.index.users.get(&u.key).into_iter().flatten() {
+            // One event per pool and check name: two targets probed at the same address, or
+            // two same checks of one target, are one event.
+            let mut told = HashSet::new();
+            for (zone, [pi, ti, ci]) in self.index.users.get(&u.key).into_iter().flatten() {
                 let pool = &zone.pools[*pi];
-                if let Some(kind) = kind {
+                let check = &pool.targets[*ti].checks[*ci].check.name;
+                if let Some(kind) = kind
+                    && told.insert((Arc::as_ptr(zone), *pi, check))
+                {
                     self.out.events.push(Event {
                         zone: Some(zone.apex.to_string()),
                         pool: Some(pool.name.to_string()),
                         target: Some(u.key.addr.to_string()),
-                        check: Some(pool.check.name.clone()),
+                        check: Some(check.clone()),
                         count: Some(t.after),
                         from: Some(format!("{:?}", t.from).to_lowercase()),
                         to: Some(format!("{:?}", t.to).to_lowercase()),
@@ -396,23 +408,25 @@ impl Publisher {
                         if self.admin.is_drained(pool.targets[ti].address, &hold) {
                             return (Health::Unknown, Admin::ForcedDown, None);
                         }
-                        let key = &zone_keys[pi][ti];
-                        let ready = self.recovered.get(key).map(|at| *at + pool.failback_delay);
-                        match (self.verdicts.get(key), ready) {
-                            // Back up, but not yet for `failback_delay`: answered once it runs out.
-                            (Some(s), Some(r)) if s.verdict == Health::Up && r > now.at => {
-                                ready_at.set(min_instant(ready_at.get(), ready));
-                                (Health::Down, Admin::Auto, Some(r - now.at))
-                            }
-                            (Some(s), _) => {
-                                let mut due = s.decided_within(&pool.check);
-                                if s.verdict == Health::Down {
-                                    // Once up, it is answered only after the delay.
-                                    due = due.map(|d| d + pool.failback_delay);
+                        let keys = &zone_keys[pi][ti];
+                        match judge(keys, &self.verdicts) {
+                            (Health::Up, due) => {
+                                // Up since its last check came back: the latest recovery counts,
+                                // so an older one cannot cut the delay short.
+                                let recovered = keys.iter().filter_map(|k| self.recovered.get(k)).max();
+                                match recovered.map(|at| *at + pool.failback_delay) {
+                                    // Back up, but not yet for `failback_delay`: answered once
+                                    // it runs out.
+                                    Some(r) if r > now.at => {
+                                        ready_at.set(min_instant(ready_at.get(), Some(r)));
+                                        (Health::Down, Admin::Auto, Some(r - now.at))
+                                    }
+                                    _ => (Health::Up, Admin::Auto, due),
                                 }
-                                (s.verdict, Admin::Auto, due)
                             }
-                            (None, _) => (Health::Unknown, Admin::Auto, None),
+                            // Once up, it is answered only after the delay.
+                            (Health::Down, due) => (Health::Down, Admin::Auto, due.map(|d| d + pool.failback_delay)),
+                            (Health::Unknown, _) => (Health::Unknown, Admin::Auto, None),
                         }
                     },
                     held,
@@ -421,8 +435,10 @@ impl Publisher {
                 // Manual failback: a pool answering from a fallback level stays there. Not
                 // before every target has a verdict: a secondary judged before the primary at
                 // start-up is no failover.
-                let all_judged =
-                    zone_keys[pi].iter().all(|k| self.verdicts.get(k).is_some_and(|v| v.verdict != Health::Unknown));
+                let all_judged = zone_keys[pi]
+                    .iter()
+                    .flatten()
+                    .all(|k| self.verdicts.get(k).is_some_and(|v| v.verdict != Health::Unknown));
                 if pool.failback == Failback::Manual {
                     let hold_of = |f: &FamilyAnswer| if f.mode == Mode::Fallback { f.level } else { None };
                     let h = if all_judged { [hold_of(&answer.a), hold_of(&answer.aaaa)] } else { held };
@@ -555,6 +571,24 @@ impl Publisher {
     }
 }
 
+/// What a target's checks say together, for the chart: down if any check is down, up only if
+/// all are up, else unknown (gdnsd's worst-wins). With it, how long until a pending verdict
+/// could change that (None: nothing pending): for an up target the soonest of its checks in
+/// doubt (any one going down takes it down); for a down one, only if every check that is down
+/// is in doubt coming up, the last of them. A failback delay is the caller's to add.
+fn judge(keys: &[ProbeKey], verdicts: &HashMap<ProbeKey, TargetState>) -> (Health, Option<Duration>) {
+    let states = || keys.iter().map(|k| (verdicts.get(k).cloned().unwrap_or_default(), &k.check.0));
+    if states().any(|(s, _)| s.verdict == Health::Down) {
+        let due: Option<Vec<Duration>> =
+            states().filter(|(s, _)| s.verdict == Health::Down).map(|(s, c)| s.decided_within(c)).collect();
+        return (Health::Down, due.and_then(|d| d.into_iter().max()));
+    }
+    if states().all(|(s, _)| s.verdict == Health::Up) {
+        return (Health::Up, states().filter_map(|(s, c)| s.decided_within(c)).min());
+    }
+    (Health::Unknown, None)
+}
+
 fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -566,15 +600,15 @@ fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 pub(crate) fn export_pool_metrics(
     zone: &Zone,
     pool: &crate::model::pool::Pool,
-    keys: &[ProbeKey],
+    keys: &[Vec<ProbeKey>],
     verdicts: &HashMap<ProbeKey, TargetState>,
     admin: &AdminState,
     answer: &crate::model::snapshot::PoolAnswer,
 ) {
     let (z, p) = (zone.apex.to_string(), pool.name.to_string());
     let hold = hold_key(&pool.name);
-    for (t, key) in pool.targets.iter().zip(keys) {
-        let up = verdicts.get(key).is_some_and(|v| v.verdict == Health::Up);
+    for (t, keys) in pool.targets.iter().zip(keys) {
+        let up = judge(keys, verdicts).0 == Health::Up;
         let target = t.address.to_string();
         metrics::gauge!("weiche_target_up", "zone" => z.clone(), "pool" => p.clone(), "target" => target.clone())
             .set(up as u8 as f64);

@@ -3,11 +3,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use super::{Publisher, hold_key, rfc3339};
+use super::{ProbeStatus, Publisher, hold_key, rfc3339};
 use crate::model::chart::Health;
 use crate::model::snapshot::FamilyAnswer;
 use crate::monitor::TargetState;
-use crate::ops::doc::{Drained, FamilyStatus, Held, LastProbe, PoolStatus, Status, Streak, TargetStatus, ZoneStatus};
+use crate::ops::doc::{
+    CheckStatus, Drained, FamilyStatus, Held, LastProbe, PoolStatus, Status, Streak, TargetStatus, ZoneStatus,
+};
 use crate::ops::events::Event;
 
 impl Publisher {
@@ -40,31 +42,54 @@ impl Publisher {
                     .iter()
                     .enumerate()
                     .map(|(ti, t)| {
-                        let key = keys.map(|k| &k[pi][ti]);
-                        let v = key.and_then(|k| self.verdicts.get(k));
-                        let st = key.and_then(|k| self.probes.get(k));
+                        let keys = keys.map(|k| k[pi][ti].as_slice());
+                        let seen: Vec<_> = (0..t.checks.len())
+                            .map(|ci| {
+                                let key = keys.map(|k| &k[ci]);
+                                (key.and_then(|k| self.verdicts.get(k)), key.and_then(|k| self.probes.get(k)))
+                            })
+                            .collect();
+                        let checks: Vec<CheckStatus> = t
+                            .checks
+                            .iter()
+                            .zip(&seen)
+                            .map(|(tc, (v, st))| CheckStatus {
+                                name: tc.check.name.clone(),
+                                probe: tc.probe,
+                                verdict: v.map_or(Health::Unknown, |v| v.verdict).into(),
+                                in_doubt: v.is_some_and(TargetState::in_doubt),
+                                since: st.map(|s| rfc3339(s.since)),
+                                last_probe: st.map(last_probe),
+                                streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
+                            })
+                            .collect();
+                        let (verdict, due) = keys.map_or((Health::Unknown, None), |k| super::judge(k, &self.verdicts));
+                        let down = |v: &Option<&TargetState>| v.is_some_and(|v| v.verdict == Health::Down);
+                        let since = seen
+                            .iter()
+                            .filter(|(v, _)| verdict != Health::Down || down(v))
+                            .filter_map(|(_, st)| st.map(|s| s.since));
+                        let since = if verdict == Health::Down { since.min() } else { since.max() };
+                        let telling = most_telling(&seen).map(|ci| &checks[ci]);
                         TargetStatus {
                             address: t.address,
-                            probe: t.probe,
+                            probe: t.probe(),
                             priority: t.priority,
-                            verdict: v.map_or(Health::Unknown, |v| v.verdict).into(),
-                            in_doubt: v.is_some_and(TargetState::in_doubt),
-                            since: st.map(|s| rfc3339(s.since)),
-                            last_probe: st.map(|s| LastProbe {
-                                at: rfc3339(s.checked_at),
-                                ok: s.error.is_none(),
-                                latency_ms: (s.latency_ms * 10.0).round() / 10.0,
-                                error: s.error.clone(),
-                            }),
-                            streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
+                            verdict: verdict.into(),
+                            in_doubt: due.is_some(),
+                            since: since.map(rfc3339),
+                            last_probe: telling.and_then(|c| c.last_probe.clone()),
+                            streak: telling.and_then(|c| c.streak),
                             drained: self.admin.is_drained(t.address, &hold),
+                            checks,
                         }
                     })
                     .collect();
                 pools.push(PoolStatus {
                     pool: pool.name.to_string(),
                     zone: zone.apex.to_string(),
-                    check: pool.check.name.clone(),
+                    check: pool.checks[0].name.clone(),
+                    checks: pool.checks.iter().map(|c| c.name.clone()).collect(),
                     policy: pool.all_down.into(),
                     failback: pool.failback.into(),
                     held: self.admin.held.get(&hold).map(|h| Held { a: h[0], aaaa: h[1] }),
@@ -81,6 +106,28 @@ impl Publisher {
             drained: self.admin.drained.iter().map(|d| Drained { address: d.address, pool: d.pool.clone() }).collect(),
             events: recent,
         }
+    }
+}
+
+/// Which check's last probe tells most about its target: a failure (of a check that is down,
+/// first), else the slowest; the first written among equals.
+fn most_telling(seen: &[(Option<&TargetState>, Option<&ProbeStatus>)]) -> Option<usize> {
+    let rank = |(v, s): &(Option<&TargetState>, Option<&ProbeStatus>)| {
+        let failed = s.is_some_and(|s| s.error.is_some());
+        (s.is_some(), failed, v.is_some_and(|v| v.verdict == Health::Down))
+    };
+    let latency = |(_, s): &(Option<&TargetState>, Option<&ProbeStatus>)| s.map_or(0.0, |s| s.latency_ms);
+    let order = |a: &_, b: &_| rank(a).cmp(&rank(b)).then(latency(a).total_cmp(&latency(b)));
+    // `max_by` keeps the last of equals: look from the end.
+    seen.iter().enumerate().rev().max_by(|(_, a), (_, b)| order(a, b)).map(|(ci, _)| ci)
+}
+
+fn last_probe(s: &ProbeStatus) -> LastProbe {
+    LastProbe {
+        at: rfc3339(s.checked_at),
+        ok: s.error.is_none(),
+        latency_ms: (s.latency_ms * 10.0).round() / 10.0,
+        error: s.error.clone(),
     }
 }
 
@@ -197,6 +244,7 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                     "a": {"answer": ["127.0.0.2"], "mode": "fallback", "priority": 2, "ttl": 5},
                     "aaaa": {"answer": [], "mode": "alldown", "priority": null, "ttl": 5},
                     "check": "www (inline)",
+                    "checks": ["www (inline)"],
                     "failback": "manual",
                     "held": {"a": 2, "aaaa": null},
                     "policy": "keep-primary",
@@ -204,6 +252,17 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                     "targets": [
                         {
                             "address": "127.0.0.1",
+                            "checks": [
+                                {
+                                    "in_doubt": false,
+                                    "last_probe": {"at": "T", "error": "connection refused", "latency_ms": 1.2, "ok": false},
+                                    "name": "www (inline)",
+                                    "probe": "127.0.0.1:80",
+                                    "since": "T",
+                                    "streak": {"count": 1, "ok": false},
+                                    "verdict": "down"
+                                }
+                            ],
                             "drained": false,
                             "in_doubt": false,
                             "last_probe": {"at": "T", "error": "connection refused", "latency_ms": 1.2, "ok": false},
@@ -215,6 +274,17 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                         },
                         {
                             "address": "127.0.0.2",
+                            "checks": [
+                                {
+                                    "in_doubt": false,
+                                    "last_probe": {"at": "T", "error": null, "latency_ms": 1.2, "ok": true},
+                                    "name": "www (inline)",
+                                    "probe": "127.0.0.2:80",
+                                    "since": "T",
+                                    "streak": {"count": 1, "ok": true},
+                                    "verdict": "up"
+                                }
+                            ],
                             "drained": false,
                             "in_doubt": false,
                             "last_probe": {"at": "T", "error": null, "latency_ms": 1.2, "ok": true},
@@ -226,6 +296,17 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                         },
                         {
                             "address": "::1",
+                            "checks": [
+                                {
+                                    "in_doubt": false,
+                                    "last_probe": {"at": "T", "error": null, "latency_ms": 1.2, "ok": true},
+                                    "name": "www (inline)",
+                                    "probe": "[::1]:80",
+                                    "since": "T",
+                                    "streak": {"count": 1, "ok": true},
+                                    "verdict": "up"
+                                }
+                            ],
                             "drained": true,
                             "in_doubt": false,
                             "last_probe": {"at": "T", "error": null, "latency_ms": 1.2, "ok": true},
