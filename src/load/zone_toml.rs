@@ -173,17 +173,12 @@ pub fn pools_of(
     let err = |span: std::ops::Range<usize>, msg: String| span_error(file, text, span, msg);
     let mut named: BTreeMap<String, Arc<Check>> = BTreeMap::new();
     for (name, spec) in checks {
-        let span = spec.span();
-        match check_of(name.get_ref(), spec.into_inner(), &err) {
+        let at = whole_at(spec.span(), &err);
+        match check_of(name.get_ref(), spec.into_inner(), &at) {
             Ok(c) => {
                 named.insert(name.into_inner(), Arc::new(c));
             }
-            Err(mut e) => {
-                if e.at.line == 0 {
-                    e = err(span, e.msg);
-                }
-                errors.push(e);
-            }
+            Err(e) => errors.push(e),
         }
     }
     let mut out = Vec::new();
@@ -208,6 +203,15 @@ impl ZoneSpec {
     pub fn split(self) -> (Option<Spanned<String>>, Option<Spanned<OneOrMany>>, ZonePools) {
         (self.records, self.include, ZonePools { checks: self.checks, pools: self.pools })
     }
+}
+
+/// `err` for a check written at `span`: a problem of the check as a whole (no key of its own to
+/// point at, the span 0..0) is reported where the check is written, not at the file's start.
+fn whole_at(
+    span: std::ops::Range<usize>,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> impl Fn(std::ops::Range<usize>, String) -> FileError {
+    move |s, m| err(if s == (0..0) { span.clone() } else { s }, m)
 }
 
 /// A type-specific key of a check: where it is written (None: it is not), its name, and the
@@ -607,12 +611,9 @@ fn checks_of(
             },
             CheckRef::Inline(spec) => {
                 let name = if several { format!("{owner} (inline {})", i + 1) } else { format!("{owner} (inline)") };
-                match check_of(&name, *spec, err) {
+                match check_of(&name, *spec, &whole_at(span.clone(), err)) {
                     Ok(c) => Arc::new(c),
-                    Err(mut e) => {
-                        if e.at.line == 0 {
-                            e = err(span, e.msg);
-                        }
+                    Err(e) => {
                         errors.push(e);
                         continue;
                     }
@@ -753,6 +754,111 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
             let (_, e) = pool(bad);
             assert_eq!(e.len(), 1, "{bad}: {e:?}");
             assert!(e[0].starts_with("example.com.toml:3:10: pool \"www\": ") && e[0].contains(msg), "{bad}: {e:?}");
+        }
+    }
+
+    /// `check` as a list, and a target's own `check`: every target ends up with its checks,
+    /// each probed at its own port.
+    #[test]
+    fn several_checks_per_pool_and_per_target() {
+        let (p, e) = pools(
+            r#"
+[checks.web]
+type = "http"
+[checks.db]
+type = "tcp"
+port = 5432
+[checks.weak]
+type = "tcp"
+port = 22
+
+[pools.www]
+check = ["web", "db", { type = "tcp", port = 8080 }]
+targets = [
+  { address = "192.0.2.10", priority = 1 },
+  { address = "192.0.2.11", priority = 1, probe = "10.0.0.11" },
+  { address = "198.51.100.10", priority = 3, check = "weak" },
+  { address = "198.51.100.11", priority = 3, check = ["weak", "web"] },
+  { address = "198.51.100.12", priority = 3, check = { type = "tcp", port = 25 }, probe = "10.0.0.12:2525" },
+]
+[pools.one]
+check = ["web"]
+targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
+"#,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let www = p.iter().find(|p| p.name.to_string() == "www.example.com.").unwrap();
+        let names = |c: &[Arc<Check>]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&www.checks), ["web", "db", "www (inline 3)"]);
+        let probes =
+            |t: &Target| t.checks.iter().map(|c| (c.check.name.clone(), c.probe.to_string())).collect::<Vec<_>>();
+        let want = |ip: &str, checks: &[(&str, u16)]| {
+            checks.iter().map(|(n, port)| (n.to_string(), format!("{ip}:{port}"))).collect::<Vec<_>>()
+        };
+        let pool_checks = [("web", 80), ("db", 5432), ("www (inline 3)", 8080)];
+        assert_eq!(probes(&www.targets[0]), want("192.0.2.10", &pool_checks));
+        assert_eq!(probes(&www.targets[1]), want("10.0.0.11", &pool_checks), "probe without a port: each check's own");
+        assert_eq!(probes(&www.targets[2]), want("198.51.100.10", &[("weak", 22)]));
+        assert_eq!(probes(&www.targets[3]), want("198.51.100.11", &[("weak", 22), ("web", 80)]));
+        assert_eq!(probes(&www.targets[4]), want("10.0.0.12", &[("www 198.51.100.12 (inline)", 2525)]));
+        // The pool's checks are shared, not copied, by the targets that use them.
+        assert!(Arc::ptr_eq(&www.targets[0].checks[1].check, &www.checks[1]));
+        assert!(Arc::ptr_eq(&www.targets[3].checks[1].check, &www.checks[0]));
+        let one = p.iter().find(|p| p.name.to_string() == "one.example.com.").unwrap();
+        assert_eq!(names(&one.checks), ["web"]);
+        assert_eq!(one.targets[0].probe(), "10.0.0.20:8080".parse().unwrap(), "one check in a list: a port is fine");
+    }
+
+    #[test]
+    fn several_checks_errors() {
+        let head = "[checks.web]\ntype = \"http\"\n[checks.db]\ntype = \"tcp\"\nport = 5432\n[pools.www]\n";
+        let cases = [
+            (
+                "check = [\"web\", \"nope\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:17: pool \"www\": no check named \"nope\" in this file (defined: db, web)",
+            ),
+            (
+                "check = []\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:9: pool \"www\": check = [] names no check: give at least one",
+            ),
+            (
+                "check = [\"web\", \"db\", \"web\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:23: pool \"www\": check \"web\" is listed twice",
+            ),
+            (
+                "check = [\"web\", { type = \"tcp\" }]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:17: pool \"www\": check \"www (inline 2)\": a tcp check needs a port",
+            ),
+            (
+                "check = [\"web\", \"db\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1, probe = \"10.0.0.1:8080\" }]\n",
+                "example.com.toml:8:59: pool \"www\": probe \"10.0.0.1:8080\" gives a port, but target 192.0.2.1 has 2 checks, \
+                 each probed at its own port: give the address alone",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = [\"db\", \"web\"], probe = \"10.0.0.1:1\" }]\n",
+                "example.com.toml:8:82: pool \"www\": probe \"10.0.0.1:1\" gives a port, but target 192.0.2.1 has 2 checks",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = \"weak\" }]\n",
+                "example.com.toml:8:59: pool \"www\": no check named \"weak\" in this file (defined: db, web)",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = [] }]\n",
+                "example.com.toml:8:59: pool \"www\": check = [] names no check",
+            ),
+            (
+                "check = [\"web\", 7]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:9: invalid type: integer `7`, expected the name of a check, or a check table",
+            ),
+        ];
+        for (pool, want) in cases {
+            let text = format!("{head}{pool}");
+            let file: Arc<Path> = Path::new("example.com.toml").into();
+            let e = match toml::from_str::<ZoneSpec>(&text) {
+                Err(e) => vec![toml_error(&file, &text, &e).to_string()],
+                Ok(_) => pools(&text).1,
+            };
+            assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
         }
     }
 
