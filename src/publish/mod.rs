@@ -1106,6 +1106,196 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         assert_eq!(b.www(), [SECONDARY]);
     }
 
+    /// POOL with two checks, on ports 80 and 81, each with its own extra keys.
+    fn two_checks(a: &str, b: &str) -> String {
+        POOL.replace(
+            "check = { type = \"tcp\", port = 80, fall = 1, rise = 1 }",
+            &format!("check = [{{ type = \"tcp\", port = 80, {a} }}, {{ type = \"tcp\", port = 81, {b} }}]"),
+        )
+    }
+
+    const FALL_1: &str = "fall = 1, rise = 1";
+
+    impl Bench {
+        fn all_up(&mut self, addrs: &[&str]) {
+            for a in addrs {
+                self.probe(a, true);
+            }
+            self.p.settle();
+            self.p.take_effects();
+        }
+    }
+
+    const FOUR: [&str; 4] = ["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:80", "127.0.0.2:81"];
+
+    /// gdnsd's worst-wins: one failing check of two takes the target down; it is back only
+    /// once both pass.
+    #[test]
+    fn a_target_is_up_only_while_every_check_passes() {
+        let mut b = Bench::new(&[("example.com.toml", &two_checks(FALL_1, FALL_1))]);
+        assert_eq!(b.p.probe_keys().len(), 4);
+        b.probe("127.0.0.1:80", true);
+        b.probe("127.0.0.2:80", true);
+        b.probe("127.0.0.2:81", true);
+        assert!(b.p.judged.is_empty(), "a check without a verdict: not every target judged");
+        b.all_up(&["127.0.0.1:81"]);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        let e = b.probe("127.0.0.1:81", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::Failover]);
+        assert_eq!(e.events[0].check.as_deref(), Some("www (inline 2)"), "the event names the check that failed");
+        assert_eq!(e.events[0].target.as_deref(), Some("127.0.0.1:81"));
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        // The other check failing too changes nothing; one of the two back changes nothing.
+        let e = b.probe("127.0.0.1:80", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown]);
+        assert_eq!(e.events[0].check.as_deref(), Some("www (inline 1)"));
+        let e = b.probe("127.0.0.1:81", true);
+        assert_eq!(kinds(&e), [EventKind::TargetUp]);
+        assert_eq!(b.www(), [SECONDARY]);
+        // Both back: the primary again.
+        let e = b.probe("127.0.0.1:80", true);
+        assert_eq!(kinds(&e), [EventKind::TargetUp, EventKind::Failback]);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        // Either check failing on the secondary as well as the primary: all down.
+        b.probe("127.0.0.1:80", false);
+        let e = b.probe("127.0.0.2:81", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::AllDown]);
+    }
+
+    /// A target's own `check` replaces the pool's for it alone: here a weaker check for the
+    /// sorry server at priority 2.
+    #[test]
+    fn a_targets_own_check_replaces_the_pools() {
+        let text = two_checks(FALL_1, FALL_1).replace(
+            "{ address = \"127.0.0.2\", priority = 2 }",
+            "{ address = \"127.0.0.2\", priority = 2, check = { type = \"tcp\", port = 22, fall = 1, rise = 1 } }",
+        );
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        let mut keys: Vec<String> = b.p.probe_keys().iter().map(|k| k.addr.to_string()).collect();
+        keys.sort();
+        assert_eq!(keys, ["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:22"]);
+        b.all_up(&["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:22"]);
+        assert_eq!(b.www(), [PRIMARY]);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        let e = b.probe("127.0.0.2:22", false);
+        assert_eq!(e.events[0].check.as_deref(), Some("www 127.0.0.2 (inline)"));
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::AllDown]);
+        b.probe("127.0.0.2:22", true);
+        assert_eq!(b.www(), [SECONDARY], "its one check passes: up");
+    }
+
+    /// The TTL while a verdict is pending: an up target goes down with the first of its checks
+    /// in doubt, so the soonest counts; a down one comes up only once every check that is down
+    /// has, so the last counts, and only while all of them are in doubt.
+    #[test]
+    fn the_wait_of_several_checks_in_doubt() {
+        let timing = "interval = \"3s\", retry_interval = \"1s\", timeout = \"500ms\"";
+        let text = two_checks(&format!("{timing}, fall = 3, rise = 2"), &format!("{timing}, fall = 2, rise = 3"));
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        b.all_up(&FOUR);
+        // Port 80 fails once: two retries and a timeout to go, 2.5 s.
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 3));
+        // Port 81 fails once: one retry and a timeout, 1.5 s: the soonest.
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 2));
+        // Port 81 decides: down, whatever port 80 says.
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        b.probe("127.0.0.1:80", false);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5), "both down, neither in doubt");
+        // Port 80 in doubt coming up (1.5 s), but port 81 is down and steady: nothing is due.
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        // Port 81 in doubt too: two more successes, 2.5 s, the later of the two.
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 3));
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 3), "port 80 is up; port 81 still to come");
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 2));
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+    }
+
+    /// With several checks a target is back when its last check is, and `failback_delay` counts
+    /// from then: an earlier recovery of another check cannot cut it short.
+    #[test]
+    fn the_failback_delay_counts_from_the_last_check_back() {
+        let text = two_checks(FALL_1, FALL_1).replace("[pools.www]", "[pools.www]\nfailback_delay = \"30s\"");
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        b.all_up(&FOUR);
+        b.probe("127.0.0.1:80", false);
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        // Port 80 back at 10 s, port 81 at 30 s: answered from 60 s, not 40 s.
+        b.step(Duration::from_secs(10));
+        b.probe("127.0.0.1:80", true);
+        assert!(b.p.wake_at().is_none(), "still down: port 81");
+        b.step(Duration::from_secs(20));
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.p.wake_at(), Some(b.now().at + Duration::from_secs(30)));
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        b.step(Duration::from_secs(10));
+        assert_eq!(b.www(), [SECONDARY], "30 s after port 80 came back, 10 s after port 81");
+        b.step(Duration::from_secs(20));
+        assert_eq!(b.www(), [PRIMARY]);
+        // Much later port 81 fails and comes back on its own: port 80's recovery, long past,
+        // does not count, so the delay runs again in full.
+        b.step(Duration::from_secs(100));
+        b.probe("127.0.0.1:81", false);
+        b.step(Duration::from_secs(5));
+        b.probe("127.0.0.1:81", true);
+        b.step(Duration::from_secs(29));
+        assert_eq!(b.www(), [SECONDARY]);
+        b.step(Duration::from_secs(1));
+        assert_eq!(b.www(), [PRIMARY]);
+    }
+
+    #[test]
+    fn judging_several_checks_worst_wins() {
+        use Health::{Down, Unknown, Up};
+        let check = crate::model::pool::testing::tcp_check(); // retry 200 ms, timeout 500 ms, fall 3, rise 2
+        let key = |port| ProbeKey::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)), &check);
+        let keys = [key(1), key(2)];
+        // A state from results: the first decides, the rest count against it.
+        let state = |results: &[bool]| {
+            let mut s = TargetState::default();
+            results.iter().for_each(|&ok| drop(s.observe(ok, check.rise, check.fall)));
+            s
+        };
+        let ms = Duration::from_millis;
+        let cases: &[(&[bool], &[bool], Health, Option<Duration>)] = &[
+            (&[], &[], Unknown, None),
+            (&[true], &[], Unknown, None),
+            (&[false], &[], Down, None),
+            (&[true], &[true], Up, None),
+            (&[true], &[false], Down, None),
+            (&[false], &[false], Down, None),
+            // Up: the soonest of the checks in doubt going down.
+            (&[true, false], &[true], Up, Some(ms(2 * 200 + 500))),
+            (&[true, false], &[true, false, false], Up, Some(ms(200 + 500))),
+            // Down: only when every check that is down is in doubt coming up, the last of them.
+            (&[false, true], &[true], Down, Some(ms(200 + 500))),
+            (&[false, true], &[false], Down, None),
+            (&[false, true], &[false, true], Down, Some(ms(200 + 500))),
+            (&[false, true], &[true, false], Down, Some(ms(200 + 500))),
+            // A check still unknown beside one that is down: down, and due as that one is.
+            (&[false, true], &[], Down, Some(ms(200 + 500))),
+        ];
+        for (a, b, health, due) in cases {
+            let mut verdicts = HashMap::new();
+            for (k, r) in keys.iter().zip([a, b]) {
+                if !r.is_empty() {
+                    verdicts.insert(k.clone(), state(r));
+                }
+            }
+            assert_eq!(judge(&keys, &verdicts), (*health, *due), "{a:?} {b:?}");
+        }
+    }
+
     #[test]
     fn ns_addresses_are_the_in_zone_addresses_of_apex_ns_names() {
         let text = "$TTL 60\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\n@ NS ns2\n@ NS ns.elsewhere.net.\nns1 A 192.0.2.53\nns2 AAAA 2001:db8::53\nwww A 192.0.2.80\n";
