@@ -182,6 +182,7 @@ mod tests {
         assert!(t.contains("pool www.example.com.  check=web all_down=keep-primary failback=auto\n"), "{t}");
         assert!(t.contains("  A     -> 192.0.2.11  (priority 2, fallback, ttl 5)\n"), "{t}");
         assert!(!t.contains("AAAA"), "no IPv6 targets, no AAAA line: {t}");
+        assert!(!t.contains("      check "), "one check, the pool's: no line of its own: {t}");
         assert!(
             t.contains("    192.0.2.10         p1   DOWN     since 2026-11-21T00:01:00.000Z   last probe failed: connection refused\n"),
             "{t}"
@@ -209,5 +210,27 @@ mod tests {
         assert!(t.contains("  AAAA  -> (nothing)  (priority -, alldown, ttl 5)"), "{t}");
         assert!(t.contains("2001:db8::1        p1   DOWN     (in doubt) since -"), "{t}");
         assert!(t.contains("not probed yet"), "{t}");
+    }
+
+    #[test]
+    fn table_shows_each_check_where_one_alone_does_not_tell() {
+        let mut st = crate::ops::doc::tests::sample();
+        let p = &mut st.pools[0];
+        p.checks = vec!["web".into(), "db".into()];
+        let mut db = p.targets[0].checks[0].clone();
+        (db.name, db.verdict, db.in_doubt) = ("db".into(), crate::ops::doc::Verdict::Up, true);
+        p.targets[0].checks.push(db);
+        p.targets[1].checks[0].name = "weak".into();
+        let t = status_table(&st);
+        assert!(t.contains("pool www.example.com.  check=web,db all_down"), "{t}");
+        assert!(
+            t.contains(
+                "last probe failed: connection refused\n      \
+                 check web                  DOWN     since 2026-11-21T00:01:00.000Z   last probe failed: connection refused\n      \
+                 check db                   UP       (in doubt) since 2026-11-21T00:01:00.000Z   last probe failed: connection refused\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("DRAINED\n      check weak  "), "a target's own check is shown: {t}");
     }
 }

@@ -171,6 +171,15 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         Update { key, state, transition, cause, latency: std::time::Duration::from_micros(1234) }
     }
 
+    fn publisher(zone: &str) -> Publisher {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), zone).unwrap();
+        let mut p = Publisher::new(Default::default());
+        let reload = crate::load::watch::Watcher::new(dir.path()).reconcile(true).unwrap().unwrap();
+        p.set_zones(reload, super::super::Now::read());
+        p
+    }
+
     /// Times and paths vary from run to run; the shape must not.
     fn normalized(mut v: Value) -> Value {
         fn walk(v: &mut Value) {
@@ -197,13 +206,9 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
     /// nulls and nesting are pinned here.
     #[test]
     fn the_status_document_keeps_its_shape() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("example.com.toml"), POOL).unwrap();
-        let mut p = Publisher::new(Default::default());
+        let mut p = publisher(POOL);
         let mut journal = crate::ops::events::Journal::default();
-        let reload = crate::load::watch::Watcher::new(dir.path()).reconcile(true).unwrap().unwrap();
         let now = super::super::Now::read();
-        p.set_zones(reload, now);
         for (a, ok) in [("127.0.0.1:80", true), ("127.0.0.2:80", true), ("[::1]:80", true), ("127.0.0.1:80", false)] {
             let u = update(&p, a, ok);
             p.apply_all(vec![u], now);
@@ -336,5 +341,59 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         )
         .unwrap();
         assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
+    }
+
+    /// A target with two checks: its verdict is the worst, its last probe the failure, and
+    /// each check shows its own.
+    #[test]
+    fn each_check_of_a_target_is_shown_and_the_worst_is_its_verdict() {
+        let pool = POOL.replace(
+            "check = { type = \"tcp\", port = 80, fall = 1, rise = 1 }",
+            "check = [{ type = \"tcp\", port = 80, fall = 1, rise = 1 }, { type = \"tcp\", port = 81, fall = 3, rise = 1 }]",
+        );
+        let mut p = publisher(&pool);
+        let now = super::super::Now::read();
+        for (a, ok) in
+            [("127.0.0.1:80", true), ("127.0.0.1:81", true), ("127.0.0.1:81", false), ("127.0.0.2:81", false)]
+        {
+            let u = update(&p, a, ok);
+            p.apply_all(vec![u], now);
+        }
+        let st = p.status(vec![]);
+        let pool = &st.pools[0];
+        assert_eq!(
+            (pool.check.as_str(), pool.checks.as_slice()),
+            ("www (inline 1)", &["www (inline 1)".to_string(), "www (inline 2)".into()][..])
+        );
+        let t = &pool.targets[0];
+        let seen: Vec<_> =
+            t.checks.iter().map(|c| (c.name.as_str(), c.probe.to_string(), c.verdict, c.in_doubt)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("www (inline 1)", "127.0.0.1:80".to_string(), crate::ops::doc::Verdict::Up, false),
+                ("www (inline 2)", "127.0.0.1:81".to_string(), crate::ops::doc::Verdict::Up, true),
+            ]
+        );
+        // Up, and in doubt: one failure of three on port 81.
+        assert_eq!(
+            (t.verdict, t.in_doubt, t.probe.to_string()),
+            (crate::ops::doc::Verdict::Up, true, "127.0.0.1:80".to_string())
+        );
+        let last = t.last_probe.as_ref().unwrap();
+        assert_eq!(
+            (last.ok, last.error.as_deref()),
+            (false, Some("connection refused")),
+            "the failure is the telling probe"
+        );
+        assert_eq!(t.streak.map(|s| (s.ok, s.count)), Some((Some(false), 1)));
+        // The secondary: one check down, one not probed yet.
+        let t = &pool.targets[1];
+        assert_eq!((t.verdict, t.in_doubt), (crate::ops::doc::Verdict::Down, false));
+        assert_eq!(
+            t.checks.iter().map(|c| c.verdict).collect::<Vec<_>>(),
+            [crate::ops::doc::Verdict::Unknown, crate::ops::doc::Verdict::Down]
+        );
+        assert!(t.checks[0].last_probe.is_none() && t.checks[1].last_probe.is_some() && t.since.is_some());
     }
 }
