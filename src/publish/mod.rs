@@ -76,8 +76,16 @@ struct ProbeIndex {
     /// Per served zone (by address of its `Arc`): per pool, per target, one key per check of
     /// the target (in the order of `Target::checks`).
     per_zone: HashMap<usize, Vec<Vec<Vec<ProbeKey>>>>,
-    /// Where each key is used: the zone, and the pool, target and check by index.
-    users: HashMap<ProbeKey, Vec<(Arc<Zone>, [usize; 3])>>,
+    /// Where each key is used.
+    users: HashMap<ProbeKey, Vec<KeyUse>>,
+}
+
+/// One use of a probe key: a check of a target of a pool, by index.
+struct KeyUse {
+    zone: Arc<Zone>,
+    pool: usize,
+    target: usize,
+    check: usize,
 }
 
 /// What the status API shows of a probed target beyond its verdict.
@@ -201,7 +209,8 @@ impl Publisher {
                             .entry(Arc::as_ptr(&tc.check))
                             .or_insert_with(|| Arc::new(CheckKey((*tc.check).clone())));
                         let k = ProbeKey { addr: tc.probe, check: check.clone() };
-                        index.users.entry(k.clone()).or_default().push((zone.clone(), [pi, ti, ci]));
+                        let used = KeyUse { zone: zone.clone(), pool: pi, target: ti, check: ci };
+                        index.users.entry(k.clone()).or_default().push(used);
                         keys.push(k);
                     }
                     targets.push(keys);
@@ -255,11 +264,11 @@ impl Publisher {
             // One event per pool and check name: two targets probed at the same address, or
             // two same checks of one target, are one event.
             let mut told = HashSet::new();
-            for (zone, [pi, ti, ci]) in self.index.users.get(&u.key).into_iter().flatten() {
-                let pool = &zone.pools[*pi];
-                let check = &pool.targets[*ti].checks[*ci].check.name;
+            for KeyUse { zone, pool, target, check } in self.index.users.get(&u.key).into_iter().flatten() {
+                let (pi, pool) = (*pool, &zone.pools[*pool]);
+                let check = &pool.targets[*target].checks[*check].check.name;
                 if let Some(kind) = kind
-                    && told.insert((Arc::as_ptr(zone), *pi, check))
+                    && told.insert((Arc::as_ptr(zone), pi, check))
                 {
                     self.out.events.push(Event {
                         zone: Some(zone.apex.to_string()),
@@ -1263,11 +1272,15 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         // A state from results: the first decides, the rest count against it.
         let state = |results: &[bool]| {
             let mut s = TargetState::default();
-            results.iter().for_each(|&ok| drop(s.observe(ok, check.rise, check.fall)));
+            for &ok in results {
+                s.observe(ok, check.rise, check.fall);
+            }
             s
         };
         let ms = Duration::from_millis;
-        let cases: &[(&[bool], &[bool], Health, Option<Duration>)] = &[
+        // Results of the first check, of the second; the target's verdict and due.
+        type Case = (&'static [bool], &'static [bool], Health, Option<Duration>);
+        let cases: &[Case] = &[
             (&[], &[], Unknown, None),
             (&[true], &[], Unknown, None),
             (&[false], &[], Down, None),
