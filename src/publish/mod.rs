@@ -586,7 +586,8 @@ impl Publisher {
 /// doubt (any one going down takes it down); for a down one, only if every check that is down
 /// is in doubt coming up, the last of them. A failback delay is the caller's to add.
 fn judge(keys: &[ProbeKey], verdicts: &HashMap<ProbeKey, TargetState>) -> (Health, Option<Duration>) {
-    let states = || keys.iter().map(|k| (verdicts.get(k).cloned().unwrap_or_default(), &k.check.0));
+    const NOT_YET: TargetState = TargetState { verdict: Health::Unknown, against: 0, streak: 0, last_ok: None };
+    let states = || keys.iter().map(|k| (verdicts.get(k).unwrap_or(&NOT_YET), &k.check.0));
     if states().any(|(s, _)| s.verdict == Health::Down) {
         let due: Option<Vec<Duration>> =
             states().filter(|(s, _)| s.verdict == Health::Down).map(|(s, c)| s.decided_within(c)).collect();
@@ -791,8 +792,14 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         }
 
         fn both_up(&mut self) {
-            self.probe("127.0.0.1:80", true);
-            self.probe("127.0.0.2:80", true);
+            self.all_up(&["127.0.0.1:80", "127.0.0.2:80"]);
+        }
+
+        /// Every probe key at `addrs` up, and the start-up round done.
+        fn all_up(&mut self, addrs: &[&str]) {
+            for a in addrs {
+                self.probe(a, true);
+            }
             self.p.settle();
             self.p.take_effects();
         }
@@ -1124,16 +1131,6 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
     }
 
     const FALL_1: &str = "fall = 1, rise = 1";
-
-    impl Bench {
-        fn all_up(&mut self, addrs: &[&str]) {
-            for a in addrs {
-                self.probe(a, true);
-            }
-            self.p.settle();
-            self.p.take_effects();
-        }
-    }
 
     const FOUR: [&str; 4] = ["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:80", "127.0.0.2:81"];
 
