@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use super::{ProbeStatus, Publisher, hold_key, rfc3339};
 use crate::model::chart::Health;
+use crate::model::pool::Target;
 use crate::model::snapshot::FamilyAnswer;
-use crate::monitor::TargetState;
+use crate::monitor::{ProbeKey, TargetState};
 use crate::ops::doc::{
     CheckStatus, Drained, FamilyStatus, Held, LastProbe, PoolStatus, Status, Streak, TargetStatus, ZoneStatus,
 };
@@ -42,47 +43,8 @@ impl Publisher {
                     .iter()
                     .enumerate()
                     .map(|(ti, t)| {
-                        let keys = keys.map(|k| k[pi][ti].as_slice());
-                        let seen: Vec<_> = (0..t.checks.len())
-                            .map(|ci| {
-                                let key = keys.map(|k| &k[ci]);
-                                (key.and_then(|k| self.verdicts.get(k)), key.and_then(|k| self.probes.get(k)))
-                            })
-                            .collect();
-                        let checks: Vec<CheckStatus> = t
-                            .checks
-                            .iter()
-                            .zip(&seen)
-                            .map(|(tc, (v, st))| CheckStatus {
-                                name: tc.check.name.clone(),
-                                probe: tc.probe,
-                                verdict: v.map_or(Health::Unknown, |v| v.verdict).into(),
-                                in_doubt: v.is_some_and(TargetState::in_doubt),
-                                since: st.map(|s| rfc3339(s.since)),
-                                last_probe: st.map(last_probe),
-                                streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
-                            })
-                            .collect();
-                        let (verdict, due) = keys.map_or((Health::Unknown, None), |k| super::judge(k, &self.verdicts));
-                        let down = |v: &Option<&TargetState>| v.is_some_and(|v| v.verdict == Health::Down);
-                        let since = seen
-                            .iter()
-                            .filter(|(v, _)| verdict != Health::Down || down(v))
-                            .filter_map(|(_, st)| st.map(|s| s.since));
-                        let since = if verdict == Health::Down { since.min() } else { since.max() };
-                        let telling = most_telling(&seen).map(|ci| &checks[ci]);
-                        TargetStatus {
-                            address: t.address,
-                            probe: t.probe(),
-                            priority: t.priority,
-                            verdict: verdict.into(),
-                            in_doubt: due.is_some(),
-                            since: since.map(rfc3339),
-                            last_probe: telling.and_then(|c| c.last_probe.clone()),
-                            streak: telling.and_then(|c| c.streak),
-                            drained: self.admin.is_drained(t.address, &hold),
-                            checks,
-                        }
+                        let drained = self.admin.is_drained(t.address, &hold);
+                        self.target_status(t, keys.map(|k| k[pi][ti].as_slice()), drained)
                     })
                     .collect();
                 pools.push(PoolStatus {
@@ -105,6 +67,52 @@ impl Publisher {
             pools,
             drained: self.admin.drained.iter().map(|d| Drained { address: d.address, pool: d.pool.clone() }).collect(),
             events: recent,
+        }
+    }
+}
+
+impl Publisher {
+    /// A target as its checks judge it together, and each check on its own. `keys` are its
+    /// probe keys, one per check (None: not indexed, so nothing is known).
+    fn target_status(&self, t: &Target, keys: Option<&[ProbeKey]>, drained: bool) -> TargetStatus {
+        let seen: Vec<_> = (0..t.checks.len())
+            .map(|ci| {
+                let key = keys.map(|k| &k[ci]);
+                (key.and_then(|k| self.verdicts.get(k)), key.and_then(|k| self.probes.get(k)))
+            })
+            .collect();
+        let checks: Vec<CheckStatus> = t
+            .checks
+            .iter()
+            .zip(&seen)
+            .map(|(tc, (v, st))| CheckStatus {
+                name: tc.check.name.clone(),
+                probe: tc.probe,
+                verdict: v.map_or(Health::Unknown, |v| v.verdict).into(),
+                in_doubt: v.is_some_and(TargetState::in_doubt),
+                since: st.map(|s| rfc3339(s.since)),
+                last_probe: st.map(last_probe),
+                streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
+            })
+            .collect();
+        let (verdict, due) = keys.map_or((Health::Unknown, None), |k| super::judge(k, &self.verdicts));
+        // Up since its last check came up; down since the first of those down now went down.
+        let down = |v: &Option<&TargetState>| v.is_some_and(|v| v.verdict == Health::Down);
+        let since =
+            seen.iter().filter(|(v, _)| verdict != Health::Down || down(v)).filter_map(|(_, st)| st.map(|s| s.since));
+        let since = if verdict == Health::Down { since.min() } else { since.max() };
+        let telling = most_telling(&seen).map(|ci| &checks[ci]);
+        TargetStatus {
+            address: t.address,
+            probe: t.probe(),
+            priority: t.priority,
+            verdict: verdict.into(),
+            in_doubt: due.is_some(),
+            since: since.map(rfc3339),
+            last_probe: telling.and_then(|c| c.last_probe.clone()),
+            streak: telling.and_then(|c| c.streak),
+            drained,
+            checks,
         }
     }
 }
