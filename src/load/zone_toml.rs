@@ -103,12 +103,31 @@ impl<'de> Deserialize<'de> for CheckRef {
     }
 }
 
+/// `check = "web"`, `check = { type = "tcp", port = 80 }`, or a list of either: every check
+/// in it must pass.
+#[derive(Debug)]
+enum CheckList {
+    One(CheckRef),
+    Many(Vec<Spanned<CheckRef>>),
+}
+
+impl<'de> Deserialize<'de> for CheckList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_untagged::UntaggedEnumVisitor::new()
+            .expecting("the name of a check, a check table like { type = \"tcp\", port = 80 }, or a list of them")
+            .string(|s| Ok(CheckList::One(CheckRef::Named(s.to_owned()))))
+            .map(|m| m.deserialize().map(|c| CheckList::One(CheckRef::Inline(Box::new(c)))))
+            .seq(|s| s.deserialize().map(CheckList::Many))
+            .deserialize(d)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PoolSpec {
     ttl: Option<Spanned<u32>>,
     ttl_min: Option<Spanned<u32>>,
-    check: Spanned<CheckRef>,
+    check: Spanned<CheckList>,
     all_down: Option<AllDown>,
     failback: Option<Failback>,
     failback_delay: Option<Spanned<String>>,
@@ -145,6 +164,8 @@ struct TargetSpec {
     address: Spanned<String>,
     priority: Spanned<i64>,
     probe: Option<Spanned<String>>,
+    /// Replaces the pool's checks for this target.
+    check: Option<Spanned<CheckList>>,
 }
 
 /// Checks and pools of one zone TOML file, validated. `text` is the file's contents.
@@ -544,24 +565,7 @@ fn pool_of(
         }
         Err(m) => return Err(vec![err(key_span, m)]),
     };
-    let check_span = s.check.span();
-    let check = match s.check.into_inner() {
-        CheckRef::Named(n) => match named.get(&n) {
-            Some(c) => Some(c.clone()),
-            None => {
-                let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
-                errors.push(err(check_span, format!("no check named {n:?} in this file (defined: {known})")));
-                None
-            }
-        },
-        CheckRef::Inline(spec) => match check_of(&format!("{label} (inline)"), *spec, check_span.clone(), file, &err) {
-            Ok(c) => Some(Arc::new(c)),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        },
-    };
+    let pool_checks = checks_of(s.check, label, named, file, &err, &mut errors);
     let ttl = s.ttl.as_ref().map_or(30, |t| *t.get_ref());
     if ttl > crate::load::zonefile::MAX_TTL {
         errors.push(err(s.ttl.as_ref().unwrap().span(), "ttl is over 2147483647".into()));
@@ -614,10 +618,13 @@ fn pool_of(
             errors.push(err(t.address.span(), format!("target {address} is listed twice")));
             continue;
         }
-        let port = check.as_ref().map_or(0, |c| c.port);
+        let checks = match t.check {
+            Some(list) => checks_of(list, &format!("{label} {address}"), named, file, &err, &mut errors),
+            None => pool_checks.clone(),
+        };
         let probe = match &t.probe {
-            None => SocketAddr::new(address, port),
-            Some(p) => match parse_probe(p.get_ref(), port) {
+            None => (address, None),
+            Some(p) => match parse_probe(p.get_ref()) {
                 Some(a) => a,
                 None => {
                     errors.push(err(p.span(), format!("probe {:?} is not ADDRESS or ADDRESS:PORT", p.get_ref())));
@@ -625,7 +632,26 @@ fn pool_of(
                 }
             },
         };
-        targets.push(Target { address, priority: priority as u8, probe });
+        let Some(checks) = checks else { continue };
+        if let (Some(p), Some(_)) = (&t.probe, probe.1)
+            && checks.len() > 1
+        {
+            errors.push(err(
+                p.span(),
+                format!(
+                    "probe {:?} gives a port, but target {address} has {} checks, each probed at its own port: \
+                     give the address alone",
+                    p.get_ref(),
+                    checks.len()
+                ),
+            ));
+            continue;
+        }
+        let checks = checks
+            .into_iter()
+            .map(|check| TargetCheck { probe: SocketAddr::new(probe.0, probe.1.unwrap_or(check.port)), check })
+            .collect();
+        targets.push(Target { address, priority: priority as u8, checks });
     }
     if targets.is_empty() && errors.is_empty() {
         errors.push(err(targets_span, "a pool needs at least one target".into()));
@@ -655,7 +681,7 @@ fn pool_of(
         name,
         ttl,
         ttl_min,
-        check: check.expect("checked above"),
+        checks: pool_checks.expect("checked above"),
         all_down: s.all_down.unwrap_or_default(),
         failback: s.failback.unwrap_or_default(),
         failback_delay,
@@ -666,12 +692,67 @@ fn pool_of(
     })
 }
 
-fn parse_probe(s: &str, default_port: u16) -> Option<SocketAddr> {
+/// `ADDRESS` or `ADDRESS:PORT` (`[V6]:PORT`): the address, and the port if one is given.
+fn parse_probe(s: &str) -> Option<(IpAddr, Option<u16>)> {
     if let Ok(a) = s.parse::<SocketAddr>() {
-        return Some(a);
+        return Some((a.ip(), Some(a.port())));
     }
     let ip = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?;
-    Some(SocketAddr::new(ip, default_port))
+    Some((ip, None))
+}
+
+/// The checks a `check = ...` names, resolved against the file's `[checks]`; None after an
+/// error (pushed to `errors`). `owner` names inline checks: the pool's label, with the
+/// target's address for a target's own.
+fn checks_of(
+    list: Spanned<CheckList>,
+    owner: &str,
+    named: &BTreeMap<String, Arc<Check>>,
+    file: &Path,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+    errors: &mut Vec<FileError>,
+) -> Option<Vec<Arc<Check>>> {
+    let span = list.span();
+    let refs = match list.into_inner() {
+        CheckList::One(r) => vec![Spanned::new(span, r)],
+        CheckList::Many(v) if v.is_empty() => {
+            errors.push(err(span, "check = [] names no check: give at least one".into()));
+            return None;
+        }
+        CheckList::Many(v) => v,
+    };
+    let several = refs.len() > 1;
+    let before = errors.len();
+    let mut out: Vec<Arc<Check>> = Vec::with_capacity(refs.len());
+    for (i, r) in refs.into_iter().enumerate() {
+        let span = r.span();
+        let check = match r.into_inner() {
+            CheckRef::Named(n) => match named.get(&n) {
+                Some(c) => c.clone(),
+                None => {
+                    let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
+                    errors.push(err(span, format!("no check named {n:?} in this file (defined: {known})")));
+                    continue;
+                }
+            },
+            CheckRef::Inline(spec) => {
+                let name = if several { format!("{owner} (inline {})", i + 1) } else { format!("{owner} (inline)") };
+                match check_of(&name, *spec, span.clone(), file, err) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                }
+            }
+        };
+        if out.iter().any(|c| c.name == check.name) {
+            errors.push(err(span, format!("check {:?} is listed twice", check.name)));
+            continue;
+        }
+        out.push(check);
+    }
+    (errors.len() == before).then_some(out)
 }
 
 #[cfg(test)]
@@ -716,11 +797,14 @@ targets = [
         let p = &p[0];
         assert_eq!(p.name.to_string(), "www.example.com.");
         assert_eq!((p.ttl, p.ttl_min, p.all_down, p.failback), (30, 5, AllDown::Last, Failback::Manual));
-        assert_eq!(p.check.port, 443);
-        assert_eq!(p.check.interval, Duration::from_secs(2));
-        assert_eq!(p.targets[0].probe, "192.0.2.10:443".parse().unwrap());
-        assert_eq!(p.targets[2].probe, "10.0.0.10:8443".parse().unwrap());
-        match &p.check.probe {
+        assert_eq!(p.checks.len(), 1);
+        let check = &p.checks[0];
+        assert_eq!(check.port, 443);
+        assert_eq!(check.interval, Duration::from_secs(2));
+        assert_eq!(p.targets[0].probe(), "192.0.2.10:443".parse().unwrap());
+        assert_eq!(p.targets[2].probe(), "10.0.0.10:8443".parse().unwrap());
+        assert!(p.targets.iter().all(|t| t.checks.len() == 1 && Arc::ptr_eq(&t.checks[0].check, check)));
+        match &check.probe {
             Probe::Http { statuses, tls, .. } => {
                 assert_eq!((statuses.as_slice(), *tls), (&[(200, 200), (300, 302)][..], true))
             }
@@ -799,6 +883,111 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
         }
     }
 
+    /// `check` as a list, and a target's own `check`: every target ends up with its checks,
+    /// each probed at its own port.
+    #[test]
+    fn several_checks_per_pool_and_per_target() {
+        let (p, e) = pools(
+            r#"
+[checks.web]
+type = "http"
+[checks.db]
+type = "tcp"
+port = 5432
+[checks.weak]
+type = "tcp"
+port = 22
+
+[pools.www]
+check = ["web", "db", { type = "tcp", port = 8080 }]
+targets = [
+  { address = "192.0.2.10", priority = 1 },
+  { address = "192.0.2.11", priority = 1, probe = "10.0.0.11" },
+  { address = "198.51.100.10", priority = 3, check = "weak" },
+  { address = "198.51.100.11", priority = 3, check = ["weak", "web"] },
+  { address = "198.51.100.12", priority = 3, check = { type = "tcp", port = 25 }, probe = "10.0.0.12:2525" },
+]
+[pools.one]
+check = ["web"]
+targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
+"#,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let www = p.iter().find(|p| p.name.to_string() == "www.example.com.").unwrap();
+        let names = |c: &[Arc<Check>]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&www.checks), ["web", "db", "www (inline 3)"]);
+        let probes =
+            |t: &Target| t.checks.iter().map(|c| (c.check.name.clone(), c.probe.to_string())).collect::<Vec<_>>();
+        let want = |ip: &str, checks: &[(&str, u16)]| {
+            checks.iter().map(|(n, port)| (n.to_string(), format!("{ip}:{port}"))).collect::<Vec<_>>()
+        };
+        let pool_checks = [("web", 80), ("db", 5432), ("www (inline 3)", 8080)];
+        assert_eq!(probes(&www.targets[0]), want("192.0.2.10", &pool_checks));
+        assert_eq!(probes(&www.targets[1]), want("10.0.0.11", &pool_checks), "probe without a port: each check's own");
+        assert_eq!(probes(&www.targets[2]), want("198.51.100.10", &[("weak", 22)]));
+        assert_eq!(probes(&www.targets[3]), want("198.51.100.11", &[("weak", 22), ("web", 80)]));
+        assert_eq!(probes(&www.targets[4]), want("10.0.0.12", &[("www 198.51.100.12 (inline)", 2525)]));
+        // The pool's checks are shared, not copied, by the targets that use them.
+        assert!(Arc::ptr_eq(&www.targets[0].checks[1].check, &www.checks[1]));
+        assert!(Arc::ptr_eq(&www.targets[3].checks[1].check, &www.checks[0]));
+        let one = p.iter().find(|p| p.name.to_string() == "one.example.com.").unwrap();
+        assert_eq!(names(&one.checks), ["web"]);
+        assert_eq!(one.targets[0].probe(), "10.0.0.20:8080".parse().unwrap(), "one check in a list: a port is fine");
+    }
+
+    #[test]
+    fn several_checks_errors() {
+        let head = "[checks.web]\ntype = \"http\"\n[checks.db]\ntype = \"tcp\"\nport = 5432\n[pools.www]\n";
+        let cases = [
+            (
+                "check = [\"web\", \"nope\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:17: pool \"www\": no check named \"nope\" in this file (defined: db, web)",
+            ),
+            (
+                "check = []\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:9: pool \"www\": check = [] names no check: give at least one",
+            ),
+            (
+                "check = [\"web\", \"db\", \"web\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:23: pool \"www\": check \"web\" is listed twice",
+            ),
+            (
+                "check = [\"web\", { type = \"tcp\" }]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:17: pool \"www\": check \"www (inline 2)\": a tcp check needs a port",
+            ),
+            (
+                "check = [\"web\", \"db\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1, probe = \"10.0.0.1:8080\" }]\n",
+                "example.com.toml:8:59: pool \"www\": probe \"10.0.0.1:8080\" gives a port, but target 192.0.2.1 has 2 checks, \
+                 each probed at its own port: give the address alone",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = [\"db\", \"web\"], probe = \"10.0.0.1:1\" }]\n",
+                "example.com.toml:8:82: pool \"www\": probe \"10.0.0.1:1\" gives a port, but target 192.0.2.1 has 2 checks",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = \"weak\" }]\n",
+                "example.com.toml:8:59: pool \"www\": no check named \"weak\" in this file (defined: db, web)",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = [] }]\n",
+                "example.com.toml:8:59: pool \"www\": check = [] names no check",
+            ),
+            (
+                "check = [\"web\", 7]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:9: invalid type: integer `7`, expected the name of a check, or a check table",
+            ),
+        ];
+        for (pool, want) in cases {
+            let text = format!("{head}{pool}");
+            let file: Arc<Path> = Path::new("example.com.toml").into();
+            let e = match toml::from_str::<ZoneSpec>(&text) {
+                Err(e) => vec![toml_error(&file, &text, &e).to_string()],
+                Ok(_) => pools(&text).1,
+            };
+            assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
+        }
+    }
+
     #[test]
     fn check_errors() {
         let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"1s\"\n");
@@ -817,7 +1006,7 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
             "{text}\n[pools.www]\ncheck = \"c\"\ntargets = [{{ address = \"192.0.2.1\", priority = 1 }}]\n"
         ));
         assert!(e.is_empty(), "{e:?}");
-        (*p[0].check).clone()
+        (*p[0].checks[0]).clone()
     }
 
     #[test]

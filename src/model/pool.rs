@@ -160,8 +160,25 @@ pub struct Check {
 pub struct Target {
     pub address: IpAddr,
     pub priority: u8,
-    /// Where it is probed (the answered address and the check's port unless configured).
+    /// Every check that judges it, each with where it probes; all must pass for the target to
+    /// be up (the worst verdict wins). The pool's checks unless the target names its own;
+    /// never empty.
+    pub checks: Vec<TargetCheck>,
+}
+
+/// One check of a target and where it probes: the answered address (or the target's `probe`
+/// address) at the check's port, unless a target with a single check gives a port of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetCheck {
+    pub check: Arc<Check>,
     pub probe: SocketAddr,
+}
+
+impl Target {
+    /// Where its first check probes: the one address the status shows for the target.
+    pub fn probe(&self) -> SocketAddr {
+        self.checks[0].probe
+    }
 }
 
 /// A validated pool: the A/AAAA answer of one owner name.
@@ -170,7 +187,8 @@ pub struct Pool {
     pub name: Name,
     pub ttl: u32,
     pub ttl_min: u32,
-    pub check: Arc<Check>,
+    /// The checks of every target that does not name its own (`check = ...`); never empty.
+    pub checks: Vec<Arc<Check>>,
     pub all_down: AllDown,
     pub failback: Failback,
     pub failback_delay: Duration,
@@ -250,11 +268,12 @@ pub(crate) mod testing {
 
     /// A pool at `name` with (address, priority) targets, probed on port 80.
     pub fn pool(name: &str, targets: &[(&str, u8)], all_down: AllDown) -> Pool {
+        let check = Arc::new(tcp_check());
         Pool {
             name: Name::parse(name, None).unwrap(),
             ttl: 30,
             ttl_min: 5,
-            check: Arc::new(tcp_check()),
+            checks: vec![check.clone()],
             all_down,
             failback: Failback::Auto,
             failback_delay: Duration::ZERO,
@@ -264,7 +283,8 @@ pub(crate) mod testing {
                 .iter()
                 .map(|(a, p)| {
                     let address: IpAddr = a.parse().unwrap();
-                    Target { address, priority: *p, probe: SocketAddr::new(address, 80) }
+                    let probe = SocketAddr::new(address, 80);
+                    Target { address, priority: *p, checks: vec![TargetCheck { check: check.clone(), probe }] }
                 })
                 .collect(),
             at: crate::model::position::Location { file: Path::new("t.toml").into(), line: 9, col: 8 },

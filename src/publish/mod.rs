@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -29,9 +29,10 @@ use crate::load::watch::{Reload, ZoneDiff, ZoneFileState};
 use crate::model::chart::{Admin, Failback, Health, Mode};
 use crate::model::history;
 use crate::model::name::Name;
+use crate::model::pool::Check;
 use crate::model::snapshot::{FamilyAnswer, PoolAnswer, Snapshot, ZoneEntry, pool_answer};
 use crate::model::zone::Zone;
-use crate::monitor::{ProbeKey, TargetState, Update};
+use crate::monitor::{CheckKey, ProbeKey, TargetState, Update};
 use crate::ops::events::{Event, EventKind};
 use crate::transfer::secondaries::Change;
 use admin::{AdminState, Drain};
@@ -69,12 +70,22 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Which probe key each pool target has, and which pools each key serves.
+/// Which probe keys each pool target has, and which pools each key serves.
 #[derive(Default)]
 struct ProbeIndex {
-    /// Per served zone (by address of its `Arc`): per pool, per target.
-    per_zone: HashMap<usize, Vec<Vec<ProbeKey>>>,
-    users: HashMap<ProbeKey, Vec<(Arc<Zone>, usize)>>,
+    /// Per served zone (by address of its `Arc`): per pool, per target, one key per check of
+    /// the target (in the order of `Target::checks`).
+    per_zone: HashMap<usize, Vec<Vec<Vec<ProbeKey>>>>,
+    /// Where each key is used.
+    users: HashMap<ProbeKey, Vec<KeyUse>>,
+}
+
+/// One use of a probe key: a check of a target of a pool, by index.
+struct KeyUse {
+    zone: Arc<Zone>,
+    pool: usize,
+    target: usize,
+    check: usize,
 }
 
 /// What the status API shows of a probed target beyond its verdict.
@@ -185,24 +196,28 @@ impl Publisher {
     /// Rebuilds the probe index from the served zones (after zones changed).
     fn reindex(&mut self) {
         let mut index = ProbeIndex::default();
+        // One key per check, however many targets share it (a pool's checks are shared Arcs).
+        let mut check_keys: HashMap<*const Check, Arc<CheckKey>> = HashMap::new();
         for zone in self.tracked.values().filter_map(|t| t.served.as_ref()) {
-            let keys: Vec<Vec<ProbeKey>> = zone
-                .pools
-                .iter()
-                .enumerate()
-                .map(|(pi, p)| {
-                    let check = Arc::new(crate::monitor::CheckKey((*p.check).clone()));
-                    p.targets
-                        .iter()
-                        .map(|t| {
-                            let k = ProbeKey { addr: t.probe, check: check.clone() };
-                            index.users.entry(k.clone()).or_default().push((zone.clone(), pi));
-                            k
-                        })
-                        .collect()
-                })
-                .collect();
-            index.per_zone.insert(Arc::as_ptr(zone) as usize, keys);
+            let mut pools = Vec::with_capacity(zone.pools.len());
+            for (pi, p) in zone.pools.iter().enumerate() {
+                let mut targets = Vec::with_capacity(p.targets.len());
+                for (ti, t) in p.targets.iter().enumerate() {
+                    let mut keys = Vec::with_capacity(t.checks.len());
+                    for (ci, tc) in t.checks.iter().enumerate() {
+                        let check = check_keys
+                            .entry(Arc::as_ptr(&tc.check))
+                            .or_insert_with(|| Arc::new(CheckKey((*tc.check).clone())));
+                        let k = ProbeKey { addr: tc.probe, check: check.clone() };
+                        let used = KeyUse { zone: zone.clone(), pool: pi, target: ti, check: ci };
+                        index.users.entry(k.clone()).or_default().push(used);
+                        keys.push(k);
+                    }
+                    targets.push(keys);
+                }
+                pools.push(targets);
+            }
+            index.per_zone.insert(Arc::as_ptr(zone) as usize, pools);
         }
         self.index = index;
     }
@@ -246,14 +261,20 @@ impl Publisher {
                 Health::Up => Some(EventKind::TargetUp),
                 Health::Unknown => None,
             };
-            for (zone, pi) in self.index.users.get(&u.key).into_iter().flatten() {
-                let pool = &zone.pools[*pi];
-                if let Some(kind) = kind {
+            // One event per pool and check name: two targets probed at the same address, or
+            // two same checks of one target, are one event.
+            let mut told = HashSet::new();
+            for KeyUse { zone, pool, target, check } in self.index.users.get(&u.key).into_iter().flatten() {
+                let (pi, pool) = (*pool, &zone.pools[*pool]);
+                let check = &pool.targets[*target].checks[*check].check.name;
+                if let Some(kind) = kind
+                    && told.insert((Arc::as_ptr(zone), pi, check))
+                {
                     self.out.events.push(Event {
                         zone: Some(zone.apex.to_string()),
                         pool: Some(pool.name.to_string()),
                         target: Some(u.key.addr.to_string()),
-                        check: Some(pool.check.name.clone()),
+                        check: Some(check.clone()),
                         count: Some(t.after),
                         from: Some(format!("{:?}", t.from).to_lowercase()),
                         to: Some(format!("{:?}", t.to).to_lowercase()),
@@ -396,23 +417,25 @@ impl Publisher {
                         if self.admin.is_drained(pool.targets[ti].address, &hold) {
                             return (Health::Unknown, Admin::ForcedDown, None);
                         }
-                        let key = &zone_keys[pi][ti];
-                        let ready = self.recovered.get(key).map(|at| *at + pool.failback_delay);
-                        match (self.verdicts.get(key), ready) {
-                            // Back up, but not yet for `failback_delay`: answered once it runs out.
-                            (Some(s), Some(r)) if s.verdict == Health::Up && r > now.at => {
-                                ready_at.set(min_instant(ready_at.get(), ready));
-                                (Health::Down, Admin::Auto, Some(r - now.at))
-                            }
-                            (Some(s), _) => {
-                                let mut due = s.decided_within(&pool.check);
-                                if s.verdict == Health::Down {
-                                    // Once up, it is answered only after the delay.
-                                    due = due.map(|d| d + pool.failback_delay);
+                        let keys = &zone_keys[pi][ti];
+                        match judge(keys, &self.verdicts) {
+                            (Health::Up, due) => {
+                                // Up since its last check came back: the latest recovery counts,
+                                // so an older one cannot cut the delay short.
+                                let recovered = keys.iter().filter_map(|k| self.recovered.get(k)).max();
+                                match recovered.map(|at| *at + pool.failback_delay) {
+                                    // Back up, but not yet for `failback_delay`: answered once
+                                    // it runs out.
+                                    Some(r) if r > now.at => {
+                                        ready_at.set(min_instant(ready_at.get(), Some(r)));
+                                        (Health::Down, Admin::Auto, Some(r - now.at))
+                                    }
+                                    _ => (Health::Up, Admin::Auto, due),
                                 }
-                                (s.verdict, Admin::Auto, due)
                             }
-                            (None, _) => (Health::Unknown, Admin::Auto, None),
+                            // Once up, it is answered only after the delay.
+                            (Health::Down, due) => (Health::Down, Admin::Auto, due.map(|d| d + pool.failback_delay)),
+                            (Health::Unknown, _) => (Health::Unknown, Admin::Auto, None),
                         }
                     },
                     held,
@@ -421,8 +444,10 @@ impl Publisher {
                 // Manual failback: a pool answering from a fallback level stays there. Not
                 // before every target has a verdict: a secondary judged before the primary at
                 // start-up is no failover.
-                let all_judged =
-                    zone_keys[pi].iter().all(|k| self.verdicts.get(k).is_some_and(|v| v.verdict != Health::Unknown));
+                let all_judged = zone_keys[pi]
+                    .iter()
+                    .flatten()
+                    .all(|k| self.verdicts.get(k).is_some_and(|v| v.verdict != Health::Unknown));
                 if pool.failback == Failback::Manual {
                     let hold_of = |f: &FamilyAnswer| if f.mode == Mode::Fallback { f.level } else { None };
                     let h = if all_judged { [hold_of(&answer.a), hold_of(&answer.aaaa)] } else { held };
@@ -555,6 +580,25 @@ impl Publisher {
     }
 }
 
+/// What a target's checks say together, for the chart: down if any check is down, up only if
+/// all are up, else unknown (gdnsd's worst-wins). With it, how long until a pending verdict
+/// could change that (None: nothing pending): for an up target the soonest of its checks in
+/// doubt (any one going down takes it down); for a down one, only if every check that is down
+/// is in doubt coming up, the last of them. A failback delay is the caller's to add.
+fn judge(keys: &[ProbeKey], verdicts: &HashMap<ProbeKey, TargetState>) -> (Health, Option<Duration>) {
+    const NOT_YET: TargetState = TargetState { verdict: Health::Unknown, against: 0, streak: 0, last_ok: None };
+    let states = || keys.iter().map(|k| (verdicts.get(k).unwrap_or(&NOT_YET), &k.check.0));
+    if states().any(|(s, _)| s.verdict == Health::Down) {
+        let due: Option<Vec<Duration>> =
+            states().filter(|(s, _)| s.verdict == Health::Down).map(|(s, c)| s.decided_within(c)).collect();
+        return (Health::Down, due.and_then(|d| d.into_iter().max()));
+    }
+    if states().all(|(s, _)| s.verdict == Health::Up) {
+        return (Health::Up, states().filter_map(|(s, c)| s.decided_within(c)).min());
+    }
+    (Health::Unknown, None)
+}
+
 fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -566,15 +610,15 @@ fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 pub(crate) fn export_pool_metrics(
     zone: &Zone,
     pool: &crate::model::pool::Pool,
-    keys: &[ProbeKey],
+    keys: &[Vec<ProbeKey>],
     verdicts: &HashMap<ProbeKey, TargetState>,
     admin: &AdminState,
     answer: &crate::model::snapshot::PoolAnswer,
 ) {
     let (z, p) = (zone.apex.to_string(), pool.name.to_string());
     let hold = hold_key(&pool.name);
-    for (t, key) in pool.targets.iter().zip(keys) {
-        let up = verdicts.get(key).is_some_and(|v| v.verdict == Health::Up);
+    for (t, keys) in pool.targets.iter().zip(keys) {
+        let up = judge(keys, verdicts).0 == Health::Up;
         let target = t.address.to_string();
         metrics::gauge!("weiche_target_up", "zone" => z.clone(), "pool" => p.clone(), "target" => target.clone())
             .set(up as u8 as f64);
@@ -748,8 +792,14 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         }
 
         fn both_up(&mut self) {
-            self.probe("127.0.0.1:80", true);
-            self.probe("127.0.0.2:80", true);
+            self.all_up(&["127.0.0.1:80", "127.0.0.2:80"]);
+        }
+
+        /// Every probe key at `addrs` up, and the start-up round done.
+        fn all_up(&mut self, addrs: &[&str]) {
+            for a in addrs {
+                self.probe(a, true);
+            }
             self.p.settle();
             self.p.take_effects();
         }
@@ -1070,6 +1120,190 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         let e = b.probe("127.0.0.2:80", true);
         assert_eq!(kinds(&e), [EventKind::TargetUp, EventKind::Recovered]);
         assert_eq!(b.www(), [SECONDARY]);
+    }
+
+    /// POOL with two checks, on ports 80 and 81, each with its own extra keys.
+    fn two_checks(a: &str, b: &str) -> String {
+        POOL.replace(
+            "check = { type = \"tcp\", port = 80, fall = 1, rise = 1 }",
+            &format!("check = [{{ type = \"tcp\", port = 80, {a} }}, {{ type = \"tcp\", port = 81, {b} }}]"),
+        )
+    }
+
+    const FALL_1: &str = "fall = 1, rise = 1";
+
+    const FOUR: [&str; 4] = ["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:80", "127.0.0.2:81"];
+
+    /// gdnsd's worst-wins: one failing check of two takes the target down; it is back only
+    /// once both pass.
+    #[test]
+    fn a_target_is_up_only_while_every_check_passes() {
+        let mut b = Bench::new(&[("example.com.toml", &two_checks(FALL_1, FALL_1))]);
+        assert_eq!(b.p.probe_keys().len(), 4);
+        b.probe("127.0.0.1:80", true);
+        b.probe("127.0.0.2:80", true);
+        b.probe("127.0.0.2:81", true);
+        assert!(b.p.judged.is_empty(), "a check without a verdict: not every target judged");
+        b.all_up(&["127.0.0.1:81"]);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        let e = b.probe("127.0.0.1:81", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::Failover]);
+        assert_eq!(e.events[0].check.as_deref(), Some("www (inline 2)"), "the event names the check that failed");
+        assert_eq!(e.events[0].target.as_deref(), Some("127.0.0.1:81"));
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        // The other check failing too changes nothing; one of the two back changes nothing.
+        let e = b.probe("127.0.0.1:80", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown]);
+        assert_eq!(e.events[0].check.as_deref(), Some("www (inline 1)"));
+        let e = b.probe("127.0.0.1:81", true);
+        assert_eq!(kinds(&e), [EventKind::TargetUp]);
+        assert_eq!(b.www(), [SECONDARY]);
+        // Both back: the primary again.
+        let e = b.probe("127.0.0.1:80", true);
+        assert_eq!(kinds(&e), [EventKind::TargetUp, EventKind::Failback]);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        // Either check failing on the secondary as well as the primary: all down.
+        b.probe("127.0.0.1:80", false);
+        let e = b.probe("127.0.0.2:81", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::AllDown]);
+    }
+
+    /// A target's own `check` replaces the pool's for it alone: here a weaker check for the
+    /// sorry server at priority 2.
+    #[test]
+    fn a_targets_own_check_replaces_the_pools() {
+        let text = two_checks(FALL_1, FALL_1).replace(
+            "{ address = \"127.0.0.2\", priority = 2 }",
+            "{ address = \"127.0.0.2\", priority = 2, check = { type = \"tcp\", port = 22, fall = 1, rise = 1 } }",
+        );
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        let mut keys: Vec<String> = b.p.probe_keys().iter().map(|k| k.addr.to_string()).collect();
+        keys.sort();
+        assert_eq!(keys, ["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:22"]);
+        b.all_up(&["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:22"]);
+        assert_eq!(b.www(), [PRIMARY]);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        let e = b.probe("127.0.0.2:22", false);
+        assert_eq!(e.events[0].check.as_deref(), Some("www 127.0.0.2 (inline)"));
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::AllDown]);
+        b.probe("127.0.0.2:22", true);
+        assert_eq!(b.www(), [SECONDARY], "its one check passes: up");
+    }
+
+    /// The TTL while a verdict is pending: an up target goes down with the first of its checks
+    /// in doubt, so the soonest counts; a down one comes up only once every check that is down
+    /// has, so the last counts, and only while all of them are in doubt.
+    #[test]
+    fn the_wait_of_several_checks_in_doubt() {
+        let timing = "interval = \"3s\", retry_interval = \"1s\", timeout = \"500ms\"";
+        let text = two_checks(&format!("{timing}, fall = 3, rise = 2"), &format!("{timing}, fall = 2, rise = 3"));
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        b.all_up(&FOUR);
+        // Port 80 fails once: two retries and a timeout to go, 2.5 s.
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 3));
+        // Port 81 fails once: one retry and a timeout, 1.5 s: the soonest.
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 2));
+        // Port 81 decides: down, whatever port 80 says.
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        b.probe("127.0.0.1:80", false);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5), "both down, neither in doubt");
+        // Port 80 in doubt coming up (1.5 s), but port 81 is down and steady: nothing is due.
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        // Port 81 in doubt too: two more successes, 2.5 s, the later of the two.
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 3));
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 3), "port 80 is up; port 81 still to come");
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 2));
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+    }
+
+    /// With several checks a target is back when its last check is, and `failback_delay` counts
+    /// from then: an earlier recovery of another check cannot cut it short.
+    #[test]
+    fn the_failback_delay_counts_from_the_last_check_back() {
+        let text = two_checks(FALL_1, FALL_1).replace("[pools.www]", "[pools.www]\nfailback_delay = \"30s\"");
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        b.all_up(&FOUR);
+        b.probe("127.0.0.1:80", false);
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        // Port 80 back at 10 s, port 81 at 30 s: answered from 60 s, not 40 s.
+        b.step(Duration::from_secs(10));
+        b.probe("127.0.0.1:80", true);
+        assert!(b.p.wake_at().is_none(), "still down: port 81");
+        b.step(Duration::from_secs(20));
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.p.wake_at(), Some(b.now().at + Duration::from_secs(30)));
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        b.step(Duration::from_secs(10));
+        assert_eq!(b.www(), [SECONDARY], "30 s after port 80 came back, 10 s after port 81");
+        b.step(Duration::from_secs(20));
+        assert_eq!(b.www(), [PRIMARY]);
+        // Much later port 81 fails and comes back on its own: port 80's recovery, long past,
+        // does not count, so the delay runs again in full.
+        b.step(Duration::from_secs(100));
+        b.probe("127.0.0.1:81", false);
+        b.step(Duration::from_secs(5));
+        b.probe("127.0.0.1:81", true);
+        b.step(Duration::from_secs(29));
+        assert_eq!(b.www(), [SECONDARY]);
+        b.step(Duration::from_secs(1));
+        assert_eq!(b.www(), [PRIMARY]);
+    }
+
+    #[test]
+    fn judging_several_checks_worst_wins() {
+        use Health::{Down, Unknown, Up};
+        let check = crate::model::pool::testing::tcp_check(); // retry 200 ms, timeout 500 ms, fall 3, rise 2
+        let key = |port| ProbeKey::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)), &check);
+        let keys = [key(1), key(2)];
+        // A state from results: the first decides, the rest count against it.
+        let state = |results: &[bool]| {
+            let mut s = TargetState::default();
+            for &ok in results {
+                s.observe(ok, check.rise, check.fall);
+            }
+            s
+        };
+        let ms = Duration::from_millis;
+        // Results of the first check, of the second; the target's verdict and due.
+        type Case = (&'static [bool], &'static [bool], Health, Option<Duration>);
+        let cases: &[Case] = &[
+            (&[], &[], Unknown, None),
+            (&[true], &[], Unknown, None),
+            (&[false], &[], Down, None),
+            (&[true], &[true], Up, None),
+            (&[true], &[false], Down, None),
+            (&[false], &[false], Down, None),
+            // Up: the soonest of the checks in doubt going down.
+            (&[true, false], &[true], Up, Some(ms(2 * 200 + 500))),
+            (&[true, false], &[true, false, false], Up, Some(ms(200 + 500))),
+            // Down: only when every check that is down is in doubt coming up, the last of them.
+            (&[false, true], &[true], Down, Some(ms(200 + 500))),
+            (&[false, true], &[false], Down, None),
+            (&[false, true], &[false, true], Down, Some(ms(200 + 500))),
+            (&[false, true], &[true, false], Down, Some(ms(200 + 500))),
+            // A check still unknown beside one that is down: down, and due as that one is.
+            (&[false, true], &[], Down, Some(ms(200 + 500))),
+        ];
+        for (a, b, health, due) in cases {
+            let mut verdicts = HashMap::new();
+            for (k, r) in keys.iter().zip([a, b]) {
+                if !r.is_empty() {
+                    verdicts.insert(k.clone(), state(r));
+                }
+            }
+            assert_eq!(judge(&keys, &verdicts), (*health, *due), "{a:?} {b:?}");
+        }
     }
 
     #[test]
