@@ -141,16 +141,7 @@ impl Galera {
 
     /// Runs `sql` on node `i` as root over its Unix socket; returns the rows, tab-separated.
     pub fn sql(&self, i: usize, sql: &str) -> Result<String, String> {
-        let out = Command::new("mariadb")
-            .arg(format!("--socket={}", self.nodes[i].dir.join("sock").display()))
-            .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+        run_sql(&self.nodes[i].dir, sql)
     }
 
     /// One global status variable of node `i`.
@@ -175,6 +166,71 @@ impl Galera {
             || self.status(i, "wsrep_cluster_size"),
             |s| *s == size.to_string(),
         );
+    }
+}
+
+/// Runs `sql` as root over the Unix socket of the server whose folder is `dir`.
+fn run_sql(dir: &Path, sql: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .arg(format!("--socket={}", dir.join("sock").display()))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// One plain MariaDB server (no wsrep) at `addr`:3306, in a temporary folder; `extra` goes into
+/// its `[mariadbd]` group. Stops when dropped.
+pub struct Mariadb {
+    pub addr: String,
+    _process: Killed,
+    dir: tempfile::TempDir,
+}
+
+impl Mariadb {
+    pub fn start(addr: &str, extra: &str) -> Mariadb {
+        let dir = tempfile::tempdir().unwrap();
+        let root = is_root();
+        let d = dir.path().display().to_string();
+        let user = if root { "user=mysql\n" } else { "" };
+        let cnf = format!(
+            "[mariadbd]\n{user}datadir={d}/data\nsocket={d}/sock\npid-file={d}/pid\nbind-address={addr}\nport=3306\n\
+             log-error={d}/error.log\ninnodb_buffer_pool_size=16M\ninnodb_log_file_size=8M\nperformance_schema=OFF\n{extra}\n"
+        );
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("my.cnf"), cnf).unwrap();
+        if root {
+            set_mode(dir.path(), 0o755);
+            chown_mysql(dir.path());
+        }
+        let defaults = format!("--defaults-file={d}/my.cnf");
+        let out = Command::new("mariadb-install-db")
+            .arg(&defaults)
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        let mut process = Killed(
+            Command::new("mariadbd").arg(&defaults).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+        );
+        let sock = dir.path().join("sock");
+        wait_for(
+            &format!("mariadbd at {addr} to take connections"),
+            Duration::from_secs(60),
+            || sock.exists() || process.0.try_wait().unwrap().is_some(),
+            |ok| *ok,
+        );
+        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+        assert!(process.0.try_wait().unwrap().is_none(), "mariadbd at {addr} exited: {log}");
+        Mariadb { addr: addr.into(), _process: process, dir }
+    }
+
+    pub fn sql(&self, sql: &str) -> Result<String, String> {
+        run_sql(self.dir.path(), sql)
     }
 }
 
