@@ -40,7 +40,7 @@ fn mysql_checks_judge_primaries_and_replicas() {
         ))
         .unwrap();
     // The users come to the replica by replication.
-    wait_for(
+    let _ = wait_for(
         "the replica to replicate",
         Duration::from_secs(30),
         || {
