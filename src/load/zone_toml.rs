@@ -614,8 +614,10 @@ fn pool_of(
             errors.push(err(t.priority.span(), format!("target priority must be 1..=255, got {priority}")));
             continue;
         }
-        if targets.iter().any(|o| o.address == address) {
-            errors.push(err(t.address.span(), format!("target {address} is listed twice")));
+        // The same server may be listed again at another priority with other checks (a
+        // weaker fallback of itself); at the same priority it would only be answered twice.
+        if targets.iter().any(|o| o.address == address && o.priority == priority as u8) {
+            errors.push(err(t.address.span(), format!("target {address} is listed twice at priority {priority}")));
             continue;
         }
         let checks = match t.check {
@@ -647,10 +649,21 @@ fn pool_of(
             ));
             continue;
         }
-        let checks = checks
+        let checks: Vec<TargetCheck> = checks
             .into_iter()
             .map(|check| TargetCheck { probe: SocketAddr::new(probe.0, probe.1.unwrap_or(check.port)), check })
             .collect();
+        if let Some(o) = targets.iter().find(|o| o.address == address && o.checks == checks) {
+            errors.push(err(
+                t.address.span(),
+                format!(
+                    "target {address} is listed at priority {} too, with the same checks: list it again only with \
+                     other checks (a `check` of its own), as a weaker fallback",
+                    o.priority
+                ),
+            ));
+            continue;
+        }
         targets.push(Target { address, priority: priority as u8, checks });
     }
     if targets.is_empty() && errors.is_empty() {
@@ -835,7 +848,11 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
             "{}",
             e[0]
         );
-        assert!(e[1].starts_with("example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed twice"), "{}", e[1]);
+        assert!(
+            e[1].starts_with("example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed at priority 1 too, with the same checks"),
+            "{}",
+            e[1]
+        );
         assert!(e[2].contains("\"banana\" is not an IPv4 or IPv6"), "{}", e[2]);
         assert!(e[3].contains("www.example.net. is not inside zone example.com."), "{}", e[3]);
     }
@@ -1135,6 +1152,27 @@ targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
             };
             assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
         }
+    }
+
+    #[test]
+    fn a_server_listed_again_needs_other_checks_and_another_priority() {
+        let pool = |targets: &str| {
+            format!(
+                "[checks.strict]\ntype = \"tcp\"\nport = 3306\n[checks.weak]\ntype = \"tcp\"\nport = 22\n[pools.db]\ncheck = \"strict\"\ntargets = [{targets}]\n"
+            )
+        };
+        let (p, e) = pools(&pool(
+            "{ address = \"192.0.2.1\", priority = 1 }, { address = \"192.0.2.2\", priority = 2 }, { address = \"192.0.2.1\", priority = 3, check = \"weak\" }",
+        ));
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(p[0].targets.len(), 3);
+        let (_, e) =
+            pools(&pool("{ address = \"192.0.2.1\", priority = 1 }, { address = \"192.0.2.1\", priority = 3 }"));
+        assert!(e[0].contains("target 192.0.2.1 is listed at priority 1 too, with the same checks"), "{e:?}");
+        let (_, e) = pools(&pool(
+            "{ address = \"192.0.2.1\", priority = 1 }, { address = \"192.0.2.1\", priority = 1, check = \"weak\" }",
+        ));
+        assert!(e[0].contains("target 192.0.2.1 is listed twice at priority 1"), "{e:?}");
     }
 
     /// A credentials file in a fresh folder, and its path as a TOML string.

@@ -97,7 +97,14 @@ pub fn status_table(st: &Status) -> String {
         let held = if p.held.is_some() { "  HELD (manual failback: weiche failback POOL)" } else { "" };
         // A server from before several checks per pool sends `check` alone.
         let checks = if p.checks.is_empty() { p.check.clone() } else { p.checks.join(",") };
-        let _ = writeln!(out, "pool {}  check={checks} all_down={} failback={}{held}", p.pool, p.policy, p.failback);
+        // The threshold only when it is not the default one target.
+        let min_up =
+            if p.min_up.is_empty() || p.min_up == "1" { String::new() } else { format!(" min_up={}", p.min_up) };
+        let _ = writeln!(
+            out,
+            "pool {}  check={checks}{min_up} all_down={} failback={}{held}",
+            p.pool, p.policy, p.failback
+        );
         for (f, label, v6) in [(&p.a, "A", false), (&p.aaaa, "AAAA", true)] {
             // A family without targets has nothing to say.
             if !p.targets.iter().any(|t| t.address.is_ipv6() == v6) {

@@ -51,6 +51,10 @@ pub struct PoolStatus {
     /// pass them all.
     #[serde(default)]
     pub checks: Vec<String>,
+    /// How many targets of a level must be up for it to count: a count ("1", "2") or a share
+    /// ("50%"), as configured.
+    #[serde(default)]
+    pub min_up: String,
     /// The all-down policy.
     pub policy: Policy,
     pub failback: Failback,
@@ -335,6 +339,7 @@ pub(crate) mod tests {
                 zone: "example.com.".into(),
                 check: "web".into(),
                 checks: vec!["web".into()],
+                min_up: "1".into(),
                 policy: Policy::KeepPrimary,
                 failback: Failback::Auto,
                 held: None,

@@ -617,8 +617,16 @@ pub(crate) fn export_pool_metrics(
 ) {
     let (z, p) = (zone.apex.to_string(), pool.name.to_string());
     let hold = hold_key(&pool.name);
-    for (t, keys) in pool.targets.iter().zip(keys) {
-        let up = judge(keys, verdicts).0 == Health::Up;
+    for (ti, t) in pool.targets.iter().enumerate() {
+        if pool.targets[..ti].iter().any(|o| o.address == t.address) {
+            continue;
+        }
+        // A server listed at several priorities is up if one of its listings is.
+        let up = pool
+            .targets
+            .iter()
+            .zip(keys)
+            .any(|(o, keys)| o.address == t.address && judge(keys, verdicts).0 == Health::Up);
         let target = t.address.to_string();
         metrics::gauge!("weiche_target_up", "zone" => z.clone(), "pool" => p.clone(), "target" => target.clone())
             .set(up as u8 as f64);
@@ -1189,6 +1197,35 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::AllDown]);
         b.probe("127.0.0.2:22", true);
         assert_eq!(b.www(), [SECONDARY], "its one check passes: up");
+    }
+
+    /// A server listed again at a lower priority with a weaker check of its own (Galera's
+    /// `wsrep_dirty_reads` fallback): when the strict check fails everywhere, the same server is
+    /// answered from the weak level; `all_down = "all"` answers it once, not twice.
+    #[test]
+    fn a_server_can_be_its_own_weaker_fallback() {
+        let text = POOL.replace(
+            "{ address = \"127.0.0.2\", priority = 2 }",
+            "{ address = \"127.0.0.2\", priority = 2 }, { address = \"127.0.0.1\", priority = 3, check = { type = \"tcp\", port = 22, fall = 1, rise = 1 } }",
+        );
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        b.all_up(&["127.0.0.1:80", "127.0.0.2:80", "127.0.0.1:22"]);
+        assert_eq!(b.www(), [PRIMARY]);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        b.probe("127.0.0.2:80", false);
+        assert_eq!(b.www(), [PRIMARY], "the primary again, from its weaker level");
+        assert_eq!(b.p.snapshot().zones[0].answers[0].a.level, Some(3));
+        b.probe("127.0.0.1:22", false);
+        let all = text.replace("[pools.www]", "[pools.www]\nall_down = \"all\"");
+        let mut b = Bench::new(&[("example.com.toml", &all)]);
+        b.all_up(&["127.0.0.1:80", "127.0.0.2:80", "127.0.0.1:22"]);
+        for k in ["127.0.0.1:80", "127.0.0.2:80", "127.0.0.1:22"] {
+            b.probe(k, false);
+        }
+        let mut got = b.www();
+        got.sort();
+        assert_eq!(got, [PRIMARY, SECONDARY], "each address once");
     }
 
     /// The TTL while a verdict is pending: an up target goes down with the first of its checks
