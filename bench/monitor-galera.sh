@@ -8,17 +8,21 @@
 # one galera check (interval 1s, timeout 500ms) and is measured over a window: probes per second
 # and how many passed (from its own metrics), its CPU as a share of one core, and its memory.
 #
-# Usage: bench/monitor-galera.sh [--targets 1000] [--seconds 30]
+# --type tcp probes the same 1,000 addresses with a tcp check of port 3306 instead, for comparison
+# (each such probe is an aborted connect on the server).
+#
+# Usage: bench/monitor-galera.sh [--targets 1000] [--seconds 30] [--type galera|tcp]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK=/tmp/weiche-galera-bench
-TARGETS=1000 SECONDS_=30 DNS=127.0.34.53:5302 API=127.0.34.53:8054
+TARGETS=1000 SECONDS_=30 TYPE=galera DNS=127.0.34.53:5302 API=127.0.34.53:8054
 NODES=(127.0.34.1 127.0.34.2 127.0.34.3)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --targets) TARGETS="$2"; shift 2 ;;
     --seconds) SECONDS_="$2"; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --type) TYPE="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "monitor-galera.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -27,6 +31,7 @@ for tool in mariadbd mariadb-install-db mariadb nft rsync; do
 done
 PATH="$PATH:/usr/sbin"
 pkill -f "$WORK/" 2>/dev/null || true
+for _ in $(seq 100); do pgrep -f "$WORK/" >/dev/null || break; sleep 0.2; done   # a previous run's nodes
 rm -rf "$WORK" && mkdir -p "$WORK/zones" && chmod 755 "$WORK"
 (cd "$ROOT" && cargo build --release --locked -q)
 
@@ -34,6 +39,7 @@ SRV="" PIDS=()
 cleanup() {
   [[ -n "$SRV" ]] && kill "$SRV" 2>/dev/null
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
   nft delete table ip weiche_galera_bench 2>/dev/null
   true
 }
@@ -91,13 +97,14 @@ table ip weiche_galera_bench {
 }
 NFT
 
-python3 - "$TARGETS" "$WORK/zones/gal.test.toml" "$WORK/galera.cnf" <<'PY'
+python3 - "$TARGETS" "$WORK/zones/gal.test.toml" "$WORK/galera.cnf" "$TYPE" <<'PY'
 import sys
-n, out, cnf = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+n, out, cnf, kind = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 addrs = [f"127.21.{i // 250}.{i % 250 + 1}" for i in range(n)]
 with open(out, "w") as f:
     f.write("records = '''\n$TTL 300\n@ SOA ns1 hm 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.34.53\n'''\n")
-    f.write(f'[checks.g]\ntype = "galera"\ncredentials_file = "{cnf}"\ninterval = "1s"\ntimeout = "500ms"\n')
+    how = f'credentials_file = "{cnf}"' if kind == "galera" else 'port = 3306'
+    f.write(f'[checks.g]\ntype = "{kind}"\n{how}\ninterval = "1s"\ntimeout = "500ms"\n')
     for p in range(0, n, 100):
         f.write(f"[pools.p{p // 100}]\ncheck = \"g\"\ntargets = [\n")
         for i, a in enumerate(addrs[p:p + 100]):
@@ -125,13 +132,13 @@ sleep "$SECONDS_"
 c1=$(awk '{print $14+$15}' /proc/$SRV/stat); t1=$(date +%s.%N); ok1=$(probes ok); f1=$(probes fail)
 ab1=$(for i in 0 1 2; do status "$i" Aborted_connects; done | paste -sd+ | bc)
 rss=$(awk '/VmRSS/{print $2}' /proc/$SRV/status)
-python3 - "$c0" "$c1" "$t0" "$t1" "$hz" "$TARGETS" "$rss" "$ok0" "$ok1" "$f0" "$f1" "$ab0" "$ab1" <<'PY'
+python3 - "$c0" "$c1" "$t0" "$t1" "$hz" "$TARGETS" "$rss" "$ok0" "$ok1" "$f0" "$f1" "$ab0" "$ab1" "$TYPE" <<'PY'
 import sys
-c0, c1, t0, t1, hz, n, rss, ok0, ok1, f0, f1, ab0, ab1 = sys.argv[1:]
+c0, c1, t0, t1, hz, n, rss, ok0, ok1, f0, f1, ab0, ab1 = sys.argv[1:14]
 w = float(t1) - float(t0)
 cpu = (float(c1) - float(c0)) / float(hz) / w
 ok, fail = (int(ok1) - int(ok0)) / w, (int(f1) - int(f0)) / w
-print(f"targets={n} window_s={w:.1f} probes_per_s={ok + fail:.0f} passed_per_s={ok:.0f} failed_per_s={fail:.1f} "
+print(f"type={sys.argv[14]} targets={n} window_s={w:.1f} probes_per_s={ok + fail:.0f} passed_per_s={ok:.0f} failed_per_s={fail:.1f} "
       f"weiche_cpu_share_of_one_core={cpu:.3f} us_cpu_per_probe={cpu / max(ok + fail, 1) * 1e6:.0f} rss_mib={int(rss) / 1024:.0f} "
       f"aborted_connects_added={int(ab1) - int(ab0)}")
 PY
