@@ -82,6 +82,7 @@ pub async fn serve(
     (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
     ops::api::metrics_handle();
+    load::read::set_max_file_size(config.zone_file_limit);
     let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
     let _secondaries =
         AbortOnDrop(tokio::spawn(transfer::secondaries::run(changed, Arc::new(config.transfer.clone()))));

@@ -337,6 +337,7 @@ fn check(args: &CommonArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    weiche::load::read::set_max_file_size(config.zone_file_limit);
     let loads = match weiche::load::loader::load_dir(&config.zones_dir) {
         Ok(l) => l,
         Err(e) => {

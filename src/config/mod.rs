@@ -175,6 +175,56 @@ pub(crate) fn duration_field(
     }
 }
 
+/// A duration key that must lie in `range`: zero and absurd values are errors naming the range.
+pub(crate) fn ranged_duration(
+    v: Option<&Spanned<String>>,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+    what: &str,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Duration, FileError> {
+    let d = duration_field(v, default, what, err)?;
+    if !range.contains(&d) {
+        let span = v.map_or(0..0, Spanned::span);
+        let (lo, hi) = (humantime::format_duration(*range.start()), humantime::format_duration(*range.end()));
+        return Err(err(span, format!("{what} must be {lo} to {hi}, got {}", humantime::format_duration(d))));
+    }
+    Ok(d)
+}
+
+/// A count key that must lie in `range`.
+fn ranged_count<T: Copy + PartialOrd + std::fmt::Display>(
+    v: Option<&Spanned<T>>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<T, FileError> {
+    match v {
+        Some(v) if !range.contains(v.get_ref()) => {
+            Err(err(v.span(), format!("{what} must be {}..={}, got {}", range.start(), range.end(), v.get_ref())))
+        }
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    }
+}
+
+/// A size like `512MiB`, `1GiB`, `64KiB` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" | "k" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        _ => return Err(format!("{s:?} is not a size; write it like 512MiB, 2GiB or 65536")),
+    };
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size; write it like 512MiB, 2GiB or 65536"))?;
+    n.checked_mul(scale).ok_or_else(|| format!("{s:?} is too large"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // weiche.toml
 
@@ -300,7 +350,7 @@ struct WebhookSpec {
     url: Spanned<String>,
     format: Option<WebhookFormat>,
     timeout: Option<Spanned<String>>,
-    retries: Option<u32>,
+    retries: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,10 +403,11 @@ struct ServerSpec {
     udp_payload: Option<Spanned<u16>>,
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<usize>>,
-    udp_workers: Option<usize>,
+    udp_workers: Option<Spanned<usize>>,
     xdp: Option<Spanned<String>>,
     reload_interval: Option<Spanned<String>>,
     state_dir: Option<String>,
+    zone_file_limit: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -391,6 +442,8 @@ pub struct Config {
     pub xdp: Option<String>,
     /// How often the zones directory is looked at for changes.
     pub reload_interval: Duration,
+    /// The most bytes one zone file (or include) may have.
+    pub zone_file_limit: u64,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The HTTP API's address (None: no API).
@@ -463,12 +516,31 @@ impl Config {
             Some(v) => v.into_inner(),
             None => DEFAULT_UDP_PAYLOAD,
         };
-        let tcp_max_connections = match s.tcp_max_connections {
-            Some(v) if *v.get_ref() == 0 => {
-                return Err(err(v.span(), "tcp_max_connections must be at least 1".into()));
-            }
-            Some(v) => v.into_inner(),
-            None => 512,
+        let tcp_max_connections =
+            ranged_count(s.tcp_max_connections.as_ref(), 512, 1..=1_000_000, "tcp_max_connections", &err)?;
+        let udp_workers = ranged_count(s.udp_workers.as_ref(), 0, 0..=256, "udp_workers (0: one per CPU)", &err)?;
+        let secs = Duration::from_secs;
+        let tcp_idle_timeout = ranged_duration(
+            s.tcp_idle_timeout.as_ref(),
+            secs(10),
+            Duration::from_millis(100)..=secs(3600),
+            "tcp_idle_timeout",
+            &err,
+        )?;
+        let reload_interval = ranged_duration(
+            s.reload_interval.as_ref(),
+            Duration::from_millis(500),
+            Duration::from_millis(100)..=secs(3600),
+            "reload_interval",
+            &err,
+        )?;
+        let zone_file_limit = match &s.zone_file_limit {
+            None => crate::load::read::DEFAULT_MAX_FILE_SIZE,
+            Some(v) => match parse_size(v.get_ref()) {
+                Ok(n) if (1 << 10..=1 << 40).contains(&n) => n,
+                Ok(n) => return Err(err(v.span(), format!("zone_file_limit must be 1KiB to 1024GiB, got {n} bytes"))),
+                Err(m) => return Err(err(v.span(), format!("zone_file_limit: {m}"))),
+            },
         };
         let log_level = spec.log.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -520,8 +592,14 @@ impl Config {
             webhooks.push(Webhook {
                 url: url.clone(),
                 format: w.format.unwrap_or_default(),
-                timeout: duration_field(w.timeout.as_ref(), Duration::from_secs(5), "notify.webhook timeout", &err)?,
-                retries: w.retries.unwrap_or(3).min(10),
+                timeout: ranged_duration(
+                    w.timeout.as_ref(),
+                    Duration::from_secs(5),
+                    Duration::from_millis(100)..=Duration::from_secs(300),
+                    "notify.webhook timeout",
+                    &err,
+                )?,
+                retries: ranged_count(w.retries.as_ref(), 3, 0..=10, "notify.webhook retries", &err)?,
             });
         }
         let mut commands = Vec::new();
@@ -535,7 +613,13 @@ impl Config {
             }
             commands.push(NotifyCommand {
                 argv: c.run.into_inner(),
-                timeout: duration_field(c.timeout.as_ref(), Duration::from_secs(10), "notify.command timeout", &err)?,
+                timeout: ranged_duration(
+                    c.timeout.as_ref(),
+                    Duration::from_secs(10),
+                    Duration::from_millis(100)..=Duration::from_secs(3600),
+                    "notify.command timeout",
+                    &err,
+                )?,
             });
         }
         let transfer = transfer_of(spec.keys, spec.transfer, base, &err)?;
@@ -550,21 +634,12 @@ impl Config {
             listen,
             zones_dir: base.join(s.zones.unwrap_or_else(|| "zones".into())),
             udp_payload,
-            tcp_idle_timeout: duration_field(
-                s.tcp_idle_timeout.as_ref(),
-                Duration::from_secs(10),
-                "tcp_idle_timeout",
-                &err,
-            )?,
+            tcp_idle_timeout,
             tcp_max_connections,
-            udp_workers: s.udp_workers.unwrap_or(0),
+            udp_workers,
             xdp,
-            reload_interval: duration_field(
-                s.reload_interval.as_ref(),
-                Duration::from_millis(500),
-                "reload_interval",
-                &err,
-            )?,
+            reload_interval,
+            zone_file_limit,
             log_format: spec.log.format.unwrap_or_default(),
             log_level,
         })
@@ -623,6 +698,38 @@ mod tests {
         assert!(e.contains("weiche.toml:2:7: xdp: \"eth 0\" is not a network interface name"), "{e}");
         std::fs::write(&p, "[server]\nxdp = \"eth0\"\n").unwrap();
         assert_eq!(Config::load(Some(&p)).unwrap().xdp.as_deref(), Some("eth0"));
+    }
+
+    /// Zero, absurd and malformed values are errors that name the allowed range.
+    #[test]
+    fn absurd_values_are_errors_with_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weiche.toml");
+        for (text, want) in [
+            ("[server]\nreload_interval = \"0s\"\n", "2:19: reload_interval must be 100ms to 1h, got 0s"),
+            ("[server]\ntcp_idle_timeout = \"0s\"\n", "2:20: tcp_idle_timeout must be 100ms to 1h, got 0s"),
+            ("[server]\ntcp_idle_timeout = \"2h\"\n", "2:20: tcp_idle_timeout must be 100ms to 1h, got 2h"),
+            ("[server]\nudp_workers = 100000\n", "2:15: udp_workers (0: one per CPU) must be 0..=256, got 100000"),
+            ("[server]\ntcp_max_connections = 0\n", "2:23: tcp_max_connections must be 1..=1000000, got 0"),
+            ("[server]\nzone_file_limit = \"12\"\n", "2:19: zone_file_limit must be 1KiB to 1024GiB, got 12 bytes"),
+            ("[server]\nzone_file_limit = \"lots\"\n", "2:19: zone_file_limit: \"lots\" is not a size"),
+            (
+                "[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\nretries = 1000\n",
+                "3:11: notify.webhook retries must be 0..=10, got 1000",
+            ),
+            (
+                "[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"0s\"\n",
+                "3:11: notify.webhook timeout must be 100ms to 5m, got 0s",
+            ),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains(&format!("weiche.toml:{want}")), "{text}\n{e}");
+        }
+        std::fs::write(&p, "[server]\nzone_file_limit = \"64MiB\"\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().zone_file_limit, 64 << 20);
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("65536"), Ok(65536));
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ZoneLoad>, DirError> {
         loads.iter().flat_map(|l| l.files.iter().skip(1)).filter_map(|p| p.canonicalize().ok()).collect();
     loads.retain(|l| l.file.kind == Kind::Toml || !l.file.path.canonicalize().is_ok_and(|p| included.contains(&p)));
     for i in 0..loads.len() {
-        let twin = loads[..i].iter().find(|o| o.file.apex == loads[i].file.apex).map(|o| o.file.path.clone());
+        // Names are compared ignoring case: CASE.TEST.zone and case.test.zone are one zone.
+        let apex = loads[i].file.apex.key();
+        let twin = loads[..i].iter().find(|o| o.file.apex.key() == apex).map(|o| o.file.path.clone());
         if let Some(other) = twin {
             let at: Arc<Path> = loads[i].file.path.as_path().into();
             let msg = format!(
@@ -98,8 +100,15 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ZoneLoad>, DirError> {
 pub fn load(file: ZoneFile) -> ZoneLoad {
     let path: Arc<Path> = file.path.as_path().into();
     let mut files = vec![file.path.clone()];
-    let text = match std::fs::read_to_string(&file.path) {
-        Ok(t) => t,
+    let text = match crate::load::read::read_bytes(&file.path) {
+        Ok(b) if file.kind == Kind::Plain => crate::load::read::master_text(b),
+        Ok(b) => match crate::load::read::utf8_text(b) {
+            Ok(t) => t,
+            Err((line, col, msg)) => {
+                let result = Err(vec![FileError::new(&path, line as u32, col as u32, msg)]);
+                return ZoneLoad { file, files, result };
+            }
+        },
         Err(e) => {
             let result = Err(vec![FileError::new(&path, 1, 1, format!("cannot read: {e}"))]);
             return ZoneLoad { file, files, result };
@@ -140,7 +149,7 @@ fn load_toml(
     let include_span = include.as_ref().map_or(0..0, |i| i.span());
     for inc in include.map(|i| i.into_inner().into_vec()).unwrap_or_default() {
         let inc_path = file.path.parent().unwrap_or(Path::new(".")).join(&inc);
-        match std::fs::read_to_string(&inc_path) {
+        match crate::load::read::read_bytes(&inc_path).map(crate::load::read::master_text) {
             Ok(t) => {
                 let parsed = zonefile::parse(Source::file(&t, &inc_path), &file.apex);
                 files.push(inc_path);
@@ -185,6 +194,30 @@ mod tests {
 
     fn errors(l: &ZoneLoad) -> Vec<String> {
         l.result.as_ref().err().map(|e| e.iter().map(ToString::to_string).collect()).unwrap_or_default()
+    }
+
+    /// A byte that is not UTF-8 in a master file is kept as that byte (BIND accepts it); in a
+    /// TOML file, which must be UTF-8, it is an error at its line and column.
+    #[test]
+    fn bytes_that_are_not_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut zone = ZONE.as_bytes().to_vec();
+        zone.extend_from_slice(b"txt TXT \"caf\xe9\" \\\xff\n");
+        std::fs::write(dir.path().join("example.com.zone"), &zone).unwrap();
+        let mut toml = b"records = \"\"\"\n".to_vec();
+        toml.extend_from_slice(ZONE.as_bytes());
+        toml.extend_from_slice(b"x TXT \"\xe9\"\n\"\"\"\n");
+        std::fs::write(dir.path().join("example.net.toml"), &toml).unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        let z = loads[0].result.as_ref().unwrap();
+        let id = z.node_id(&Name::parse("txt.example.com.", None).unwrap().key()).expect("the TXT name");
+        let txt = z.node(id).rrset(crate::model::rtype::TXT).unwrap();
+        assert_eq!(txt.rdatas().next().unwrap(), b"\x04caf\xe9\x01\xff");
+        let e = errors(&loads[1]);
+        assert!(
+            e.len() == 1 && e[0].ends_with("example.net.toml:6:8: byte 0xe9 is not UTF-8 (a TOML file must be UTF-8)"),
+            "{e:?}"
+        );
     }
 
     #[test]

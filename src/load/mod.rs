@@ -3,6 +3,7 @@
 
 pub mod loader;
 pub mod my_cnf;
+pub mod read;
 pub mod watch;
 pub mod zone_toml;
 pub mod zonefile;

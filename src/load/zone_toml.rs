@@ -421,14 +421,10 @@ const MAX_SIDE_FILE: u64 = 1 << 20;
 /// Reads a file a check names, relative to the zone file's folder: a regular file, bounded.
 fn read_side_file(zone_file: &Path, name: &str) -> Result<(std::path::PathBuf, Vec<u8>), String> {
     let path = zone_file.parent().unwrap_or(Path::new(".")).join(name);
-    let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if meta.len() > MAX_SIDE_FILE {
+    let bytes = crate::load::read::read_bytes(&path).map_err(|e| format!("{} {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_SIDE_FILE {
         return Err(format!("{} is over {} bytes", path.display(), MAX_SIDE_FILE));
     }
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((path, bytes))
 }
 
@@ -1218,11 +1214,11 @@ targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
             ("type = \"galera\"\n".to_string(), "2:1: check \"a\": a galera check needs credentials_file".to_string()),
             (
                 "type = \"galera\"\ncredentials_file = \"/nonexistent/weiche.cnf\"\n".into(),
-                "4:20: check \"a\": credentials_file /nonexistent/weiche.cnf: No such file".into(),
+                "4:20: check \"a\": credentials_file /nonexistent/weiche.cnf No such file".into(),
             ),
             (
                 "type = \"galera\"\ncredentials_file = \"/\"\n".into(),
-                "4:20: check \"a\": credentials_file / is not a regular file".into(),
+                "4:20: check \"a\": credentials_file / is a directory; only regular files are read".into(),
             ),
             (
                 format!("type = \"mysql\"\ncredentials_file = \"{no_user}\"\n"),

@@ -214,7 +214,8 @@ impl Parser {
                     return Err(at(t, format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} files (a loop?)")));
                 }
                 let path = src.file.parent().unwrap_or(Path::new(".")).join(t.text);
-                let text = std::fs::read_to_string(&path)
+                let text = crate::load::read::read_bytes(&path)
+                    .map(crate::load::read::master_text)
                     .map_err(|e| at(t, format!("cannot read $INCLUDE file {}: {e}", path.display())))?;
                 let origin = match toks.get(2) {
                     Some(o) => rdata::parse_name(o.text, &st.origin).map_err(|m| at(o, m))?,
