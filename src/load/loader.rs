@@ -220,6 +220,23 @@ mod tests {
         );
     }
 
+    /// What no message could carry is refused at load, where it is written, rather than
+    /// failing (or worse) when it is asked for.
+    #[test]
+    fn records_and_sets_too_big_for_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let s255 = format!("\"{}\"", "x".repeat(255));
+        let big_txt = vec![s255.as_str(); 257].join(" ");
+        let many: String = (0..300).map(|i| format!("set TXT \"{i}{}\"\n", "y".repeat(240))).collect();
+        std::fs::write(dir.path().join("example.com.zone"), format!("{ZONE}one TXT {big_txt}\nok TXT \"a\"\n{many}"))
+            .unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        let e = errors(&loads[0]);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("example.com.zone:5:1: TXT record data of 65792 bytes is over the 65535"), "{e:?}");
+        assert!(e[1].contains("example.com.zone:7:1: TXT set of 300 records takes"), "{e:?}");
+    }
+
     #[test]
     fn toml_zone_with_pools_and_positions() {
         let dir = tempfile::tempdir().unwrap();
