@@ -33,6 +33,7 @@
 
 pub mod config;
 pub mod dns;
+pub mod fatal;
 pub mod load;
 pub mod model;
 pub mod monitor;
@@ -66,6 +67,8 @@ pub enum ServeError {
     Zones(#[from] load::loader::DirError),
     #[error("cannot start the listeners: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("stopped after a failure: {0}")]
+    Failed(String),
 }
 
 /// Serves `config` on `sockets` until `shutdown` completes.
@@ -164,10 +167,18 @@ pub async fn serve(
     let (reloads_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
     let _watch = AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx)));
     let publisher = AbortOnDrop(tokio::spawn(driver.run(monitor, updates, commands, reloads)));
-    shutdown.await;
-    info!("shutting down");
+    tokio::select! {
+        _ = shutdown => info!("shutting down"),
+        _ = fatal::stopped() => {
+            ready.store(false, Ordering::Relaxed);
+            error!("shutting down after a failure");
+        }
+    }
     // Answers in flight finish from the last snapshot; nothing new is published.
     drop(publisher);
     listeners.stop().await;
-    Ok(())
+    match fatal::failed() {
+        Some(why) => Err(ServeError::Failed(why.to_string())),
+        None => Ok(()),
+    }
 }

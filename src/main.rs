@@ -260,6 +260,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         config.api_listen = a;
     }
     init_logging(&config);
+    weiche::fatal::install_panic_hook(Some(std::time::Duration::from_secs(10)));
     raise_fd_limit();
     let bound = weiche::Sockets::bind(&config.listen);
     let sockets = match config.api_listen {

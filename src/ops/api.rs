@@ -89,7 +89,9 @@ fn gone() -> Response {
 }
 
 async fn readyz(State(s): State<ApiState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
+    if let Some(why) = crate::fatal::failed() {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("failed, stopping: {why}\n")).into_response()
+    } else if s.ready.load(Ordering::Relaxed) {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting: zones loading or first probe round running\n").into_response()
