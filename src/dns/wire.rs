@@ -211,6 +211,9 @@ impl<'a> Query<'a> {
                 if name_end != i + 1 || msg[i] != 0 {
                     return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
                 }
+                if !options_well_formed(&msg[name_end + 10..end]) {
+                    return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
+                }
                 q.edns = Some(Edns {
                     payload: u16::from_be_bytes([f[2], f[3]]),
                     version: f[5],
@@ -224,6 +227,22 @@ impl<'a> Query<'a> {
         }
         Ok(q)
     }
+}
+
+/// Whether OPT's RDATA is a well-formed list of options (RFC 6891 §6.1.2), each within it, and a
+/// COOKIE among them of a length RFC 7873 §5.2.2 allows: a client cookie of 8 bytes, alone or
+/// with a server cookie of 8 to 32.
+fn options_well_formed(mut rdata: &[u8]) -> bool {
+    const COOKIE: u16 = 10;
+    while !rdata.is_empty() {
+        let [c0, c1, l0, l1, rest @ ..] = rdata else { return false };
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        if rest.len() < len || (u16::from_be_bytes([*c0, *c1]) == COOKIE && !(len == 8 || (16..=40).contains(&len))) {
+            return false;
+        }
+        rdata = &rest[len..];
+    }
+    true
 }
 
 /// The end of a (possibly compressed) name at `start`, or None when it is malformed.
@@ -516,6 +535,21 @@ mod tests {
         let mut two = query(b"\x00", 1, &[], 0);
         two[5] = 2;
         assert!(formerr(&two));
+        // EDNS options must lie within OPT, and a COOKIE must have a length RFC 7873 allows.
+        let opt_with = |opt: &[u8]| {
+            let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0];
+            o.extend_from_slice(&(opt.len() as u16).to_be_bytes());
+            o.extend_from_slice(opt);
+            Query::parse(&query(b"\x00", rtype::A, &o, 1)).map(|q| q.edns.is_some())
+        };
+        let rejected = Err(Reject::Header { id: 0x1234, flags: 0x0100, rcode: rcode::FORMERR });
+        assert_eq!(opt_with(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]), Ok(true), "a client cookie");
+        assert_eq!(opt_with(&[&[0, 10, 0, 16][..], &[7; 16]].concat()), Ok(true), "with a server cookie");
+        assert_eq!(opt_with(&[0, 10, 0, 3, 1, 2, 3]), rejected, "a 3-byte cookie");
+        assert_eq!(opt_with(&[&[0, 10, 0, 41][..], &[7; 41]].concat()), rejected, "a 33-byte server cookie");
+        assert_eq!(opt_with(&[0, 8, 0, 9, 1]), rejected, "an option longer than OPT");
+        assert_eq!(opt_with(&[0, 8, 0]), rejected, "half an option header");
+        assert_eq!(opt_with(&[0, 12, 0, 2, 0, 0]), Ok(true), "padding, any other option");
         // OPT promised but missing, OPT with a non-root owner, a pointer loop in additional.
         assert!(formerr(&query(b"\x00", 1, &[], 1)));
         assert!(formerr(&query(b"\x00", 1, &[1, b'a', 0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0], 1)));

@@ -397,7 +397,29 @@ fn check_of(
                 method,
                 statuses,
                 body_contains: s.body_contains.map(Spanned::into_inner),
-                headers: s.headers.map(|h| h.into_inner().into_iter().collect()).unwrap_or_default(),
+                headers: match s.headers {
+                    None => Vec::new(),
+                    Some(h) => {
+                        let span = h.span();
+                        let headers: Vec<(String, String)> = h.into_inner().into_iter().collect();
+                        // What reqwest would refuse at every probe (a CR or LF in a value, a space
+                        // in a name) is refused here, once, where it is written.
+                        for (name, value) in &headers {
+                            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                                return Err(err(span, ctx(format!("headers: {name:?} is not a header name"))));
+                            }
+                            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                                return Err(err(
+                                    span,
+                                    ctx(format!(
+                                        "headers: the value of {name} has a control character (CR, LF, ...) or is not text"
+                                    )),
+                                ));
+                            }
+                        }
+                        headers
+                    }
+                },
                 tls_verify: s.tls_verify.map(Spanned::into_inner).unwrap_or(true),
             }
         }
@@ -1169,6 +1191,23 @@ targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
             "{ address = \"192.0.2.1\", priority = 1 }, { address = \"192.0.2.1\", priority = 1, check = \"weak\" }",
         ));
         assert!(e[0].contains("target 192.0.2.1 is listed twice at priority 1"), "{e:?}");
+    }
+
+    #[test]
+    fn http_headers_that_no_request_could_carry_are_errors() {
+        for (headers, want) in [
+            ("{ \"X-A\" = \"ok\\r\\nX-Injected: 1\" }", "headers: the value of X-A has a control character"),
+            ("{ \"X A\" = \"ok\" }", "headers: \"X A\" is not a header name"),
+        ] {
+            let text = format!("[checks.a]\ntype = \"http\"\nheaders = {headers}\n");
+            let e = pools(&text).1;
+            assert!(
+                e.len() == 1 && e[0].starts_with("example.com.toml:3:11: check \"a\": ") && e[0].contains(want),
+                "{e:?}"
+            );
+        }
+        let c = one_check("[checks.c]\ntype = \"http\"\nheaders = { \"X-Probe\" = \"weiche\" }\n");
+        assert!(matches!(c.probe, Probe::Http { ref headers, .. } if headers.len() == 1));
     }
 
     /// A credentials file in a fresh folder, and its path as a TOML string.
