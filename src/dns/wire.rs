@@ -75,7 +75,7 @@ pub struct Query<'a> {
     /// The serial of an SOA in the authority section (what an IXFR client has).
     pub authority_serial: Option<u32>,
     /// The additional section ends with a TSIG record: the message is signed (RFC 8945 §5.1
-    /// puts TSIG last; one anywhere else is not a signature and is ignored, as before).
+    /// puts TSIG last; a message with one anywhere else is refused with FORMERR).
     pub tsig: bool,
 }
 
@@ -220,7 +220,12 @@ impl<'a> Query<'a> {
                     dnssec_ok: f[6] & 0x80 != 0,
                 });
             }
-            if rt == rtype::TSIG && ar > 0 && n + 1 == records {
+            if rt == rtype::TSIG {
+                // RFC 8945 §5.1: a TSIG anywhere but last in the additional section is FORMERR.
+                // (hickory's verifier, given a second TSIG before the last, trips an assertion.)
+                if ar == 0 || n + 1 != records {
+                    return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
+                }
                 q.tsig = true;
             }
             i = end;
@@ -568,11 +573,14 @@ mod tests {
         let q = Query::parse(&signed).unwrap();
         assert!(q.tsig && q.edns.is_some());
         assert_eq!((q.kind(), q.message), (Kind::Transfer, &signed[..]));
-        // Anywhere but last, a TSIG is no signature.
-        let unsigned = query(b"\x00", rtype::IXFR, &[TSIG, OPT].concat(), 2);
-        let q = Query::parse(&unsigned).unwrap();
-        assert!(!q.tsig);
-        assert_eq!(q.kind(), Kind::Transfer);
+        // Anywhere but last, a TSIG makes the message FORMERR (RFC 8945 §5.1), and so does a
+        // second one.
+        let formerr = |m: &[u8]| matches!(Query::parse(m), Err(Reject::Header { rcode: rcode::FORMERR, .. }));
+        assert!(formerr(&query(b"\x00", rtype::IXFR, &[TSIG, OPT].concat(), 2)));
+        assert!(formerr(&query(b"\x00", rtype::IXFR, &[OPT, TSIG, TSIG].concat(), 3)));
+        let mut in_answer = query(b"\x00", rtype::A, &[TSIG, OPT].concat(), 1);
+        in_answer[7] = 1;
+        assert!(formerr(&in_answer));
         assert!(!Query::parse(&query(b"\x00", rtype::A, OPT, 1)).unwrap().tsig);
         let mut notify = query(b"\x00", rtype::SOA, &[], 0);
         notify[2] = opcode::NOTIFY << 3;
