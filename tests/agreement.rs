@@ -31,6 +31,7 @@ fn bad_zones(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         ("devzero.test.zone".into(), format!("{SOA}$INCLUDE /dev/zero\n").into_bytes()),
         ("missing.test.zone".into(), format!("{SOA}$INCLUDE nowhere.part\n").into_bytes()),
         ("loop.test.zone".into(), format!("{SOA}$INCLUDE loop.zone.part\n").into_bytes()),
+        ("self.test.zone".into(), format!("{SOA}$INCLUDE self.test.zone\n").into_bytes()),
         ("cname.test.zone".into(), format!("{SOA}www CNAME ns1\nwww TXT \"x\"\n").into_bytes()),
         ("nosoa.test.zone".into(), b"$TTL 60\n@ NS ns1\nns1 A 192.0.2.53\n".to_vec()),
         ("utf8.test.toml".into(), [&toml("")[..], b"# \xff\n"].concat()),
