@@ -317,8 +317,12 @@ fn raise_fd_limit() {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    // The certificate verifier logs an ERROR of its own, with no target or check, at every
+    // failed verification: the probe's cause already says it, once, on the target's event and in
+    // /status. WEICHE_LOG can bring it back (rustls_platform_verifier=debug).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},rustls_platform_verifier=off", config.log_level))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
