@@ -69,6 +69,8 @@ pub enum ServeError {
     Listen(#[from] std::io::Error),
     #[error("stopped after a failure: {0}")]
     Failed(String),
+    #[error("{0}")]
+    Api(String),
 }
 
 /// Serves `config` on `sockets` until `shutdown` completes.
@@ -86,20 +88,19 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     ops::api::metrics_handle();
     load::read::set_max_file_size(config.zone_file_limit);
+    // However the API's address was chosen (file, flag, a program embedding weiche), it is
+    // opened beyond loopback only with a token.
+    if let Some(l) = &sockets.api {
+        config::check_api_access(l.local_addr()?, config.api_token.as_deref(), "the API address")
+            .map_err(ServeError::Api)?;
+    }
     let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
     let _secondaries =
         AbortOnDrop(tokio::spawn(transfer::secondaries::run(changed, Arc::new(config.transfer.clone()))));
-    let state_file = config.state_dir.as_deref().map(publish::admin::StateFile::in_dir);
-    let admin = match &state_file {
-        Some(file) => {
-            let (state, problem) = file.load();
-            if let Some(p) = problem {
-                error!("{p}");
-            }
-            if !state.drained.is_empty() || !state.held.is_empty() {
-                info!(drained = state.drained.len(), held = state.held.len(), file = %file.path.display(), "operator state restored");
-            }
-            state
+    let (admin, state_writer, mut writing) = match config.state_dir.as_deref() {
+        Some(dir) => {
+            let (admin, writer, task) = restore_state(publish::admin::StateFile::in_dir(dir));
+            (admin, Some(writer), Some(AbortOnDrop(task)))
         }
         None => Default::default(),
     };
@@ -138,7 +139,7 @@ pub async fn serve(
     .expect("zone loading panicked");
     let store: model::snapshot::Store = Default::default();
     let mut driver =
-        publish::driver::Driver::new(publish::Publisher::new(admin), store.clone(), journal, state_file, changes);
+        publish::driver::Driver::new(publish::Publisher::new(admin), store.clone(), journal, state_writer, changes);
     if let Some(reload) = first? {
         driver.core_mut().set_zones(reload, publish::Now::read());
         driver.carry_out();
@@ -177,8 +178,27 @@ pub async fn serve(
     // Answers in flight finish from the last snapshot; nothing new is published.
     drop(publisher);
     listeners.stop().await;
+    // With the publisher gone, the state writer's last write marks a clean stop.
+    if let Some(w) = &mut writing
+        && tokio::time::timeout(std::time::Duration::from_secs(5), &mut w.0).await.is_err()
+    {
+        warn!("the state file's last write did not finish within 5 s");
+    }
     match fatal::failed() {
         Some(why) => Err(ServeError::Failed(why.to_string())),
         None => Ok(()),
     }
+}
+
+/// Reads the operator state at start (moving serials past any the last run may have lost) and
+/// starts its writer.
+fn restore_state(
+    file: publish::admin::StateFile,
+) -> (publish::admin::AdminState, publish::driver::StateWriter, tokio::task::JoinHandle<()>) {
+    let (state, written) = file.open(std::time::SystemTime::now());
+    if !state.drained.is_empty() || !state.held.is_empty() {
+        info!(drained = state.drained.len(), held = state.held.len(), file = %file.path.display(), "operator state restored");
+    }
+    let (writer, task) = publish::driver::StateWriter::start(file, state.clone(), written);
+    (state, writer, task)
 }

@@ -258,6 +258,12 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(ApiAddr(a)) = args.api {
         config.api_listen = a;
+        if let Some(a) = a
+            && let Err(e) = weiche::config::check_api_access(a, config.api_token.as_deref(), "--api")
+        {
+            eprintln!("weiche: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     init_logging(&config);
     weiche::fatal::install_panic_hook(Some(std::time::Duration::from_secs(10)));

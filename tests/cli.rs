@@ -250,7 +250,14 @@ fn operator_commands_talk_to_the_api() {
         "drained everywhere, not per pool"
     );
     assert_eq!(run(&["undrain", "127.0.0.10", "--api", &api]).0, 0);
-    assert_eq!(run(&["failback", "www.example.com", "--api", &api]).0, 0);
+    // Drained in one pool, undrained without --pool: back in every pool, as it says.
+    assert_eq!(run(&["drain", "127.0.0.10", "--pool", "www.example.com", "--api", &api]).0, 0);
+    assert_eq!(run(&["undrain", "127.0.0.10", "--api", &api]), (0, "127.0.0.10 undrained\n".into(), String::new()));
+    let (_, out, _) = run(&["status", "--api", &api]);
+    assert!(!out.contains("DRAINED"), "{out}");
+    // The pool fails back by itself: there is nothing to release, and the command says so.
+    let (code, _, err) = run(&["failback", "www.example.com", "--api", &api]);
+    assert!(code == 1 && err.contains("fails back by itself") && err.contains("(HTTP 409)"), "{err}");
     let (code, _, err) = run(&["failback", "nope.example.com", "--api", &api]);
     assert!(code == 1 && err.contains("no pool named nope.example.com."), "{err}");
     let (code, out, _) = run(&["events", "--api", &api]);
@@ -315,4 +322,49 @@ fn check_validates_dns_and_smtp_checks_as_serve_does() {
         )),
         "{stderr}"
     );
+}
+
+/// `--api` beyond loopback needs a token, as `api.listen` does: without one weiche refuses to
+/// start and says why; with `api.token_file` it serves, and the token gets in.
+#[test]
+fn the_api_flag_beyond_loopback_needs_a_token() {
+    let dns = format!("127.0.0.207:{}", external_port("127.0.0.207"));
+    let api_port = external_port("0.0.0.0");
+    let api = format!("0.0.0.0:{api_port}");
+    let serve = |config: Option<&std::path::Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &dns, "--api", &api, "--zones"]).arg(repo_zones());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        Killed(cmd.stderr(Stdio::piped()).spawn().unwrap())
+    };
+    let mut child = serve(None);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "still running 5 s after --api {api} without a token");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("--api {api} is beyond loopback")) && err.contains("api.token_file"), "{err}");
+    // With a token from the configuration it serves, and only the token gets in.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-token-of-24-characters\n").unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, format!("[api]\ntoken_file = \"{}\"\n", token.display())).unwrap();
+    let _child = serve(Some(&cfg));
+    let local = format!("127.0.0.1:{api_port}");
+    let start = Instant::now();
+    while run(&["status", "--api", &local, "--token-file", token.to_str().unwrap()]).0 != 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "status never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _, err) = run(&["status", "--api", &local]);
+    assert!(code == 1 && err.contains("HTTP 401"), "{err}");
 }

@@ -467,6 +467,15 @@ pub fn parse_api_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     s.parse().map(Some).map_err(|_| format!("{s:?} is not ADDRESS:PORT or \"off\""))
 }
 
+/// The API listens beyond loopback only with a token, however its address was given (`source`:
+/// `api.listen`, `--api`, ...): whoever reaches it could read the status and drain every server.
+pub fn check_api_access(listen: SocketAddr, token: Option<&str>, source: &str) -> Result<(), String> {
+    if listen.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    Err(format!("{source} {listen} is beyond loopback: set api.token_file too (a file holding a bearer token)"))
+}
+
 impl Config {
     /// Reads `path`, or the built-in defaults when None.
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
@@ -573,14 +582,9 @@ impl Config {
             }
         };
         if let Some(a) = api_listen
-            && !a.ip().is_loopback()
-            && api_token.is_none()
+            && let Err(m) = check_api_access(a, api_token.as_deref(), "api.listen")
         {
-            let span = spec.api.listen.as_ref().map_or(0..0, Spanned::span);
-            return Err(err(
-                span,
-                format!("api.listen {a} is beyond loopback: set api.token_file too (a file holding a bearer token)"),
-            ));
+            return Err(err(spec.api.listen.as_ref().map_or(0..0, Spanned::span), m));
         }
         let mut webhooks = Vec::new();
         for w in spec.notify.webhook {
