@@ -31,6 +31,7 @@
 //! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
 //! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (journal), `notify` (webhooks, commands) |
 
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod fatal;
@@ -69,6 +70,19 @@ pub enum ServeError {
     Listen(#[from] std::io::Error),
     #[error("stopped after a failure: {0}")]
     Failed(String),
+    #[error(
+        "{0}: [cluster] is configured but this version of weiche does not run clusters yet; remove it or use \
+         weiche check to read the arithmetic"
+    )]
+    ClusterNotYet(model::position::Location),
+}
+
+/// Refuses what `serve` cannot do yet (a `[cluster]`), rather than quietly serving alone.
+pub fn servable(config: &Config) -> Result<(), ServeError> {
+    match &config.cluster {
+        Some(c) => Err(ServeError::ClusterNotYet(c.at.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Serves `config` on `sockets` until `shutdown` completes.
@@ -84,6 +98,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
+    servable(&config)?;
     ops::api::metrics_handle();
     load::read::set_max_file_size(config.zone_file_limit);
     let (changes, changed) = tokio::sync::mpsc::unbounded_channel();

@@ -259,6 +259,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(ApiAddr(a)) = args.api {
         config.api_listen = a;
     }
+    if let Err(e) = weiche::servable(&config) {
+        eprintln!("weiche: {e}");
+        return ExitCode::FAILURE;
+    }
     init_logging(&config);
     weiche::fatal::install_panic_hook(Some(std::time::Duration::from_secs(10)));
     raise_fd_limit();
@@ -342,6 +346,9 @@ fn check(args: &CommonArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(c) = &config.cluster {
+        print_report(None, &weiche::cluster::report::arithmetic(c));
+    }
     weiche::load::read::set_max_file_size(config.zone_file_limit);
     let loads = match weiche::load::loader::load_dir(&config.zones_dir) {
         Ok(l) => l,
@@ -353,14 +360,20 @@ fn check(args: &CommonArgs) -> ExitCode {
     let mut problems = 0;
     for l in &loads {
         match &l.result {
-            Ok(z) => println!(
-                "{}: zone {} OK: serial {}, {} records, {} pools",
-                l.file.path.display(),
-                z.apex,
-                z.serial,
-                z.record_count,
-                z.pools.len()
-            ),
+            Ok(z) => {
+                println!(
+                    "{}: zone {} OK: serial {}, {} records, {} pools",
+                    l.file.path.display(),
+                    z.apex,
+                    z.serial,
+                    z.record_count,
+                    z.pools.len()
+                );
+                if let Some(c) = &config.cluster {
+                    let r = weiche::cluster::report::ns_reach(c, &z.apex, &z.apex_ns());
+                    print_report(Some(&l.file.path), &r);
+                }
+            }
             Err(errors) => {
                 for e in errors {
                     eprintln!("{e}");
@@ -380,4 +393,15 @@ fn check(args: &CommonArgs) -> ExitCode {
     }
     println!("{} zone(s) OK", loads.len());
     ExitCode::SUCCESS
+}
+
+/// Prints a report's lines, and its warnings on stderr (they do not fail `check`).
+fn print_report(file: Option<&std::path::Path>, r: &weiche::cluster::report::Report) {
+    let at = file.map(|f| format!("{}: ", f.display())).unwrap_or_default();
+    for l in &r.lines {
+        println!("{at}{l}");
+    }
+    for w in &r.warnings {
+        eprintln!("{at}WARNING: {w}");
+    }
 }

@@ -168,6 +168,30 @@ impl Zone {
         self.nodes[APEX as usize].rrset(rtype::SOA).expect("a zone always has an SOA")
     }
 
+    /// The apex's NS names, each with the addresses (A, AAAA) the zone itself holds for it;
+    /// none for a name outside the zone.
+    pub fn apex_ns(&self) -> Vec<(Name, Vec<std::net::IpAddr>)> {
+        let Some(ns) = self.node(APEX).rrset(rtype::NS) else { return Vec::new() };
+        ns.rdatas()
+            .map(|rd| {
+                let name = Name::from_wire_unchecked(rd);
+                let mut addrs = Vec::new();
+                if let Some(id) = self.node_id(&name.key()) {
+                    for rt in [rtype::A, rtype::AAAA] {
+                        for a in self.node(id).rrset(rt).into_iter().flat_map(|s| s.rdatas()) {
+                            match a.len() {
+                                4 => addrs.push(<[u8; 4]>::try_from(a).unwrap().into()),
+                                16 => addrs.push(<[u8; 16]>::try_from(a).unwrap().into()),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                (name, addrs)
+            })
+            .collect()
+    }
+
     /// Builds and validates a zone. All problems are returned, each with its location.
     pub fn build(
         apex: Name,
