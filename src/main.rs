@@ -369,10 +369,6 @@ fn check(args: &CommonArgs) -> ExitCode {
                     z.record_count,
                     z.pools.len()
                 );
-                if let Some(c) = &config.cluster {
-                    let r = weiche::cluster::report::ns_reach(c, &z.apex, &z.apex_ns());
-                    print_report(Some(&l.file.path), &r);
-                }
             }
             Err(errors) => {
                 for e in errors {
@@ -380,6 +376,13 @@ fn check(args: &CommonArgs) -> ExitCode {
                 }
                 problems += errors.len();
             }
+        }
+    }
+    if let Some(c) = &config.cluster {
+        let zones: Vec<&weiche::model::zone::Zone> = loads.iter().filter_map(|l| l.result.as_ref().ok()).collect();
+        for (l, z) in loads.iter().filter_map(|l| Some((l, l.result.as_ref().ok()?))) {
+            let ns = weiche::cluster::report::ns_addresses(z, &zones);
+            print_report(Some(&l.file.path), &weiche::cluster::report::ns_reach(c, &z.apex, &ns));
         }
     }
     let bad = loads.iter().filter(|l| l.result.is_err()).count();

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::cluster::quorum::{Layout, Loss, Losses, Set, quorum};
 use crate::config::cluster::Cluster;
 use crate::model::name::Name;
+use crate::model::zone::Zone;
 
 /// Lines to print, and warnings (check still succeeds).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -118,6 +119,19 @@ fn maintenance(c: &Cluster, layout: &Layout, m: usize, name: &str) -> String {
     }
 }
 
+/// A zone's apex NS names with their addresses: from the zone itself, else from the zone among
+/// `zones` that holds the name (NS names often live in a sibling zone served beside it).
+pub fn ns_addresses(zone: &Zone, zones: &[&Zone]) -> Vec<(Name, Vec<IpAddr>)> {
+    let mut ns = zone.apex_ns();
+    for (name, addrs) in &mut ns {
+        if addrs.is_empty() {
+            let holder = zones.iter().filter(|z| name.is_subdomain_of(&z.apex)).max_by_key(|z| z.apex.label_count());
+            *addrs = holder.map(|z| z.addresses(name)).unwrap_or_default();
+        }
+    }
+    ns
+}
+
 /// Which sites a zone's NS records reach: each NS name's addresses in the zone, matched
 /// against the members' addresses (ignoring ports). Warns when fewer than two sites serve it,
 /// and when an NS points at a witness; notes NS that belong to no member.
@@ -127,7 +141,7 @@ pub fn ns_reach(c: &Cluster, apex: &Name, ns: &[(Name, Vec<IpAddr>)]) -> Report 
     let mut notes = Vec::new();
     for (name, addrs) in ns {
         if addrs.is_empty() {
-            notes.push(format!("NS {name} has no address in this zone, so its site is unknown here"));
+            notes.push(format!("NS {name} has no address in the zones here, so its site is unknown"));
         }
         for ip in addrs {
             let members: Vec<&crate::config::cluster::Member> =
@@ -286,7 +300,7 @@ mod tests {
         assert!(
             one.warnings[1].starts_with("zone example.com.: NS records reach only site fra (ns1.example.com. → a)")
         );
-        assert!(one.lines.iter().any(|l| l.contains("NS ns.example.net. has no address in this zone")));
+        assert!(one.lines.iter().any(|l| l.contains("NS ns.example.net. has no address in the zones here")));
         assert!(one.lines.iter().any(|l| l.contains("NS ns3.example.com. (192.0.2.99) is no member's address")));
     }
 }
