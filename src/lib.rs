@@ -16,14 +16,15 @@
 //! ```
 //!
 //! Types flow down, parsing flows up: `model` imports no other room; `config` and `load`
-//! build model values; `dns` reads snapshots and never imports `publish`; `publish` imports
-//! `load`, `monitor`, `ops::events` and `transfer::secondaries` for the messages it takes and
-//! the effects it hands on.
+//! build model values; `cluster` reads `config` and `model`, never the reverse; `dns` reads
+//! snapshots and never imports `publish`; `publish` imports `load`, `monitor`, `ops::events`
+//! and `transfer::secondaries` for the messages it takes and the effects it hands on.
 //!
 //! | room | owns |
 //! |---|---|
 //! | `model/` | `name`, `rtype`, `zone` (one validated zone: name index, RRsets, cuts, wildcards), `pool` (pools, targets, checks), `position` (file:line:col errors), `chart` (which targets answer: pure), `snapshot` (what a query reads), `history` (serials, IXFR differences) |
-//! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys) |
+//! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys); `cluster` (`[cluster]`) |
+//! | `cluster/` | the cluster's pure core: `quorum` (Galera's weighted quorum), `vote` (primary component, cluster verdict), `operator` (last-writer-wins operator state), `report` (what `check` prints). No peer protocol yet |
 //! | `load/` | `zonefile` (RFC 1035 master files), `zone_toml` (checks and pools), `loader` (one file → a zone or positioned errors), `watch` (the zones directory, on its own task) |
 //! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
