@@ -399,14 +399,19 @@ fn check_prints_the_cluster_arithmetic_and_warns() {
     assert_eq!(err.matches("WARNING").count(), 2, "{err}");
 }
 
-#[test]
-fn a_bad_cluster_is_refused_by_check_and_serve_alike() {
+/// A directory with `zones/x.test.zone`, and where its `weiche.toml` goes.
+fn one_zone_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("zones")).unwrap();
     std::fs::write(dir.path().join("zones/x.test.zone"), "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n")
         .unwrap();
     let cfg = dir.path().join("weiche.toml");
-    let zones = "[server]\nzones = \"zones\"\n";
+    (dir, cfg)
+}
+
+#[test]
+fn a_bad_cluster_is_refused_by_check_and_serve_alike() {
+    let (_dir, cfg) = one_zone_dir();
     for (text, want) in [
         (
             CLUSTER.replace("address = \"192.0.2.2:8553\"", "address = \"192.0.2.2:8553\", weight = 300"),
@@ -422,7 +427,7 @@ fn a_bad_cluster_is_refused_by_check_and_serve_alike() {
             "11:39: cluster member \"b\": address 192.0.2.1:8553 is member \"a1\"'s too",
         ),
     ] {
-        std::fs::write(&cfg, format!("{zones}{text}")).unwrap();
+        std::fs::write(&cfg, format!("[server]\nzones = \"zones\"\n{text}")).unwrap();
         let want = format!("{}:{want}", cfg.display());
         let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
         assert_eq!(code, 1, "{out}{err}");
@@ -434,11 +439,7 @@ fn a_bad_cluster_is_refused_by_check_and_serve_alike() {
 
 #[test]
 fn serve_refuses_a_cluster_it_cannot_run_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(dir.path().join("zones/x.test.zone"), "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n")
-        .unwrap();
-    let cfg = dir.path().join("weiche.toml");
+    let (_dir, cfg) = one_zone_dir();
     std::fs::write(&cfg, format!("[server]\nzones = \"zones\"\n{CLUSTER}")).unwrap();
     let err = serve_refuses(&cfg);
     assert!(

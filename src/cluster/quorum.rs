@@ -51,7 +51,12 @@ impl Set {
 
     /// Member indices, ascending.
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_MEMBERS).filter(move |&m| self.contains(m))
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let m = rest.trailing_zeros() as usize;
+            rest &= rest.wrapping_sub(1);
+            (m < MAX_MEMBERS).then_some(m)
+        })
     }
 }
 

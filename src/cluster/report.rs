@@ -98,21 +98,15 @@ fn maintenance(c: &Cluster, layout: &Layout, m: usize, name: &str) -> String {
         return format!("{head} nobody left with a vote");
     }
     let x = layout.losses(away);
-    let sites = c.sites();
-    let stops: Vec<String> = x
-        .members
-        .iter()
-        .filter(|l| !l.keeps_quorum)
-        .map(|l| format!("{} ({} of {total} left)", names(c, l.lost), l.remaining))
-        .chain(x.sites.iter().filter(|l| !l.keeps_quorum && l.lost.len() > 1).map(|l| {
-            let site = sites.iter().find(|(_, ms)| ms.contains(&l.lost.iter().next().unwrap_or(0)));
-            let site = site.map_or("?", |(s, _)| *s);
-            format!("site {site} ({} of {total} left)", l.remaining)
-        }))
-        .collect();
-    if !layout.has_quorum(layout.all(), away) {
-        format!("{head} no quorum even with every other member")
-    } else if stops.is_empty() {
+    let left = |l: &Loss| format!("{} of {total} left", l.remaining);
+    let members = x.members.iter().filter(|l| !l.keeps_quorum).map(|l| format!("{} ({})", names(c, l.lost), left(l)));
+    // A site of one member left is already named as that member.
+    let sites = x.sites.iter().filter(|l| !l.keeps_quorum && l.lost.len() > 1).map(|l| {
+        let site = l.lost.iter().next().map_or("?", |first| c.members[first].site.as_str());
+        format!("site {site} ({})", left(l))
+    });
+    let stops: Vec<String> = members.chain(sites).collect();
+    if stops.is_empty() {
         format!("{head} any one more member or site may fail")
     } else {
         format!("{head} losing {} stops it", stops.join(", or "))
