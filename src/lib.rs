@@ -16,14 +16,15 @@
 //! ```
 //!
 //! Types flow down, parsing flows up: `model` imports no other room; `config` and `load`
-//! build model values; `dns` reads snapshots and never imports `publish`; `publish` imports
-//! `load`, `monitor`, `ops::events` and `transfer::secondaries` for the messages it takes and
-//! the effects it hands on.
+//! build model values; `cluster` reads `config` and `model`, never the reverse; `dns` reads
+//! snapshots and never imports `publish`; `publish` imports `load`, `monitor`, `ops::events`
+//! and `transfer::secondaries` for the messages it takes and the effects it hands on.
 //!
 //! | room | owns |
 //! |---|---|
 //! | `model/` | `name`, `rtype`, `zone` (one validated zone: name index, RRsets, cuts, wildcards), `pool` (pools, targets, checks), `position` (file:line:col errors), `chart` (which targets answer: pure), `snapshot` (what a query reads), `history` (serials, IXFR differences) |
-//! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys) |
+//! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys); `cluster` (`[cluster]`) |
+//! | `cluster/` | the cluster's pure core: `quorum` (Galera's weighted quorum), `vote` (primary component, cluster verdict), `operator` (last-writer-wins operator state), `report` (what `check` prints). No peer protocol yet |
 //! | `load/` | `zonefile` (RFC 1035 master files), `zone_toml` (checks and pools), `loader` (one file → a zone or positioned errors), `watch` (the zones directory, on its own task) |
 //! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
@@ -31,6 +32,7 @@
 //! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
 //! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (journal), `notify` (webhooks, commands) |
 
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod fatal;
@@ -71,6 +73,19 @@ pub enum ServeError {
     Failed(String),
     #[error("{0}")]
     Api(String),
+    #[error(
+        "{0}: [cluster] is configured but this version of weiche does not run clusters yet; remove it or use \
+         weiche check to read the arithmetic"
+    )]
+    ClusterNotYet(model::position::Location),
+}
+
+/// Refuses what `serve` cannot do yet (a `[cluster]`), rather than quietly serving alone.
+pub fn servable(config: &Config) -> Result<(), ServeError> {
+    match &config.cluster {
+        Some(c) => Err(ServeError::ClusterNotYet(c.at.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Serves `config` on `sockets` until `shutdown` completes.
@@ -86,6 +101,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
+    servable(&config)?;
     ops::api::metrics_handle();
     load::read::set_max_file_size(config.zone_file_limit);
     // However the API's address was chosen (file, flag, a program embedding weiche), it is

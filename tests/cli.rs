@@ -368,3 +368,142 @@ fn the_api_flag_beyond_loopback_needs_a_token() {
     let (code, _, err) = run(&["status", "--api", &local]);
     assert!(code == 1 && err.contains("HTTP 401"), "{err}");
 }
+
+/// A `[cluster]` with members a1, a2 (site fra), b (ams), c (zrh, a witness), all weight 1.
+const CLUSTER: &str = "[keys.peers]\nsecret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=\"\n\
+    [cluster]\nmember = \"b\"\nkey = \"peers\"\nmembers = [\n\
+    { name = \"a1\", site = \"fra\", address = \"192.0.2.1:8553\" },\n\
+    { name = \"a2\", site = \"fra\", address = \"192.0.2.2:8553\" },\n\
+    { name = \"b\", site = \"ams\", address = \"198.51.100.1:8553\" },\n\
+    { name = \"c\", site = \"zrh\", address = \"203.0.113.1:8553\", witness = true },\n]\n";
+
+/// Runs `serve` with `cfg` and waits (at most 10 s) for it to give up; a server that starts
+/// instead fails the test.
+fn serve_refuses(cfg: &std::path::Path) -> String {
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--api", "off", "--config"])
+        .arg(cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "serve started instead of refusing {}", cfg.display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    err
+}
+
+#[test]
+fn check_prints_the_cluster_arithmetic_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    // example.test's NS are a1 and a2, both at fra, and one outside the cluster; its sibling
+    // reaches fra and ams through names example.test holds.
+    std::fs::write(
+        zones.join("example.test.zone"),
+        "$TTL 60\n@ SOA ns1 hm 1 1 1 1 1\n@ NS ns1\n@ NS ns2\n@ NS ns.elsewhere.net.\n\
+         ns1 A 192.0.2.1\nns2 A 192.0.2.2\nns3 A 198.51.100.1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        zones.join("sibling.test.zone"),
+        "$TTL 60\n@ SOA ns1.example.test. hm 1 1 1 1 1\n@ NS ns1.example.test.\n@ NS ns3.example.test.\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, CLUSTER).unwrap();
+    let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "cluster: 4 members at 3 sites; this instance is b (peers on 198.51.100.1:8553, minority = withdraw, heartbeat 500ms)",
+        "  c       zrh        1  203.0.113.1:8553  witness: votes, serves no public DNS",
+        "cluster: total weight 4; quorum is more than half: 3 or more",
+        "  a1 (1): 3 of 4 left: keeps quorum",
+        "  fra (a1+a2; 2): 2 of 4 left: NO QUORUM",
+        "  ams (b; 1): 3 of 4 left: keeps quorum",
+        "cluster: losing two members: 0 of 6 pairs keep quorum; these do not:",
+        "  b away (total 3, quorum 2): losing site fra (1 of 3 left) stops it",
+        "  a1 away (total 3, quorum 2): any one more member or site may fail",
+        "zone sibling.test.: NS reach 2 sites: fra (ns1.example.test. → a1), ams (ns3.example.test. → b)",
+        "zone example.test.: note: NS ns.elsewhere.net. has no address in the zones here",
+        "2 zone(s) OK",
+    ] {
+        assert!(out.contains(want), "{want:?} not in\n{out}");
+    }
+    for want in [
+        "WARNING: cluster: losing site fra (a1+a2, weight 2 of 4) leaves 2 of 4, not more than half: no quorum",
+        &format!(
+            "{}: WARNING: zone example.test.: NS records reach only site fra (ns1.example.test. → a1, ns2.example.test. → a2)",
+            zones.join("example.test.zone").display()
+        ),
+    ] {
+        assert!(err.contains(want), "{want:?} not in\n{err}");
+    }
+    assert_eq!(err.matches("WARNING").count(), 2, "{err}");
+}
+
+/// A directory with `zones/x.test.zone`, and where its `weiche.toml` goes.
+fn one_zone_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/x.test.zone"), "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n")
+        .unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    (dir, cfg)
+}
+
+#[test]
+fn a_bad_cluster_is_refused_by_check_and_serve_alike() {
+    let (_dir, cfg) = one_zone_dir();
+    for (text, want) in [
+        (
+            CLUSTER.replace("address = \"192.0.2.2:8553\"", "address = \"192.0.2.2:8553\", weight = 300"),
+            "10:67: cluster member \"a2\": weight must be 0..=255, got 300",
+        ),
+        (
+            CLUSTER.replace("member = \"b\"", "member = \"d\""),
+            "6:10: cluster member \"d\" (this instance) is not in members (a1, a2, b, c)",
+        ),
+        (CLUSTER.replace("key = \"peers\"", "key = \"cluster\""), "7:7: no key named \"cluster\" (defined: peers)"),
+        (
+            CLUSTER.replace("\"198.51.100.1:8553\"", "\"192.0.2.1:8553\""),
+            "11:39: cluster member \"b\": address 192.0.2.1:8553 is member \"a1\"'s too",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("[server]\nzones = \"zones\"\n{text}")).unwrap();
+        let want = format!("{}:{want}", cfg.display());
+        let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains(&want), "check: {want:?} not in\n{err}");
+        let err = serve_refuses(&cfg);
+        assert!(err.contains(&want), "serve: {want:?} not in\n{err}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_cluster_it_cannot_run_yet() {
+    let (_dir, cfg) = one_zone_dir();
+    std::fs::write(&cfg, format!("[server]\nzones = \"zones\"\n{CLUSTER}")).unwrap();
+    let err = serve_refuses(&cfg);
+    assert!(
+        err.contains(&format!(
+            "weiche: {}:5:1: [cluster] is configured but this version of weiche does not run clusters yet; \
+             remove it or use weiche check to read the arithmetic",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    // The same file passes check, which prints the arithmetic.
+    let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("cluster: total weight 4"), "{out}");
+}

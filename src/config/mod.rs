@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod cluster;
 pub mod keys;
 
 use serde::Deserialize;
@@ -43,12 +44,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| bad())
 }
 
-fn transfer_of(
+/// The `[keys]` entries, by their table names.
+fn keys_of(
     keys: BTreeMap<String, Spanned<KeySpec>>,
-    t: TransferSpec,
     base: &Path,
     err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
-) -> Result<Transfer, FileError> {
+) -> Result<BTreeMap<String, crate::config::keys::Key>, FileError> {
     let mut named: BTreeMap<String, crate::config::keys::Key> = BTreeMap::new();
     for (name, k) in keys {
         let span = k.span();
@@ -70,19 +71,30 @@ fn transfer_of(
         };
         named.insert(name, key);
     }
+    Ok(named)
+}
+
+/// The `[keys]` entry a key field names, or a positioned error listing those defined.
+pub(crate) fn key_named(
+    named: &BTreeMap<String, crate::config::keys::Key>,
+    k: &Spanned<String>,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<crate::config::keys::Key, FileError> {
+    named.get(k.get_ref()).cloned().ok_or_else(|| {
+        let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
+        let known =
+            if known.is_empty() { "no keys are defined; add [keys.NAME]".into() } else { format!("defined: {known}") };
+        err(k.span(), format!("no key named {:?} ({known})", k.get_ref()))
+    })
+}
+
+fn transfer_of(
+    named: &BTreeMap<String, crate::config::keys::Key>,
+    t: TransferSpec,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Transfer, FileError> {
     let key_ref = |k: &Option<Spanned<String>>| -> Result<Option<crate::config::keys::Key>, FileError> {
-        match k {
-            None => Ok(None),
-            Some(k) => named.get(k.get_ref()).cloned().map(Some).ok_or_else(|| {
-                let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
-                let known = if known.is_empty() {
-                    "no keys are defined; add [keys.NAME]".into()
-                } else {
-                    format!("defined: {known}")
-                };
-                err(k.span(), format!("no key named {:?} ({known})", k.get_ref()))
-            }),
-        }
+        k.as_ref().map(|k| key_named(named, k, err)).transpose()
     };
     let allows = |list: Vec<Spanned<AllowSpec>>| -> Result<Vec<Allow>, FileError> {
         list.into_iter()
@@ -154,7 +166,7 @@ fn transfer_of(
         ),
     };
     Ok(Transfer {
-        keys: named.into_values().collect(),
+        keys: named.values().cloned().collect(),
         default,
         zones,
         notify_source,
@@ -243,6 +255,7 @@ struct ConfigSpec {
     keys: BTreeMap<String, Spanned<KeySpec>>,
     #[serde(default)]
     transfer: TransferSpec,
+    cluster: Option<Spanned<cluster::ClusterSpec>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,6 +468,8 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NotifyCommand>,
     pub transfer: Transfer,
+    /// `[cluster]`, if configured.
+    pub cluster: Option<cluster::Cluster>,
 }
 
 pub const DEFAULT_API: &str = "127.0.0.1:8053";
@@ -626,8 +641,11 @@ impl Config {
                 )?,
             });
         }
-        let transfer = transfer_of(spec.keys, spec.transfer, base, &err)?;
+        let keys = keys_of(spec.keys, base, &err)?;
+        let transfer = transfer_of(&keys, spec.transfer, &err)?;
+        let cluster = spec.cluster.map(|c| cluster::cluster_of(c, &keys, &err)).transpose()?;
         Ok(Config {
+            cluster,
             transfer,
             webhooks,
             commands,

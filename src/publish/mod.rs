@@ -741,22 +741,7 @@ pub(crate) fn export_pool_metrics(
 
 /// Addresses of the apex's NS names that the zone itself holds.
 fn ns_addresses(zone: &Zone) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let Some(ns) = zone.node(crate::model::zone::APEX).rrset(crate::model::rtype::NS) else { return out };
-    for rd in ns.rdatas() {
-        let Some(id) = zone.node_id(&Name::from_wire_unchecked(rd).key()) else { continue };
-        for (rt, len) in [(crate::model::rtype::A, 4), (crate::model::rtype::AAAA, 16)] {
-            for a in zone.node(id).rrset(rt).into_iter().flat_map(|s| s.rdatas()) {
-                if a.len() == len {
-                    out.push(match len {
-                        4 => IpAddr::from(<[u8; 4]>::try_from(a).unwrap()),
-                        _ => IpAddr::from(<[u8; 16]>::try_from(a).unwrap()),
-                    });
-                }
-            }
-        }
-    }
-    out
+    zone.apex_ns().into_iter().flat_map(|(_, addrs)| addrs).collect()
 }
 
 /// How a pool is named in the state file (and matched for per-pool drains).
