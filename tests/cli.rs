@@ -507,3 +507,30 @@ fn serve_refuses_a_cluster_it_cannot_run_yet() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("cluster: total weight 4"), "{out}");
 }
+
+/// Port 53 refused for want of privilege: the error says how to get it. Run as nobody through
+/// setpriv (util-linux), which needs root.
+#[test]
+fn a_refused_low_port_says_how_to_get_the_privilege() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip("dropping privileges to test a refused bind needs root");
+        return;
+    }
+    if !common::have_tool("setpriv", "util-linux") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["serve", "--listen", "127.0.0.198:53", "--api", "off", "--zones"])
+        .arg(repo_zones())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on 127.0.0.198:53 (UDP): Permission denied"), "{err}");
+    assert!(
+        err.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE") && err.contains("setcap cap_net_bind_service=+ep"),
+        "{err}"
+    );
+}

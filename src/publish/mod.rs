@@ -191,6 +191,13 @@ impl Publisher {
             self.probes.retain(|k, _| keys.contains(k));
             self.recovered.retain(|k, _| keys.contains(k));
             self.publish("zone reloaded", now);
+            // A loaded zone's event says the serial it is served with, which may differ from
+            // its file's (restored, or moved past one served before).
+            let current = self.current.clone();
+            for e in self.out.events.iter_mut().filter(|e| e.kind == Some(EventKind::ZoneLoaded)) {
+                let served = e.zone.as_deref().and_then(|z| Name::parse(z, None).ok());
+                e.serial = served.and_then(|z| current.zone(&z.key()).map(|entry| entry.serial));
+            }
         }
     }
 
@@ -1027,8 +1034,12 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         assert!(!kinds(&e).contains(&EventKind::Failback));
         assert_eq!(b.p.admin.held.get("www.example.com."), Some(&[Some(2), None]));
         // A reload keeps the verdicts of unchanged targets, and the hold.
+        let serial_before = b.serial();
         let e = b.write("example.com.toml", &manual.replace("1h 10m", "2h 10m"));
         assert_eq!(kinds(&e), [EventKind::ZoneLoaded]);
+        // The file still says serial 1; what is served moved on, and the event says that.
+        assert_eq!(e.events[0].serial, Some(b.serial()));
+        assert!(b.serial() > serial_before);
         assert!(b.p.probe_keys().iter().all(|k| b.p.has_verdict(k)));
         assert_eq!(b.www(), [SECONDARY]);
         // Released: back to the primary, which is up, with the full TTL; the state is saved.
