@@ -474,6 +474,9 @@ pub struct Config {
 
 pub const DEFAULT_API: &str = "127.0.0.1:8053";
 
+/// The default of `zone_file_limit`: far above a 10-million-record zone, far below memory.
+pub const DEFAULT_ZONE_FILE_LIMIT: u64 = 1 << 30;
+
 /// Parses an API address: ADDRESS:PORT, or "off" for none.
 pub fn parse_api_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     if s.eq_ignore_ascii_case("off") {
@@ -559,7 +562,7 @@ impl Config {
             &err,
         )?;
         let zone_file_limit = match &s.zone_file_limit {
-            None => crate::load::read::DEFAULT_MAX_FILE_SIZE,
+            None => DEFAULT_ZONE_FILE_LIMIT,
             Some(v) => match parse_size(v.get_ref()) {
                 Ok(n) if (1 << 10..=1 << 40).contains(&n) => n,
                 Ok(n) => return Err(err(v.span(), format!("zone_file_limit must be 1KiB to 1024GiB, got {n} bytes"))),
