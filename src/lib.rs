@@ -28,7 +28,7 @@
 //! | `load/` | `zonefile` (RFC 1035 master files), `zone_toml` (checks and pools), `loader` (one file → a zone or positioned errors), `watch` (the zones directory, on its own task) |
 //! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
-//! | `dns/` | `wire` (parse, write; allocation-free), `service` (the one entry point per message: parse once, then query, transfer, NOTIFY or signed request), `answer` (the authoritative algorithm), `xfr` (AXFR, IXFR, NOTIFY in), `server` (listeners), `udp` (recvmmsg/sendmmsg), `xdp/` (opt-in AF_XDP path: `bpf`, `rings`, `frames`, `workers`), `stats` (query counters) |
+//! | `dns/` | `wire` (parse, write; allocation-free), `service` (the one entry point per message: parse once, then query, transfer, NOTIFY or signed request), `answer` (the authoritative algorithm), `xfr` (AXFR, IXFR, NOTIFY in), `server` (listeners), `udp` (recvmmsg/sendmmsg), `rrl` (response rate limiting for UDP and XDP), `tcp` (connections, their limits, eviction of idle ones), `xdp/` (opt-in AF_XDP path: `bpf`, `rings`, `frames`, `workers`), `stats` (query counters) |
 //! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
 //! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (journal), `notify` (webhooks, commands) |
 
@@ -172,9 +172,11 @@ pub async fn serve(
         udp_payload: config.udp_payload,
         tcp_idle_timeout: config.tcp_idle_timeout,
         tcp_max_connections: config.tcp_max_connections,
+        tcp_max_connections_per_client: config.tcp_max_connections_per_client,
         udp_workers: config.udp_workers,
         xdp: config.xdp.clone(),
         transfer: Arc::new(config.transfer.clone()),
+        rrl: config.rrl,
     };
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
     let listeners = dns::server::Listeners::start(sockets, store, &limits)?;

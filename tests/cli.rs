@@ -69,6 +69,20 @@ fn check_rejects_a_config_typo() {
 }
 
 #[test]
+fn check_and_serve_reject_an_rrl_value_out_of_range_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, "[server]\nlisten = [\"127.0.0.1:0\"]\n[rrl]\nresponses_per_second = 5\nslip = 20\n").unwrap();
+    let want = format!("{}:5:8: rrl.slip must be 0..=10, got 20", cfg.display());
+    for cmd in ["check", "serve"] {
+        let out = Command::new(BIN).arg(cmd).arg("--config").arg(&cfg).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {stderr}");
+        assert!(stderr.contains(&want), "{cmd}: {stderr}");
+    }
+}
+
+#[test]
 fn help_names_the_commands_and_flags() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
