@@ -603,17 +603,21 @@ pub fn check_api_access(listen: SocketAddr, token: Option<&str>, source: &str) -
 impl Config {
     /// Reads `path`, or the built-in defaults when None.
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
-        let (file, text): (Arc<Path>, String) = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| FileError::new(&Arc::from(p), 0, 0, format!("cannot read the configuration: {e}")))?;
-                (p.into(), text)
-            }
-            None => (Path::new("<built-in configuration>").into(), BUILTIN.to_string()),
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| FileError::new(&Arc::from(p), 0, 0, format!("cannot read the configuration: {e}")))?,
+            None => BUILTIN.to_string(),
         };
-        let spec: ConfigSpec = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
+        Config::from_text(path, &text)
+    }
+
+    /// [`Config::load`] of `text`, read from `path` (None: the built-in configuration). Files
+    /// it names (keys, the API token) are read relative to `path`.
+    pub fn from_text(path: Option<&Path>, text: &str) -> Result<Config, FileError> {
+        let file: Arc<Path> = path.map_or_else(|| Path::new("<built-in configuration>").into(), Arc::from);
+        let spec: ConfigSpec = toml::from_str(text).map_err(|e| toml_error(&file, text, &e))?;
         let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
-        let err = |span: std::ops::Range<usize>, msg: String| span_error(&file, &text, span, msg);
+        let err = |span: std::ops::Range<usize>, msg: String| span_error(&file, text, span, msg);
         let s = spec.server;
         let mut listen = Vec::new();
         for l in s.listen.unwrap_or_default() {
