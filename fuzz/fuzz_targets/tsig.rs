@@ -6,6 +6,8 @@
 //! and the response signed over it must verify as a client (hickory) checks it.
 #![no_main]
 
+use hickory_proto::op::Message;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use libfuzzer_sys::fuzz_target;
 use weiche::dns::wire::Query;
 use weiche::transfer::tsig::{self, Failure, ResponseSigner};
@@ -14,6 +16,12 @@ use weiche_fuzz::world;
 /// Whether the server would hand `msg` to the verifier: it parses, and ends in a TSIG.
 fn signed(msg: &[u8]) -> bool {
     Query::parse(msg).is_ok_and(|q| q.tsig)
+}
+
+/// Whether `msg` reads as a DNS message (hickory) with nothing after its last record.
+fn whole(msg: &[u8]) -> bool {
+    let mut d = BinDecoder::new(msg);
+    Message::read(&mut d).is_ok() && d.is_empty()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -26,8 +34,10 @@ fuzz_target!(|data: &[u8]| {
         let mut reply = msg[..12].to_vec();
         tsig::refuse(&mut reply, &failure);
     }
-    // A header, room in ARCOUNT for the TSIG, and a request (a response is not verified).
-    if msg.len() < 12 || msg[10..12] == [0xff, 0xff] || msg[2] & 0x80 != 0 {
+    // A request (a response is not verified) with room in ARCOUNT for the TSIG, whose records
+    // end where the message does: a TSIG appended to a cut record or after stray bytes is read
+    // as something else, and refused rightly.
+    if !whole(msg) || msg[10..12] == [0xff, 0xff] || msg[2] & 0x80 != 0 {
         return;
     }
     let k = choice as usize % w.keys.len();
@@ -42,8 +52,11 @@ fuzz_target!(|data: &[u8]| {
         Err(Failure::Malformed) => return,
         Err(f) => panic!("a request we signed does not verify: {}", f.describe()),
     };
+    // A response as ours are: QR set, Z clear (hickory, as a client, cannot check a MAC over
+    // a Z bit: it writes the header again without it).
     let mut response = msg.to_vec();
     response[2] |= 0x80;
+    response[3] &= !0x40;
     let mut rs = ResponseSigner::new(&s);
     rs.sign(&mut response);
     let client = &w.signers[k];

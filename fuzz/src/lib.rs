@@ -312,7 +312,7 @@ pub fn ask_about(snap: &Snapshot, service: &Service) {
             for tcp in [false, true] {
                 let reply = service.handle(snap, &q, tcp, peer, &mut out, &mut messages);
                 assert_eq!(reply, Reply::Answer);
-                check_reply(&q, &out, tcp);
+                check_reply(&q, &out, tcp, false);
             }
         }
     }
@@ -336,15 +336,18 @@ pub fn query(name: &[u8], qtype: u16, edns: bool) -> Vec<u8> {
     m
 }
 
-/// What every answer must be: a response to the query's ID that fits its transport, and, when
-/// hickory can read the query, readable by hickory too.
-pub fn check_reply(q: &[u8], out: &[u8], tcp: bool) {
+/// What every answer must be: a response to the query's ID that fits its transport, and, if
+/// `readable` and hickory can read the query, readable by hickory too. (Zones made by the
+/// fuzzer hold what hickory refuses to read, such as NAPTR flags other than letters and
+/// digits; those are served as written, so only the world's answers are held to this.)
+pub fn check_reply(q: &[u8], out: &[u8], tcp: bool, readable: bool) {
     assert!(out.len() >= 12, "a reply of {} bytes", out.len());
     assert_eq!(out[..2], q[..2], "the reply carries the query's ID");
     assert!(out[2] & 0x80 != 0, "QR is set");
     let limit = if tcp { 65535 } else { 1232 };
     assert!(out.len() <= limit, "a reply of {} bytes over {}", out.len(), if tcp { "TCP" } else { "UDP" });
-    if hickory_proto::op::Message::from_vec(q).is_ok()
+    if readable
+        && hickory_proto::op::Message::from_vec(q).is_ok()
         && let Err(e) = hickory_proto::op::Message::from_vec(out)
     {
         panic!("hickory reads the query but not our reply ({e}): {out:02x?}");
