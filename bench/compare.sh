@@ -25,6 +25,9 @@
 #        WEICHE=path/to/binary (default: build target/release/weiche)
 #        WEICHE_BASE=path/to/binary for the server "weiche-base": an earlier build measured beside
 #        this one (e.g. the commit before a change), over sockets like "weiche"
+#        RRL_RATE=1000000 for the server "weiche-rrl": weiche with response rate limiting on at
+#        this rate (the default is above what dnsperf sends, so every query is accounted for and
+#        none is limited: the cost of the accounting)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,9 +60,9 @@ for s in $SERVERS; do
     knot | knot-xdp) command -v knotd >/dev/null || need+=(knot) ;;
     nsd) command -v nsd >/dev/null || need+=(nsd) ;;
     gdnsd) command -v gdnsd >/dev/null || need+=(gdnsd) ;;
-    weiche | weiche-xdp) ;;
+    weiche | weiche-xdp | weiche-rrl) ;;
     weiche-base) [[ -x "${WEICHE_BASE:-}" ]] || { echo "compare.sh: weiche-base needs WEICHE_BASE=binary" >&2; exit 2; } ;;
-    *) echo "compare.sh: unknown server $s (weiche knot nsd gdnsd weiche-xdp knot-xdp weiche-base)" >&2; exit 2 ;;
+    *) echo "compare.sh: unknown server $s (weiche knot nsd gdnsd weiche-xdp knot-xdp weiche-base weiche-rrl)" >&2; exit 2 ;;
   esac
 done
 if ((${#need[@]})); then
@@ -83,6 +86,7 @@ fi
 prepare() { # server set -> config dir $WORK/cfg/server-set
   local s="${1%-xdp}" set="$2" d="$WORK/cfg/$1-$2"
   s="${s%-base}"
+  s="${s%-rrl}"
   rm -rf "$d" && mkdir -p "$d"
   local zone file
   if [[ $set == bench ]]; then zone=example.test; else zone=big.test; fi
@@ -241,6 +245,10 @@ start_server() { # server set
     weiche-base) setsid taskset -c "$SERVER_CPU" "$WEICHE_BASE" serve --listen "$ADDR:$PORT" --zones "$d" --api off >"$log" 2>&1 & ;;
     weiche-xdp) setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --listen "$ADDR:$PORT" --zones "$d" --api off --xdp lo \
       >"$log" 2>&1 & ;;
+    weiche-rrl)
+      printf '[server]\nlisten = ["%s:%s"]\nzones = "%s"\n[api]\nlisten = "off"\n[rrl]\nresponses_per_second = %s\n' \
+        "$ADDR" "$PORT" "$d" "${RRL_RATE:-1000000}" >"$WORK/run/weiche-rrl.toml"
+      setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --config "$WORK/run/weiche-rrl.toml" >"$log" 2>&1 & ;;
     knot | knot-xdp) setsid taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$log" 2>&1 & ;;
     nsd) setsid taskset -c "$SERVER_CPU" nsd -d -c "$d/nsd.conf" >"$log" 2>&1 & ;;
     gdnsd) setsid taskset -c "$SERVER_CPU" gdnsd -f -c "$d/etc" start >"$log" 2>&1 & ;;
@@ -249,9 +257,11 @@ start_server() { # server set
 }
 
 # CPU seconds (user+system, all threads and child processes) of process group $1.
+# A process that exits between the glob and the read is skipped (awk alone would stop with
+# status 2 on it, and set -e with it: on a machine where builds run that happens).
 group_cpu() {
-  awk -v g="$1" -v hz="$(getconf CLK_TCK)" '
-    { sub(/^.*\) /, ""); if ($3 == g) t += $12 + $13 } END { printf "%.2f\n", t / hz }' /proc/[0-9]*/stat 2>/dev/null
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v g="$1" -v hz="$(getconf CLK_TCK)" '
+    { sub(/^.*\) /, ""); if ($3 == g) t += $12 + $13 } END { printf "%.2f\n", t / hz }'
 }
 # Proportional resident memory (KiB) of process group $1: shared pages counted once.
 group_pss_kb() {

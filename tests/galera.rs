@@ -114,15 +114,6 @@ fn run_probes(check: Arc<Check>, n: usize) -> usize {
     })
 }
 
-fn down_with(s: &Server, pool: &str, node: &str, cause: &str) -> serde_json::Value {
-    wait_for(
-        &format!("{node} in {pool} down with {cause:?}"),
-        Duration::from_secs(30),
-        || target_status(s.api, pool, node),
-        |t| t["verdict"] == "down" && t["last_probe"]["error"].as_str().is_some_and(|e| e.contains(cause)),
-    )
-}
-
 fn wait_answer(s: &Server, name: &str, want: &[&str], limit: Duration) -> Duration {
     wait_for_answer(s, name, want, limit)
 }
@@ -189,7 +180,7 @@ fn galera_checks_follow_the_cluster() {
     g.sql(1, "SET GLOBAL wsrep_desync = ON").unwrap();
     wait_answer(&s, ro, &[n1, n3], Duration::from_secs(10));
     let left = desynced.elapsed();
-    let t = down_with(&s, "db-ro.shop.example.", n2, "Donor/Desynced");
+    let t = down_with(s.api, 30, "db-ro.shop.example.", n2, "Donor/Desynced");
     eprintln!("desynced n2 left db-ro after {:.2} s: {}", left.as_secs_f64(), t["last_probe"]["error"]);
     assert!(left < Duration::from_millis(3000), "desync to answer took {left:?}, more than 2 × 1s + 500ms and a poll");
     assert_eq!(answer(&s, db), [ip(n1)], "the writer stays");
@@ -201,7 +192,7 @@ fn galera_checks_follow_the_cluster() {
     // failback) until an operator releases it.
     let seq = last_event_seq(s.api);
     if let Some(cut) = Partition::cut(n1, [n2, n3]) {
-        let t = down_with(&s, "db.shop.example.", n1, "non-Primary component");
+        let t = down_with(s.api, 30, "db.shop.example.", n1, "non-Primary component");
         eprintln!("cut-off n1: {}", t["last_probe"]["error"]);
         wait_answer(&s, db, &[n2], Duration::from_secs(5));
         wait_answer(&s, ro, &[n2, n3], Duration::from_secs(5));
@@ -219,7 +210,7 @@ fn galera_checks_follow_the_cluster() {
     // The writer's node loses power: it leaves both pools, and the other two stay a Primary
     // component that takes the writes.
     g.kill_node(0);
-    down_with(&s, "db.shop.example.", n1, "connection refused");
+    down_with(s.api, 30, "db.shop.example.", n1, "connection refused");
     wait_answer(&s, db, &[n2], Duration::from_secs(5));
     wait_answer(&s, ro, &[n2, n3], Duration::from_secs(5));
     g.wait_size(1, 2);

@@ -12,15 +12,6 @@ use common::*;
 const PRIMARY: &str = "127.0.36.1";
 const REPLICA: &str = "127.0.36.2";
 
-fn down_with(s: &Server, pool: &str, node: &str, cause: &str) -> serde_json::Value {
-    wait_for(
-        &format!("{node} in {pool} down with {cause:?}"),
-        Duration::from_secs(15),
-        || target_status(s.api, pool, node),
-        |t| t["verdict"] == "down" && t["last_probe"]["error"].as_str().is_some_and(|e| e.contains(cause)),
-    )
-}
-
 #[test]
 fn mysql_checks_judge_primaries_and_replicas() {
     if !common::galera::available() {
@@ -76,15 +67,15 @@ fn mysql_checks_judge_primaries_and_replicas() {
     wait_for_answer(&s, rw, &[PRIMARY], Duration::from_secs(10));
     wait_for_target(s.api, rw, REPLICA, "up", |t| t["verdict"] == "up");
     wait_for_answer(&s, writer, &[PRIMARY], Duration::from_secs(10));
-    down_with(&s, writer, REPLICA, "the query's answer is not true: 0");
+    down_with(s.api, 15, writer, REPLICA, "the query's answer is not true: 0");
     wait_for_answer(&s, ro, &[REPLICA], Duration::from_secs(10));
-    let t = down_with(&s, badp, PRIMARY, "Access denied for user 'weiche'");
+    let t = down_with(s.api, 15, badp, PRIMARY, "Access denied for user 'weiche'");
     eprintln!("wrong password: {}", t["last_probe"]["error"]);
 
     // The replica stops applying: it leaves the read pool, which falls back to the primary (its
     // own, plain check); it comes back once replication runs again.
     replica.sql("STOP SLAVE SQL_THREAD").unwrap();
-    let t = down_with(&s, ro, REPLICA, "replication is not running (IO thread Yes, SQL thread No)");
+    let t = down_with(s.api, 15, ro, REPLICA, "replication is not running (IO thread Yes, SQL thread No)");
     eprintln!("stopped replica: {}", t["last_probe"]["error"]);
     wait_for_answer(&s, ro, &[PRIMARY], Duration::from_secs(5));
     replica.sql("START SLAVE SQL_THREAD").unwrap();
@@ -92,6 +83,6 @@ fn mysql_checks_judge_primaries_and_replicas() {
 
     // The primary stops: the replica takes its traffic.
     drop(primary);
-    down_with(&s, rw, PRIMARY, "connection refused");
+    down_with(s.api, 15, rw, PRIMARY, "connection refused");
     wait_for_answer(&s, rw, &[REPLICA], Duration::from_secs(5));
 }

@@ -202,3 +202,49 @@ fn xdp_answers_follow_a_failover() {
     // and the primary again once it is back.
     wait_for_answer(&s, "www.fo.test.", &[p], Duration::from_secs(5));
 }
+
+#[test]
+fn xdp_answers_are_rate_limited_as_the_sockets_are() {
+    if !own_netns(true) {
+        return;
+    }
+    let s = Server::start_with("127.0.0.40", &[("xdp.test.zone", ZONE)], |c| {
+        c.xdp = Some("lo".into());
+        c.rrl.responses_per_second = 5;
+    });
+    xdp_attached();
+    let dropped = || {
+        let (_, metrics) = http(s.api, "GET", "/metrics", None);
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("weiche_rrl_dropped_total{") && l.contains("transport=\"xdp\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+            .sum::<usize>()
+    };
+    let sock = std::net::UdpSocket::bind("127.0.0.41:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let q = raw(&query("www.xdp.test", RecordType::A, None));
+    for _ in 0..100 {
+        sock.send_to(&q, s.addr).unwrap();
+    }
+    let (mut full, mut slipped) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 2048];
+    while full + slipped < 100 - dropped() {
+        assert!(Instant::now() < deadline, "replies: {full} full, {slipped} slipped; {} dropped", dropped());
+        while let Ok(n) = sock.recv(&mut buf) {
+            let r = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+            if r.metadata.truncation {
+                assert!(r.answers.is_empty());
+                slipped += 1;
+            } else {
+                full += 1;
+            }
+        }
+    }
+    // The same limit as over the sockets (tests/abuse.rs): a second's worth, then every second
+    // limited answer slips, counted under transport="xdp".
+    assert!((5..=10).contains(&full), "{full} full answers");
+    assert!(slipped.abs_diff((100 - full) / 2) <= 1, "{slipped} slips of {} limited", 100 - full);
+    assert_eq!(dropped(), 100 - full - slipped);
+}

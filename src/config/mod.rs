@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod cluster;
 pub mod keys;
 
 use serde::Deserialize;
@@ -43,12 +44,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| bad())
 }
 
-fn transfer_of(
+/// The `[keys]` entries, by their table names.
+fn keys_of(
     keys: BTreeMap<String, Spanned<KeySpec>>,
-    t: TransferSpec,
     base: &Path,
     err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
-) -> Result<Transfer, FileError> {
+) -> Result<BTreeMap<String, crate::config::keys::Key>, FileError> {
     let mut named: BTreeMap<String, crate::config::keys::Key> = BTreeMap::new();
     for (name, k) in keys {
         let span = k.span();
@@ -70,19 +71,30 @@ fn transfer_of(
         };
         named.insert(name, key);
     }
+    Ok(named)
+}
+
+/// The `[keys]` entry a key field names, or a positioned error listing those defined.
+pub(crate) fn key_named(
+    named: &BTreeMap<String, crate::config::keys::Key>,
+    k: &Spanned<String>,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<crate::config::keys::Key, FileError> {
+    named.get(k.get_ref()).cloned().ok_or_else(|| {
+        let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
+        let known =
+            if known.is_empty() { "no keys are defined; add [keys.NAME]".into() } else { format!("defined: {known}") };
+        err(k.span(), format!("no key named {:?} ({known})", k.get_ref()))
+    })
+}
+
+fn transfer_of(
+    named: &BTreeMap<String, crate::config::keys::Key>,
+    t: TransferSpec,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Transfer, FileError> {
     let key_ref = |k: &Option<Spanned<String>>| -> Result<Option<crate::config::keys::Key>, FileError> {
-        match k {
-            None => Ok(None),
-            Some(k) => named.get(k.get_ref()).cloned().map(Some).ok_or_else(|| {
-                let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
-                let known = if known.is_empty() {
-                    "no keys are defined; add [keys.NAME]".into()
-                } else {
-                    format!("defined: {known}")
-                };
-                err(k.span(), format!("no key named {:?} ({known})", k.get_ref()))
-            }),
-        }
+        k.as_ref().map(|k| key_named(named, k, err)).transpose()
     };
     let allows = |list: Vec<Spanned<AllowSpec>>| -> Result<Vec<Allow>, FileError> {
         list.into_iter()
@@ -154,7 +166,7 @@ fn transfer_of(
         ),
     };
     Ok(Transfer {
-        keys: named.into_values().collect(),
+        keys: named.values().cloned().collect(),
         default,
         zones,
         notify_source,
@@ -243,6 +255,9 @@ struct ConfigSpec {
     keys: BTreeMap<String, Spanned<KeySpec>>,
     #[serde(default)]
     transfer: TransferSpec,
+    cluster: Option<Spanned<cluster::ClusterSpec>>,
+    #[serde(default)]
+    rrl: RrlSpec,
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,11 +418,109 @@ struct ServerSpec {
     udp_payload: Option<Spanned<u16>>,
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<usize>>,
+    tcp_max_connections_per_client: Option<Spanned<usize>>,
     udp_workers: Option<Spanned<usize>>,
     xdp: Option<Spanned<String>>,
     reload_interval: Option<Spanned<String>>,
     state_dir: Option<String>,
     zone_file_limit: Option<Spanned<String>>,
+}
+
+/// `[rrl]`: numbers are read as i64 so that a value out of range gets our message, with its
+/// position, rather than serde's.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RrlSpec {
+    responses_per_second: Option<Spanned<i64>>,
+    nxdomains_per_second: Option<Spanned<i64>>,
+    errors_per_second: Option<Spanned<i64>>,
+    slip: Option<Spanned<i64>>,
+    window: Option<Spanned<String>>,
+    ipv4_prefix: Option<Spanned<i64>>,
+    ipv6_prefix: Option<Spanned<i64>>,
+    table_size: Option<Spanned<i64>>,
+}
+
+/// Response rate limiting for UDP (`dns::rrl`): validated `[rrl]`. Off while every rate is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rrl {
+    /// Answers, NODATA and referrals a second, per client prefix and name (0: not limited).
+    pub responses_per_second: u32,
+    /// NXDOMAIN responses a second, per client prefix and zone (0: not limited).
+    pub nxdomains_per_second: u32,
+    /// Error responses (REFUSED, FORMERR, ...) a second, per client prefix (0: not limited).
+    pub errors_per_second: u32,
+    /// Every `slip`th limited response goes out empty with TC set (0: all are dropped).
+    pub slip: u8,
+    /// Seconds over which a client's excess is remembered (the most debt it can run up).
+    pub window: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Accounts in the table (a power of two).
+    pub table_size: usize,
+}
+
+impl Default for Rrl {
+    fn default() -> Rrl {
+        Rrl {
+            responses_per_second: 0,
+            nxdomains_per_second: 0,
+            errors_per_second: 0,
+            slip: 2,
+            window: 15,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 1 << 16,
+        }
+    }
+}
+
+impl Rrl {
+    /// Whether any kind of response is limited.
+    pub fn is_on(&self) -> bool {
+        self.responses_per_second > 0 || self.nxdomains_per_second > 0 || self.errors_per_second > 0
+    }
+}
+
+/// The largest rate `[rrl]` takes: far above any one client's fair share, and small enough that
+/// a window's debt stays countable.
+pub const RRL_MAX_RATE: i64 = 1_000_000;
+
+fn rrl_of(r: RrlSpec, err: &impl Fn(std::ops::Range<usize>, String) -> FileError) -> Result<Rrl, FileError> {
+    let d = Rrl::default();
+    let int = |v: &Option<Spanned<i64>>, what: &str, range: std::ops::RangeInclusive<i64>, default: i64| match v {
+        None => Ok(default),
+        Some(v) if !range.contains(v.get_ref()) => {
+            Err(err(v.span(), format!("rrl.{what} must be {}..={}, got {}", range.start(), range.end(), v.get_ref())))
+        }
+        Some(v) => Ok(*v.get_ref()),
+    };
+    let responses = int(&r.responses_per_second, "responses_per_second", 0..=RRL_MAX_RATE, 0)?;
+    // As in BIND, the other kinds follow the responses' rate unless given.
+    let nxdomains = int(&r.nxdomains_per_second, "nxdomains_per_second", 0..=RRL_MAX_RATE, responses)?;
+    let errors = int(&r.errors_per_second, "errors_per_second", 0..=RRL_MAX_RATE, responses)?;
+    let window = match &r.window {
+        None => d.window,
+        Some(w) => {
+            let bad = |m: String| err(w.span(), format!("rrl.window: {m}"));
+            let t = parse_duration(w.get_ref()).map_err(bad)?;
+            if t.subsec_nanos() != 0 || !(1..=3600).contains(&t.as_secs()) {
+                return Err(bad(format!("must be whole seconds from 1s to 1h, got {:?}", w.get_ref())));
+            }
+            t.as_secs() as u32
+        }
+    };
+    let table_size = int(&r.table_size, "table_size", 1024..=1 << 24, d.table_size as i64)?;
+    Ok(Rrl {
+        responses_per_second: responses as u32,
+        nxdomains_per_second: nxdomains as u32,
+        errors_per_second: errors as u32,
+        slip: int(&r.slip, "slip", 0..=10, d.slip.into())? as u8,
+        window,
+        ipv4_prefix: int(&r.ipv4_prefix, "ipv4_prefix", 0..=32, d.ipv4_prefix.into())? as u8,
+        ipv6_prefix: int(&r.ipv6_prefix, "ipv6_prefix", 0..=128, d.ipv6_prefix.into())? as u8,
+        table_size: (table_size as usize).next_power_of_two(),
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -436,6 +549,8 @@ pub struct Config {
     pub udp_payload: u16,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
+    /// TCP connections one client address may hold (at most `tcp_max_connections`).
+    pub tcp_max_connections_per_client: usize,
     /// UDP receive threads per listen address (0: one per CPU).
     pub udp_workers: usize,
     /// Network interface whose IPv4 UDP queries are answered through AF_XDP (None: sockets only).
@@ -455,9 +570,18 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NotifyCommand>,
     pub transfer: Transfer,
+    /// `[cluster]`, if configured.
+    pub cluster: Option<cluster::Cluster>,
+    pub rrl: Rrl,
 }
 
+/// TCP connections one client may hold unless configured (or the total, if that is smaller).
+pub const DEFAULT_TCP_PER_CLIENT: usize = 64;
+
 pub const DEFAULT_API: &str = "127.0.0.1:8053";
+
+/// The default of `zone_file_limit`: far above a 10-million-record zone, far below memory.
+pub const DEFAULT_ZONE_FILE_LIMIT: u64 = 1 << 30;
 
 /// Parses an API address: ADDRESS:PORT, or "off" for none.
 pub fn parse_api_listen(s: &str) -> Result<Option<SocketAddr>, String> {
@@ -465,6 +589,15 @@ pub fn parse_api_listen(s: &str) -> Result<Option<SocketAddr>, String> {
         return Ok(None);
     }
     s.parse().map(Some).map_err(|_| format!("{s:?} is not ADDRESS:PORT or \"off\""))
+}
+
+/// The API listens beyond loopback only with a token, however its address was given (`source`:
+/// `api.listen`, `--api`, ...): whoever reaches it could read the status and drain every server.
+pub fn check_api_access(listen: SocketAddr, token: Option<&str>, source: &str) -> Result<(), String> {
+    if listen.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    Err(format!("{source} {listen} is beyond loopback: set api.token_file too (a file holding a bearer token)"))
 }
 
 impl Config {
@@ -539,12 +672,25 @@ impl Config {
             &err,
         )?;
         let zone_file_limit = match &s.zone_file_limit {
-            None => crate::load::read::DEFAULT_MAX_FILE_SIZE,
+            None => DEFAULT_ZONE_FILE_LIMIT,
             Some(v) => match parse_size(v.get_ref()) {
                 Ok(n) if (1 << 10..=1 << 40).contains(&n) => n,
                 Ok(n) => return Err(err(v.span(), format!("zone_file_limit must be 1KiB to 1024GiB, got {n} bytes"))),
                 Err(m) => return Err(err(v.span(), format!("zone_file_limit: {m}"))),
             },
+        };
+        let tcp_max_connections_per_client = match s.tcp_max_connections_per_client {
+            Some(v) if !(1..=tcp_max_connections).contains(v.get_ref()) => {
+                return Err(err(
+                    v.span(),
+                    format!(
+                        "tcp_max_connections_per_client must be 1..={tcp_max_connections} (tcp_max_connections), got {}",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            Some(v) => v.into_inner(),
+            None => DEFAULT_TCP_PER_CLIENT.min(tcp_max_connections),
         };
         let log_level = spec.log.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
@@ -577,14 +723,9 @@ impl Config {
             }
         };
         if let Some(a) = api_listen
-            && !a.ip().is_loopback()
-            && api_token.is_none()
+            && let Err(m) = check_api_access(a, api_token.as_deref(), "api.listen")
         {
-            let span = spec.api.listen.as_ref().map_or(0..0, Spanned::span);
-            return Err(err(
-                span,
-                format!("api.listen {a} is beyond loopback: set api.token_file too (a file holding a bearer token)"),
-            ));
+            return Err(err(spec.api.listen.as_ref().map_or(0..0, Spanned::span), m));
         }
         let mut webhooks = Vec::new();
         for w in spec.notify.webhook {
@@ -626,9 +767,14 @@ impl Config {
                 )?,
             });
         }
-        let transfer = transfer_of(spec.keys, spec.transfer, base, &err)?;
+        let keys = keys_of(spec.keys, base, &err)?;
+        let transfer = transfer_of(&keys, spec.transfer, &err)?;
+        let cluster = spec.cluster.map(|c| cluster::cluster_of(c, &keys, &err)).transpose()?;
+        let rrl = rrl_of(spec.rrl, &err)?;
         Ok(Config {
+            cluster,
             transfer,
+            rrl,
             webhooks,
             commands,
             api_listen,
@@ -640,6 +786,7 @@ impl Config {
             udp_payload,
             tcp_idle_timeout,
             tcp_max_connections,
+            tcp_max_connections_per_client,
             udp_workers,
             xdp,
             reload_interval,
@@ -734,6 +881,80 @@ mod tests {
         assert_eq!(Config::load(Some(&p)).unwrap().zone_file_limit, 64 << 20);
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("65536"), Ok(65536));
+    }
+
+    /// `text` loaded as a `weiche.toml` of its own.
+    fn load(text: &str) -> Result<Config, FileError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weiche.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(Some(&p))
+    }
+
+    #[test]
+    fn rrl_settings_and_their_ranges() {
+        // Off by default.
+        let off = Config::load(None).unwrap().rrl;
+        assert!(!off.is_on());
+        assert_eq!(off, Rrl::default());
+        let r = load("[rrl]\nresponses_per_second = 5\n").unwrap().rrl;
+        assert!(r.is_on());
+        // The other kinds follow the responses' rate unless given.
+        assert_eq!((r.responses_per_second, r.nxdomains_per_second, r.errors_per_second), (5, 5, 5));
+        assert_eq!((r.slip, r.window, r.ipv4_prefix, r.ipv6_prefix, r.table_size), (2, 15, 24, 56, 65536));
+        let r = load(
+            "[rrl]\nresponses_per_second = 10\nnxdomains_per_second = 0\nerrors_per_second = 3\nslip = 0\n\
+             window = \"1m\"\nipv4_prefix = 32\nipv6_prefix = 64\ntable_size = 5000\n",
+        )
+        .unwrap()
+        .rrl;
+        assert_eq!((r.nxdomains_per_second, r.errors_per_second, r.slip, r.window), (0, 3, 0, 60));
+        assert_eq!((r.ipv4_prefix, r.ipv6_prefix, r.table_size), (32, 64, 8192), "rounded up to a power of two");
+        assert!(load("[rrl]\nnxdomains_per_second = 5\n").unwrap().rrl.is_on());
+        for (text, want) in [
+            (
+                "[rrl]\nresponses_per_second = -1\n",
+                "weiche.toml:2:24: rrl.responses_per_second must be 0..=1000000, got -1",
+            ),
+            ("[rrl]\nerrors_per_second = 1000001\n", "weiche.toml:2:21: rrl.errors_per_second must be 0..=1000000"),
+            ("[rrl]\nslip = 11\n", "weiche.toml:2:8: rrl.slip must be 0..=10, got 11"),
+            ("[rrl]\nipv4_prefix = 33\n", "rrl.ipv4_prefix must be 0..=32, got 33"),
+            ("[rrl]\nipv6_prefix = 129\n", "rrl.ipv6_prefix must be 0..=128, got 129"),
+            ("[rrl]\ntable_size = 10\n", "rrl.table_size must be 1024..=16777216, got 10"),
+            (
+                "[rrl]\nwindow = \"0s\"\n",
+                "weiche.toml:2:10: rrl.window: must be whole seconds from 1s to 1h, got \"0s\"",
+            ),
+            ("[rrl]\nwindow = \"1500ms\"\n", "rrl.window: must be whole seconds from 1s to 1h"),
+            ("[rrl]\nwindow = \"2h\"\n", "rrl.window: must be whole seconds from 1s to 1h"),
+            ("[rrl]\nwindow = \"15\"\n", "rrl.window: \"15\" is not a duration"),
+            ("[rrl]\nrate = 5\n", "weiche.toml:2:1: unknown field `rate`"),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tcp_connections_per_client() {
+        assert_eq!(Config::load(None).unwrap().tcp_max_connections_per_client, DEFAULT_TCP_PER_CLIENT);
+        // Never more than the total.
+        assert_eq!(load("[server]\ntcp_max_connections = 10\n").unwrap().tcp_max_connections_per_client, 10);
+        let c = load("[server]\ntcp_max_connections_per_client = 4\n").unwrap();
+        assert_eq!((c.tcp_max_connections, c.tcp_max_connections_per_client), (512, 4));
+        for (text, want) in [
+            (
+                "[server]\ntcp_max_connections_per_client = 0\n",
+                "weiche.toml:2:34: tcp_max_connections_per_client must be 1..=512 (tcp_max_connections), got 0",
+            ),
+            (
+                "[server]\ntcp_max_connections = 8\ntcp_max_connections_per_client = 9\n",
+                "tcp_max_connections_per_client must be 1..=8 (tcp_max_connections), got 9",
+            ),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
     }
 
     #[test]

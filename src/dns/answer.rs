@@ -15,12 +15,17 @@ use crate::model::zone::{APEX, NONE, NodeId, Zone};
 /// Longest CNAME chain followed inside a zone.
 const MAX_CHAIN: usize = 8;
 
-/// The parts of a response worth counting (metrics, logs at DEBUG).
+/// The parts of a response worth counting (metrics, logs at DEBUG, rate limiting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub rcode: u16,
     pub qtype: u16,
     pub truncated: bool,
+    /// Where, in the question's lookup key, the name starts that the response speaks for: 0 (the
+    /// name itself) for an answer, the wildcard's parent for one a wildcard made, the zone's apex
+    /// for NXDOMAIN and NODATA, the delegation point for a referral. Rate limiting (`rrl`)
+    /// counts responses per such name, as BIND does, so random names do not escape it.
+    pub domain: u8,
 }
 
 /// Answers the query `q` into `out`.
@@ -36,21 +41,28 @@ pub fn respond(snap: &Snapshot, q: &Query<'_>, tcp: bool, udp_payload: u16, out:
     let opt_room = if q.edns.is_some() { 11 } else { 0 };
     let base = flags::QR | (q.flags & (0x7800 | flags::RD | flags::CD));
     let mut w = Writer::begin(out, q, max - opt_room);
-    let mut r =
-        Resolver { q, w: &mut w, rcode: rcode::NOERROR as u16, aa: false, chain: [NONE; MAX_CHAIN], apex_off: 0 };
+    let mut r = Resolver {
+        q,
+        w: &mut w,
+        rcode: rcode::NOERROR as u16,
+        aa: false,
+        chain: [NONE; MAX_CHAIN],
+        apex_off: 0,
+        domain: 0,
+    };
     match q.edns {
         _ if q.multiple_opt => r.rcode = rcode::FORMERR as u16,
         Some(e) if e.version > 0 => r.rcode = rcode::BADVERS,
         _ if q.opcode != 0 => r.rcode = rcode::NOTIMP as u16,
         _ => r.resolve(snap),
     }
-    let (rc, aa) = (r.rcode, r.aa);
+    let (rc, aa, domain) = (r.rcode, r.aa, r.domain);
     if let Some(e) = q.edns {
         w.opt(udp_payload, (rc >> 4) as u8, e.dnssec_ok);
     }
     let truncated = w.truncated;
     w.finish(base | if aa { flags::AA } else { 0 } | (rc & 0xf));
-    Outcome { rcode: rc, qtype: q.qtype, truncated }
+    Outcome { rcode: rc, qtype: q.qtype, truncated, domain }
 }
 
 struct Resolver<'q, 'w, 'b> {
@@ -62,6 +74,8 @@ struct Resolver<'q, 'w, 'b> {
     chain: [NodeId; MAX_CHAIN],
     /// Where the zone's apex is in the message (a suffix of the question name).
     apex_off: u16,
+    /// [`Outcome::domain`].
+    domain: u8,
 }
 
 /// Where a name lands in a zone.
@@ -141,6 +155,9 @@ impl Resolver<'_, '_, '_> {
                         star[..2].copy_from_slice(b"\x01*");
                         star[2..2 + ce_key.len()].copy_from_slice(ce_key);
                         if let Some(id) = zone.node_id(&star[..2 + ce_key.len()]) {
+                            if hops == 0 {
+                                self.domain = (key.len() - ce_key.len()) as u8;
+                            }
                             return self.node(entry, id, owner, hops);
                         }
                     }
@@ -227,6 +244,9 @@ impl Resolver<'_, '_, '_> {
 
     /// NXDOMAIN or NODATA: the zone's SOA in the authority section.
     fn negative(&mut self, entry: &ZoneEntry, ttl: u32) {
+        // The question's key is its name from the message's offset 12 on, so the apex's offset
+        // in the message is, less the header, its offset in the key.
+        self.domain = (self.apex_off as usize - crate::dns::wire::HEADER_LEN) as u8;
         let ttl = ttl.min(entry.soa.ttl);
         if !self.w.apex_rr(Section::Authority, self.apex_off, rtype::SOA, ttl, &entry.negative_soa) {
             self.w.truncated = true;
@@ -241,6 +261,7 @@ impl Resolver<'_, '_, '_> {
         }
         self.aa = false;
         let node = zone.node(cut);
+        self.domain = (self.q.key().len() - node.name.wire().len()) as u8;
         let ns = node.rrset(rtype::NS).expect("a cut has NS");
         if !self.w.rrset(Section::Authority, Owner::Name(node.name.wire()), ns, ns.ttl) {
             self.w.truncated = true;

@@ -2,9 +2,11 @@
 //! imports the publisher.
 
 pub mod answer;
+pub mod rrl;
 pub mod server;
 pub mod service;
 pub mod stats;
+pub mod tcp;
 pub mod udp;
 pub mod wire;
 pub mod xdp;

@@ -2,21 +2,22 @@
 //! snapshot through `service::Service::handle` (as the XDP threads do); here is only transport.
 //!
 //! UDP runs on plain threads, each with its own SO_REUSEPORT socket, blocking in `recvmmsg` and
-//! answering in batches (no task per packet, buffers reused per thread); TCP runs on tokio with
-//! a bound on connections, an idle timeout, and pipelining.
+//! answering in batches (no task per packet, buffers reused per thread), rate limited when
+//! `[rrl]` says so (`rrl`); TCP runs on tokio (`tcp`: bounded connections, per client too, idle
+//! timeouts, pipelining).
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::dns::rrl;
 use crate::dns::service::{self, Reply, Service};
 use crate::dns::stats::{self, Transport};
+use crate::dns::tcp;
 use crate::dns::udp::Batch;
 use crate::model::snapshot::Store;
 
@@ -35,7 +36,10 @@ impl Sockets {
         let mut s = Sockets { udp: Vec::new(), tcp: Vec::new(), api: None };
         for &addr in addrs {
             let ctx = |e: std::io::Error, proto: &str| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({proto}): {e}"))
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} ({proto}): {e}{}", privilege_hint(&e, addr)),
+                )
             };
             let udp = udp_socket(addr).map_err(|e| ctx(e, "UDP"))?;
             let bound = udp.local_addr()?;
@@ -57,16 +61,30 @@ impl Sockets {
     }
 }
 
+/// How to get the right to bind a port below 1024, when that is what was refused.
+pub fn privilege_hint(e: &std::io::Error, addr: SocketAddr) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() != 0 && addr.port() < 1024 {
+        ". Ports below 1024 need CAP_NET_BIND_SERVICE: under systemd, AmbientCapabilities=CAP_NET_BIND_SERVICE \
+         in the unit (deploy/weiche.service has it); otherwise `setcap cap_net_bind_service=+ep $(command -v weiche)`, \
+         or listen on a port above 1023 and forward 53 to it"
+    } else {
+        ""
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub udp_payload: u16,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
+    pub tcp_max_connections_per_client: usize,
     pub udp_workers: usize,
     /// Who may transfer which zone, and the TSIG keys.
     pub transfer: Arc<crate::config::Transfer>,
     /// Interface to answer IPv4 UDP queries on through AF_XDP (see `xdp`).
     pub xdp: Option<String>,
+    /// Response rate limiting for UDP (sockets and XDP).
+    pub rrl: crate::config::Rrl,
 }
 
 /// A UDP socket bound to `addr` with SO_REUSEPORT, so that every worker thread can have its own
@@ -83,9 +101,6 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     udp.bind(&addr.into())?;
     Ok(udp.into())
 }
-
-/// How long TCP connections get to finish what they were asked at shutdown.
-const TCP_GRACE: Duration = Duration::from_secs(3);
 
 /// The running listeners; [`Listeners::stop`] ends them gracefully.
 pub struct Listeners {
@@ -107,6 +122,12 @@ impl Listeners {
         };
         let mut udp_threads = Vec::new();
         let mut xdp_listen = Vec::new();
+        // One table of accounts for every UDP and XDP thread: a client's limit is the limit,
+        // whichever thread its datagrams reach.
+        let rrl = limits.rrl.is_on().then(|| Arc::new(rrl::Table::new(limits.rrl)));
+        let udp_service = |transport| {
+            Service::new(limits.udp_payload, limits.transfer.clone(), stats::counters(transport), rrl.clone())
+        };
         for sock in sockets.udp {
             let addr = sock.local_addr()?;
             if let SocketAddr::V4(a) = addr {
@@ -116,10 +137,7 @@ impl Listeners {
                 let sock = if i == 0 { sock.try_clone()? } else { udp_socket(addr)? };
                 sock.set_read_timeout(Some(Duration::from_millis(200)))?;
                 let name = format!("udp-{}-{i}", sock.local_addr()?);
-                let worker = Worker {
-                    store: store.clone(),
-                    service: Service::new(limits.udp_payload, limits.transfer.clone(), stats::counters(Transport::Udp)),
-                };
+                let worker = Worker { store: store.clone(), service: udp_service(Transport::Udp) };
                 let stop = stop.clone();
                 udp_threads.push(std::thread::Builder::new().name(name).spawn(move || udp_worker(sock, worker, stop))?);
             }
@@ -127,25 +145,27 @@ impl Listeners {
         let xdp = match &limits.xdp {
             Some(ifname) => {
                 let plan = crate::dns::xdp::Plan { ifname: ifname.clone(), listen: xdp_listen };
-                let (payload, transfer) = (limits.udp_payload, limits.transfer.clone());
-                Some(crate::dns::xdp::start(plan, store.clone(), payload, transfer, stop.clone(), &mut udp_threads)?)
+                let service = || udp_service(Transport::Xdp);
+                Some(crate::dns::xdp::start(plan, store.clone(), service, stop.clone(), &mut udp_threads)?)
             }
             None => None,
         };
         let mut tcp = JoinSet::new();
-        let permits = Arc::new(Semaphore::new(limits.tcp_max_connections));
-        let tcp_service = Service::new(limits.udp_payload, limits.transfer.clone(), stats::counters(Transport::Tcp));
+        let table = tcp::Table::new(limits.tcp_max_connections, limits.tcp_max_connections_per_client);
+        // TCP is never rate limited: a real client told to retry over TCP gets its answer.
+        let tcp_service =
+            Service::new(limits.udp_payload, limits.transfer.clone(), stats::counters(Transport::Tcp), None);
         let (tcp_stop, stopping) = tokio::sync::watch::channel(false);
         for l in sockets.tcp {
             l.set_nonblocking(true)?;
             let l = tokio::net::TcpListener::from_std(l)?;
-            let conn = Conn {
+            let conn = tcp::Conn {
                 store: store.clone(),
                 idle: limits.tcp_idle_timeout,
                 service: tcp_service.clone(),
                 stopping: stopping.clone(),
             };
-            tcp.spawn(tcp_accept(l, conn, permits.clone()));
+            tcp.spawn(tcp::accept(l, conn, table.clone()));
         }
         Ok(Listeners { stop, udp_threads, tcp, tcp_stop, _xdp: xdp })
     }
@@ -189,11 +209,12 @@ fn udp_round(sock: &UdpSocket, w: &Worker, batch: &mut Batch, special: &mut Vec<
         return;
     }
     let snap = w.store.load();
+    let via = w.service.datagrams();
     batch.each(|d, out| {
         let reply = if d.truncated {
             service::oversized(d.msg, out)
         } else {
-            w.service.handle(&snap, d.msg, false, || d.peer().map(|p| p.ip()), out, special)
+            w.service.handle(&snap, d.msg, via, || d.peer().map(|p| p.ip()), out, special)
         };
         match reply {
             Reply::Answer => {}
@@ -216,98 +237,4 @@ fn udp_round(sock: &UdpSocket, w: &Worker, batch: &mut Batch, special: &mut Vec<
     if refused > 0 {
         debug!(refused, "UDP send failed");
     }
-}
-
-/// What every TCP connection needs.
-#[derive(Clone)]
-struct Conn {
-    store: Store,
-    idle: Duration,
-    service: Service,
-    /// Becomes true at shutdown: answer what was read, then close.
-    stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-async fn tcp_accept(listener: tokio::net::TcpListener, conn: Conn, permits: Arc<Semaphore>) {
-    let mut conns = JoinSet::new();
-    let mut stopping = conn.stopping.clone();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopping.wait_for(|s| *s) => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Reap finished connections so the set does not grow.
-        while conns.try_join_next().is_some() {}
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            debug!(%peer, "TCP connection refused: too many open");
-            continue;
-        };
-        let conn = conn.clone();
-        conns.spawn(async move {
-            if let Err(e) = tcp_conn(stream, peer.ip(), conn).await {
-                debug!(%peer, error = %e, "TCP connection ended");
-            }
-            drop(permit);
-        });
-    }
-    // Shutting down: no new connections; open ones finish their answers, within the grace time.
-    drop(listener);
-    let _ = tokio::time::timeout(TCP_GRACE, async { while conns.join_next().await.is_some() {} }).await;
-}
-
-async fn tcp_conn(mut stream: tokio::net::TcpStream, peer: std::net::IpAddr, c: Conn) -> std::io::Result<()> {
-    let mut special = Vec::new();
-    let (store, idle) = (&c.store, c.idle);
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.split();
-    let mut r = BufReader::new(r);
-    let mut w = BufWriter::new(w);
-    let mut msg = Vec::new();
-    let mut out = Vec::with_capacity(4096);
-    let mut stopping = c.stopping.clone();
-    loop {
-        // At shutdown, queries already received are answered; no new one is waited for.
-        let len = tokio::select! {
-            l = tokio::time::timeout(idle, r.read_u16()) => match l {
-                Ok(Ok(len)) => len as usize,
-                // Idle too long, or the client closed: either way, done.
-                _ => break,
-            },
-            _ = stopping.wait_for(|s| *s), if r.buffer().is_empty() => break,
-        };
-        msg.resize(len, 0);
-        match tokio::time::timeout(idle, r.read_exact(&mut msg)).await {
-            Ok(Ok(_)) => {}
-            _ => break,
-        }
-        // A statement of its own, so the snapshot is let go before the first await.
-        let reply = c.service.handle_tcp(&store.load(), &msg, peer, &mut out, &mut special);
-        match reply {
-            Reply::Drop => break,
-            Reply::Answer => {}
-            Reply::Messages => {
-                for m in &special {
-                    w.write_u16(m.len() as u16).await?;
-                    w.write_all(m).await?;
-                }
-                w.flush().await?;
-                continue;
-            }
-        }
-        w.write_u16(out.len() as u16).await?;
-        w.write_all(&out).await?;
-        // Pipelined queries already read are answered before the flush.
-        if r.buffer().is_empty() {
-            w.flush().await?;
-        }
-    }
-    w.flush().await
 }

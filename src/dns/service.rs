@@ -9,12 +9,16 @@
 //!
 //! The listeners keep the transport's work: receiving, the peer's address, and sending what
 //! [`Reply`] says, each in its own way (a UDP batch, a TCP stream, a frame on the TX ring).
+//!
+//! Plain answers to datagrams (UDP sockets and XDP) go through response rate limiting (`rrl`)
+//! when it is on; TCP is never limited.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::Transfer;
 use crate::dns::answer::{self, Outcome};
+use crate::dns::rrl::{self, Limited};
 use crate::dns::stats::Counters;
 use crate::dns::wire::{self, Kind, Query, Reject, flags, rcode};
 use crate::dns::xfr;
@@ -31,32 +35,57 @@ pub enum Reply {
     Messages,
 }
 
+/// How a message came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Tcp,
+    /// A datagram (UDP socket or XDP), received at this second of `rrl::now` (0 while rate
+    /// limiting is off: then the clock is not read).
+    Datagram(u32),
+}
+
 /// What one listener (a UDP or XDP thread, or all TCP connections) answers with.
 #[derive(Clone)]
 pub struct Service {
     udp_payload: u16,
     transfer: Arc<Transfer>,
     counters: Arc<Counters>,
+    /// Response rate limiting for datagrams, shared by every UDP and XDP thread (None: off).
+    rrl: Option<Arc<rrl::Table>>,
 }
 
 impl Service {
-    pub fn new(udp_payload: u16, transfer: Arc<Transfer>, counters: Arc<Counters>) -> Service {
-        Service { udp_payload, transfer, counters }
+    pub fn new(
+        udp_payload: u16,
+        transfer: Arc<Transfer>,
+        counters: Arc<Counters>,
+        rrl: Option<Arc<rrl::Table>>,
+    ) -> Service {
+        Service { udp_payload, transfer, counters, rrl }
     }
 
-    /// Answers `msg`, received over TCP or not, from `snap`. `peer` is asked only when the
-    /// message is not a plain query (transfer rights depend on it); None drops the message.
-    /// Plain answers are counted; transfers and NOTIFYs are logged by `xfr` instead.
+    /// How the datagrams received now came: read once per batch, so that rate limiting reads
+    /// its clock once per batch, and not at all while it is off.
+    #[inline]
+    pub fn datagrams(&self) -> Via {
+        Via::Datagram(if self.rrl.is_some() { rrl::now() } else { 0 })
+    }
+
+    /// Answers `msg` from `snap`. `peer` is asked only when the message is not a plain query
+    /// (transfer rights depend on it) or when a datagram's answer is rate limited; None drops a
+    /// transfer and lets an answer through. Plain answers are counted; transfers and NOTIFYs are
+    /// logged by `xfr` instead.
     #[inline]
     pub fn handle(
         &self,
         snap: &Snapshot,
         msg: &[u8],
-        tcp: bool,
+        via: Via,
         peer: impl FnOnce() -> Option<IpAddr>,
         out: &mut Vec<u8>,
         messages: &mut Vec<Vec<u8>>,
     ) -> Reply {
+        let tcp = via == Via::Tcp;
         let q = match Query::parse(msg) {
             Ok(q) => q,
             Err(Reject::Drop) => {
@@ -65,7 +94,11 @@ impl Service {
             }
             Err(Reject::Header { id, flags, rcode }) => {
                 wire::header_only(out, id, flags, rcode);
-                self.counters.count(Some(Outcome { rcode: rcode as u16, qtype: 0, truncated: false }));
+                let outcome = Outcome { rcode: rcode as u16, qtype: 0, truncated: false, domain: 0 };
+                if let (Some(rrl), Via::Datagram(now)) = (&self.rrl, via) {
+                    return self.limit(rrl, now, peer, None, outcome, out);
+                }
+                self.counters.count(Some(outcome));
                 return Reply::Answer;
             }
         };
@@ -75,6 +108,44 @@ impl Service {
             return Reply::Messages;
         }
         let outcome = answer::respond(snap, &q, tcp, self.udp_payload, out);
+        if let (Some(rrl), Via::Datagram(now)) = (&self.rrl, via) {
+            return self.limit(rrl, now, peer, Some(&q), outcome, out);
+        }
+        self.counters.count(Some(outcome));
+        Reply::Answer
+    }
+
+    /// Rate limits the response in `out` to `q` (None: a header-only error to a message that
+    /// could not be read), counts it, and says what to send. Out of line, peer address and all:
+    /// inlined, it made the listeners' loops too large to inline what they need (the XDP round
+    /// lost its frame parsing to calls).
+    #[inline(never)]
+    fn limit(
+        &self,
+        rrl: &rrl::Table,
+        now: u32,
+        peer: impl FnOnce() -> Option<IpAddr>,
+        q: Option<&Query<'_>>,
+        mut outcome: Outcome,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        let limited = match (peer(), q) {
+            (None, _) => Limited::No,
+            (Some(peer), Some(q)) => rrl.limit(now, peer, q, &outcome, out),
+            (Some(peer), None) => rrl.limit_error(now, peer),
+        };
+        match limited {
+            Limited::No => {}
+            Limited::Slipped(kind) => {
+                self.counters.count_rrl(kind, false);
+                outcome.truncated |= kind != rrl::Kind::Error;
+            }
+            Limited::Dropped(kind) => {
+                self.counters.count_rrl(kind, true);
+                self.counters.count_query(outcome.qtype);
+                return Reply::Drop;
+            }
+        }
         self.counters.count(Some(outcome));
         Reply::Answer
     }
@@ -90,7 +161,7 @@ impl Service {
         out: &mut Vec<u8>,
         messages: &mut Vec<Vec<u8>>,
     ) -> Reply {
-        self.handle(snap, msg, true, || Some(peer), out, messages)
+        self.handle(snap, msg, Via::Tcp, || Some(peer), out, messages)
     }
 }
 
@@ -170,6 +241,9 @@ mod tests {
             rec("example.test.", rtype::NS, name("ns1.example.test.").wire()),
             rec("ns1.example.test.", rtype::A, &[192, 0, 2, 53]),
             rec("www.example.test.", rtype::A, &[192, 0, 2, 1]),
+            rec("*.wild.example.test.", rtype::A, &[192, 0, 2, 2]),
+            rec("sub.example.test.", rtype::NS, name("ns.sub.example.test.").wire()),
+            rec("ns.sub.example.test.", rtype::A, &[192, 0, 2, 3]),
         ];
         let zone = Zone::build(name("example.test."), records, Vec::new(), vec!["t.zone".into()]).unwrap();
         let mut entry = ZoneEntry {
@@ -201,7 +275,7 @@ mod tests {
     }
 
     fn service() -> Service {
-        Service::new(1232, Arc::new(Transfer::default()), stats::counters(Transport::Udp))
+        Service::new(1232, Arc::new(Transfer::default()), stats::counters(Transport::Udp), None)
     }
 
     const WWW: &[u8] = b"\x03www\x07example\x04test\x00";
@@ -221,18 +295,114 @@ mod tests {
         for (what, msg) in &cases {
             let before = allocations();
             for _ in 0..100 {
-                let reply =
-                    s.handle(&snap, msg, false, || panic!("{what}: the peer is not needed"), &mut out, &mut messages);
+                let reply = s.handle(
+                    &snap,
+                    msg,
+                    Via::Datagram(0),
+                    || panic!("{what}: the peer is not needed"),
+                    &mut out,
+                    &mut messages,
+                );
                 assert_eq!(reply, Reply::Answer, "{what}");
             }
             assert_eq!(allocations() - before, 0, "{what}: allocations in 100 answers");
         }
         let r = hickory_proto::op::Message::from_vec(&out).unwrap();
         assert_eq!(r.metadata.response_code, hickory_proto::op::ResponseCode::FormErr);
-        s.handle(&snap, &cases[3].1, false, || None, &mut out, &mut messages);
+        s.handle(&snap, &cases[3].1, Via::Datagram(0), || None, &mut out, &mut messages);
         let r = hickory_proto::op::Message::from_vec(&out).unwrap();
         assert_eq!(r.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
         assert!(r.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
+    }
+
+    /// A name's query in wire form.
+    fn wire_name(s: &str) -> Vec<u8> {
+        Name::parse(s, None).unwrap().wire().to_vec()
+    }
+
+    #[test]
+    fn datagrams_are_rate_limited_per_kind_and_domain_and_tcp_never() {
+        let snap = snapshot();
+        let settings = crate::config::Rrl {
+            responses_per_second: 2,
+            nxdomains_per_second: 2,
+            errors_per_second: 3,
+            ..Default::default()
+        };
+        let s = Service::new(
+            1232,
+            Arc::new(Transfer::default()),
+            stats::counters(Transport::Udp),
+            Some(Arc::new(rrl::Table::new(settings))),
+        );
+        let (mut out, mut messages) = (Vec::with_capacity(4096), Vec::new());
+        let client = || Some(IpAddr::from([192, 0, 2, 77]));
+        // What each of several datagrams gets: a(nswer in full), t(runcated slip), d(ropped).
+        let mut ask = |names: &[&str], qtype: u16, edns: bool, from: [u8; 4]| -> String {
+            names
+                .iter()
+                .map(|n| {
+                    let msg = if edns {
+                        query(0, &wire_name(n), qtype, &opt(false), 1)
+                    } else {
+                        query(0, &wire_name(n), qtype, &[], 0)
+                    };
+                    let peer = || Some(IpAddr::from(from));
+                    match s.handle(&snap, &msg, Via::Datagram(100), peer, &mut out, &mut messages) {
+                        Reply::Drop => 'd',
+                        Reply::Answer if out[2] & 0x02 != 0 => {
+                            // The slip: the question alone (and the OPT, when asked with EDNS).
+                            let r = hickory_proto::op::Message::from_vec(&out).unwrap();
+                            assert!(r.answers.is_empty() && r.authorities.is_empty(), "{n}");
+                            assert_eq!(r.edns.is_some(), edns, "{n}");
+                            // Header, question, OPT: as long as the query, so nothing is amplified.
+                            assert_eq!(out.len(), msg.len(), "{n}");
+                            let question = msg.len() - if edns { 11 } else { 0 };
+                            assert_eq!(&out[12..question], &msg[12..question], "{n}");
+                            't'
+                        }
+                        Reply::Answer => 'a',
+                        Reply::Messages => panic!("{n}"),
+                    }
+                })
+                .collect()
+        };
+        let four = ["www.example.test."; 4];
+        assert_eq!(ask(&four, rtype::A, true, [192, 0, 2, 1]), "aatd");
+        // The same /24, another name: an account of its own; then another /24.
+        assert_eq!(ask(&["ns1.example.test."; 4], rtype::A, false, [192, 0, 2, 9]), "aatd");
+        assert_eq!(ask(&four, rtype::A, false, [192, 0, 3, 1]), "aatd");
+        // NXDOMAIN for random names, answers of a wildcard, referrals below a cut: each per
+        // zone, wildcard, delegation point, however many names.
+        let nx = ["a.example.test.", "b.example.test.", "c.example.test.", "d.example.test."];
+        assert_eq!(ask(&nx, rtype::A, false, [192, 0, 2, 1]), "aatd");
+        let wild = ["a.wild.example.test.", "b.wild.example.test.", "c.wild.example.test."];
+        assert_eq!(ask(&wild, rtype::A, false, [192, 0, 2, 1]), "aat");
+        let cut = ["a.sub.example.test.", "b.sub.example.test.", "sub.example.test."];
+        assert_eq!(ask(&cut, rtype::A, false, [192, 0, 2, 1]), "aat");
+        // NODATA: per zone, whatever the name and type.
+        let nodata = ["www.example.test.", "ns1.example.test.", "www.example.test."];
+        assert_eq!(ask(&nodata[..2], rtype::MX, false, [192, 0, 2, 1]), "aa");
+        assert_eq!(ask(&nodata[2..], rtype::TXT, false, [192, 0, 2, 1]), "t");
+        // Errors, whatever the name: per client, at their own rate. A slipped error goes out
+        // as it is.
+        let refused = ["example.org.", "example.net.", "example.com.", "test.", "org."];
+        assert_eq!(ask(&refused, rtype::A, false, [192, 0, 2, 1]), "aaaad");
+        assert_eq!(ask(&refused[..1], rtype::A, false, [192, 0, 2, 1]), "a");
+        assert_eq!(out[3] & 0xf, rcode::REFUSED);
+        assert_eq!(out[2] & 0x02, 0, "not truncated");
+        // Over TCP nothing is limited.
+        let www = query(0, WWW, rtype::A, &[], 0);
+        for _ in 0..5 {
+            s.handle_tcp(&snap, &www, IpAddr::from([192, 0, 2, 1]), &mut out, &mut messages);
+            assert_eq!(out[7], 1, "an answer");
+        }
+        // Limiting allocates nothing either.
+        let before = allocations();
+        for _ in 0..100 {
+            s.handle(&snap, &www, Via::Datagram(100), client, &mut out, &mut messages);
+        }
+        assert_eq!(allocations() - before, 0);
     }
 
     #[test]
@@ -246,16 +416,24 @@ mod tests {
             ("IXFR", query(0, apex, rtype::IXFR, &opt(false), 1)),
             ("NOTIFY", query(wire::opcode::NOTIFY, apex, rtype::SOA, &[], 0)),
         ] {
-            assert_eq!(s.handle(&snap, &msg, false, peer, &mut out, &mut messages), Reply::Messages, "{what}");
+            assert_eq!(
+                s.handle(&snap, &msg, Via::Datagram(0), peer, &mut out, &mut messages),
+                Reply::Messages,
+                "{what}"
+            );
             assert_eq!(messages.len(), 1, "{what}");
             // Without a peer address nothing can be decided, or sent.
-            assert_eq!(s.handle(&snap, &msg, false, || None, &mut out, &mut messages), Reply::Drop, "{what}");
+            assert_eq!(
+                s.handle(&snap, &msg, Via::Datagram(0), || None, &mut out, &mut messages),
+                Reply::Drop,
+                "{what}"
+            );
         }
         // An unknown key: NOTAUTH with BADKEY, whatever the query.
         let tsig = b"\x03key\x00\x00\xfa\x00\xff\x00\x00\x00\x00\x00\x1d\x0bhmac-sha256\x00\x00\x00\x00\x00\x00\x01\x01\x2c\x00\x00\x12\x34\x00\x00\x00\x00";
         let signed = query(0, WWW, rtype::A, &[&opt(false)[..], tsig].concat(), 2);
         let before = allocations();
-        assert_eq!(s.handle(&snap, &signed, false, peer, &mut out, &mut messages), Reply::Messages);
+        assert_eq!(s.handle(&snap, &signed, Via::Datagram(0), peer, &mut out, &mut messages), Reply::Messages);
         // Only here may the query path allocate (and the count above is no accident).
         assert!(allocations() > before);
         let r = hickory_proto::op::Message::from_vec(&messages[0]).unwrap();
@@ -264,12 +442,12 @@ mod tests {
         // hickory's verifier trip an assertion): FORMERR (RFC 8945 §5.1).
         for misplaced in [[tsig, &opt(false)[..]].concat(), [&tsig[..], tsig].concat()] {
             let m = query(0, WWW, rtype::A, &misplaced, 2);
-            assert_eq!(s.handle(&snap, &m, false, peer, &mut out, &mut messages), Reply::Answer);
+            assert_eq!(s.handle(&snap, &m, Via::Datagram(0), peer, &mut out, &mut messages), Reply::Answer);
             assert_eq!(out[3] & 0xf, rcode::FORMERR);
         }
         // Any other opcode with a transfer's type: NOTIMP from the query path.
         let status = query(2, apex, rtype::AXFR, &[], 0);
-        assert_eq!(s.handle(&snap, &status, false, peer, &mut out, &mut messages), Reply::Answer);
+        assert_eq!(s.handle(&snap, &status, Via::Datagram(0), peer, &mut out, &mut messages), Reply::Answer);
         assert_eq!(out[3] & 0xf, rcode::NOTIMP);
     }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::dns::answer::Outcome;
+use crate::dns::rrl::Kind;
 use crate::model::rtype;
 
 /// Query types counted by name; the rest count as "other".
@@ -56,8 +57,13 @@ pub struct Counters {
     qtype: [AtomicU64; N_QTYPE],
     truncated: AtomicU64,
     dropped: AtomicU64,
+    /// Responses rate limiting dropped, and slipped, by `rrl::Kind`.
+    rrl_dropped: [AtomicU64; N_RRL_KIND],
+    rrl_slipped: [AtomicU64; N_RRL_KIND],
     transport: Transport,
 }
+
+const N_RRL_KIND: usize = Kind::ALL.len();
 
 impl Counters {
     fn new(transport: Transport) -> Counters {
@@ -66,6 +72,8 @@ impl Counters {
             qtype: std::array::from_fn(|_| AtomicU64::new(0)),
             truncated: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            rrl_dropped: std::array::from_fn(|_| AtomicU64::new(0)),
+            rrl_slipped: std::array::from_fn(|_| AtomicU64::new(0)),
             transport,
         }
     }
@@ -78,11 +86,22 @@ impl Counters {
             return;
         };
         self.bump(&self.rcode[(o.rcode as usize).min(N_RCODE - 1)]);
-        let q = QTYPES.iter().position(|&t| t == o.qtype).unwrap_or(N_QTYPE - 1);
-        self.bump(&self.qtype[q]);
+        self.count_query(o.qtype);
         if o.truncated {
             self.bump(&self.truncated);
         }
+    }
+
+    /// Counts a query of type `qtype` (answered or not).
+    #[inline]
+    pub fn count_query(&self, qtype: u16) {
+        let q = QTYPES.iter().position(|&t| t == qtype).unwrap_or(N_QTYPE - 1);
+        self.bump(&self.qtype[q]);
+    }
+
+    /// Counts a response of `kind` that rate limiting dropped, or slipped.
+    pub fn count_rrl(&self, kind: Kind, dropped: bool) {
+        self.bump(if dropped { &self.rrl_dropped[kind as usize] } else { &self.rrl_slipped[kind as usize] });
     }
 
     /// Adds one. A UDP or XDP thread's block has one writer, so a plain load and store will do (no
@@ -157,5 +176,16 @@ pub fn export() {
             .absolute(sum(&|c| c.truncated.load(Ordering::Relaxed)));
         metrics::counter!("weiche_dropped_total", "transport" => t)
             .absolute(sum(&|c| c.dropped.load(Ordering::Relaxed)));
+        if transport == Transport::Tcp {
+            continue; // never rate limited
+        }
+        for kind in Kind::ALL {
+            let k = kind.label();
+            let i = kind as usize;
+            metrics::counter!("weiche_rrl_dropped_total", "transport" => t, "kind" => k)
+                .absolute(sum(&|c| c.rrl_dropped[i].load(Ordering::Relaxed)));
+            metrics::counter!("weiche_rrl_slipped_total", "transport" => t, "kind" => k)
+                .absolute(sum(&|c| c.rrl_slipped[i].load(Ordering::Relaxed)));
+        }
     }
 }

@@ -76,9 +76,16 @@ pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
 pub fn load_dir(dir: &Path) -> Result<Vec<ZoneLoad>, DirError> {
     let files = scan(dir)?;
     let mut loads: Vec<ZoneLoad> = files.into_iter().map(load).collect();
-    let included: Vec<PathBuf> =
-        loads.iter().flat_map(|l| l.files.iter().skip(1)).filter_map(|p| p.canonicalize().ok()).collect();
-    loads.retain(|l| l.file.kind == Kind::Toml || !l.file.path.canonicalize().is_ok_and(|p| included.contains(&p)));
+    // (includer, included): a file that includes itself is a loop to report, not a fragment.
+    let included: Vec<(PathBuf, PathBuf)> = loads
+        .iter()
+        .flat_map(|l| l.files.iter().skip(1).map(move |inc| (&l.file.path, inc)))
+        .filter_map(|(by, inc)| Some((by.canonicalize().ok()?, inc.canonicalize().ok()?)))
+        .collect();
+    loads.retain(|l| {
+        let Ok(me) = l.file.path.canonicalize() else { return true };
+        l.file.kind == Kind::Toml || !included.iter().any(|(by, inc)| *inc == me && *by != me)
+    });
     for i in 0..loads.len() {
         // Names are compared ignoring case: CASE.TEST.zone and case.test.zone are one zone.
         let apex = loads[i].file.apex.key();

@@ -10,8 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The default of `zone_file_limit`: far above a 10-million-record zone, far below memory.
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
+pub use crate::config::DEFAULT_ZONE_FILE_LIMIT as DEFAULT_MAX_FILE_SIZE;
 
 static MAX_FILE_SIZE: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FILE_SIZE);
 

@@ -168,6 +168,35 @@ impl Zone {
         self.nodes[APEX as usize].rrset(rtype::SOA).expect("a zone always has an SOA")
     }
 
+    /// The apex's NS names, each with the addresses (A, AAAA) the zone itself holds for it;
+    /// none for a name outside the zone.
+    pub fn apex_ns(&self) -> Vec<(Name, Vec<std::net::IpAddr>)> {
+        let Some(ns) = self.node(APEX).rrset(rtype::NS) else { return Vec::new() };
+        ns.rdatas()
+            .map(|rd| {
+                let name = Name::from_wire_unchecked(rd);
+                let addrs = self.addresses(&name);
+                (name, addrs)
+            })
+            .collect()
+    }
+
+    /// The addresses in the A and AAAA records at `name` (a pool's targets are not records).
+    pub fn addresses(&self, name: &Name) -> Vec<std::net::IpAddr> {
+        let Some(id) = self.node_id(&name.key()) else { return Vec::new() };
+        let mut out = Vec::new();
+        for rt in [rtype::A, rtype::AAAA] {
+            for a in self.node(id).rrset(rt).into_iter().flat_map(|s| s.rdatas()) {
+                match a.len() {
+                    4 => out.push(<[u8; 4]>::try_from(a).unwrap().into()),
+                    16 => out.push(<[u8; 16]>::try_from(a).unwrap().into()),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
     /// Builds and validates a zone. All problems are returned, each with its location.
     pub fn build(
         apex: Name,

@@ -82,6 +82,11 @@ fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
 /// The `weiche status` table.
 pub fn status_table(st: &Status) -> String {
     let mut out = String::new();
+    if st.state.persisted == Some(false) {
+        let why = st.state.error.as_deref().unwrap_or("the state file cannot be written");
+        let _ = writeln!(out, "STATE NOT PERSISTED: {why}");
+        let _ = writeln!(out, "  drains, holds and serials changed since hold until weiche restarts only\n");
+    }
     for z in &st.zones {
         let err = z.last_error.as_ref().map(|e| format!("  LAST RELOAD FAILED: {e}")).unwrap_or_default();
         let _ = writeln!(
@@ -200,6 +205,22 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("HELD"), "{t}");
+        assert!(!t.contains("PERSISTED"), "{t}");
+    }
+
+    #[test]
+    fn table_says_first_when_the_state_is_not_persisted() {
+        let mut st = crate::ops::doc::tests::sample();
+        st.state.persisted = Some(false);
+        st.state.error = Some("cannot write the state file /s/weiche-state.json: No space left on device".into());
+        let t = status_table(&st);
+        assert!(
+            t.starts_with(
+                "STATE NOT PERSISTED: cannot write the state file /s/weiche-state.json: No space left on device\n  \
+                 drains, holds and serials changed since hold until weiche restarts only\n\nzone example.com."
+            ),
+            "{t}"
+        );
     }
 
     #[test]

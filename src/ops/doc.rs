@@ -22,6 +22,22 @@ pub struct Status {
     pub drained: Vec<Drained>,
     /// The most recent events, oldest first.
     pub events: Vec<Event>,
+    /// Whether drains, holds and serials are on disk for the next start.
+    #[serde(default)]
+    pub state: StateStatus,
+}
+
+/// Where drains, manual-failback holds and serials are kept across restarts, and whether the
+/// latest of them is on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateStatus {
+    /// The state file (None: nothing is kept; `server.state_dir` is not set).
+    pub file: Option<String>,
+    /// Whether the latest write of it succeeded (None: nothing is kept). While false, what
+    /// changed since the last write that succeeded holds until weiche restarts only.
+    pub persisted: Option<bool>,
+    /// Why the latest write failed.
+    pub error: Option<String>,
 }
 
 /// One zone file and what is served from it.
@@ -357,6 +373,11 @@ pub(crate) mod tests {
             }],
             drained: vec![Drained { address: "192.0.2.11".parse().unwrap(), pool: None }],
             events: vec![failover, drain],
+            state: StateStatus {
+                file: Some("/var/lib/weiche/weiche-state.json".into()),
+                persisted: Some(true),
+                error: None,
+            },
         }
     }
 

@@ -33,6 +33,7 @@ use crate::model::pool::Check;
 use crate::model::snapshot::{FamilyAnswer, PoolAnswer, Snapshot, ZoneEntry, pool_answer};
 use crate::model::zone::Zone;
 use crate::monitor::{CheckKey, ProbeKey, TargetState, Update};
+use crate::ops::control::ActionError;
 use crate::ops::events::{Event, EventKind};
 use crate::transfer::secondaries::Change;
 use admin::{AdminState, Drain};
@@ -190,6 +191,13 @@ impl Publisher {
             self.probes.retain(|k, _| keys.contains(k));
             self.recovered.retain(|k, _| keys.contains(k));
             self.publish("zone reloaded", now);
+            // A loaded zone's event says the serial it is served with, which may differ from
+            // its file's (restored, or moved past one served before).
+            let current = self.current.clone();
+            for e in self.out.events.iter_mut().filter(|e| e.kind == Some(EventKind::ZoneLoaded)) {
+                let served = e.zone.as_deref().and_then(|z| Name::parse(z, None).ok());
+                e.serial = served.and_then(|z| current.zone(&z.key()).map(|entry| entry.serial));
+            }
         }
     }
 
@@ -341,55 +349,175 @@ impl Publisher {
             .any(|p| p.targets.iter().any(|t| t.address == address))
     }
 
-    /// Releases a manual failback hold: the pool returns to its best healthy level.
-    /// Returns false if no served pool has that name.
-    pub fn release_failback(&mut self, pool_name: &Name, now: Now) -> bool {
-        if !self.pool_exists(pool_name) {
-            return false;
+    /// Asks for the operator state to be written even if it did not change: an operator's
+    /// command is answered with the outcome of a write, so asking again after a failed one
+    /// tries the disk again rather than claiming what is not on it.
+    pub fn save_state(&mut self) {
+        self.out.state = Some(self.admin.clone());
+    }
+
+    /// Releases a manual failback hold: the pool returns to its best healthy level. Refused,
+    /// changing nothing, when there is nothing to release: the pool fails back by itself, it
+    /// holds nothing, or no better level is ready to go back to (the hold would form again).
+    pub fn release_failback(&mut self, pool_name: &Name, now: Now) -> Result<(), ActionError> {
+        let key = pool_name.key();
+        let current = self.current.clone();
+        let found: Vec<(&ZoneEntry, usize)> = current
+            .zones
+            .iter()
+            .flat_map(|e| {
+                e.zone.pools.iter().enumerate().filter(|(_, p)| p.name.key() == key).map(move |(i, _)| (e, i))
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(ActionError::NotFound(format!("no pool named {pool_name}")));
         }
-        self.admin.held.remove(&hold_key(pool_name));
+        if found.iter().all(|(e, pi)| e.zone.pools[*pi].failback == Failback::Auto) {
+            return Err(ActionError::Conflict(format!(
+                "pool {pool_name} fails back by itself (failback = \"auto\"): there is no hold to release"
+            )));
+        }
+        let hold = hold_key(pool_name);
+        let Some(held) = self.admin.held.get(&hold).copied() else {
+            return Err(ActionError::Conflict(format!(
+                "pool {pool_name} holds nothing: it answers from its best healthy level already"
+            )));
+        };
+        let moves = found.iter().any(|(e, pi)| {
+            let (released, _) = self.answer_now(&e.zone, *pi, [None, None], now);
+            let served = &e.answers[*pi];
+            released.a.rrset.data != served.a.rrset.data || released.aaaa.rrset.data != served.aaaa.rrset.data
+        });
+        if !moves {
+            let levels: Vec<String> = held.iter().flatten().map(u8::to_string).collect();
+            return Err(ActionError::Conflict(format!(
+                "pool {pool_name} is held on priority {}, and no better level is up (and past its failback_delay): \
+                 nothing to fail back to yet; the hold stays",
+                levels.join("/")
+            )));
+        }
+        self.admin.held.remove(&hold);
         self.out.state = Some(self.admin.clone());
         self.out
             .events
             .push(Event { pool: Some(pool_name.to_string()), ..Event::new(EventKind::FailbackReleased, "operator") });
         self.publish("failback released by operator", now);
-        true
+        Ok(())
     }
 
-    /// Drains (or undrains) an answered address, in every pool or in one. Errors say why not.
-    pub fn set_drain(&mut self, address: IpAddr, pool: Option<&Name>, drained: bool, now: Now) -> Result<(), String> {
+    /// Drains (or undrains) an answered address, in every pool or in one. An undrain without a
+    /// pool puts the address back in every pool, lifting its per-pool drains too; an undrain in
+    /// one pool of an address drained in every pool could not take effect, so it is refused.
+    /// Errors say why, and change nothing.
+    pub fn set_drain(
+        &mut self,
+        address: IpAddr,
+        pool: Option<&Name>,
+        drained: bool,
+        now: Now,
+    ) -> Result<(), ActionError> {
         if let Some(p) = pool
             && !self.pool_exists(p)
         {
-            return Err(format!("no pool named {p}"));
+            return Err(ActionError::NotFound(format!("no pool named {p}")));
         }
         if !self.target_exists(address, pool) {
-            return Err(format!(
+            return Err(ActionError::NotFound(format!(
                 "{address} is not a target{}",
                 pool.map(|p| format!(" of pool {p}")).unwrap_or_default()
-            ));
+            )));
         }
-        let d = Drain { address, pool: pool.map(|p| p.to_string().to_ascii_lowercase()) };
-        let changed = if drained { self.admin.drained.insert(d) } else { self.admin.drained.remove(&d) };
-        if !drained
-            && !changed
-            && pool.is_some()
-            && self.admin.drained.iter().any(|x| x.address == address && x.pool.is_none())
-        {
-            return Err(format!("{address} is drained in every pool; undrain it without --pool"));
+        if !drained && pool.is_some() && self.admin.drained.contains(&Drain { address, pool: None }) {
+            return Err(ActionError::Conflict(format!(
+                "{address} is drained in every pool; undrain it without --pool"
+            )));
         }
-        if changed {
-            self.out.state = Some(self.admin.clone());
-            let kind = if drained { EventKind::Drain } else { EventKind::Undrain };
+        let in_pool = pool.map(hold_key);
+        let changed: Vec<Drain> = if drained {
+            let d = Drain { address, pool: in_pool };
+            if self.admin.drained.insert(d.clone()) { vec![d] } else { Vec::new() }
+        } else {
+            let lifted: Vec<Drain> = self
+                .admin
+                .drained
+                .iter()
+                .filter(|d| d.address == address && (in_pool.is_none() || d.pool == in_pool))
+                .cloned()
+                .collect();
+            for d in &lifted {
+                self.admin.drained.remove(d);
+            }
+            lifted
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.out.state = Some(self.admin.clone());
+        let kind = if drained { EventKind::Drain } else { EventKind::Undrain };
+        for d in changed {
             self.out.events.push(Event {
                 target: Some(address.to_string()),
-                pool: pool.map(Name::to_string),
+                pool: d.pool,
                 ..Event::new(kind, "operator")
             });
-            let what = if drained { "drained" } else { "undrained" };
-            self.publish(&format!("{address} {what} by operator"), now);
         }
+        let what = if drained { "drained" } else { "undrained" };
+        self.publish(&format!("{address} {what} by operator"), now);
         Ok(())
+    }
+
+    /// How the chart sees one target now: drained, or judged by its checks with its
+    /// `failback_delay` (and when that delay runs out, if it is running).
+    fn target_view(
+        &self,
+        pool: &crate::model::pool::Pool,
+        keys: &[ProbeKey],
+        ti: usize,
+        now: Now,
+    ) -> ((Health, Admin, Option<Duration>), Option<Instant>) {
+        if self.admin.is_drained(pool.targets[ti].address, &hold_key(&pool.name)) {
+            return ((Health::Unknown, Admin::ForcedDown, None), None);
+        }
+        match judge(keys, &self.verdicts) {
+            (Health::Up, due) => {
+                // Up since its last check came back: the latest recovery counts, so an older
+                // one cannot cut the delay short.
+                let recovered = keys.iter().filter_map(|k| self.recovered.get(k)).max();
+                match recovered.map(|at| *at + pool.failback_delay) {
+                    // Back up, but not yet for `failback_delay`: answered once it runs out.
+                    Some(r) if r > now.at => ((Health::Down, Admin::Auto, Some(r - now.at)), Some(r)),
+                    _ => ((Health::Up, Admin::Auto, due), None),
+                }
+            }
+            // Once up, it is answered only after the delay.
+            (Health::Down, due) => ((Health::Down, Admin::Auto, due.map(|d| d + pool.failback_delay)), None),
+            (Health::Unknown, _) => ((Health::Unknown, Admin::Auto, None), None),
+        }
+    }
+
+    /// What pool `pi` of `zone` answers now with the levels `held`, and the soonest moment a
+    /// `failback_delay` of one of its targets runs out.
+    fn answer_now(
+        &self,
+        zone: &Arc<Zone>,
+        pi: usize,
+        held: [Option<u8>; 2],
+        now: Now,
+    ) -> (PoolAnswer, Option<Instant>) {
+        let pool = &zone.pools[pi];
+        let keys = &self.index.per_zone[&(Arc::as_ptr(zone) as usize)][pi];
+        let ready_at = std::cell::Cell::new(None);
+        let answer = pool_answer(
+            pool,
+            zone.neg_ttl,
+            |ti| {
+                let (view, ready) = self.target_view(pool, &keys[ti], ti, now);
+                ready_at.set(min_instant(ready_at.get(), ready));
+                view
+            },
+            held,
+        );
+        (answer, ready_at.get())
     }
 
     /// Builds the next snapshot of every served zone, with an event for each pool whose answer
@@ -409,38 +537,8 @@ impl Publisher {
             for (pi, pool) in zone.pools.iter().enumerate() {
                 let hold = hold_key(&pool.name);
                 let held = self.admin.held.get(&hold).copied().unwrap_or([None, None]);
-                let ready_at = std::cell::Cell::new(None);
-                let answer = pool_answer(
-                    pool,
-                    zone.neg_ttl,
-                    |ti| {
-                        if self.admin.is_drained(pool.targets[ti].address, &hold) {
-                            return (Health::Unknown, Admin::ForcedDown, None);
-                        }
-                        let keys = &zone_keys[pi][ti];
-                        match judge(keys, &self.verdicts) {
-                            (Health::Up, due) => {
-                                // Up since its last check came back: the latest recovery counts,
-                                // so an older one cannot cut the delay short.
-                                let recovered = keys.iter().filter_map(|k| self.recovered.get(k)).max();
-                                match recovered.map(|at| *at + pool.failback_delay) {
-                                    // Back up, but not yet for `failback_delay`: answered once
-                                    // it runs out.
-                                    Some(r) if r > now.at => {
-                                        ready_at.set(min_instant(ready_at.get(), Some(r)));
-                                        (Health::Down, Admin::Auto, Some(r - now.at))
-                                    }
-                                    _ => (Health::Up, Admin::Auto, due),
-                                }
-                            }
-                            // Once up, it is answered only after the delay.
-                            (Health::Down, due) => (Health::Down, Admin::Auto, due.map(|d| d + pool.failback_delay)),
-                            (Health::Unknown, _) => (Health::Unknown, Admin::Auto, None),
-                        }
-                    },
-                    held,
-                );
-                wake_at = min_instant(wake_at, ready_at.get());
+                let (answer, ready_at) = self.answer_now(&zone, pi, held, now);
+                wake_at = min_instant(wake_at, ready_at);
                 // Manual failback: a pool answering from a fallback level stays there. Not
                 // before every target has a verdict: a secondary judged before the primary at
                 // start-up is no failover.
@@ -650,22 +748,7 @@ pub(crate) fn export_pool_metrics(
 
 /// Addresses of the apex's NS names that the zone itself holds.
 fn ns_addresses(zone: &Zone) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let Some(ns) = zone.node(crate::model::zone::APEX).rrset(crate::model::rtype::NS) else { return out };
-    for rd in ns.rdatas() {
-        let Some(id) = zone.node_id(&Name::from_wire_unchecked(rd).key()) else { continue };
-        for (rt, len) in [(crate::model::rtype::A, 4), (crate::model::rtype::AAAA, 16)] {
-            for a in zone.node(id).rrset(rt).into_iter().flat_map(|s| s.rdatas()) {
-                if a.len() == len {
-                    out.push(match len {
-                        4 => IpAddr::from(<[u8; 4]>::try_from(a).unwrap()),
-                        _ => IpAddr::from(<[u8; 16]>::try_from(a).unwrap()),
-                    });
-                }
-            }
-        }
-    }
-    out
+    zone.apex_ns().into_iter().flat_map(|(_, addrs)| addrs).collect()
 }
 
 /// How a pool is named in the state file (and matched for per-pool drains).
@@ -951,18 +1034,68 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         assert!(!kinds(&e).contains(&EventKind::Failback));
         assert_eq!(b.p.admin.held.get("www.example.com."), Some(&[Some(2), None]));
         // A reload keeps the verdicts of unchanged targets, and the hold.
+        let serial_before = b.serial();
         let e = b.write("example.com.toml", &manual.replace("1h 10m", "2h 10m"));
         assert_eq!(kinds(&e), [EventKind::ZoneLoaded]);
+        // The file still says serial 1; what is served moved on, and the event says that.
+        assert_eq!(e.events[0].serial, Some(b.serial()));
+        assert!(b.serial() > serial_before);
         assert!(b.p.probe_keys().iter().all(|k| b.p.has_verdict(k)));
         assert_eq!(b.www(), [SECONDARY]);
         // Released: back to the primary, which is up, with the full TTL; the state is saved.
         let now = b.now();
-        assert!(b.p.release_failback(&www(), now));
+        assert_eq!(b.p.release_failback(&www(), now), Ok(()));
         let e = b.p.take_effects();
         assert_eq!(kinds(&e), [EventKind::FailbackReleased, EventKind::Failback]);
         assert!(e.state.as_ref().unwrap().held.is_empty());
         assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
-        assert!(!b.p.release_failback(&Name::parse("nope.example.com.", None).unwrap(), now));
+        let nope = Name::parse("nope.example.com.", None).unwrap();
+        assert_eq!(
+            b.p.release_failback(&nope, now),
+            Err(ActionError::NotFound("no pool named nope.example.com.".into()))
+        );
+    }
+
+    /// Issue 13: a release with nothing to release is refused, changes nothing and is no event.
+    #[test]
+    fn a_failback_release_with_nothing_to_release_is_refused() {
+        let conflict = |r: Result<(), ActionError>| match r {
+            Err(ActionError::Conflict(m)) => m,
+            other => panic!("not a conflict: {other:?}"),
+        };
+        // A pool that fails back by itself.
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        b.probe("127.0.0.1:80", false);
+        let now = b.now();
+        let m = conflict(b.p.release_failback(&www(), now));
+        assert_eq!(m, "pool www.example.com. fails back by itself (failback = \"auto\"): there is no hold to release");
+        let e = b.p.take_effects();
+        assert!(e.events.is_empty() && e.state.is_none() && e.snapshot.is_none());
+        // A manual pool that holds nothing.
+        let manual = POOL.replace("[pools.www]", "[pools.www]\nfailback = \"manual\"");
+        let mut b = Bench::new(&[("example.com.toml", &manual)]);
+        b.both_up();
+        let now = b.now();
+        let m = conflict(b.p.release_failback(&www(), now));
+        assert!(m.contains("holds nothing"), "{m}");
+        // Held on the fallback while the primary is still down: nothing better to go back to;
+        // the hold stays.
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.p.admin.held.get("www.example.com."), Some(&[Some(2), None]));
+        b.p.take_effects();
+        let now = b.now();
+        let m = conflict(b.p.release_failback(&www(), now));
+        assert!(m.contains("held on priority 2") && m.contains("the hold stays"), "{m}");
+        let e = b.p.take_effects();
+        assert!(e.events.is_empty() && e.state.is_none() && e.snapshot.is_none());
+        assert_eq!(b.p.admin.held.get("www.example.com."), Some(&[Some(2), None]));
+        // Once the primary is back, the release is done.
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.www(), [SECONDARY]);
+        let now = b.now();
+        assert_eq!(b.p.release_failback(&www(), now), Ok(()));
+        assert_eq!(b.www(), [PRIMARY]);
     }
 
     #[test]
@@ -1032,13 +1165,12 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         // Errors say why.
         assert_eq!(
             b.p.set_drain("192.0.2.99".parse().unwrap(), None, true, now),
-            Err("192.0.2.99 is not a target".into())
+            Err(ActionError::NotFound("192.0.2.99 is not a target".into()))
         );
         let other = Name::parse("nope.example.com.", None).unwrap();
-        assert_eq!(b.p.set_drain(primary, Some(&other), true, now), Err("no pool named nope.example.com.".into()));
         assert_eq!(
-            b.p.set_drain(primary, Some(&www()), false, now),
-            Err("127.0.0.1 is drained in every pool; undrain it without --pool".into())
+            b.p.set_drain(primary, Some(&other), true, now),
+            Err(ActionError::NotFound("no pool named nope.example.com.".into()))
         );
         b.p.set_drain(primary, None, false, now).unwrap();
         assert_eq!(kinds(&b.p.take_effects()), [EventKind::Undrain, EventKind::Failback]);
@@ -1046,6 +1178,44 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         // A per-pool drain.
         b.p.set_drain(primary, Some(&www()), true, now).unwrap();
         assert_eq!(b.www(), [SECONDARY]);
+    }
+
+    /// Issue 13: an undrain does what it says or is refused. Without a pool it lifts every
+    /// drain of the address; in one pool of an address drained everywhere it cannot take
+    /// effect, so it changes nothing and says why.
+    #[test]
+    fn an_undrain_does_what_it_says_or_is_refused() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        let now = b.now();
+        let primary = "127.0.0.1".parse().unwrap();
+        // Drained in the pool, undrained everywhere: answered again.
+        b.p.set_drain(primary, Some(&www()), true, now).unwrap();
+        b.p.take_effects();
+        assert_eq!(b.www(), [SECONDARY]);
+        b.p.set_drain(primary, None, false, now).unwrap();
+        let e = b.p.take_effects();
+        assert_eq!(kinds(&e), [EventKind::Undrain, EventKind::Failback]);
+        assert_eq!(e.events[0].pool.as_deref(), Some("www.example.com."), "the event names the drain lifted");
+        assert!(e.state.unwrap().drained.is_empty());
+        assert_eq!(b.www(), [PRIMARY]);
+        // Drained everywhere and in the pool: both are lifted, one event each.
+        b.p.set_drain(primary, None, true, now).unwrap();
+        b.p.set_drain(primary, Some(&www()), true, now).unwrap();
+        b.p.take_effects();
+        // An undrain in the pool alone cannot bring it back: refused, nothing changes.
+        let refused =
+            Err(ActionError::Conflict("127.0.0.1 is drained in every pool; undrain it without --pool".into()));
+        assert_eq!(b.p.set_drain(primary, Some(&www()), false, now), refused);
+        let e = b.p.take_effects();
+        assert!(e.events.is_empty() && e.state.is_none() && e.snapshot.is_none());
+        assert_eq!(b.p.admin.drained.len(), 2);
+        b.p.set_drain(primary, None, false, now).unwrap();
+        assert_eq!(kinds(&b.p.take_effects()), [EventKind::Undrain, EventKind::Undrain, EventKind::Failback]);
+        assert!(b.p.admin.drained.is_empty());
+        // Undraining what is not drained is done already: no change, no event.
+        b.p.set_drain(primary, None, false, now).unwrap();
+        assert!(b.p.take_effects().events.is_empty());
     }
 
     #[test]
@@ -1114,6 +1284,25 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         admin.serials.insert("example.com.".into(), (41, hash));
         let b = Bench::with_state(&[("example.com.toml", POOL)], admin);
         assert_eq!(b.serial(), 41, "same content: the same serial");
+    }
+
+    /// Issue 13: served 2026112010 while the state file kept 2026112008, then a restart must
+    /// not serve 2026112009 (secondaries would ignore it), nor keep 2026112008 for content
+    /// that looks the same: the lost serials are skipped, whatever is served now.
+    #[test]
+    fn a_start_after_lost_writes_serves_past_every_serial_that_may_have_been_lost() {
+        let hash = Bench::new(&[("example.com.toml", POOL)]).p.snapshot().zones[0].content_hash();
+        for (content, kept) in [(hash, "the same content"), (hash ^ 1, "other content")] {
+            let saved_at = 1_800_000_000;
+            let mut admin = AdminState { running: true, saved_at: Some(saved_at), ..Default::default() };
+            admin.serials.insert("example.com.".into(), (2026112008, content));
+            // Two seconds after the last write.
+            admin.skip_lost_serials(UNIX_EPOCH + Duration::from_secs(saved_at + 2));
+            let mut b = Bench::with_state(&[("example.com.toml", POOL)], admin);
+            assert_eq!(b.serial(), 2026112008 + 30 + 1, "{kept}");
+            b.both_up();
+            assert_eq!(b.serial(), 2026112039, "{kept}: settling keeps it");
+        }
     }
 
     #[test]

@@ -68,6 +68,8 @@ impl Publisher {
             pools,
             drained: self.admin.drained.iter().map(|d| Drained { address: d.address, pool: d.pool.clone() }).collect(),
             events: recent,
+            // The state file is the driver's to report.
+            state: Default::default(),
         }
     }
 }
@@ -335,6 +337,7 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                     "zone": "example.com."
                 }
             ],
+            "state": {"error": null, "file": null, "persisted": null},
             "version": "V",
             "zones": [
                 {

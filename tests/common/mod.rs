@@ -225,6 +225,17 @@ pub fn wait_for_target(
     )
 }
 
+/// Waits (at most `limit_s` seconds) until the target is down with a last probe error that
+/// contains `cause`; returns its `/status` entry.
+pub fn down_with(api: SocketAddr, limit_s: u64, pool: &str, address: &str, cause: &str) -> serde_json::Value {
+    wait_for(
+        &format!("{address} in {pool} down with {cause:?}"),
+        Duration::from_secs(limit_s),
+        || target_status(api, pool, address),
+        |t| t["verdict"] == "down" && t["last_probe"]["error"].as_str().is_some_and(|e| e.contains(cause)),
+    )
+}
+
 /// Whether a target's `/status` entry has the verdict `verdict` and its latest `count` probe
 /// results in a row were all `ok`. The streak counts every probe, so this proves that probes
 /// ran (and were applied) after the verdict changed, which no wall-clock sleep can.

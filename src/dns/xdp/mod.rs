@@ -43,7 +43,6 @@ use std::sync::atomic::AtomicBool;
 use tracing::info;
 
 use crate::dns::service::Service;
-use crate::dns::stats;
 
 pub use bpf::Attached;
 use rings::Xsk;
@@ -75,11 +74,12 @@ fn sys(path: String) -> Option<String> {
 
 /// Loads the program, opens a socket per receive queue, starts a thread for each, then attaches
 /// the program. The returned guard keeps it attached.
+/// Each queue's thread answers with a `service()` of its own (its own counters; the rate
+/// limiting table is shared).
 pub fn start(
     plan: Plan,
     store: crate::model::snapshot::Store,
-    payload: u16,
-    transfer: Arc<crate::config::Transfer>,
+    service: impl Fn() -> Service,
     stop: Arc<AtomicBool>,
     threads: &mut Vec<std::thread::JoinHandle<()>>,
 ) -> io::Result<Attached> {
@@ -112,7 +112,7 @@ pub fn start(
         attached.add_socket(q, xsk.fd.as_raw_fd()).map_err(ctx)?;
         let w = XdpWorker {
             store: store.clone(),
-            service: Service::new(payload, transfer.clone(), stats::counters(stats::Transport::Xdp)),
+            service: service(),
             // An answer larger than the frame or the link goes the kernel's way.
             mtu,
             udp_sum: !loopback,

@@ -44,6 +44,7 @@ impl XdpWorker {
     #[inline(never)]
     fn round(&self, x: &mut Xsk, n: u32, out: &mut Vec<u8>, special: &mut Vec<Vec<u8>>) {
         let snap = self.store.load();
+        let via = self.service.datagrams();
         let mut sent = 0;
         let tx_room = x.tx.room();
         let umem = (x.umem.ptr, x.umem.len);
@@ -59,7 +60,7 @@ impl XdpWorker {
             };
             let msg = &f[HEADERS..HEADERS + p.len];
             out.clear();
-            match self.service.handle(&snap, msg, false, || Some((*p.src.ip()).into()), out, special) {
+            match self.service.handle(&snap, msg, via, || Some((*p.src.ip()).into()), out, special) {
                 Reply::Answer if !out.is_empty() => {}
                 Reply::Answer | Reply::Drop => {
                     x.free.push(base);
