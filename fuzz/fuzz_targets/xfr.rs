@@ -12,7 +12,7 @@ use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
 use weiche::dns::service::Reply;
 use weiche::transfer::tsig;
-use weiche_fuzz::world;
+use weiche_fuzz::{via, world};
 
 #[derive(Debug, Arbitrary)]
 enum Zone {
@@ -145,7 +145,7 @@ fuzz_target!(|r: Request| {
         _ => "2001:db8::1".parse().unwrap(),
     };
     let (mut out, mut messages) = (Vec::new(), Vec::new());
-    let reply = w.service.handle(&w.snapshot, &msg, r.tcp, || Some(peer), &mut out, &mut messages);
+    let reply = w.service.handle(&w.snapshot, &msg, via(&w.service, r.tcp), || Some(peer), &mut out, &mut messages);
     if reply != Reply::Messages {
         return;
     }

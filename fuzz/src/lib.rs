@@ -16,7 +16,7 @@ use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name as HName, TSigner};
 use weiche::config::keys::Key;
 use weiche::config::{Config, Transfer};
-use weiche::dns::service::{Reply, Service};
+use weiche::dns::service::{Reply, Service, Via};
 use weiche::dns::stats::{self, Transport};
 use weiche::load::watch::Watcher;
 use weiche::model::chart::{Admin, Health};
@@ -271,7 +271,7 @@ fn build() -> World {
     let mut serials: Vec<u32> = snapshot.zones.iter().map(|z| z.serial).collect();
     serials.extend(snapshot.zones.iter().flat_map(|z| z.history.diffs.iter().map(|d| d.from)));
     let keys = transfer.keys.clone();
-    let service = Service::new(config.udp_payload, transfer.clone(), stats::counters(Transport::Udp));
+    let service = Service::new(config.udp_payload, transfer.clone(), stats::counters(Transport::Udp), None);
     let signers = signers();
     assert!(signers.iter().zip(&keys).all(|(s, k)| s.signer_name().to_ascii() == k.name.to_string()));
     World { snapshot, transfer, service, keys, serials, signers }
@@ -310,18 +310,23 @@ pub fn ask_about(snap: &Snapshot, service: &Service) {
         for qtype in types.chain([1, 28, 255]) {
             let q = query(node.name.wire(), qtype, true);
             for tcp in [false, true] {
-                let reply = service.handle(snap, &q, tcp, peer, &mut out, &mut messages);
+                let reply = service.handle(snap, &q, via(service, tcp), peer, &mut out, &mut messages);
                 assert_eq!(reply, Reply::Answer);
                 check_reply(&q, &out, tcp, false);
             }
         }
     }
     let axfr = query(entry.zone.apex.wire(), 252, false);
-    assert_eq!(service.handle(snap, &axfr, true, peer, &mut out, &mut messages), Reply::Messages);
+    assert_eq!(service.handle(snap, &axfr, Via::Tcp, peer, &mut out, &mut messages), Reply::Messages);
     assert!(!messages.is_empty());
     for m in &messages {
         assert!(m.len() <= 65535, "a transfer message of {} bytes", m.len());
     }
+}
+
+/// How a message came: over TCP, or as a datagram received now.
+pub fn via(service: &Service, tcp: bool) -> Via {
+    if tcp { Via::Tcp } else { service.datagrams() }
 }
 
 /// A query for `name` (wire form), with EDNS (DO) or without.
