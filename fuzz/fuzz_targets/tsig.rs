@@ -60,6 +60,11 @@ fuzz_target!(|data: &[u8]| {
     let mut rs = ResponseSigner::new(&s);
     rs.sign(&mut response);
     let client = &w.signers[k];
+    // A message hickory cannot read at all (an extended label type in a name our parser skips
+    // over) says nothing about our signature: the oracle has no opinion on it.
+    if Message::from_vec(&response).is_err() {
+        return;
+    }
     if let Err(e) = client.verify_message_byte(&response, Some(&s.mac), true) {
         panic!("a response we signed does not verify with hickory: {e}");
     }
