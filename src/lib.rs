@@ -16,14 +16,15 @@
 //! ```
 //!
 //! Types flow down, parsing flows up: `model` imports no other room; `config` and `load`
-//! build model values; `dns` reads snapshots and never imports `publish`; `publish` imports
-//! `load`, `monitor`, `ops::events` and `transfer::secondaries` for the messages it takes and
-//! the effects it hands on.
+//! build model values; `cluster` reads `config` and `model`, never the reverse; `dns` reads
+//! snapshots and never imports `publish`; `publish` imports `load`, `monitor`, `ops::events`
+//! and `transfer::secondaries` for the messages it takes and the effects it hands on.
 //!
 //! | room | owns |
 //! |---|---|
 //! | `model/` | `name`, `rtype`, `zone` (one validated zone: name index, RRsets, cuts, wildcards), `pool` (pools, targets, checks), `position` (file:line:col errors), `chart` (which targets answer: pure), `snapshot` (what a query reads), `history` (serials, IXFR differences) |
-//! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys) |
+//! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys); `cluster` (`[cluster]`) |
+//! | `cluster/` | the cluster's pure core: `quorum` (Galera's weighted quorum), `vote` (primary component, cluster verdict), `operator` (last-writer-wins operator state), `report` (what `check` prints). No peer protocol yet |
 //! | `load/` | `zonefile` (RFC 1035 master files), `zone_toml` (checks and pools), `loader` (one file → a zone or positioned errors), `watch` (the zones directory, on its own task) |
 //! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
@@ -31,8 +32,10 @@
 //! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
 //! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (journal), `notify` (webhooks, commands) |
 
+pub mod cluster;
 pub mod config;
 pub mod dns;
+pub mod fatal;
 pub mod load;
 pub mod model;
 pub mod monitor;
@@ -66,6 +69,23 @@ pub enum ServeError {
     Zones(#[from] load::loader::DirError),
     #[error("cannot start the listeners: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("stopped after a failure: {0}")]
+    Failed(String),
+    #[error("{0}")]
+    Api(String),
+    #[error(
+        "{0}: [cluster] is configured but this version of weiche does not run clusters yet; remove it or use \
+         weiche check to read the arithmetic"
+    )]
+    ClusterNotYet(model::position::Location),
+}
+
+/// Refuses what `serve` cannot do yet (a `[cluster]`), rather than quietly serving alone.
+pub fn servable(config: &Config) -> Result<(), ServeError> {
+    match &config.cluster {
+        Some(c) => Err(ServeError::ClusterNotYet(c.at.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Serves `config` on `sockets` until `shutdown` completes.
@@ -81,21 +101,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
+    servable(&config)?;
     ops::api::metrics_handle();
+    load::read::set_max_file_size(config.zone_file_limit);
+    // However the API's address was chosen (file, flag, a program embedding weiche), it is
+    // opened beyond loopback only with a token.
+    if let Some(l) = &sockets.api {
+        config::check_api_access(l.local_addr()?, config.api_token.as_deref(), "the API address")
+            .map_err(ServeError::Api)?;
+    }
     let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
     let _secondaries =
         AbortOnDrop(tokio::spawn(transfer::secondaries::run(changed, Arc::new(config.transfer.clone()))));
-    let state_file = config.state_dir.as_deref().map(publish::admin::StateFile::in_dir);
-    let admin = match &state_file {
-        Some(file) => {
-            let (state, problem) = file.load();
-            if let Some(p) = problem {
-                error!("{p}");
-            }
-            if !state.drained.is_empty() || !state.held.is_empty() {
-                info!(drained = state.drained.len(), held = state.held.len(), file = %file.path.display(), "operator state restored");
-            }
-            state
+    let (admin, state_writer, mut writing) = match config.state_dir.as_deref() {
+        Some(dir) => {
+            let (admin, writer, task) = restore_state(publish::admin::StateFile::in_dir(dir));
+            (admin, Some(writer), Some(AbortOnDrop(task)))
         }
         None => Default::default(),
     };
@@ -134,7 +155,7 @@ pub async fn serve(
     .expect("zone loading panicked");
     let store: model::snapshot::Store = Default::default();
     let mut driver =
-        publish::driver::Driver::new(publish::Publisher::new(admin), store.clone(), journal, state_file, changes);
+        publish::driver::Driver::new(publish::Publisher::new(admin), store.clone(), journal, state_writer, changes);
     if let Some(reload) = first? {
         driver.core_mut().set_zones(reload, publish::Now::read());
         driver.carry_out();
@@ -165,10 +186,37 @@ pub async fn serve(
     let (reloads_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
     let _watch = AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx)));
     let publisher = AbortOnDrop(tokio::spawn(driver.run(monitor, updates, commands, reloads)));
-    shutdown.await;
-    info!("shutting down");
+    tokio::select! {
+        _ = shutdown => info!("shutting down"),
+        _ = fatal::stopped() => {
+            ready.store(false, Ordering::Relaxed);
+            error!("shutting down after a failure");
+        }
+    }
     // Answers in flight finish from the last snapshot; nothing new is published.
     drop(publisher);
     listeners.stop().await;
-    Ok(())
+    // With the publisher gone, the state writer's last write marks a clean stop.
+    if let Some(w) = &mut writing
+        && tokio::time::timeout(std::time::Duration::from_secs(5), &mut w.0).await.is_err()
+    {
+        warn!("the state file's last write did not finish within 5 s");
+    }
+    match fatal::failed() {
+        Some(why) => Err(ServeError::Failed(why.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Reads the operator state at start (moving serials past any the last run may have lost) and
+/// starts its writer.
+fn restore_state(
+    file: publish::admin::StateFile,
+) -> (publish::admin::AdminState, publish::driver::StateWriter, tokio::task::JoinHandle<()>) {
+    let (state, written) = file.open(std::time::SystemTime::now());
+    if !state.drained.is_empty() || !state.held.is_empty() {
+        info!(drained = state.drained.len(), held = state.held.len(), file = %file.path.display(), "operator state restored");
+    }
+    let (writer, task) = publish::driver::StateWriter::start(file, state.clone(), written);
+    (state, writer, task)
 }

@@ -258,8 +258,19 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(ApiAddr(a)) = args.api {
         config.api_listen = a;
+        if let Some(a) = a
+            && let Err(e) = weiche::config::check_api_access(a, config.api_token.as_deref(), "--api")
+        {
+            eprintln!("weiche: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = weiche::servable(&config) {
+        eprintln!("weiche: {e}");
+        return ExitCode::FAILURE;
     }
     init_logging(&config);
+    weiche::fatal::install_panic_hook(Some(std::time::Duration::from_secs(10)));
     raise_fd_limit();
     let bound = weiche::Sockets::bind(&config.listen);
     let sockets = match config.api_listen {
@@ -316,8 +327,12 @@ fn raise_fd_limit() {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    // The certificate verifier logs an ERROR of its own, with no target or check, at every
+    // failed verification: the probe's cause already says it, once, on the target's event and in
+    // /status. WEICHE_LOG can bring it back (rustls_platform_verifier=debug).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},rustls_platform_verifier=off", config.log_level))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -337,6 +352,10 @@ fn check(args: &CommonArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(c) = &config.cluster {
+        print_report(None, &weiche::cluster::report::arithmetic(c));
+    }
+    weiche::load::read::set_max_file_size(config.zone_file_limit);
     let loads = match weiche::load::loader::load_dir(&config.zones_dir) {
         Ok(l) => l,
         Err(e) => {
@@ -347,20 +366,29 @@ fn check(args: &CommonArgs) -> ExitCode {
     let mut problems = 0;
     for l in &loads {
         match &l.result {
-            Ok(z) => println!(
-                "{}: zone {} OK: serial {}, {} records, {} pools",
-                l.file.path.display(),
-                z.apex,
-                z.serial,
-                z.record_count,
-                z.pools.len()
-            ),
+            Ok(z) => {
+                println!(
+                    "{}: zone {} OK: serial {}, {} records, {} pools",
+                    l.file.path.display(),
+                    z.apex,
+                    z.serial,
+                    z.record_count,
+                    z.pools.len()
+                );
+            }
             Err(errors) => {
                 for e in errors {
                     eprintln!("{e}");
                 }
                 problems += errors.len();
             }
+        }
+    }
+    if let Some(c) = &config.cluster {
+        let zones: Vec<&weiche::model::zone::Zone> = loads.iter().filter_map(|l| l.result.as_ref().ok()).collect();
+        for (l, z) in loads.iter().filter_map(|l| Some((l, l.result.as_ref().ok()?))) {
+            let ns = weiche::cluster::report::ns_addresses(z, &zones);
+            print_report(Some(&l.file.path), &weiche::cluster::report::ns_reach(c, &z.apex, &ns));
         }
     }
     let bad = loads.iter().filter(|l| l.result.is_err()).count();
@@ -374,4 +402,15 @@ fn check(args: &CommonArgs) -> ExitCode {
     }
     println!("{} zone(s) OK", loads.len());
     ExitCode::SUCCESS
+}
+
+/// Prints a report's lines, and its warnings on stderr (they do not fail `check`).
+fn print_report(file: Option<&std::path::Path>, r: &weiche::cluster::report::Report) {
+    let at = file.map(|f| format!("{}: ", f.display())).unwrap_or_default();
+    for l in &r.lines {
+        println!("{at}{l}");
+    }
+    for w in &r.warnings {
+        eprintln!("{at}WARNING: {w}");
+    }
 }

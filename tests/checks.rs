@@ -1,5 +1,6 @@
 //! The service-aware checks against real peers started by the test: `dns` against other weiche
-//! servers, `smtp` against a small SMTP responder (plain, and upgrading with rustls).
+//! servers, `smtp` against a small SMTP responder (plain, and upgrading with rustls); and
+//! several checks on one target, against an HTTP and a TCP backend on each server.
 
 mod common;
 
@@ -417,4 +418,57 @@ fn smtp_starttls_passes_with_a_trusted_certificate_for_the_host() {
     let answers = udp(dns.parse().unwrap(), &query("right.ca.test.", RecordType::A, None)).answers;
     assert_eq!(answers.len(), 1, "the verified server is answered");
     assert!(server.sessions().iter().any(|x| x.over_tls == ["EHLO probe.weiche.test", "QUIT"] && x.said_bye));
+}
+
+/// `check = ["web", "port2"]`: a target is answered only while both pass. Killing one of its
+/// two services fails the pool over, and `/status` shows which check failed.
+#[test]
+fn every_check_of_a_target_must_pass() {
+    let (p, sec) = ("127.0.2.11", "127.0.2.12");
+    let mut web_ports = Ports::reserve(&[p, sec]);
+    let mut tcp_ports = Ports::reserve(&[p, sec]);
+    let (web, port2) = (web_ports.port, tcp_ports.port);
+    let ok = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let _p_web = Backend::start(web_ports.listener(p), Some(ok));
+    let _sec_web = Backend::start(web_ports.listener(sec), Some(ok));
+    let mut p_port2 = Backend::start(tcp_ports.listener(p), None);
+    let _sec_port2 = Backend::start(tcp_ports.listener(sec), None);
+    let timing = "interval = \"250ms\"\ntimeout = \"200ms\"\nfall = 2\nrise = 2\n";
+    let pools = format!(
+        "[checks.web]\ntype = \"http\"\nport = {web}\n{timing}[checks.port2]\ntype = \"tcp\"\nport = {port2}\n{timing}\
+         [pools.www]\ncheck = [\"web\", \"port2\"]\ntargets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    );
+    let s = Server::start("127.0.2.10", &[("mc.test.toml", &zone(&pools))]);
+    assert_eq!(answer(&s, "www.mc.test."), vec![ip(p)]);
+    let (_, st) = json(s.api, "GET", "/status");
+    assert_eq!(
+        (&st["pools"][0]["check"], &st["pools"][0]["checks"]),
+        (&"web".into(), &serde_json::json!(["web", "port2"]))
+    );
+    // A check of the target by name.
+    let check = |t: &serde_json::Value, name: &str| {
+        t["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name).cloned()).unwrap_or_default()
+    };
+
+    // The primary's web server is fine, its second service dies: failover.
+    let since = last_event_seq(s.api);
+    p_port2.down();
+    wait_for_answer(&s, "www.mc.test.", &[sec], Duration::from_secs(5));
+    let t = wait_for_target(s.api, "www.mc.test.", p, "down", |t| t["verdict"] == "down");
+    let (w, t2) = (check(&t, "web"), check(&t, "port2"));
+    assert_eq!(
+        (&w["verdict"], &w["last_probe"]["ok"], &w["probe"]),
+        (&"up".into(), &true.into(), &format!("{p}:{web}").into()),
+        "{t}"
+    );
+    assert_eq!((&t2["verdict"], &t2["probe"]), (&"down".into(), &format!("{p}:{port2}").into()), "{t}");
+    assert_eq!(t["last_probe"]["ok"], false, "the failing check's probe is the target's: {t}");
+    let e = wait_for_event(s.api, since, "port2 down", |e| e["kind"] == "target_down");
+    assert_eq!((&e["check"], &e["target"]), (&"port2".into(), &format!("{p}:{port2}").into()), "{e}");
+
+    // Back: the primary again, both checks up.
+    p_port2.up();
+    wait_for_answer(&s, "www.mc.test.", &[p], Duration::from_secs(5));
+    let t = wait_for_target(s.api, "www.mc.test.", p, "up", |t| t["verdict"] == "up");
+    assert_eq!((&check(&t, "web")["verdict"], &check(&t, "port2")["verdict"]), (&"up".into(), &"up".into()), "{t}");
 }

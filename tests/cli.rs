@@ -264,7 +264,14 @@ fn operator_commands_talk_to_the_api() {
         "drained everywhere, not per pool"
     );
     assert_eq!(run(&["undrain", "127.0.0.10", "--api", &api]).0, 0);
-    assert_eq!(run(&["failback", "www.example.com", "--api", &api]).0, 0);
+    // Drained in one pool, undrained without --pool: back in every pool, as it says.
+    assert_eq!(run(&["drain", "127.0.0.10", "--pool", "www.example.com", "--api", &api]).0, 0);
+    assert_eq!(run(&["undrain", "127.0.0.10", "--api", &api]), (0, "127.0.0.10 undrained\n".into(), String::new()));
+    let (_, out, _) = run(&["status", "--api", &api]);
+    assert!(!out.contains("DRAINED"), "{out}");
+    // The pool fails back by itself: there is nothing to release, and the command says so.
+    let (code, _, err) = run(&["failback", "www.example.com", "--api", &api]);
+    assert!(code == 1 && err.contains("fails back by itself") && err.contains("(HTTP 409)"), "{err}");
     let (code, _, err) = run(&["failback", "nope.example.com", "--api", &api]);
     assert!(code == 1 && err.contains("no pool named nope.example.com."), "{err}");
     let (code, out, _) = run(&["events", "--api", &api]);
@@ -328,5 +335,216 @@ fn check_validates_dns_and_smtp_checks_as_serve_does() {
             "{bad}:11:39: pool \"b\": check \"b (inline)\": tls_verify is only for smtp checks with starttls = true"
         )),
         "{stderr}"
+    );
+}
+
+/// `--api` beyond loopback needs a token, as `api.listen` does: without one weiche refuses to
+/// start and says why; with `api.token_file` it serves, and the token gets in.
+#[test]
+fn the_api_flag_beyond_loopback_needs_a_token() {
+    let dns = format!("127.0.0.207:{}", external_port("127.0.0.207"));
+    let api_port = external_port("0.0.0.0");
+    let api = format!("0.0.0.0:{api_port}");
+    let serve = |config: Option<&std::path::Path>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", &dns, "--api", &api, "--zones"]).arg(repo_zones());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        Killed(cmd.stderr(Stdio::piped()).spawn().unwrap())
+    };
+    let mut child = serve(None);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "still running 5 s after --api {api} without a token");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("--api {api} is beyond loopback")) && err.contains("api.token_file"), "{err}");
+    // With a token from the configuration it serves, and only the token gets in.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-token-of-24-characters\n").unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, format!("[api]\ntoken_file = \"{}\"\n", token.display())).unwrap();
+    let _child = serve(Some(&cfg));
+    let local = format!("127.0.0.1:{api_port}");
+    let start = Instant::now();
+    while run(&["status", "--api", &local, "--token-file", token.to_str().unwrap()]).0 != 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "status never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _, err) = run(&["status", "--api", &local]);
+    assert!(code == 1 && err.contains("HTTP 401"), "{err}");
+}
+
+/// A `[cluster]` with members a1, a2 (site fra), b (ams), c (zrh, a witness), all weight 1.
+const CLUSTER: &str = "[keys.peers]\nsecret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=\"\n\
+    [cluster]\nmember = \"b\"\nkey = \"peers\"\nmembers = [\n\
+    { name = \"a1\", site = \"fra\", address = \"192.0.2.1:8553\" },\n\
+    { name = \"a2\", site = \"fra\", address = \"192.0.2.2:8553\" },\n\
+    { name = \"b\", site = \"ams\", address = \"198.51.100.1:8553\" },\n\
+    { name = \"c\", site = \"zrh\", address = \"203.0.113.1:8553\", witness = true },\n]\n";
+
+/// Runs `serve` with `cfg` and waits (at most 10 s) for it to give up; a server that starts
+/// instead fails the test.
+fn serve_refuses(cfg: &std::path::Path) -> String {
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--api", "off", "--config"])
+        .arg(cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "serve started instead of refusing {}", cfg.display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    err
+}
+
+#[test]
+fn check_prints_the_cluster_arithmetic_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    // example.test's NS are a1 and a2, both at fra, and one outside the cluster; its sibling
+    // reaches fra and ams through names example.test holds.
+    std::fs::write(
+        zones.join("example.test.zone"),
+        "$TTL 60\n@ SOA ns1 hm 1 1 1 1 1\n@ NS ns1\n@ NS ns2\n@ NS ns.elsewhere.net.\n\
+         ns1 A 192.0.2.1\nns2 A 192.0.2.2\nns3 A 198.51.100.1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        zones.join("sibling.test.zone"),
+        "$TTL 60\n@ SOA ns1.example.test. hm 1 1 1 1 1\n@ NS ns1.example.test.\n@ NS ns3.example.test.\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, CLUSTER).unwrap();
+    let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "cluster: 4 members at 3 sites; this instance is b (peers on 198.51.100.1:8553, minority = withdraw, heartbeat 500ms)",
+        "  c       zrh        1  203.0.113.1:8553  witness: votes, serves no public DNS",
+        "cluster: total weight 4; quorum is more than half: 3 or more",
+        "  a1 (1): 3 of 4 left: keeps quorum",
+        "  fra (a1+a2; 2): 2 of 4 left: NO QUORUM",
+        "  ams (b; 1): 3 of 4 left: keeps quorum",
+        "cluster: losing two members: 0 of 6 pairs keep quorum; these do not:",
+        "  b away (total 3, quorum 2): losing site fra (1 of 3 left) stops it",
+        "  a1 away (total 3, quorum 2): any one more member or site may fail",
+        "zone sibling.test.: NS reach 2 sites: fra (ns1.example.test. → a1), ams (ns3.example.test. → b)",
+        "zone example.test.: note: NS ns.elsewhere.net. has no address in the zones here",
+        "2 zone(s) OK",
+    ] {
+        assert!(out.contains(want), "{want:?} not in\n{out}");
+    }
+    for want in [
+        "WARNING: cluster: losing site fra (a1+a2, weight 2 of 4) leaves 2 of 4, not more than half: no quorum",
+        &format!(
+            "{}: WARNING: zone example.test.: NS records reach only site fra (ns1.example.test. → a1, ns2.example.test. → a2)",
+            zones.join("example.test.zone").display()
+        ),
+    ] {
+        assert!(err.contains(want), "{want:?} not in\n{err}");
+    }
+    assert_eq!(err.matches("WARNING").count(), 2, "{err}");
+}
+
+/// A directory with `zones/x.test.zone`, and where its `weiche.toml` goes.
+fn one_zone_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/x.test.zone"), "$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n")
+        .unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    (dir, cfg)
+}
+
+#[test]
+fn a_bad_cluster_is_refused_by_check_and_serve_alike() {
+    let (_dir, cfg) = one_zone_dir();
+    for (text, want) in [
+        (
+            CLUSTER.replace("address = \"192.0.2.2:8553\"", "address = \"192.0.2.2:8553\", weight = 300"),
+            "10:67: cluster member \"a2\": weight must be 0..=255, got 300",
+        ),
+        (
+            CLUSTER.replace("member = \"b\"", "member = \"d\""),
+            "6:10: cluster member \"d\" (this instance) is not in members (a1, a2, b, c)",
+        ),
+        (CLUSTER.replace("key = \"peers\"", "key = \"cluster\""), "7:7: no key named \"cluster\" (defined: peers)"),
+        (
+            CLUSTER.replace("\"198.51.100.1:8553\"", "\"192.0.2.1:8553\""),
+            "11:39: cluster member \"b\": address 192.0.2.1:8553 is member \"a1\"'s too",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("[server]\nzones = \"zones\"\n{text}")).unwrap();
+        let want = format!("{}:{want}", cfg.display());
+        let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains(&want), "check: {want:?} not in\n{err}");
+        let err = serve_refuses(&cfg);
+        assert!(err.contains(&want), "serve: {want:?} not in\n{err}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_cluster_it_cannot_run_yet() {
+    let (_dir, cfg) = one_zone_dir();
+    std::fs::write(&cfg, format!("[server]\nzones = \"zones\"\n{CLUSTER}")).unwrap();
+    let err = serve_refuses(&cfg);
+    assert!(
+        err.contains(&format!(
+            "weiche: {}:5:1: [cluster] is configured but this version of weiche does not run clusters yet; \
+             remove it or use weiche check to read the arithmetic",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    // The same file passes check, which prints the arithmetic.
+    let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("cluster: total weight 4"), "{out}");
+}
+
+/// Port 53 refused for want of privilege: the error says how to get it. Run as nobody through
+/// setpriv (util-linux), which needs root.
+#[test]
+fn a_refused_low_port_says_how_to_get_the_privilege() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        common::skip("dropping privileges to test a refused bind needs root");
+        return;
+    }
+    if !common::have_tool("setpriv", "util-linux") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["serve", "--listen", "127.0.0.198:53", "--api", "off", "--zones"])
+        .arg(repo_zones())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on 127.0.0.198:53 (UDP): Permission denied"), "{err}");
+    assert!(
+        err.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE") && err.contains("setcap cap_net_bind_service=+ep"),
+        "{err}"
     );
 }

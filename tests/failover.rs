@@ -201,10 +201,11 @@ fn manual_failback_holds_the_secondary_until_released() {
     assert_eq!(answer(&s, "db.mf.test."), vec![ip(sec)], "held by manual failback");
     // The operator releases it: back to the primary at once.
     let name = weiche::model::name::Name::parse("db.mf.test.", None).unwrap();
-    assert_eq!(s.control.release_failback(name).blocking_recv(), Ok(true));
+    assert_eq!(s.control.release_failback(name).blocking_recv(), Ok(Ok(())));
     assert_eq!(answer(&s, "db.mf.test."), vec![ip(p)]);
     let unknown = weiche::model::name::Name::parse("nope.mf.test.", None).unwrap();
-    assert_eq!(s.control.release_failback(unknown).blocking_recv(), Ok(false));
+    let refused = weiche::ops::control::ActionError::NotFound("no pool named nope.mf.test.".into());
+    assert_eq!(s.control.release_failback(unknown).blocking_recv(), Ok(Err(refused)));
 }
 
 /// `min_up = 2` (issue 12): losing one of the two servers of level 1 fails the whole level over

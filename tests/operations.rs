@@ -119,6 +119,7 @@ fn failback_endpoint_and_long_poll_events() {
     assert_eq!(answer(&s, "www.fb.test."), vec![ip(sec)], "held by manual failback");
     assert_eq!(json(s.api, "POST", "/pools/www.fb.test/failback").0, 200);
     assert_eq!(answer(&s, "www.fb.test."), vec![ip(p)]);
+    assert_eq!(json(s.api, "POST", "/pools/www.fb.test/failback").0, 409, "released: nothing is held now");
     assert_eq!(json(s.api, "POST", "/pools/nope.fb.test/failback").0, 404);
 }
 
@@ -225,19 +226,19 @@ fn webhooks_and_commands_get_one_notification_per_event() {
     assert_eq!(json(s.api, "POST", &format!("/targets/{p}/undrain")).0, 200);
     assert_eq!(answer(&s, "www.nt.test."), vec![ip(p)]);
     // drain, failover, undrain, failback: four events, one POST each. Each receiver's worker
-    // sends in order, so once a later event (a failback release) has arrived, any repeat of
-    // the four would have too.
+    // sends in order, so once a later event (a drain of the secondary, which answers nothing
+    // now) has arrived, any repeat of the four would have too.
     wait_for("four POSTs", Duration::from_secs(5), || json_hook.got().len(), |n| *n >= 4);
-    assert_eq!(json(s.api, "POST", "/pools/www.nt.test/failback").0, 200);
+    assert_eq!(json(s.api, "POST", &format!("/targets/{sec}/drain")).0, 200);
     let kind_of = |e: &serde_json::Value| e["kind"].as_str().unwrap_or_default().to_string();
     let got = wait_for(
-        "the failback_released POST",
+        "the POST of the second drain",
         Duration::from_secs(5),
         || json_hook.got(),
-        |got| got.last().is_some_and(|e| e["kind"] == "failback_released"),
+        |got| got.last().is_some_and(|e| e["kind"] == "drain" && e["target"] == sec),
     );
     let kinds: Vec<String> = got.iter().map(kind_of).collect();
-    assert_eq!(kinds, ["drain", "failover", "undrain", "failback", "failback_released"], "{got:?}");
+    assert_eq!(kinds, ["drain", "failover", "undrain", "failback", "drain"], "{got:?}");
     let mut seqs: Vec<u64> = got.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     seqs.dedup();
     assert_eq!(seqs.len(), 5, "exactly one POST per event");
@@ -294,4 +295,157 @@ fn the_checkmk_local_check_reports_each_pool() {
         text.lines().any(|l| l.starts_with("1 \"weiche pool www.cmk.test.\"") && l.contains("drained: 127.0.0.161")),
         "{text}"
     );
+}
+
+/// Issue 13, "every operator answer is true": an undrain without `--pool` puts the target back
+/// in every pool, its per-pool drains included; an undrain in one pool of a target drained
+/// everywhere cannot take effect, so it is refused (409) and changes nothing.
+#[test]
+fn an_undrain_answers_what_it_did() {
+    let (p, sec) = ("127.0.0.194", "127.0.0.195");
+    let (port, _a, _b) = backend_pair(p, sec);
+    let s = Server::start("127.0.0.193", &[("ud.test.toml", &two_site_pool(port, p, sec, "auto"))]);
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain?pool=www.ud.test")).0, 200);
+    assert_eq!(answer(&s, "www.ud.test."), vec![ip(sec)]);
+    let (code, body) = json(s.api, "POST", &format!("/targets/{p}/undrain"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(answer(&s, "www.ud.test."), vec![ip(p)], "undrained everywhere: the per-pool drain too");
+    assert_eq!(json(s.api, "GET", "/status").1["drained"], serde_json::json!([]));
+    let since = last_event_seq(s.api);
+    // Drained everywhere: undraining one pool is refused, with a message, and changes nothing;
+    // so it is with a drain of that pool as well.
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain")).0, 200);
+    for _ in 0..2 {
+        let (code, body) = json(s.api, "POST", &format!("/targets/{p}/undrain?pool=www.ud.test"));
+        assert_eq!(code, 409, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("drained in every pool; undrain it without --pool"), "{body}");
+        assert_eq!(answer(&s, "www.ud.test."), vec![ip(sec)], "still drained");
+        assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain?pool=www.ud.test")).0, 200);
+    }
+    let (_, events) = json(s.api, "GET", &format!("/events?since={since}"));
+    assert!(!events.as_array().unwrap().iter().any(|e| e["kind"] == "undrain"), "a refusal is no event: {events}");
+}
+
+/// The metric line `weiche_state_persisted{file="FILE"} VALUE`, if there is one.
+fn persisted_metric(api: std::net::SocketAddr, file: &std::path::Path) -> Option<String> {
+    let (_, text) = http(api, "GET", "/metrics", None);
+    let head = format!("weiche_state_persisted{{file=\"{}\"}} ", file.display());
+    text.lines().find_map(|l| l.strip_prefix(&head).map(String::from))
+}
+
+/// A drain or a failback release whose state file cannot be written (here: a directory stands
+/// where the file goes, which stops root too) is served at once, but answered with a 500 that
+/// says it holds until restart only; `/status` and a metric say so until a write succeeds.
+#[test]
+fn a_change_that_cannot_be_written_says_so() {
+    let (p, sec) = ("127.0.0.197", "127.0.0.198");
+    let (port, _a, _b) = backend_pair(p, sec);
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join(weiche::publish::admin::STATE_FILE);
+    let s = Server::start_with("127.0.0.196", &[("np.test.toml", &two_site_pool(port, p, sec, "auto"))], |c| {
+        c.state_dir = Some(state.path().to_path_buf())
+    });
+    let (_, st) = json(s.api, "GET", "/status");
+    assert_eq!(st["state"]["persisted"], true, "{}", st["state"]);
+    assert_eq!(st["state"]["file"], file.display().to_string());
+    assert_eq!(persisted_metric(s.api, &file).as_deref(), Some("1"));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("in-the-way"), "").unwrap();
+    let (code, body) = json(s.api, "POST", &format!("/targets/{p}/drain"));
+    assert_eq!(code, 500, "{body}");
+    let msg = body["error"].as_str().unwrap();
+    assert!(msg.contains(&format!("{p} drained")) && msg.contains("until weiche restarts"), "{msg}");
+    assert_eq!(answer(&s, "www.np.test."), vec![ip(sec)], "served all the same");
+    let (_, st) = json(s.api, "GET", "/status");
+    assert_eq!(st["state"]["persisted"], false, "{}", st["state"]);
+    assert!(st["state"]["error"].as_str().unwrap().contains("cannot write the state file"), "{}", st["state"]);
+    assert_eq!(persisted_metric(s.api, &file).as_deref(), Some("0"));
+    // Asked again, the answer is the same: nothing of it is on disk yet.
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain")).0, 500);
+    // Once the file can be written again, the next action writes everything.
+    std::fs::remove_dir_all(&file).unwrap();
+    assert_eq!(json(s.api, "POST", &format!("/targets/{p}/drain")).0, 200);
+    assert_eq!(json(s.api, "GET", "/status").1["state"]["persisted"], true);
+    assert_eq!(persisted_metric(s.api, &file).as_deref(), Some("1"));
+    let on_disk: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(on_disk["drained"][0]["address"], p, "{on_disk}");
+}
+
+/// A failback release with nothing to release is refused (409) and is no event: a pool that
+/// fails back by itself, and a manual one that holds nothing.
+#[test]
+fn a_failback_with_nothing_to_release_is_refused() {
+    let (p, sec) = ("127.0.0.204", "127.0.0.205");
+    let (port, _a, _b) = backend_pair(p, sec);
+    let zones = format!(
+        "{}[pools.db]\nfailback = \"manual\"\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\" }}\n\
+         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n",
+        two_site_pool(port, p, sec, "auto")
+    );
+    let s = Server::start("127.0.0.203", &[("nf.test.toml", &zones)]);
+    let since = last_event_seq(s.api);
+    let (code, body) = json(s.api, "POST", "/pools/www.nf.test/failback");
+    assert_eq!(code, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("fails back by itself"), "{body}");
+    let (code, body) = json(s.api, "POST", "/pools/db.nf.test/failback");
+    assert_eq!(code, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("holds nothing"), "{body}");
+    let (_, events) = json(s.api, "GET", &format!("/events?since={since}"));
+    assert_eq!(events, serde_json::json!([]), "no event for what did not happen");
+}
+
+/// Serials never go backwards across a restart, even when the state file could not be written
+/// for a while: two zone edits the file never saw, a stop, the disk fixed, a start.
+#[test]
+fn serials_move_forward_after_writes_were_lost() {
+    let state = tempfile::tempdir().unwrap();
+    let blocker = state.path().join(format!("{}.tmp", weiche::publish::admin::STATE_FILE));
+    let records = |extra: &str| {
+        format!(
+            "records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n{extra}\"\"\"\n"
+        )
+    };
+    let with_state = |c: &mut weiche::Config| c.state_dir = Some(state.path().to_path_buf());
+    let serial = |s: &Server| json(s.api, "GET", "/status").1["zones"][0]["serial"].as_u64().unwrap();
+    let s = Server::start_with("127.0.0.199", &[("sr.test.toml", &records(""))], with_state);
+    assert_eq!(serial(&s), 1);
+    // Writes fail from now on: a directory stands where the temporary file is written.
+    std::fs::create_dir(&blocker).unwrap();
+    let file = s.zone_path("sr.test.toml");
+    write_atomically(&file, &records("a A 192.0.2.1\n"));
+    wait_for("serial 2", Duration::from_secs(5), || serial(&s), |n| *n == 2);
+    write_atomically(&file, &records("a A 192.0.2.1\nb A 192.0.2.2\n"));
+    wait_for("serial 3", Duration::from_secs(5), || serial(&s), |n| *n == 3);
+    assert_eq!(json(s.api, "GET", "/status").1["state"]["persisted"], false);
+    let text = std::fs::read_to_string(&file).unwrap();
+    drop(s);
+    // The disk is fixed while weiche is down; it starts again with the same zone.
+    std::fs::remove_dir(&blocker).unwrap();
+    let s = Server::start_with("127.0.0.199", &[("sr.test.toml", &text)], with_state);
+    let after = serial(&s) as u32;
+    assert!(weiche::model::history::serial_gt(after, 3), "served 3 before the restart, {after} after");
+    // A clean stop and start with the same content keeps the serial.
+    drop(s);
+    let s = Server::start_with("127.0.0.199", &[("sr.test.toml", &text)], with_state);
+    assert_eq!(serial(&s) as u32, after);
+}
+
+/// The API beyond loopback needs a token however it is asked for (the file, `--api`, or a
+/// program embedding weiche): serving refuses to start without one.
+#[test]
+fn the_api_beyond_loopback_needs_a_token_however_it_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = weiche::Config::load(None).unwrap();
+    config.zones_dir = dir.path().to_path_buf();
+    let sockets = weiche::Sockets::bind(&["127.0.0.206:0".parse().unwrap()])
+        .unwrap()
+        .with_api("0.0.0.0:0".parse().unwrap())
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let served = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), weiche::run(config, sockets, std::future::pending())).await
+    });
+    let e = served.expect("refused at once, not served").unwrap_err().to_string();
+    assert!(e.contains("beyond loopback") && e.contains("token"), "{e}");
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod cluster;
 pub mod keys;
 
 use serde::Deserialize;
@@ -43,12 +44,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|_| bad())
 }
 
-fn transfer_of(
+/// The `[keys]` entries, by their table names.
+fn keys_of(
     keys: BTreeMap<String, Spanned<KeySpec>>,
-    t: TransferSpec,
     base: &Path,
     err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
-) -> Result<Transfer, FileError> {
+) -> Result<BTreeMap<String, crate::config::keys::Key>, FileError> {
     let mut named: BTreeMap<String, crate::config::keys::Key> = BTreeMap::new();
     for (name, k) in keys {
         let span = k.span();
@@ -70,19 +71,30 @@ fn transfer_of(
         };
         named.insert(name, key);
     }
+    Ok(named)
+}
+
+/// The `[keys]` entry a key field names, or a positioned error listing those defined.
+pub(crate) fn key_named(
+    named: &BTreeMap<String, crate::config::keys::Key>,
+    k: &Spanned<String>,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<crate::config::keys::Key, FileError> {
+    named.get(k.get_ref()).cloned().ok_or_else(|| {
+        let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
+        let known =
+            if known.is_empty() { "no keys are defined; add [keys.NAME]".into() } else { format!("defined: {known}") };
+        err(k.span(), format!("no key named {:?} ({known})", k.get_ref()))
+    })
+}
+
+fn transfer_of(
+    named: &BTreeMap<String, crate::config::keys::Key>,
+    t: TransferSpec,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Transfer, FileError> {
     let key_ref = |k: &Option<Spanned<String>>| -> Result<Option<crate::config::keys::Key>, FileError> {
-        match k {
-            None => Ok(None),
-            Some(k) => named.get(k.get_ref()).cloned().map(Some).ok_or_else(|| {
-                let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
-                let known = if known.is_empty() {
-                    "no keys are defined; add [keys.NAME]".into()
-                } else {
-                    format!("defined: {known}")
-                };
-                err(k.span(), format!("no key named {:?} ({known})", k.get_ref()))
-            }),
-        }
+        k.as_ref().map(|k| key_named(named, k, err)).transpose()
     };
     let allows = |list: Vec<Spanned<AllowSpec>>| -> Result<Vec<Allow>, FileError> {
         list.into_iter()
@@ -154,7 +166,7 @@ fn transfer_of(
         ),
     };
     Ok(Transfer {
-        keys: named.into_values().collect(),
+        keys: named.values().cloned().collect(),
         default,
         zones,
         notify_source,
@@ -175,6 +187,56 @@ pub(crate) fn duration_field(
     }
 }
 
+/// A duration key that must lie in `range`: zero and absurd values are errors naming the range.
+pub(crate) fn ranged_duration(
+    v: Option<&Spanned<String>>,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+    what: &str,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Duration, FileError> {
+    let d = duration_field(v, default, what, err)?;
+    if !range.contains(&d) {
+        let span = v.map_or(0..0, Spanned::span);
+        let (lo, hi) = (humantime::format_duration(*range.start()), humantime::format_duration(*range.end()));
+        return Err(err(span, format!("{what} must be {lo} to {hi}, got {}", humantime::format_duration(d))));
+    }
+    Ok(d)
+}
+
+/// A count key that must lie in `range`.
+fn ranged_count<T: Copy + PartialOrd + std::fmt::Display>(
+    v: Option<&Spanned<T>>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<T, FileError> {
+    match v {
+        Some(v) if !range.contains(v.get_ref()) => {
+            Err(err(v.span(), format!("{what} must be {}..={}, got {}", range.start(), range.end(), v.get_ref())))
+        }
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    }
+}
+
+/// A size like `512MiB`, `1GiB`, `64KiB` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" | "k" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        _ => return Err(format!("{s:?} is not a size; write it like 512MiB, 2GiB or 65536")),
+    };
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size; write it like 512MiB, 2GiB or 65536"))?;
+    n.checked_mul(scale).ok_or_else(|| format!("{s:?} is too large"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // weiche.toml
 
@@ -193,6 +255,7 @@ struct ConfigSpec {
     keys: BTreeMap<String, Spanned<KeySpec>>,
     #[serde(default)]
     transfer: TransferSpec,
+    cluster: Option<Spanned<cluster::ClusterSpec>>,
     #[serde(default)]
     rrl: RrlSpec,
 }
@@ -302,7 +365,7 @@ struct WebhookSpec {
     url: Spanned<String>,
     format: Option<WebhookFormat>,
     timeout: Option<Spanned<String>>,
-    retries: Option<u32>,
+    retries: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,10 +419,11 @@ struct ServerSpec {
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<usize>>,
     tcp_max_connections_per_client: Option<Spanned<usize>>,
-    udp_workers: Option<usize>,
+    udp_workers: Option<Spanned<usize>>,
     xdp: Option<Spanned<String>>,
     reload_interval: Option<Spanned<String>>,
     state_dir: Option<String>,
+    zone_file_limit: Option<Spanned<String>>,
 }
 
 /// `[rrl]`: numbers are read as i64 so that a value out of range gets our message, with its
@@ -493,6 +557,8 @@ pub struct Config {
     pub xdp: Option<String>,
     /// How often the zones directory is looked at for changes.
     pub reload_interval: Duration,
+    /// The most bytes one zone file (or include) may have.
+    pub zone_file_limit: u64,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The HTTP API's address (None: no API).
@@ -504,6 +570,8 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NotifyCommand>,
     pub transfer: Transfer,
+    /// `[cluster]`, if configured.
+    pub cluster: Option<cluster::Cluster>,
     pub rrl: Rrl,
 }
 
@@ -511,6 +579,9 @@ pub struct Config {
 pub const DEFAULT_TCP_PER_CLIENT: usize = 64;
 
 pub const DEFAULT_API: &str = "127.0.0.1:8053";
+
+/// The default of `zone_file_limit`: far above a 10-million-record zone, far below memory.
+pub const DEFAULT_ZONE_FILE_LIMIT: u64 = 1 << 30;
 
 /// Parses an API address: ADDRESS:PORT, or "off" for none.
 pub fn parse_api_listen(s: &str) -> Result<Option<SocketAddr>, String> {
@@ -520,20 +591,33 @@ pub fn parse_api_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     s.parse().map(Some).map_err(|_| format!("{s:?} is not ADDRESS:PORT or \"off\""))
 }
 
+/// The API listens beyond loopback only with a token, however its address was given (`source`:
+/// `api.listen`, `--api`, ...): whoever reaches it could read the status and drain every server.
+pub fn check_api_access(listen: SocketAddr, token: Option<&str>, source: &str) -> Result<(), String> {
+    if listen.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    Err(format!("{source} {listen} is beyond loopback: set api.token_file too (a file holding a bearer token)"))
+}
+
 impl Config {
     /// Reads `path`, or the built-in defaults when None.
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
-        let (file, text): (Arc<Path>, String) = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| FileError::new(&Arc::from(p), 0, 0, format!("cannot read the configuration: {e}")))?;
-                (p.into(), text)
-            }
-            None => (Path::new("<built-in configuration>").into(), BUILTIN.to_string()),
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| FileError::new(&Arc::from(p), 0, 0, format!("cannot read the configuration: {e}")))?,
+            None => BUILTIN.to_string(),
         };
-        let spec: ConfigSpec = toml::from_str(&text).map_err(|e| toml_error(&file, &text, &e))?;
+        Config::from_text(path, &text)
+    }
+
+    /// [`Config::load`] of `text`, read from `path` (None: the built-in configuration). Files
+    /// it names (keys, the API token) are read relative to `path`.
+    pub fn from_text(path: Option<&Path>, text: &str) -> Result<Config, FileError> {
+        let file: Arc<Path> = path.map_or_else(|| Path::new("<built-in configuration>").into(), Arc::from);
+        let spec: ConfigSpec = toml::from_str(text).map_err(|e| toml_error(&file, text, &e))?;
         let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
-        let err = |span: std::ops::Range<usize>, msg: String| span_error(&file, &text, span, msg);
+        let err = |span: std::ops::Range<usize>, msg: String| span_error(&file, text, span, msg);
         let s = spec.server;
         let mut listen = Vec::new();
         for l in s.listen.unwrap_or_default() {
@@ -569,12 +653,31 @@ impl Config {
             Some(v) => v.into_inner(),
             None => DEFAULT_UDP_PAYLOAD,
         };
-        let tcp_max_connections = match s.tcp_max_connections {
-            Some(v) if *v.get_ref() == 0 => {
-                return Err(err(v.span(), "tcp_max_connections must be at least 1".into()));
-            }
-            Some(v) => v.into_inner(),
-            None => 512,
+        let tcp_max_connections =
+            ranged_count(s.tcp_max_connections.as_ref(), 512, 1..=1_000_000, "tcp_max_connections", &err)?;
+        let udp_workers = ranged_count(s.udp_workers.as_ref(), 0, 0..=256, "udp_workers (0: one per CPU)", &err)?;
+        let secs = Duration::from_secs;
+        let tcp_idle_timeout = ranged_duration(
+            s.tcp_idle_timeout.as_ref(),
+            secs(10),
+            Duration::from_millis(100)..=secs(3600),
+            "tcp_idle_timeout",
+            &err,
+        )?;
+        let reload_interval = ranged_duration(
+            s.reload_interval.as_ref(),
+            Duration::from_millis(500),
+            Duration::from_millis(100)..=secs(3600),
+            "reload_interval",
+            &err,
+        )?;
+        let zone_file_limit = match &s.zone_file_limit {
+            None => DEFAULT_ZONE_FILE_LIMIT,
+            Some(v) => match parse_size(v.get_ref()) {
+                Ok(n) if (1 << 10..=1 << 40).contains(&n) => n,
+                Ok(n) => return Err(err(v.span(), format!("zone_file_limit must be 1KiB to 1024GiB, got {n} bytes"))),
+                Err(m) => return Err(err(v.span(), format!("zone_file_limit: {m}"))),
+            },
         };
         let tcp_max_connections_per_client = match s.tcp_max_connections_per_client {
             Some(v) if !(1..=tcp_max_connections).contains(v.get_ref()) => {
@@ -620,14 +723,9 @@ impl Config {
             }
         };
         if let Some(a) = api_listen
-            && !a.ip().is_loopback()
-            && api_token.is_none()
+            && let Err(m) = check_api_access(a, api_token.as_deref(), "api.listen")
         {
-            let span = spec.api.listen.as_ref().map_or(0..0, Spanned::span);
-            return Err(err(
-                span,
-                format!("api.listen {a} is beyond loopback: set api.token_file too (a file holding a bearer token)"),
-            ));
+            return Err(err(spec.api.listen.as_ref().map_or(0..0, Spanned::span), m));
         }
         let mut webhooks = Vec::new();
         for w in spec.notify.webhook {
@@ -639,8 +737,14 @@ impl Config {
             webhooks.push(Webhook {
                 url: url.clone(),
                 format: w.format.unwrap_or_default(),
-                timeout: duration_field(w.timeout.as_ref(), Duration::from_secs(5), "notify.webhook timeout", &err)?,
-                retries: w.retries.unwrap_or(3).min(10),
+                timeout: ranged_duration(
+                    w.timeout.as_ref(),
+                    Duration::from_secs(5),
+                    Duration::from_millis(100)..=Duration::from_secs(300),
+                    "notify.webhook timeout",
+                    &err,
+                )?,
+                retries: ranged_count(w.retries.as_ref(), 3, 0..=10, "notify.webhook retries", &err)?,
             });
         }
         let mut commands = Vec::new();
@@ -654,12 +758,21 @@ impl Config {
             }
             commands.push(NotifyCommand {
                 argv: c.run.into_inner(),
-                timeout: duration_field(c.timeout.as_ref(), Duration::from_secs(10), "notify.command timeout", &err)?,
+                timeout: ranged_duration(
+                    c.timeout.as_ref(),
+                    Duration::from_secs(10),
+                    Duration::from_millis(100)..=Duration::from_secs(3600),
+                    "notify.command timeout",
+                    &err,
+                )?,
             });
         }
-        let transfer = transfer_of(spec.keys, spec.transfer, base, &err)?;
+        let keys = keys_of(spec.keys, base, &err)?;
+        let transfer = transfer_of(&keys, spec.transfer, &err)?;
+        let cluster = spec.cluster.map(|c| cluster::cluster_of(c, &keys, &err)).transpose()?;
         let rrl = rrl_of(spec.rrl, &err)?;
         Ok(Config {
+            cluster,
             transfer,
             rrl,
             webhooks,
@@ -671,22 +784,13 @@ impl Config {
             listen,
             zones_dir: base.join(s.zones.unwrap_or_else(|| "zones".into())),
             udp_payload,
-            tcp_idle_timeout: duration_field(
-                s.tcp_idle_timeout.as_ref(),
-                Duration::from_secs(10),
-                "tcp_idle_timeout",
-                &err,
-            )?,
+            tcp_idle_timeout,
             tcp_max_connections,
             tcp_max_connections_per_client,
-            udp_workers: s.udp_workers.unwrap_or(0),
+            udp_workers,
             xdp,
-            reload_interval: duration_field(
-                s.reload_interval.as_ref(),
-                Duration::from_millis(500),
-                "reload_interval",
-                &err,
-            )?,
+            reload_interval,
+            zone_file_limit,
             log_format: spec.log.format.unwrap_or_default(),
             log_level,
         })
@@ -745,6 +849,38 @@ mod tests {
         assert!(e.contains("weiche.toml:2:7: xdp: \"eth 0\" is not a network interface name"), "{e}");
         std::fs::write(&p, "[server]\nxdp = \"eth0\"\n").unwrap();
         assert_eq!(Config::load(Some(&p)).unwrap().xdp.as_deref(), Some("eth0"));
+    }
+
+    /// Zero, absurd and malformed values are errors that name the allowed range.
+    #[test]
+    fn absurd_values_are_errors_with_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weiche.toml");
+        for (text, want) in [
+            ("[server]\nreload_interval = \"0s\"\n", "2:19: reload_interval must be 100ms to 1h, got 0s"),
+            ("[server]\ntcp_idle_timeout = \"0s\"\n", "2:20: tcp_idle_timeout must be 100ms to 1h, got 0s"),
+            ("[server]\ntcp_idle_timeout = \"2h\"\n", "2:20: tcp_idle_timeout must be 100ms to 1h, got 2h"),
+            ("[server]\nudp_workers = 100000\n", "2:15: udp_workers (0: one per CPU) must be 0..=256, got 100000"),
+            ("[server]\ntcp_max_connections = 0\n", "2:23: tcp_max_connections must be 1..=1000000, got 0"),
+            ("[server]\nzone_file_limit = \"12\"\n", "2:19: zone_file_limit must be 1KiB to 1024GiB, got 12 bytes"),
+            ("[server]\nzone_file_limit = \"lots\"\n", "2:19: zone_file_limit: \"lots\" is not a size"),
+            (
+                "[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\nretries = 1000\n",
+                "3:11: notify.webhook retries must be 0..=10, got 1000",
+            ),
+            (
+                "[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\ntimeout = \"0s\"\n",
+                "3:11: notify.webhook timeout must be 100ms to 5m, got 0s",
+            ),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::load(Some(&p)).unwrap_err().to_string();
+            assert!(e.contains(&format!("weiche.toml:{want}")), "{text}\n{e}");
+        }
+        std::fs::write(&p, "[server]\nzone_file_limit = \"64MiB\"\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().zone_file_limit, 64 << 20);
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("65536"), Ok(65536));
     }
 
     /// `text` loaded as a `weiche.toml` of its own.

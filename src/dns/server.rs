@@ -36,7 +36,10 @@ impl Sockets {
         let mut s = Sockets { udp: Vec::new(), tcp: Vec::new(), api: None };
         for &addr in addrs {
             let ctx = |e: std::io::Error, proto: &str| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({proto}): {e}"))
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} ({proto}): {e}{}", privilege_hint(&e, addr)),
+                )
             };
             let udp = udp_socket(addr).map_err(|e| ctx(e, "UDP"))?;
             let bound = udp.local_addr()?;
@@ -55,6 +58,17 @@ impl Sockets {
         })?;
         self.api = Some(l);
         Ok(self)
+    }
+}
+
+/// How to get the right to bind a port below 1024, when that is what was refused.
+pub fn privilege_hint(e: &std::io::Error, addr: SocketAddr) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() != 0 && addr.port() < 1024 {
+        ". Ports below 1024 need CAP_NET_BIND_SERVICE: under systemd, AmbientCapabilities=CAP_NET_BIND_SERVICE \
+         in the unit (deploy/weiche.service has it); otherwise `setcap cap_net_bind_service=+ep $(command -v weiche)`, \
+         or listen on a port above 1023 and forward 53 to it"
+    } else {
+        ""
     }
 }
 

@@ -438,9 +438,13 @@ mod tests {
         assert!(allocations() > before);
         let r = hickory_proto::op::Message::from_vec(&messages[0]).unwrap();
         assert_eq!(u16::from(r.metadata.response_code), 9, "NOTAUTH");
-        // A TSIG that is not the last record is not a signature: a plain query.
-        let unsigned = query(0, WWW, rtype::A, &[tsig, &opt(false)[..]].concat(), 2);
-        assert_eq!(s.handle(&snap, &unsigned, Via::Datagram(0), peer, &mut out, &mut messages), Reply::Answer);
+        // A TSIG that is not the last record, or two (found by fuzzing: the second made
+        // hickory's verifier trip an assertion): FORMERR (RFC 8945 §5.1).
+        for misplaced in [[tsig, &opt(false)[..]].concat(), [&tsig[..], tsig].concat()] {
+            let m = query(0, WWW, rtype::A, &misplaced, 2);
+            assert_eq!(s.handle(&snap, &m, Via::Datagram(0), peer, &mut out, &mut messages), Reply::Answer);
+            assert_eq!(out[3] & 0xf, rcode::FORMERR);
+        }
         // Any other opcode with a transfer's type: NOTIMP from the query path.
         let status = query(2, apex, rtype::AXFR, &[], 0);
         assert_eq!(s.handle(&snap, &status, Via::Datagram(0), peer, &mut out, &mut messages), Reply::Answer);

@@ -75,7 +75,7 @@ pub struct Query<'a> {
     /// The serial of an SOA in the authority section (what an IXFR client has).
     pub authority_serial: Option<u32>,
     /// The additional section ends with a TSIG record: the message is signed (RFC 8945 §5.1
-    /// puts TSIG last; one anywhere else is not a signature and is ignored, as before).
+    /// puts TSIG last; a message with one anywhere else is refused with FORMERR).
     pub tsig: bool,
 }
 
@@ -211,19 +211,43 @@ impl<'a> Query<'a> {
                 if name_end != i + 1 || msg[i] != 0 {
                     return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
                 }
+                if !options_well_formed(&msg[name_end + 10..end]) {
+                    return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
+                }
                 q.edns = Some(Edns {
                     payload: u16::from_be_bytes([f[2], f[3]]),
                     version: f[5],
                     dnssec_ok: f[6] & 0x80 != 0,
                 });
             }
-            if rt == rtype::TSIG && ar > 0 && n + 1 == records {
+            if rt == rtype::TSIG {
+                // RFC 8945 §5.1: a TSIG anywhere but last in the additional section is FORMERR.
+                // (hickory's verifier, given a second TSIG before the last, trips an assertion.)
+                if ar == 0 || n + 1 != records {
+                    return Err(Reject::Header { id, flags, rcode: rcode::FORMERR });
+                }
                 q.tsig = true;
             }
             i = end;
         }
         Ok(q)
     }
+}
+
+/// Whether OPT's RDATA is a well-formed list of options (RFC 6891 §6.1.2), each within it, and a
+/// COOKIE among them of a length RFC 7873 §5.2.2 allows: a client cookie of 8 bytes, alone or
+/// with a server cookie of 8 to 32.
+fn options_well_formed(mut rdata: &[u8]) -> bool {
+    const COOKIE: u16 = 10;
+    while !rdata.is_empty() {
+        let [c0, c1, l0, l1, rest @ ..] = rdata else { return false };
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        if rest.len() < len || (u16::from_be_bytes([*c0, *c1]) == COOKIE && !(len == 8 || (16..=40).contains(&len))) {
+            return false;
+        }
+        rdata = &rest[len..];
+    }
+    true
 }
 
 /// The end of a (possibly compressed) name at `start`, or None when it is malformed.
@@ -333,10 +357,14 @@ impl<'b> Writer<'b> {
 
     /// Writes `name` (uncompressed wire form), pointing at an earlier copy of its longest known suffix.
     pub fn name(&mut self, name: &[u8]) {
+        // Only names written before this one are candidates: compared with its own unfinished
+        // copy, the suffix "b.example." of "a.b.b.example." matched the "b" just written and
+        // the comparison ran off the end of the message (found by fuzzing).
+        let before = self.n_known;
         let mut i = 0;
         while name[i] != 0 {
             let suffix = &name[i..];
-            if let Some(&off) = self.known[..self.n_known].iter().find(|&&off| self.same_name(off as usize, suffix)) {
+            if let Some(&off) = self.known[..before].iter().find(|&&off| self.same_name(off as usize, suffix)) {
                 self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes());
                 return;
             }
@@ -516,6 +544,21 @@ mod tests {
         let mut two = query(b"\x00", 1, &[], 0);
         two[5] = 2;
         assert!(formerr(&two));
+        // EDNS options must lie within OPT, and a COOKIE must have a length RFC 7873 allows.
+        let opt_with = |opt: &[u8]| {
+            let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0];
+            o.extend_from_slice(&(opt.len() as u16).to_be_bytes());
+            o.extend_from_slice(opt);
+            Query::parse(&query(b"\x00", rtype::A, &o, 1)).map(|q| q.edns.is_some())
+        };
+        let rejected = Err(Reject::Header { id: 0x1234, flags: 0x0100, rcode: rcode::FORMERR });
+        assert_eq!(opt_with(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]), Ok(true), "a client cookie");
+        assert_eq!(opt_with(&[&[0, 10, 0, 16][..], &[7; 16]].concat()), Ok(true), "with a server cookie");
+        assert_eq!(opt_with(&[0, 10, 0, 3, 1, 2, 3]), rejected, "a 3-byte cookie");
+        assert_eq!(opt_with(&[&[0, 10, 0, 41][..], &[7; 41]].concat()), rejected, "a 33-byte server cookie");
+        assert_eq!(opt_with(&[0, 8, 0, 9, 1]), rejected, "an option longer than OPT");
+        assert_eq!(opt_with(&[0, 8, 0]), rejected, "half an option header");
+        assert_eq!(opt_with(&[0, 12, 0, 2, 0, 0]), Ok(true), "padding, any other option");
         // OPT promised but missing, OPT with a non-root owner, a pointer loop in additional.
         assert!(formerr(&query(b"\x00", 1, &[], 1)));
         assert!(formerr(&query(b"\x00", 1, &[1, b'a', 0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0], 1)));
@@ -534,11 +577,14 @@ mod tests {
         let q = Query::parse(&signed).unwrap();
         assert!(q.tsig && q.edns.is_some());
         assert_eq!((q.kind(), q.message), (Kind::Transfer, &signed[..]));
-        // Anywhere but last, a TSIG is no signature.
-        let unsigned = query(b"\x00", rtype::IXFR, &[TSIG, OPT].concat(), 2);
-        let q = Query::parse(&unsigned).unwrap();
-        assert!(!q.tsig);
-        assert_eq!(q.kind(), Kind::Transfer);
+        // Anywhere but last, a TSIG makes the message FORMERR (RFC 8945 §5.1), and so does a
+        // second one.
+        let formerr = |m: &[u8]| matches!(Query::parse(m), Err(Reject::Header { rcode: rcode::FORMERR, .. }));
+        assert!(formerr(&query(b"\x00", rtype::IXFR, &[TSIG, OPT].concat(), 2)));
+        assert!(formerr(&query(b"\x00", rtype::IXFR, &[OPT, TSIG, TSIG].concat(), 3)));
+        let mut in_answer = query(b"\x00", rtype::A, &[TSIG, OPT].concat(), 1);
+        in_answer[7] = 1;
+        assert!(formerr(&in_answer));
         assert!(!Query::parse(&query(b"\x00", rtype::A, OPT, 1)).unwrap().tsig);
         let mut notify = query(b"\x00", rtype::SOA, &[], 0);
         notify[2] = opcode::NOTIFY << 3;
@@ -568,6 +614,32 @@ mod tests {
         assert_eq!(len, 56 + 20);
         let msg = hickory_proto::op::Message::from_vec(&buf).unwrap();
         assert_eq!(msg.authorities[0].name.to_string(), "example.com.");
+    }
+
+    /// Found by fuzzing (an AXFR of a zone holding a.b.b.d.example.com): a name with two equal
+    /// labels in a row was compared, suffix by suffix, with its own unfinished copy, and the
+    /// comparison ran off the end of the message.
+    #[test]
+    fn names_with_repeated_labels() {
+        let m = query(b"\x07example\x03com\x00", rtype::AXFR, &[], 0);
+        let q = Query::parse(&m).unwrap();
+        let mut buf = Vec::new();
+        let mut w = Writer::begin(&mut buf, &q, 4096);
+        let owners: [&[u8]; 3] = [
+            b"\x01a\x01b\x01b\x01d\x07example\x03com\x00",
+            b"\x01b\x01b\x01d\x07example\x03com\x00",
+            b"\x01x\x01x\x01x\x00",
+        ];
+        for owner in owners {
+            let set = RRset::new(rtype::CNAME, 60, [owner]);
+            assert!(w.rrset(Section::Answer, Owner::Name(owner), &set, 60));
+        }
+        w.finish(flags::QR);
+        let msg = hickory_proto::op::Message::from_vec(&buf).unwrap();
+        let names: Vec<String> = msg.answers.iter().map(|r| r.name.to_string()).collect();
+        assert_eq!(names, ["a.b.b.d.example.com.", "b.b.d.example.com.", "x.x.x."]);
+        // The second owner is the first's suffix: a pointer to it.
+        assert_eq!(&buf[29 + 8 + 2 + 10 + 2..][..2], &[0xc0, 31]);
     }
 
     #[test]

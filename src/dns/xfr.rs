@@ -55,9 +55,16 @@ pub fn handle(
         Kind::Notify => out.push(notify_reply(snap, q, peer)),
         Kind::Transfer => transfer(snap, q, peer, tcp, cfg, signed.as_ref(), udp_payload, out),
         Kind::Query => {
-            // A signed plain query: answered as usual, then signed.
+            // A signed plain query: answered as usual, then signed. Over UDP, an answer that
+            // leaves no room for the TSIG within the client's size is sent truncated instead
+            // (its header and question, TC set), so the client asks again over TCP.
             let mut m = Vec::new();
             answer::respond(snap, q, tcp, udp_payload, &mut m);
+            if !tcp && m.len() > udp_limit(q, udp_payload, signed.is_some()) {
+                let answered = u16::from_be_bytes([m[2], m[3]]);
+                m.clear();
+                finish(Writer::begin(&mut m, q, MESSAGE), q, answered | flags::TC);
+            }
             out.push(m);
         }
     }
@@ -66,6 +73,13 @@ pub fn handle(
             s.sign(m);
         }
     }
+}
+
+/// The most a UDP reply to `q` may hold before its TSIG (if `signed`): the client's size
+/// (512 bytes without EDNS; RFC 6891 §6.2.5), no more than ours.
+fn udp_limit(q: &Query<'_>, udp_payload: u16, signed: bool) -> usize {
+    let size = q.edns.map_or(512, |e| e.payload.clamp(512, udp_payload.max(512))) as usize;
+    size - if signed { TSIG_ROOM.min(200) } else { 0 }
 }
 
 /// The flags every reply carries: QR, and the request's opcode, RD and CD.
@@ -152,7 +166,10 @@ fn transfer(
                 recs.push(soa_at(d.to));
                 recs.extend(d.added.iter().cloned());
             }
-            let limit = if tcp { MESSAGE - TSIG_ROOM } else { udp_payload.max(512) as usize - TSIG_ROOM.min(200) - 11 };
+            // Over UDP, what the client can take (found by fuzzing: this was our own size, so
+            // a client without EDNS could be sent more than 512 bytes), less its OPT.
+            let opt = if q.edns.is_some() { 11 } else { 0 };
+            let limit = if tcp { MESSAGE - TSIG_ROOM } else { udp_limit(q, udp_payload, signed.is_some()) - opt };
             let msgs = Messages::build(q, entry, recs.into_iter(), limit);
             if !tcp && msgs.len() > 1 {
                 // RFC 1995 §2: too big for UDP: the current SOA tells the client to use TCP.
@@ -216,5 +233,101 @@ impl Messages {
         finish(w, q, base(q) | flags::AA);
         msgs.push(buf);
         msgs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Allow;
+    use crate::config::keys::Key;
+    use crate::load::loader::{Kind as FileKind, ZoneFile, load_bytes};
+    use crate::model::history::{Diff, History};
+    use crate::model::name::Name;
+
+    const ZONE: &str = "$TTL 300\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n";
+
+    /// example.com at serial 2, whose change from 1 added 40 TXT records (about 1.6 KB), and
+    /// ten SPF records at `wide`.
+    fn snapshot() -> Snapshot {
+        let apex = Name::parse("example.com.", None).unwrap();
+        let mut big: String = (0..40).map(|i| format!("t{i} TXT \"{}\"\n", "x".repeat(30))).collect();
+        big.extend((0..10).map(|i| format!("wide SPF \"{i}{}\"\n", "y".repeat(29))));
+        let file = ZoneFile { apex: apex.clone(), path: "example.com.zone".into(), kind: FileKind::Plain };
+        let zone = load_bytes(file, format!("{ZONE}{big}").into_bytes()).result.unwrap();
+        let added = history::zone_records(&zone).into_iter().filter(|r| r.rtype == rtype::TXT).collect();
+        let history = History::default().with(Diff { from: 1, to: 2, removed: Vec::new(), added });
+        let mut entry = ZoneEntry {
+            soa: ZoneEntry::soa_with_serial(&zone, 2),
+            negative_soa: Default::default(),
+            zone: Arc::new(zone),
+            answers: Arc::new([]),
+            serial: 2,
+            history: Arc::new(history),
+        };
+        entry.set_soa(entry.soa.clone());
+        Snapshot::new(vec![entry])
+    }
+
+    fn transfer(key: &Key) -> Transfer {
+        let mut t = Transfer { keys: vec![key.clone()], ..Default::default() };
+        t.default.allow.push(Allow { from: Some("127.0.0.0/8".parse().unwrap()), key: None });
+        t
+    }
+
+    /// A request for `name` (wire form) of `qtype`, with an SOA of serial 1 in authority for
+    /// IXFR, signed with `key` if given.
+    fn request(name: &[u8], qtype: u16, key: Option<&Key>) -> Vec<u8> {
+        let ixfr = qtype == rtype::IXFR;
+        let mut m = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, u8::from(ixfr), 0, 0];
+        m.extend_from_slice(name);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        if ixfr {
+            m.extend_from_slice(&[0xc0, 12, 0, 6, 0, 1, 0, 0, 0, 0, 0, 22, 0, 0, 0, 0, 0, 1]);
+            m.extend_from_slice(&[0; 16]);
+        }
+        if let Some(k) = key {
+            tsig::sign_request(&mut m, k);
+        }
+        m
+    }
+
+    fn send(snap: &Snapshot, cfg: &Transfer, msg: &[u8]) -> Vec<Vec<u8>> {
+        let q = Query::parse(msg).unwrap();
+        let mut out = Vec::new();
+        handle(snap, &q, IpAddr::from([127, 0, 0, 1]), false, cfg, 1232, &mut out);
+        out
+    }
+
+    /// Found by fuzzing: over UDP, IXFR replies were cut to our EDNS size, not the client's,
+    /// and a signed answer got its TSIG on top of a full message: over 512 bytes to a client
+    /// without EDNS.
+    #[test]
+    fn udp_replies_fit_what_the_client_takes() {
+        let key = Key::new("k", "hmac-sha512", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==").unwrap();
+        let (snap, cfg) = (snapshot(), transfer(&key));
+        let apex = b"\x07example\x03com\x00";
+        for signed in [None, Some(&key)] {
+            // The change does not fit: the current SOA alone says "ask over TCP".
+            let out = send(&snap, &cfg, &request(apex, rtype::IXFR, signed));
+            assert_eq!(out.len(), 1);
+            assert!(out[0].len() <= 512, "IXFR, signed: {}: {} bytes", signed.is_some(), out[0].len());
+            let r = hickory_proto::op::Message::from_vec(&out[0]).unwrap();
+            assert_eq!(r.answers.len(), 1, "the SOA only");
+        }
+        // A signed query whose answer (450 bytes) leaves no room for the TSIG: TC, no answer.
+        let wide = b"\x04wide\x07example\x03com\x00";
+        let out = send(&snap, &cfg, &request(wide, rtype::SPF, Some(&key)));
+        assert!(out[0].len() <= 512, "{} bytes", out[0].len());
+        let r = hickory_proto::op::Message::from_vec(&out[0]).unwrap();
+        assert!(r.metadata.truncation && r.answers.is_empty(), "{r:?}");
+        assert!(r.signature().is_some(), "signed");
+        // Unsigned, it fits.
+        let out = send(&snap, &cfg, &request(wide, rtype::SPF, None));
+        let r = hickory_proto::op::Message::from_vec(&out[0]).unwrap();
+        assert!(out[0].len() > 400 && !r.metadata.truncation && r.answers.len() == 10, "{} bytes", out[0].len());
     }
 }

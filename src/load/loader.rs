@@ -76,11 +76,20 @@ pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
 pub fn load_dir(dir: &Path) -> Result<Vec<ZoneLoad>, DirError> {
     let files = scan(dir)?;
     let mut loads: Vec<ZoneLoad> = files.into_iter().map(load).collect();
-    let included: Vec<PathBuf> =
-        loads.iter().flat_map(|l| l.files.iter().skip(1)).filter_map(|p| p.canonicalize().ok()).collect();
-    loads.retain(|l| l.file.kind == Kind::Toml || !l.file.path.canonicalize().is_ok_and(|p| included.contains(&p)));
+    // (includer, included): a file that includes itself is a loop to report, not a fragment.
+    let included: Vec<(PathBuf, PathBuf)> = loads
+        .iter()
+        .flat_map(|l| l.files.iter().skip(1).map(move |inc| (&l.file.path, inc)))
+        .filter_map(|(by, inc)| Some((by.canonicalize().ok()?, inc.canonicalize().ok()?)))
+        .collect();
+    loads.retain(|l| {
+        let Ok(me) = l.file.path.canonicalize() else { return true };
+        l.file.kind == Kind::Toml || !included.iter().any(|(by, inc)| *inc == me && *by != me)
+    });
     for i in 0..loads.len() {
-        let twin = loads[..i].iter().find(|o| o.file.apex == loads[i].file.apex).map(|o| o.file.path.clone());
+        // Names are compared ignoring case: CASE.TEST.zone and case.test.zone are one zone.
+        let apex = loads[i].file.apex.key();
+        let twin = loads[..i].iter().find(|o| o.file.apex.key() == apex).map(|o| o.file.path.clone());
         if let Some(other) = twin {
             let at: Arc<Path> = loads[i].file.path.as_path().into();
             let msg = format!(
@@ -96,14 +105,30 @@ pub fn load_dir(dir: &Path) -> Result<Vec<ZoneLoad>, DirError> {
 
 /// Loads one zone file.
 pub fn load(file: ZoneFile) -> ZoneLoad {
+    match crate::load::read::read_bytes(&file.path) {
+        Ok(bytes) => load_bytes(file, bytes),
+        Err(e) => {
+            let path: Arc<Path> = file.path.as_path().into();
+            let result = Err(vec![FileError::new(&path, 1, 1, format!("cannot read: {e}"))]);
+            ZoneLoad { files: vec![file.path.clone()], file, result }
+        }
+    }
+}
+
+/// Loads one zone file whose content, `bytes`, is already read: what [`load`] does after
+/// reading (the fuzz targets start here; `$INCLUDE`s are still read from disk).
+pub fn load_bytes(file: ZoneFile, bytes: Vec<u8>) -> ZoneLoad {
     let path: Arc<Path> = file.path.as_path().into();
     let mut files = vec![file.path.clone()];
-    let text = match std::fs::read_to_string(&file.path) {
-        Ok(t) => t,
-        Err(e) => {
-            let result = Err(vec![FileError::new(&path, 1, 1, format!("cannot read: {e}"))]);
-            return ZoneLoad { file, files, result };
-        }
+    let text = match file.kind {
+        Kind::Plain => crate::load::read::master_text(bytes),
+        Kind::Toml => match crate::load::read::utf8_text(bytes) {
+            Ok(t) => t,
+            Err((line, col, msg)) => {
+                let result = Err(vec![FileError::new(&path, line as u32, col as u32, msg)]);
+                return ZoneLoad { file, files, result };
+            }
+        },
     };
     let (records, pools, mut errors) = match file.kind {
         Kind::Plain => {
@@ -140,7 +165,7 @@ fn load_toml(
     let include_span = include.as_ref().map_or(0..0, |i| i.span());
     for inc in include.map(|i| i.into_inner().into_vec()).unwrap_or_default() {
         let inc_path = file.path.parent().unwrap_or(Path::new(".")).join(&inc);
-        match std::fs::read_to_string(&inc_path) {
+        match crate::load::read::read_bytes(&inc_path).map(crate::load::read::master_text) {
             Ok(t) => {
                 let parsed = zonefile::parse(Source::file(&t, &inc_path), &file.apex);
                 files.push(inc_path);
@@ -185,6 +210,47 @@ mod tests {
 
     fn errors(l: &ZoneLoad) -> Vec<String> {
         l.result.as_ref().err().map(|e| e.iter().map(ToString::to_string).collect()).unwrap_or_default()
+    }
+
+    /// A byte that is not UTF-8 in a master file is kept as that byte (BIND accepts it); in a
+    /// TOML file, which must be UTF-8, it is an error at its line and column.
+    #[test]
+    fn bytes_that_are_not_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut zone = ZONE.as_bytes().to_vec();
+        zone.extend_from_slice(b"txt TXT \"caf\xe9\" \\\xff\n");
+        std::fs::write(dir.path().join("example.com.zone"), &zone).unwrap();
+        let mut toml = b"records = \"\"\"\n".to_vec();
+        toml.extend_from_slice(ZONE.as_bytes());
+        toml.extend_from_slice(b"x TXT \"\xe9\"\n\"\"\"\n");
+        std::fs::write(dir.path().join("example.net.toml"), &toml).unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        let z = loads[0].result.as_ref().unwrap();
+        let id = z.node_id(&Name::parse("txt.example.com.", None).unwrap().key()).expect("the TXT name");
+        let txt = z.node(id).rrset(crate::model::rtype::TXT).unwrap();
+        assert_eq!(txt.rdatas().next().unwrap(), b"\x04caf\xe9\x01\xff");
+        let e = errors(&loads[1]);
+        assert!(
+            e.len() == 1 && e[0].ends_with("example.net.toml:6:8: byte 0xe9 is not UTF-8 (a TOML file must be UTF-8)"),
+            "{e:?}"
+        );
+    }
+
+    /// What no message could carry is refused at load, where it is written, rather than
+    /// failing (or worse) when it is asked for.
+    #[test]
+    fn records_and_sets_too_big_for_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let s255 = format!("\"{}\"", "x".repeat(255));
+        let big_txt = vec![s255.as_str(); 257].join(" ");
+        let many: String = (0..300).map(|i| format!("set TXT \"{i}{}\"\n", "y".repeat(240))).collect();
+        std::fs::write(dir.path().join("example.com.zone"), format!("{ZONE}one TXT {big_txt}\nok TXT \"a\"\n{many}"))
+            .unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        let e = errors(&loads[0]);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("example.com.zone:5:1: TXT record data of 65792 bytes is over the 65535"), "{e:?}");
+        assert!(e[1].contains("example.com.zone:7:1: TXT set of 300 records takes"), "{e:?}");
     }
 
     #[test]

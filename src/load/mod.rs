@@ -2,6 +2,8 @@
 //! errors. Master files (`zonefile`), the zones directory (`loader`).
 
 pub mod loader;
+pub mod my_cnf;
+pub mod read;
 pub mod watch;
 pub mod zone_toml;
 pub mod zonefile;

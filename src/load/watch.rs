@@ -23,13 +23,14 @@ use crate::model::history::{self, Rec};
 use crate::model::zone::Zone;
 use crate::ops::events::{Event, EventKind};
 
-/// What a file looked like: changes to any of these mean "read it again".
-type Signature = Option<(SystemTime, u64, u64)>;
+/// What a file looked like: changes to any of these mean "read it again". The change time
+/// moves with the permissions too, so a file made readable again is read again.
+type Signature = Option<(SystemTime, (i64, i64), u64, u64)>;
 
 fn signature(path: &Path) -> Signature {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
+    Some((m.modified().ok()?, (m.ctime(), m.ctime_nsec()), m.len(), m.ino()))
 }
 
 fn signatures(files: &[PathBuf]) -> Vec<Signature> {
@@ -110,7 +111,10 @@ impl Watcher {
             let known_files =
                 self.tracked.get(&file.path).map_or_else(|| vec![file.path.clone()], |t| t.state.files.clone());
             let now_sig = signatures(&known_files);
-            if self.tracked.get(&file.path).is_some_and(|t| t.seen == now_sig) {
+            // Unchanged files are not read again, except on SIGHUP one whose last load failed:
+            // what failed may have been outside the file (a permission, a missing include).
+            let retry = |t: &Tracked| now && t.state.last_error.is_some();
+            if self.tracked.get(&file.path).is_some_and(|t| t.seen == now_sig && !retry(t)) {
                 self.pending.remove(&file.path);
                 continue;
             }
@@ -155,10 +159,9 @@ impl Watcher {
             self.tracked.remove(&file.path);
             return false;
         }
-        let twin = self
-            .tracked
-            .values()
-            .find(|t| t.state.file.apex == file.apex && t.state.file.path != file.path && t.state.served.is_some());
+        let twin = self.tracked.values().find(|t| {
+            t.state.file.apex.key() == file.apex.key() && t.state.file.path != file.path && t.state.served.is_some()
+        });
         if let Some(t) = twin {
             warn!(zone = %file.apex, file = %file.path.display(), other = %t.state.file.path.display(), "zone defined by two files; this one is ignored");
             let seen = signatures(std::slice::from_ref(&file.path));
@@ -183,7 +186,7 @@ impl Watcher {
                 events.push(Event { zone: Some(zone.apex.to_string()), ..Event::new(EventKind::ZoneLoaded, reason) });
                 metrics::counter!("weiche_zone_loads_total", "result" => "ok").increment(1);
                 let zone = Arc::new(zone);
-                if let Some(old) = previous.and_then(|p| p.served).filter(|old| old.apex == zone.apex) {
+                if let Some(old) = previous.and_then(|p| p.served).filter(|old| old.apex.key() == zone.apex.key()) {
                     diffs.push(zone_diff(old, zone.clone()));
                 }
                 ZoneFileState {
@@ -319,6 +322,62 @@ mod tests {
         let r = w.reconcile(true).unwrap().unwrap();
         assert_eq!(served(&r), [("example.net.".into(), 1)]);
         assert!(r.events.iter().any(|e| e.kind == Some(EventKind::ZoneRemoved)));
+    }
+
+    /// A failed load is tried again when anything about the file changes, its permissions
+    /// included, and on SIGHUP even when nothing did (what failed may lie outside the file).
+    #[test]
+    fn a_failed_load_is_retried() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.com.zone\"\n").unwrap();
+        let mut w = Watcher::new(dir.path());
+        let r = w.reconcile(true).unwrap().unwrap();
+        assert!(r.zones[0].last_error.as_deref().unwrap().contains("cannot read include"), "{:?}", r.zones[0]);
+        // SIGHUP with nothing changed: tried again (and fails again, saying so).
+        let r = w.reconcile(true).unwrap().expect("retried on SIGHUP");
+        assert_eq!(r.events[0].kind, Some(EventKind::ZoneError));
+        // A look with nothing changed leaves it alone.
+        assert!(w.reconcile(false).unwrap().is_none());
+        // The include appears: the next look that sees it settled loads the zone.
+        std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
+        let r = w.reconcile(true).unwrap().unwrap();
+        assert_eq!(served(&r), [("example.com.".into(), 1)]);
+        // A change of permissions alone is a change: the file is read again.
+        let f = dir.path().join("example.com.toml");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(w.reconcile(false).unwrap().is_none(), "seen once");
+        let r = w.reconcile(false).unwrap().expect("read again after chmod");
+        assert_eq!(r.events[0].kind, Some(EventKind::ZoneLoaded));
+    }
+
+    /// Zone names ignore case, file names too: two files for one zone serve it once.
+    #[test]
+    fn file_names_that_differ_in_case_are_one_zone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("CASE.TEST.zone"), ZONE).unwrap();
+        std::fs::write(dir.path().join("case.test.zone"), ZONE.replace(" 1 1h", " 2 1h")).unwrap();
+        let r = Watcher::new(dir.path()).reconcile(true).unwrap().unwrap();
+        assert_eq!(r.zones.iter().filter(|z| z.served.is_some()).count(), 1);
+        let other = r.zones.iter().find(|z| z.served.is_none()).unwrap();
+        assert!(other.last_error.as_deref().unwrap().contains("zone also defined by"), "{other:?}");
+    }
+
+    /// A FIFO or a device named by an include is refused at once, never read (it would block
+    /// the loader, or never end).
+    #[test]
+    fn includes_of_fifos_and_devices_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.zone.part");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for (inc, what) in [("fifo.zone.part", "is a FIFO"), ("/dev/zero", "is a device")] {
+            std::fs::write(dir.path().join("example.com.zone"), format!("{ZONE}$INCLUDE {inc}\n")).unwrap();
+            let r = Watcher::new(dir.path()).reconcile(true).unwrap().unwrap();
+            let e = r.zones[0].last_error.as_deref().unwrap();
+            assert!(e.contains(what) && e.contains("only regular files are read"), "{e}");
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl OneOrMany {
 struct CheckSpec {
     #[serde(rename = "type")]
     kind: CheckKind,
-    port: Option<u16>,
+    port: Option<Spanned<u16>>,
     interval: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     retry_interval: Option<Spanned<String>>,
@@ -69,6 +69,13 @@ struct CheckSpec {
     expect_answer: Option<Spanned<String>>,
     helo: Option<Spanned<String>>,
     starttls: Option<Spanned<bool>>,
+    credentials_file: Option<Spanned<String>>,
+    tls: Option<Spanned<bool>>,
+    tls_ca: Option<Spanned<String>>,
+    donor_ok: Option<Spanned<bool>>,
+    read_only_ok: Option<Spanned<bool>>,
+    query: Option<Spanned<String>>,
+    max_replication_lag: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,12 +103,31 @@ impl<'de> Deserialize<'de> for CheckRef {
     }
 }
 
+/// `check = "web"`, `check = { type = "tcp", port = 80 }`, or a list of either: every check
+/// in it must pass.
+#[derive(Debug)]
+enum CheckList {
+    One(CheckRef),
+    Many(Vec<Spanned<CheckRef>>),
+}
+
+impl<'de> Deserialize<'de> for CheckList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_untagged::UntaggedEnumVisitor::new()
+            .expecting("the name of a check, a check table like { type = \"tcp\", port = 80 }, or a list of them")
+            .string(|s| Ok(CheckList::One(CheckRef::Named(s.to_owned()))))
+            .map(|m| m.deserialize().map(|c| CheckList::One(CheckRef::Inline(Box::new(c)))))
+            .seq(|s| s.deserialize().map(CheckList::Many))
+            .deserialize(d)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PoolSpec {
     ttl: Option<Spanned<u32>>,
     ttl_min: Option<Spanned<u32>>,
-    check: Spanned<CheckRef>,
+    check: Spanned<CheckList>,
     all_down: Option<AllDown>,
     failback: Option<Failback>,
     failback_delay: Option<Spanned<String>>,
@@ -138,6 +164,8 @@ struct TargetSpec {
     address: Spanned<String>,
     priority: Spanned<i64>,
     probe: Option<Spanned<String>>,
+    /// Replaces the pool's checks for this target.
+    check: Option<Spanned<CheckList>>,
 }
 
 /// Checks and pools of one zone TOML file, validated. `text` is the file's contents.
@@ -153,16 +181,11 @@ pub fn pools_of(
     let mut named: BTreeMap<String, Arc<Check>> = BTreeMap::new();
     for (name, spec) in checks {
         let span = spec.span();
-        match check_of(name.get_ref(), spec.into_inner(), &err) {
+        match check_of(name.get_ref(), spec.into_inner(), span, file, &err) {
             Ok(c) => {
                 named.insert(name.into_inner(), Arc::new(c));
             }
-            Err(mut e) => {
-                if e.at.line == 0 {
-                    e = err(span, e.msg);
-                }
-                errors.push(e);
-            }
+            Err(e) => errors.push(e),
         }
     }
     let mut out = Vec::new();
@@ -193,9 +216,12 @@ impl ZoneSpec {
 /// check types it belongs to.
 type KeyRule<'a> = (Option<std::ops::Range<usize>>, &'a str, &'a [CheckKind]);
 
+/// `at` is where the check is written, for errors about keys it lacks.
 fn check_of(
     name: &str,
     s: CheckSpec,
+    at: std::ops::Range<usize>,
+    file: &Path,
     err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
 ) -> Result<Check, FileError> {
     let ctx = |m: String| format!("check {name:?}: {m}");
@@ -204,12 +230,12 @@ fn check_of(
         |v: &Option<Spanned<String>>, default: Duration, what: &str| duration_field(v.as_ref(), default, what, &cerr);
     let interval = dur(&s.interval, Duration::from_secs(10), "interval")?;
     if interval < MIN_INTERVAL {
-        let span = s.interval.as_ref().map(Spanned::span).unwrap_or(0..0);
+        let span = s.interval.as_ref().map(Spanned::span).unwrap_or(at.clone());
         return Err(err(span, ctx(format!("interval must be at least {}ms", MIN_INTERVAL.as_millis()))));
     }
     let timeout = dur(&s.timeout, Duration::from_secs(2).min(interval / 2), "timeout")?;
     if timeout >= interval || timeout.is_zero() {
-        let span = s.timeout.as_ref().map(Spanned::span).unwrap_or(0..0);
+        let span = s.timeout.as_ref().map(Spanned::span).unwrap_or(at.clone());
         return Err(err(
             span,
             ctx(format!("timeout ({timeout:?}) must be above zero and less than the interval ({interval:?})")),
@@ -220,7 +246,7 @@ fn check_of(
     let retry_default = (interval / 5).max(MIN_RETRY_INTERVAL).min(interval);
     let retry_interval = dur(&s.retry_interval, retry_default, "retry_interval")?;
     if retry_interval < MIN_RETRY_INTERVAL || retry_interval > interval {
-        let span = s.retry_interval.as_ref().map(Spanned::span).unwrap_or(0..0);
+        let span = s.retry_interval.as_ref().map(Spanned::span).unwrap_or(at.clone());
         return Err(err(span, ctx(format!("retry_interval must be 100ms..=interval, got {retry_interval:?}"))));
     }
     let count = |v: &Option<Spanned<u32>>, default: u32, what: &str| -> Result<u32, FileError> {
@@ -236,23 +262,30 @@ fn check_of(
     let rise = count(&s.rise, 2, "rise")?;
     // Keys that belong to other check types are errors: a misplaced key would otherwise
     // silently check less than the operator thinks.
-    use CheckKind::{Dns, Http, Https, Smtp, Tcp};
-    let keys: [KeyRule; 15] = [
+    use CheckKind::{Dns, Galera, Http, Https, Mysql, Smtp, Tcp};
+    let keys: [KeyRule; 22] = [
         (s.send.as_ref().map(Spanned::span), "send", &[Tcp]),
         (s.expect.as_ref().map(Spanned::span), "expect", &[Tcp]),
-        (s.host.as_ref().map(Spanned::span), "host", &[Http, Https, Smtp]),
+        (s.host.as_ref().map(Spanned::span), "host", &[Http, Https, Smtp, Galera, Mysql]),
         (s.path.as_ref().map(Spanned::span), "path", &[Http, Https]),
         (s.method.as_ref().map(Spanned::span), "method", &[Http, Https]),
         (s.expect_status.as_ref().and_then(|v| v.first()).map(Spanned::span), "expect_status", &[Http, Https]),
         (s.body_contains.as_ref().map(Spanned::span), "body_contains", &[Http, Https]),
         (s.headers.as_ref().map(Spanned::span), "headers", &[Http, Https]),
-        (s.tls_verify.as_ref().map(Spanned::span), "tls_verify", &[Https, Smtp]),
+        (s.tls_verify.as_ref().map(Spanned::span), "tls_verify", &[Https, Smtp, Galera, Mysql]),
         (s.name.as_ref().map(Spanned::span), "name", &[Dns]),
         (s.qtype.as_ref().map(Spanned::span), "qtype", &[Dns]),
         (s.expect_rcode.as_ref().map(Spanned::span), "expect_rcode", &[Dns]),
         (s.expect_answer.as_ref().map(Spanned::span), "expect_answer", &[Dns]),
         (s.helo.as_ref().map(Spanned::span), "helo", &[Smtp]),
         (s.starttls.as_ref().map(Spanned::span), "starttls", &[Smtp]),
+        (s.credentials_file.as_ref().map(Spanned::span), "credentials_file", &[Galera, Mysql]),
+        (s.tls.as_ref().map(Spanned::span), "tls", &[Galera, Mysql]),
+        (s.tls_ca.as_ref().map(Spanned::span), "tls_ca", &[Galera, Mysql]),
+        (s.donor_ok.as_ref().map(Spanned::span), "donor_ok", &[Galera]),
+        (s.read_only_ok.as_ref().map(Spanned::span), "read_only_ok", &[Galera]),
+        (s.query.as_ref().map(Spanned::span), "query", &[Mysql]),
+        (s.max_replication_lag.as_ref().map(Spanned::span), "max_replication_lag", &[Mysql]),
     ];
     let first_misplaced = keys
         .into_iter()
@@ -267,7 +300,34 @@ fn check_of(
         CheckKind::Tcp => {
             Probe::Tcp { send: s.send.map(Spanned::into_inner), expect: s.expect.map(Spanned::into_inner) }
         }
-        CheckKind::Dns => dns_probe(&s, &cerr)?,
+        CheckKind::Dns => dns_probe(&s, at.clone(), &cerr)?,
+        CheckKind::Galera => Probe::Galera {
+            login: sql_login(&s, at.clone(), file, &cerr)?,
+            donor_ok: s.donor_ok.as_ref().is_some_and(|v| *v.get_ref()),
+            read_only_ok: s.read_only_ok.as_ref().is_none_or(|v| *v.get_ref()),
+        },
+        CheckKind::Mysql => {
+            let query = match &s.query {
+                None => "SELECT 1".to_string(),
+                Some(q) if q.get_ref().trim().is_empty() => return Err(cerr(q.span(), "query is empty".into())),
+                Some(q) => q.get_ref().clone(),
+            };
+            let max_replication_lag = match &s.max_replication_lag {
+                None => None,
+                Some(v) => {
+                    let lag =
+                        parse_duration(v.get_ref()).map_err(|m| cerr(v.span(), format!("max_replication_lag: {m}")))?;
+                    if lag < Duration::from_secs(1) {
+                        return Err(cerr(
+                            v.span(),
+                            "max_replication_lag must be at least 1s (the server counts whole seconds)".into(),
+                        ));
+                    }
+                    Some(lag)
+                }
+            };
+            Probe::Mysql { login: sql_login(&s, at.clone(), file, &cerr)?, query, max_replication_lag }
+        }
         CheckKind::Smtp => {
             let starttls = s.starttls.as_ref().is_some_and(|v| *v.get_ref());
             for (span, field) in
@@ -298,13 +358,15 @@ fn check_of(
             }
         }
         CheckKind::Http | CheckKind::Https => {
+            let method_at = s.method.as_ref().map_or(at.clone(), Spanned::span);
             let method = s.method.map(Spanned::into_inner).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
             if method != "GET" && method != "HEAD" {
-                return Err(err(0..0, ctx(format!("method must be GET or HEAD, got {method}"))));
+                return Err(err(method_at, ctx(format!("method must be GET or HEAD, got {method}"))));
             }
+            let path_at = s.path.as_ref().map_or(at.clone(), Spanned::span);
             let path = s.path.map(Spanned::into_inner).unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
-                return Err(err(0..0, ctx(format!("path must start with '/', got {path:?}"))));
+                return Err(err(path_at, ctx(format!("path must start with '/', got {path:?}"))));
             }
             let mut statuses = Vec::new();
             for st in s.expect_status.unwrap_or_default() {
@@ -335,27 +397,133 @@ fn check_of(
                 method,
                 statuses,
                 body_contains: s.body_contains.map(Spanned::into_inner),
-                headers: s.headers.map(|h| h.into_inner().into_iter().collect()).unwrap_or_default(),
+                headers: match s.headers {
+                    None => Vec::new(),
+                    Some(h) => {
+                        let span = h.span();
+                        let headers: Vec<(String, String)> = h.into_inner().into_iter().collect();
+                        // What reqwest would refuse at every probe (a CR or LF in a value, a space
+                        // in a name) is refused here, once, where it is written.
+                        for (name, value) in &headers {
+                            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                                return Err(err(span, ctx(format!("headers: {name:?} is not a header name"))));
+                            }
+                            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                                return Err(err(
+                                    span,
+                                    ctx(format!(
+                                        "headers: the value of {name} has a control character (CR, LF, ...) or is not text"
+                                    )),
+                                ));
+                            }
+                        }
+                        headers
+                    }
+                },
                 tls_verify: s.tls_verify.map(Spanned::into_inner).unwrap_or(true),
             }
         }
     };
-    let port = match (s.port, s.kind) {
-        (Some(0), _) => return Err(err(0..0, ctx("port must be 1..=65535".into()))),
-        (Some(p), _) => p,
+    let port = match (s.port.as_ref().map(|p| (*p.get_ref(), p.span())), s.kind) {
+        (Some((0, span)), _) => return Err(err(span, ctx("port must be 1..=65535".into()))),
+        (Some((p, _)), _) => p,
         (None, CheckKind::Http) => 80,
         (None, CheckKind::Https) => 443,
         (None, CheckKind::Dns) => 53,
         (None, CheckKind::Smtp) => 25,
-        (None, CheckKind::Tcp) => return Err(err(0..0, ctx("a tcp check needs a port".into()))),
+        (None, CheckKind::Galera | CheckKind::Mysql) => 3306,
+        (None, CheckKind::Tcp) => return Err(err(at, ctx("a tcp check needs a port".into()))),
     };
     Ok(Check { name: name.to_string(), kind: s.kind, port, interval, timeout, retry_interval, fall, rise, probe })
 }
 
-fn dns_probe(s: &CheckSpec, cerr: &impl Fn(std::ops::Range<usize>, String) -> FileError) -> Result<Probe, FileError> {
+/// Most bytes of a credentials or CA file: they are a few lines, anything bigger is a mistake.
+const MAX_SIDE_FILE: u64 = 1 << 20;
+
+/// Reads a file a check names, relative to the zone file's folder: a regular file, bounded.
+fn read_side_file(zone_file: &Path, name: &str) -> Result<(std::path::PathBuf, Vec<u8>), String> {
+    let path = zone_file.parent().unwrap_or(Path::new(".")).join(name);
+    let bytes = crate::load::read::read_bytes(&path).map_err(|e| format!("{} {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_SIDE_FILE {
+        return Err(format!("{} is over {} bytes", path.display(), MAX_SIDE_FILE));
+    }
+    Ok((path, bytes))
+}
+
+/// The login of a `galera` or `mysql` check: its credentials file, read now (a reload picks up
+/// a changed password), and TLS.
+fn sql_login(
+    s: &CheckSpec,
+    at: std::ops::Range<usize>,
+    file: &Path,
+    cerr: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<SqlLogin, FileError> {
+    let Some(cf) = &s.credentials_file else {
+        return Err(cerr(
+            at,
+            format!(
+                "a {} check needs credentials_file, a MySQL option file with [client] user= and password=",
+                s.kind.name()
+            ),
+        ));
+    };
+    let (path, bytes) =
+        read_side_file(file, cf.get_ref()).map_err(|m| cerr(cf.span(), format!("credentials_file {m}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| cerr(cf.span(), format!("credentials_file {}: not UTF-8 text", path.display())))?;
+    let login = crate::load::my_cnf::client_login(&text)
+        .map_err(|m| cerr(cf.span(), format!("credentials_file {}: {m}", path.display())))?;
+    let tls_on = s.tls.as_ref().is_some_and(|v| *v.get_ref());
+    for (span, field) in [
+        (s.host.as_ref().map(Spanned::span), "host"),
+        (s.tls_verify.as_ref().map(Spanned::span), "tls_verify"),
+        (s.tls_ca.as_ref().map(Spanned::span), "tls_ca"),
+    ] {
+        if let Some(span) = span.filter(|_| !tls_on) {
+            return Err(cerr(span, format!("{field} is only for {} checks with tls = true", s.kind.name())));
+        }
+    }
+    if let Some(h) = &s.host
+        && rustls::pki_types::ServerName::try_from(h.get_ref().as_str()).is_err()
+    {
+        return Err(cerr(h.span(), format!("host {:?} is not a DNS name or an address", h.get_ref())));
+    }
+    let ca = match &s.tls_ca {
+        None => None,
+        Some(c) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let (path, pem) = read_side_file(file, c.get_ref()).map_err(|m| cerr(c.span(), format!("tls_ca {m}")))?;
+            let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+            match certs {
+                Ok(c) if !c.is_empty() => {}
+                _ => {
+                    return Err(cerr(c.span(), format!("tls_ca {}: no PEM certificate in it", path.display())));
+                }
+            }
+            Some(pem)
+        }
+    };
+    Ok(SqlLogin {
+        user: login.user,
+        password: Secret(login.password),
+        credentials_file: path,
+        tls: tls_on.then(|| SqlTls {
+            verify: s.tls_verify.as_ref().is_none_or(|v| *v.get_ref()),
+            host: s.host.as_ref().map(|h| h.get_ref().clone()),
+            ca,
+        }),
+    })
+}
+
+fn dns_probe(
+    s: &CheckSpec,
+    at: std::ops::Range<usize>,
+    cerr: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Probe, FileError> {
     use crate::model::rtype;
     let Some(name_spec) = &s.name else {
-        return Err(cerr(0..0, "a dns check needs a name to query".into()));
+        return Err(cerr(at, "a dns check needs a name to query".into()));
     };
     // Always absolute: a check may well query a zone other than the one it is written in.
     let name = Name::parse(name_spec.get_ref(), Some(&Name::root()))
@@ -415,27 +583,7 @@ fn pool_of(
         }
         Err(m) => return Err(vec![err(key_span, m)]),
     };
-    let check_span = s.check.span();
-    let check = match s.check.into_inner() {
-        CheckRef::Named(n) => match named.get(&n) {
-            Some(c) => Some(c.clone()),
-            None => {
-                let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
-                errors.push(err(check_span, format!("no check named {n:?} in this file (defined: {known})")));
-                None
-            }
-        },
-        CheckRef::Inline(spec) => match check_of(&format!("{label} (inline)"), *spec, &err) {
-            Ok(c) => Some(Arc::new(c)),
-            Err(mut e) => {
-                if e.at.line == 0 {
-                    e = err(check_span.clone(), e.msg);
-                }
-                errors.push(e);
-                None
-            }
-        },
-    };
+    let pool_checks = checks_of(s.check, label, named, file, &err, &mut errors);
     let ttl = s.ttl.as_ref().map_or(30, |t| *t.get_ref());
     if ttl > crate::load::zonefile::MAX_TTL {
         errors.push(err(s.ttl.as_ref().unwrap().span(), "ttl is over 2147483647".into()));
@@ -484,14 +632,19 @@ fn pool_of(
             errors.push(err(t.priority.span(), format!("target priority must be 1..=255, got {priority}")));
             continue;
         }
-        if targets.iter().any(|o| o.address == address) {
-            errors.push(err(t.address.span(), format!("target {address} is listed twice")));
+        // The same server may be listed again at another priority with other checks (a
+        // weaker fallback of itself); at the same priority it would only be answered twice.
+        if targets.iter().any(|o| o.address == address && o.priority == priority as u8) {
+            errors.push(err(t.address.span(), format!("target {address} is listed twice at priority {priority}")));
             continue;
         }
-        let port = check.as_ref().map_or(0, |c| c.port);
+        let checks = match t.check {
+            Some(list) => checks_of(list, &format!("{label} {address}"), named, file, &err, &mut errors),
+            None => pool_checks.clone(),
+        };
         let probe = match &t.probe {
-            None => SocketAddr::new(address, port),
-            Some(p) => match parse_probe(p.get_ref(), port) {
+            None => (address, None),
+            Some(p) => match parse_probe(p.get_ref()) {
                 Some(a) => a,
                 None => {
                     errors.push(err(p.span(), format!("probe {:?} is not ADDRESS or ADDRESS:PORT", p.get_ref())));
@@ -499,7 +652,37 @@ fn pool_of(
                 }
             },
         };
-        targets.push(Target { address, priority: priority as u8, probe });
+        let Some(checks) = checks else { continue };
+        if let (Some(p), Some(_)) = (&t.probe, probe.1)
+            && checks.len() > 1
+        {
+            errors.push(err(
+                p.span(),
+                format!(
+                    "probe {:?} gives a port, but target {address} has {} checks, each probed at its own port: \
+                     give the address alone",
+                    p.get_ref(),
+                    checks.len()
+                ),
+            ));
+            continue;
+        }
+        let checks: Vec<TargetCheck> = checks
+            .into_iter()
+            .map(|check| TargetCheck { probe: SocketAddr::new(probe.0, probe.1.unwrap_or(check.port)), check })
+            .collect();
+        if let Some(o) = targets.iter().find(|o| o.address == address && o.checks == checks) {
+            errors.push(err(
+                t.address.span(),
+                format!(
+                    "target {address} is listed at priority {} too, with the same checks: list it again only with \
+                     other checks (a `check` of its own), as a weaker fallback",
+                    o.priority
+                ),
+            ));
+            continue;
+        }
+        targets.push(Target { address, priority: priority as u8, checks });
     }
     if targets.is_empty() && errors.is_empty() {
         errors.push(err(targets_span, "a pool needs at least one target".into()));
@@ -529,7 +712,7 @@ fn pool_of(
         name,
         ttl,
         ttl_min,
-        check: check.expect("checked above"),
+        checks: pool_checks.expect("checked above"),
         all_down: s.all_down.unwrap_or_default(),
         failback: s.failback.unwrap_or_default(),
         failback_delay,
@@ -540,12 +723,67 @@ fn pool_of(
     })
 }
 
-fn parse_probe(s: &str, default_port: u16) -> Option<SocketAddr> {
+/// `ADDRESS` or `ADDRESS:PORT` (`[V6]:PORT`): the address, and the port if one is given.
+fn parse_probe(s: &str) -> Option<(IpAddr, Option<u16>)> {
     if let Ok(a) = s.parse::<SocketAddr>() {
-        return Some(a);
+        return Some((a.ip(), Some(a.port())));
     }
     let ip = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?;
-    Some(SocketAddr::new(ip, default_port))
+    Some((ip, None))
+}
+
+/// The checks a `check = ...` names, resolved against the file's `[checks]`; None after an
+/// error (pushed to `errors`). `owner` names inline checks: the pool's label, with the
+/// target's address for a target's own.
+fn checks_of(
+    list: Spanned<CheckList>,
+    owner: &str,
+    named: &BTreeMap<String, Arc<Check>>,
+    file: &Path,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+    errors: &mut Vec<FileError>,
+) -> Option<Vec<Arc<Check>>> {
+    let span = list.span();
+    let refs = match list.into_inner() {
+        CheckList::One(r) => vec![Spanned::new(span, r)],
+        CheckList::Many(v) if v.is_empty() => {
+            errors.push(err(span, "check = [] names no check: give at least one".into()));
+            return None;
+        }
+        CheckList::Many(v) => v,
+    };
+    let several = refs.len() > 1;
+    let before = errors.len();
+    let mut out: Vec<Arc<Check>> = Vec::with_capacity(refs.len());
+    for (i, r) in refs.into_iter().enumerate() {
+        let span = r.span();
+        let check = match r.into_inner() {
+            CheckRef::Named(n) => match named.get(&n) {
+                Some(c) => c.clone(),
+                None => {
+                    let known = named.keys().cloned().collect::<Vec<_>>().join(", ");
+                    errors.push(err(span, format!("no check named {n:?} in this file (defined: {known})")));
+                    continue;
+                }
+            },
+            CheckRef::Inline(spec) => {
+                let name = if several { format!("{owner} (inline {})", i + 1) } else { format!("{owner} (inline)") };
+                match check_of(&name, *spec, span.clone(), file, err) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                }
+            }
+        };
+        if out.iter().any(|c| c.name == check.name) {
+            errors.push(err(span, format!("check {:?} is listed twice", check.name)));
+            continue;
+        }
+        out.push(check);
+    }
+    (errors.len() == before).then_some(out)
 }
 
 #[cfg(test)]
@@ -590,11 +828,14 @@ targets = [
         let p = &p[0];
         assert_eq!(p.name.to_string(), "www.example.com.");
         assert_eq!((p.ttl, p.ttl_min, p.all_down, p.failback), (30, 5, AllDown::Last, Failback::Manual));
-        assert_eq!(p.check.port, 443);
-        assert_eq!(p.check.interval, Duration::from_secs(2));
-        assert_eq!(p.targets[0].probe, "192.0.2.10:443".parse().unwrap());
-        assert_eq!(p.targets[2].probe, "10.0.0.10:8443".parse().unwrap());
-        match &p.check.probe {
+        assert_eq!(p.checks.len(), 1);
+        let check = &p.checks[0];
+        assert_eq!(check.port, 443);
+        assert_eq!(check.interval, Duration::from_secs(2));
+        assert_eq!(p.targets[0].probe(), "192.0.2.10:443".parse().unwrap());
+        assert_eq!(p.targets[2].probe(), "10.0.0.10:8443".parse().unwrap());
+        assert!(p.targets.iter().all(|t| t.checks.len() == 1 && Arc::ptr_eq(&t.checks[0].check, check)));
+        match &check.probe {
             Probe::Http { statuses, tls, .. } => {
                 assert_eq!((statuses.as_slice(), *tls), (&[(200, 200), (300, 302)][..], true))
             }
@@ -625,7 +866,11 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
             "{}",
             e[0]
         );
-        assert!(e[1].starts_with("example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed twice"), "{}", e[1]);
+        assert!(
+            e[1].starts_with("example.com.toml:6:15: pool \"www\": target 192.0.2.11 is listed at priority 1 too, with the same checks"),
+            "{}",
+            e[1]
+        );
         assert!(e[2].contains("\"banana\" is not an IPv4 or IPv6"), "{}", e[2]);
         assert!(e[3].contains("www.example.net. is not inside zone example.com."), "{}", e[3]);
     }
@@ -673,6 +918,111 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
         }
     }
 
+    /// `check` as a list, and a target's own `check`: every target ends up with its checks,
+    /// each probed at its own port.
+    #[test]
+    fn several_checks_per_pool_and_per_target() {
+        let (p, e) = pools(
+            r#"
+[checks.web]
+type = "http"
+[checks.db]
+type = "tcp"
+port = 5432
+[checks.weak]
+type = "tcp"
+port = 22
+
+[pools.www]
+check = ["web", "db", { type = "tcp", port = 8080 }]
+targets = [
+  { address = "192.0.2.10", priority = 1 },
+  { address = "192.0.2.11", priority = 1, probe = "10.0.0.11" },
+  { address = "198.51.100.10", priority = 3, check = "weak" },
+  { address = "198.51.100.11", priority = 3, check = ["weak", "web"] },
+  { address = "198.51.100.12", priority = 3, check = { type = "tcp", port = 25 }, probe = "10.0.0.12:2525" },
+]
+[pools.one]
+check = ["web"]
+targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
+"#,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let www = p.iter().find(|p| p.name.to_string() == "www.example.com.").unwrap();
+        let names = |c: &[Arc<Check>]| c.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&www.checks), ["web", "db", "www (inline 3)"]);
+        let probes =
+            |t: &Target| t.checks.iter().map(|c| (c.check.name.clone(), c.probe.to_string())).collect::<Vec<_>>();
+        let want = |ip: &str, checks: &[(&str, u16)]| {
+            checks.iter().map(|(n, port)| (n.to_string(), format!("{ip}:{port}"))).collect::<Vec<_>>()
+        };
+        let pool_checks = [("web", 80), ("db", 5432), ("www (inline 3)", 8080)];
+        assert_eq!(probes(&www.targets[0]), want("192.0.2.10", &pool_checks));
+        assert_eq!(probes(&www.targets[1]), want("10.0.0.11", &pool_checks), "probe without a port: each check's own");
+        assert_eq!(probes(&www.targets[2]), want("198.51.100.10", &[("weak", 22)]));
+        assert_eq!(probes(&www.targets[3]), want("198.51.100.11", &[("weak", 22), ("web", 80)]));
+        assert_eq!(probes(&www.targets[4]), want("10.0.0.12", &[("www 198.51.100.12 (inline)", 2525)]));
+        // The pool's checks are shared, not copied, by the targets that use them.
+        assert!(Arc::ptr_eq(&www.targets[0].checks[1].check, &www.checks[1]));
+        assert!(Arc::ptr_eq(&www.targets[3].checks[1].check, &www.checks[0]));
+        let one = p.iter().find(|p| p.name.to_string() == "one.example.com.").unwrap();
+        assert_eq!(names(&one.checks), ["web"]);
+        assert_eq!(one.targets[0].probe(), "10.0.0.20:8080".parse().unwrap(), "one check in a list: a port is fine");
+    }
+
+    #[test]
+    fn several_checks_errors() {
+        let head = "[checks.web]\ntype = \"http\"\n[checks.db]\ntype = \"tcp\"\nport = 5432\n[pools.www]\n";
+        let cases = [
+            (
+                "check = [\"web\", \"nope\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:17: pool \"www\": no check named \"nope\" in this file (defined: db, web)",
+            ),
+            (
+                "check = []\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:9: pool \"www\": check = [] names no check: give at least one",
+            ),
+            (
+                "check = [\"web\", \"db\", \"web\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:23: pool \"www\": check \"web\" is listed twice",
+            ),
+            (
+                "check = [\"web\", { type = \"tcp\" }]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:17: pool \"www\": check \"www (inline 2)\": a tcp check needs a port",
+            ),
+            (
+                "check = [\"web\", \"db\"]\ntargets = [{ address = \"192.0.2.1\", priority = 1, probe = \"10.0.0.1:8080\" }]\n",
+                "example.com.toml:8:59: pool \"www\": probe \"10.0.0.1:8080\" gives a port, but target 192.0.2.1 has 2 checks, \
+                 each probed at its own port: give the address alone",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = [\"db\", \"web\"], probe = \"10.0.0.1:1\" }]\n",
+                "example.com.toml:8:82: pool \"www\": probe \"10.0.0.1:1\" gives a port, but target 192.0.2.1 has 2 checks",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = \"weak\" }]\n",
+                "example.com.toml:8:59: pool \"www\": no check named \"weak\" in this file (defined: db, web)",
+            ),
+            (
+                "check = \"web\"\ntargets = [{ address = \"192.0.2.1\", priority = 1, check = [] }]\n",
+                "example.com.toml:8:59: pool \"www\": check = [] names no check",
+            ),
+            (
+                "check = [\"web\", 7]\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n",
+                "example.com.toml:7:9: invalid type: integer `7`, expected the name of a check, or a check table",
+            ),
+        ];
+        for (pool, want) in cases {
+            let text = format!("{head}{pool}");
+            let file: Arc<Path> = Path::new("example.com.toml").into();
+            let e = match toml::from_str::<ZoneSpec>(&text) {
+                Err(e) => vec![toml_error(&file, &text, &e).to_string()],
+                Ok(_) => pools(&text).1,
+            };
+            assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
+        }
+    }
+
     #[test]
     fn check_errors() {
         let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"1s\"\n");
@@ -691,7 +1041,7 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
             "{text}\n[pools.www]\ncheck = \"c\"\ntargets = [{{ address = \"192.0.2.1\", priority = 1 }}]\n"
         ));
         assert!(e.is_empty(), "{e:?}");
-        (*p[0].check).clone()
+        (*p[0].checks[0]).clone()
     }
 
     #[test]
@@ -808,7 +1158,7 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
             ),
             (
                 "[checks.a]\ntype = \"http\"\ntls_verify = true\n",
-                "example.com.toml:3:14: check \"a\": tls_verify is only for https/smtp checks",
+                "example.com.toml:3:14: check \"a\": tls_verify is only for https/smtp/galera/mysql checks",
             ),
             ("[checks.a]\ntype = \"smtp\"\nstarttls = \"yes\"\n", "example.com.toml:3:12: invalid type"),
         ];
@@ -819,6 +1169,130 @@ targets = [{ address = "192.0.2.1", priority = 1 }]
                 Ok(_) => pools(text).1,
             };
             assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_listed_again_needs_other_checks_and_another_priority() {
+        let pool = |targets: &str| {
+            format!(
+                "[checks.strict]\ntype = \"tcp\"\nport = 3306\n[checks.weak]\ntype = \"tcp\"\nport = 22\n[pools.db]\ncheck = \"strict\"\ntargets = [{targets}]\n"
+            )
+        };
+        let (p, e) = pools(&pool(
+            "{ address = \"192.0.2.1\", priority = 1 }, { address = \"192.0.2.2\", priority = 2 }, { address = \"192.0.2.1\", priority = 3, check = \"weak\" }",
+        ));
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(p[0].targets.len(), 3);
+        let (_, e) =
+            pools(&pool("{ address = \"192.0.2.1\", priority = 1 }, { address = \"192.0.2.1\", priority = 3 }"));
+        assert!(e[0].contains("target 192.0.2.1 is listed at priority 1 too, with the same checks"), "{e:?}");
+        let (_, e) = pools(&pool(
+            "{ address = \"192.0.2.1\", priority = 1 }, { address = \"192.0.2.1\", priority = 1, check = \"weak\" }",
+        ));
+        assert!(e[0].contains("target 192.0.2.1 is listed twice at priority 1"), "{e:?}");
+    }
+
+    #[test]
+    fn http_headers_that_no_request_could_carry_are_errors() {
+        for (headers, want) in [
+            ("{ \"X-A\" = \"ok\\r\\nX-Injected: 1\" }", "headers: the value of X-A has a control character"),
+            ("{ \"X A\" = \"ok\" }", "headers: \"X A\" is not a header name"),
+        ] {
+            let text = format!("[checks.a]\ntype = \"http\"\nheaders = {headers}\n");
+            let e = pools(&text).1;
+            assert!(
+                e.len() == 1 && e[0].starts_with("example.com.toml:3:11: check \"a\": ") && e[0].contains(want),
+                "{e:?}"
+            );
+        }
+        let c = one_check("[checks.c]\ntype = \"http\"\nheaders = { \"X-Probe\" = \"weiche\" }\n");
+        assert!(matches!(c.probe, Probe::Http { ref headers, .. } if headers.len() == 1));
+    }
+
+    /// A credentials file in a fresh folder, and its path as a TOML string.
+    fn creds(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("galera.cnf");
+        std::fs::write(&path, text).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn galera_and_mysql_checks() {
+        let (_d, cf) = creds("[client]\nuser = monitor\npassword = \"p#1\"\n");
+        let c = one_check(&format!("[checks.c]\ntype = \"galera\"\ncredentials_file = \"{cf}\"\n"));
+        assert_eq!((c.kind, c.port), (CheckKind::Galera, 3306));
+        let Probe::Galera { login, donor_ok, read_only_ok } = &c.probe else { panic!("{:?}", c.probe) };
+        assert_eq!((login.user.as_str(), login.password.0.as_str()), ("monitor", "p#1"));
+        assert_eq!((*donor_ok, *read_only_ok, &login.tls), (false, true, &None));
+        assert!(!format!("{c:?}").contains("p#1"), "the password is never printed");
+        let c = one_check(&format!(
+            "[checks.c]\ntype = \"galera\"\ncredentials_file = \"{cf}\"\ndonor_ok = true\nread_only_ok = false\ntls = true\ntls_verify = false\nhost = \"db.example.com\"\n"
+        ));
+        let Probe::Galera { login, donor_ok, read_only_ok } = &c.probe else { panic!() };
+        assert_eq!((*donor_ok, *read_only_ok), (true, false));
+        assert_eq!(login.tls, Some(SqlTls { verify: false, host: Some("db.example.com".into()), ca: None }));
+        assert!(c.probe.skips_tls_verification());
+        let c = one_check(&format!("[checks.c]\ntype = \"mysql\"\ncredentials_file = \"{cf}\"\n"));
+        let Probe::Mysql { query, max_replication_lag, .. } = &c.probe else { panic!() };
+        assert_eq!((query.as_str(), *max_replication_lag), ("SELECT 1", None));
+        let c = one_check(&format!(
+            "[checks.c]\ntype = \"mysql\"\nport = 3307\ncredentials_file = \"{cf}\"\nquery = \"SELECT @@read_only = 0\"\nmax_replication_lag = \"30s\"\n"
+        ));
+        let Probe::Mysql { query, max_replication_lag, .. } = &c.probe else { panic!() };
+        assert_eq!(c.port, 3307);
+        assert_eq!((query.as_str(), *max_replication_lag), ("SELECT @@read_only = 0", Some(Duration::from_secs(30))));
+    }
+
+    #[test]
+    fn galera_and_mysql_check_errors() {
+        let (_d, cf) = creds("[client]\nuser = monitor\npassword = pw\n");
+        let (_e, no_user) = creds("[client]\npassword = pw\n");
+        let cases = [
+            ("type = \"galera\"\n".to_string(), "2:1: check \"a\": a galera check needs credentials_file".to_string()),
+            (
+                "type = \"galera\"\ncredentials_file = \"/nonexistent/weiche.cnf\"\n".into(),
+                "4:20: check \"a\": credentials_file /nonexistent/weiche.cnf No such file".into(),
+            ),
+            (
+                "type = \"galera\"\ncredentials_file = \"/\"\n".into(),
+                "4:20: check \"a\": credentials_file / is a directory; only regular files are read".into(),
+            ),
+            (
+                format!("type = \"mysql\"\ncredentials_file = \"{no_user}\"\n"),
+                format!("4:20: check \"a\": credentials_file {no_user}: [client] has no user="),
+            ),
+            (
+                format!("type = \"galera\"\ncredentials_file = \"{cf}\"\ntls_verify = false\n"),
+                "5:14: check \"a\": tls_verify is only for galera checks with tls = true".into(),
+            ),
+            (
+                format!("type = \"galera\"\ncredentials_file = \"{cf}\"\nquery = \"SELECT 1\"\n"),
+                "5:9: check \"a\": query is only for mysql checks".into(),
+            ),
+            (
+                format!("type = \"mysql\"\ncredentials_file = \"{cf}\"\ndonor_ok = true\n"),
+                "5:12: check \"a\": donor_ok is only for galera checks".into(),
+            ),
+            (
+                format!("type = \"mysql\"\ncredentials_file = \"{cf}\"\nmax_replication_lag = \"500ms\"\n"),
+                "5:23: check \"a\": max_replication_lag must be at least 1s".into(),
+            ),
+            (
+                format!("type = \"mysql\"\ncredentials_file = \"{cf}\"\ntls = true\ntls_ca = \"{cf}\"\n"),
+                format!("6:10: check \"a\": tls_ca {cf}: no PEM certificate in it"),
+            ),
+            (
+                "type = \"tcp\"\nport = 1\ncredentials_file = \"x\"\n".into(),
+                "5:20: check \"a\": credentials_file is only for galera/mysql checks".into(),
+            ),
+        ];
+        for (body, want) in cases {
+            let text = format!("\n[checks.a]\n{body}");
+            let e = pools(&text).1;
+            let want = format!("example.com.toml:{want}");
+            assert!(e.len() == 1 && e[0].starts_with(&want), "{text}\n{e:?}\nwant {want}");
         }
     }
 }

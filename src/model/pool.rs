@@ -18,6 +18,8 @@ pub enum CheckKind {
     Https,
     Dns,
     Smtp,
+    Galera,
+    Mysql,
 }
 
 impl CheckKind {
@@ -29,6 +31,8 @@ impl CheckKind {
             CheckKind::Https => "https",
             CheckKind::Dns => "dns",
             CheckKind::Smtp => "smtp",
+            CheckKind::Galera => "galera",
+            CheckKind::Mysql => "mysql",
         }
     }
 }
@@ -67,6 +71,51 @@ pub enum Probe {
         host: Option<String>,
         tls_verify: bool,
     },
+    /// A MariaDB/MySQL login, then the node's wsrep (Galera) status decides.
+    Galera {
+        login: SqlLogin,
+        /// A donor (wsrep_local_state 2) counts as up.
+        donor_ok: bool,
+        /// A node with `read_only = ON` counts as up.
+        read_only_ok: bool,
+    },
+    /// A MariaDB/MySQL login, then a query whose first column must be truthy, and optionally
+    /// the replica's lag.
+    Mysql {
+        login: SqlLogin,
+        query: String,
+        max_replication_lag: Option<Duration>,
+    },
+}
+
+/// How the `galera` and `mysql` checks log in: the monitoring user of a MySQL option file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SqlLogin {
+    pub user: String,
+    pub password: Secret,
+    /// Where the credentials came from, for messages.
+    pub credentials_file: std::path::PathBuf,
+    /// None: no TLS.
+    pub tls: Option<SqlTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SqlTls {
+    pub verify: bool,
+    /// The name the certificate must carry (None: the target's address).
+    pub host: Option<String>,
+    /// PEM certificates of the CAs to trust besides the public roots (`tls_ca`, read at load).
+    pub ca: Option<Vec<u8>>,
+}
+
+/// A password: compared and hashed like a string, never printed.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// What one record of a DNS check's answer section must show.
@@ -85,7 +134,10 @@ impl Probe {
         matches!(
             self,
             Probe::Http { tls: true, tls_verify: false, .. } | Probe::Smtp { starttls: true, tls_verify: false, .. }
-        )
+        ) || match self {
+            Probe::Galera { login, .. } | Probe::Mysql { login, .. } => login.tls.as_ref().is_some_and(|t| !t.verify),
+            _ => false,
+        }
     }
 }
 
@@ -108,8 +160,25 @@ pub struct Check {
 pub struct Target {
     pub address: IpAddr,
     pub priority: u8,
-    /// Where it is probed (the answered address and the check's port unless configured).
+    /// Every check that judges it, each with where it probes; all must pass for the target to
+    /// be up (the worst verdict wins). The pool's checks unless the target names its own;
+    /// never empty.
+    pub checks: Vec<TargetCheck>,
+}
+
+/// One check of a target and where it probes: the answered address (or the target's `probe`
+/// address) at the check's port, unless a target with a single check gives a port of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetCheck {
+    pub check: Arc<Check>,
     pub probe: SocketAddr,
+}
+
+impl Target {
+    /// Where its first check probes: the one address the status shows for the target.
+    pub fn probe(&self) -> SocketAddr {
+        self.checks[0].probe
+    }
 }
 
 /// A validated pool: the A/AAAA answer of one owner name.
@@ -118,7 +187,8 @@ pub struct Pool {
     pub name: Name,
     pub ttl: u32,
     pub ttl_min: u32,
-    pub check: Arc<Check>,
+    /// The checks of every target that does not name its own (`check = ...`); never empty.
+    pub checks: Vec<Arc<Check>>,
     pub all_down: AllDown,
     pub failback: Failback,
     pub failback_delay: Duration,
@@ -198,11 +268,12 @@ pub(crate) mod testing {
 
     /// A pool at `name` with (address, priority) targets, probed on port 80.
     pub fn pool(name: &str, targets: &[(&str, u8)], all_down: AllDown) -> Pool {
+        let check = Arc::new(tcp_check());
         Pool {
             name: Name::parse(name, None).unwrap(),
             ttl: 30,
             ttl_min: 5,
-            check: Arc::new(tcp_check()),
+            checks: vec![check.clone()],
             all_down,
             failback: Failback::Auto,
             failback_delay: Duration::ZERO,
@@ -212,7 +283,8 @@ pub(crate) mod testing {
                 .iter()
                 .map(|(a, p)| {
                     let address: IpAddr = a.parse().unwrap();
-                    Target { address, priority: *p, probe: SocketAddr::new(address, 80) }
+                    let probe = SocketAddr::new(address, 80);
+                    Target { address, priority: *p, checks: vec![TargetCheck { check: check.clone(), probe }] }
                 })
                 .collect(),
             at: crate::model::position::Location { file: Path::new("t.toml").into(), line: 9, col: 8 },

@@ -67,10 +67,14 @@ pub fn pool_answer(
             .collect();
         let choice = chart::choose(&views, pool.all_down, held, pool.min_up);
         let ttl = answer_ttl(pool, &choice);
-        let rdatas = choice.selected.iter().map(|&i| match targets[i].address {
-            std::net::IpAddr::V4(a) => a.octets().to_vec(),
-            std::net::IpAddr::V6(a) => a.octets().to_vec(),
-        });
+        // A server listed at two priorities is still one record (`all_down = "all"` answers both).
+        let first =
+            |k: usize| !choice.selected[..k].iter().any(|&j| targets[j].address == targets[choice.selected[k]].address);
+        let rdatas =
+            choice.selected.iter().enumerate().filter(|&(k, _)| first(k)).map(|(_, &i)| match targets[i].address {
+                std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                std::net::IpAddr::V6(a) => a.octets().to_vec(),
+            });
         let rt = if v6 { rtype::AAAA } else { rtype::A };
         FamilyAnswer { rrset: RRset::new(rt, ttl, rdatas), level: choice.level, mode: choice.mode }
     };

@@ -22,6 +22,10 @@ pub struct Record {
     pub at: Location,
 }
 
+/// The most bytes one RRset may take in a message: 65535 less the header (12), the longest
+/// question (255 + 4) and an OPT record (11).
+pub const MAX_RRSET_WIRE: usize = 65535 - 12 - 259 - 11;
+
 pub type NodeId = u32;
 pub const NONE: NodeId = u32::MAX;
 
@@ -164,6 +168,35 @@ impl Zone {
         self.nodes[APEX as usize].rrset(rtype::SOA).expect("a zone always has an SOA")
     }
 
+    /// The apex's NS names, each with the addresses (A, AAAA) the zone itself holds for it;
+    /// none for a name outside the zone.
+    pub fn apex_ns(&self) -> Vec<(Name, Vec<std::net::IpAddr>)> {
+        let Some(ns) = self.node(APEX).rrset(rtype::NS) else { return Vec::new() };
+        ns.rdatas()
+            .map(|rd| {
+                let name = Name::from_wire_unchecked(rd);
+                let addrs = self.addresses(&name);
+                (name, addrs)
+            })
+            .collect()
+    }
+
+    /// The addresses in the A and AAAA records at `name` (a pool's targets are not records).
+    pub fn addresses(&self, name: &Name) -> Vec<std::net::IpAddr> {
+        let Some(id) = self.node_id(&name.key()) else { return Vec::new() };
+        let mut out = Vec::new();
+        for rt in [rtype::A, rtype::AAAA] {
+            for a in self.node(id).rrset(rt).into_iter().flat_map(|s| s.rdatas()) {
+                match a.len() {
+                    4 => out.push(<[u8; 4]>::try_from(a).unwrap().into()),
+                    16 => out.push(<[u8; 16]>::try_from(a).unwrap().into()),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
     /// Builds and validates a zone. All problems are returned, each with its location.
     pub fn build(
         apex: Name,
@@ -184,6 +217,18 @@ impl Zone {
             match r.rtype {
                 rtype::DNAME => {
                     errors.push(FileError { msg: "DNAME records are not supported".into(), at: r.at.clone() });
+                    continue;
+                }
+                // RDLENGTH is 16 bits (RFC 1035 §3.2.1): anything longer cannot be sent at all.
+                _ if r.rdata.len() > usize::from(u16::MAX) => {
+                    errors.push(FileError {
+                        msg: format!(
+                            "{} record data of {} bytes is over the 65535 a record can carry (RFC 1035 §3.2.1)",
+                            rtype::name(r.rtype),
+                            r.rdata.len()
+                        ),
+                        at: r.at.clone(),
+                    });
                     continue;
                 }
                 rtype::SOA if r.owner.key() != apex.key() => {
@@ -223,6 +268,21 @@ impl Zone {
                     rdatas.push(d);
                 }
                 j += 1;
+            }
+            // The whole set must fit in one message with its question (a 255-byte name), every
+            // record's name compressed to 2 bytes, and an OPT record: else no answer can carry it.
+            let wire: usize = rdatas.iter().map(|d| 2 + 10 + d.len()).sum();
+            if wire > MAX_RRSET_WIRE {
+                errors.push(FileError {
+                    msg: format!(
+                        "{} set of {} records takes {wire} bytes, over the {MAX_RRSET_WIRE} that fit in one DNS message",
+                        rtype::name(rt),
+                        rdatas.len()
+                    ),
+                    at: rec(k).at.clone(),
+                });
+                k = j;
+                continue;
             }
             if (rt == rtype::CNAME || rt == rtype::SOA) && rdatas.len() > 1 {
                 let what = if rt == rtype::CNAME {

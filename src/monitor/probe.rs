@@ -41,6 +41,8 @@ impl Prober {
             Spec::Http { .. } => Box::new(checks::http::HttpProbe::new(addr, &check)?),
             Spec::Dns { .. } => Box::new(checks::dns::DnsProbe::new(addr, &check)?),
             Spec::Smtp { .. } => Box::new(checks::smtp::SmtpProbe::new(addr, &check)?),
+            Spec::Galera { .. } => Box::new(checks::galera::GaleraProbe::new(addr, &check)),
+            Spec::Mysql { .. } => Box::new(checks::mysql::MysqlProbe::new(addr, &check)),
         };
         Ok(Prober { timeout: check.timeout, inner })
     }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use crate::model::name::Name;
-use crate::ops::control::Control;
+use crate::ops::control::{ActionError, Control};
 use crate::ops::doc::{ApiError, DrainReply, FailbackReply};
 use crate::ops::events::Event;
 
@@ -73,11 +73,28 @@ async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> R
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(&**token) {
+        if !token_matches(given, token) {
             return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (see api.token_file)");
         }
     }
     next.run(req).await
+}
+
+/// Whether `given` is the token, compared in constant time: how soon a wrong token is refused
+/// tells nothing of how much of it was right (only its length, which is no secret).
+fn token_matches(given: Option<&str>, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// The answer to an operator action that did not take full effect.
+fn not_done(e: ActionError) -> Response {
+    let code = match e {
+        ActionError::NotFound(_) => StatusCode::NOT_FOUND,
+        ActionError::Conflict(_) => StatusCode::CONFLICT,
+        ActionError::NotPersisted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, e.to_string())
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
@@ -89,7 +106,9 @@ fn gone() -> Response {
 }
 
 async fn readyz(State(s): State<ApiState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
+    if let Some(why) = crate::fatal::failed() {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("failed, stopping: {why}\n")).into_response()
+    } else if s.ready.load(Ordering::Relaxed) {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting: zones loading or first probe round running\n").into_response()
@@ -167,7 +186,7 @@ async fn set_drain(s: ApiState, address: String, q: PoolQuery, drain: bool) -> R
     };
     match s.control.drain(address, pool, drain).await {
         Ok(Ok(())) => Json(DrainReply { ok: true, address, drained: drain }).into_response(),
-        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Ok(Err(e)) => not_done(e),
         Err(_) => gone(),
     }
 }
@@ -186,8 +205,28 @@ async fn failback(State(s): State<ApiState>, Path(name): Path<String>) -> Respon
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match s.control.release_failback(pool.clone()).await {
-        Ok(true) => Json(FailbackReply { ok: true, pool: pool.to_string() }).into_response(),
-        Ok(false) => error(StatusCode::NOT_FOUND, format!("no pool named {pool}")),
+        Ok(Ok(())) => Json(FailbackReply { ok: true, pool: pool.to_string() }).into_response(),
+        Ok(Err(e)) => not_done(e),
         Err(_) => gone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_token_itself_matches() {
+        let token = "s3cret-token-0123456789";
+        assert!(token_matches(Some(token), token));
+        for wrong in [
+            None,
+            Some(""),
+            Some("s3cret-token-012345678"),
+            Some("s3cret-token-01234567890"),
+            Some("S3cret-token-0123456789"),
+        ] {
+            assert!(!token_matches(wrong, token), "{wrong:?}");
+        }
     }
 }

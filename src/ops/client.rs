@@ -82,6 +82,11 @@ fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
 /// The `weiche status` table.
 pub fn status_table(st: &Status) -> String {
     let mut out = String::new();
+    if st.state.persisted == Some(false) {
+        let why = st.state.error.as_deref().unwrap_or("the state file cannot be written");
+        let _ = writeln!(out, "STATE NOT PERSISTED: {why}");
+        let _ = writeln!(out, "  drains, holds and serials changed since hold until weiche restarts only\n");
+    }
     for z in &st.zones {
         let err = z.last_error.as_ref().map(|e| format!("  LAST RELOAD FAILED: {e}")).unwrap_or_default();
         let _ = writeln!(
@@ -95,7 +100,16 @@ pub fn status_table(st: &Status) -> String {
     for p in &st.pools {
         let _ = writeln!(out);
         let held = if p.held.is_some() { "  HELD (manual failback: weiche failback POOL)" } else { "" };
-        let _ = writeln!(out, "pool {}  check={} all_down={} failback={}{held}", p.pool, p.check, p.policy, p.failback);
+        // A server from before several checks per pool sends `check` alone.
+        let checks = if p.checks.is_empty() { p.check.clone() } else { p.checks.join(",") };
+        // The threshold only when it is not the default one target.
+        let min_up =
+            if p.min_up.is_empty() || p.min_up == "1" { String::new() } else { format!(" min_up={}", p.min_up) };
+        let _ = writeln!(
+            out,
+            "pool {}  check={checks}{min_up} all_down={} failback={}{held}",
+            p.pool, p.policy, p.failback
+        );
         for (f, label, v6) in [(&p.a, "A", false), (&p.aaaa, "AAAA", true)] {
             // A family without targets has nothing to say.
             if !p.targets.iter().any(|t| t.address.is_ipv6() == v6) {
@@ -118,19 +132,31 @@ pub fn status_table(st: &Status) -> String {
             let verdict = t.verdict.to_string().to_uppercase();
             let doubt = if t.in_doubt { " (in doubt)" } else { "" };
             let drained = if t.drained { "  DRAINED" } else { "" };
-            let probe = match &t.last_probe {
-                None => "not probed yet".into(),
-                Some(LastProbe { error: Some(e), .. }) => format!("last probe failed: {e}"),
-                Some(LastProbe { latency_ms, .. }) => format!("last probe ok in {latency_ms} ms"),
-            };
             let _ = writeln!(
                 out,
-                "    {:<18} p{:<3} {:<8}{doubt} since {:<26} {probe}{drained}",
+                "    {:<18} p{:<3} {:<8}{doubt} since {:<26} {}{drained}",
                 t.address.to_string(),
                 t.priority,
                 verdict,
-                or_dash(t.since.as_ref())
+                or_dash(t.since.as_ref()),
+                probe_text(&t.last_probe),
             );
+            // Each check on its own line where one alone does not tell: several checks, or
+            // checks of the target's own.
+            let names: Vec<&String> = t.checks.iter().map(|c| &c.name).collect();
+            if t.checks.len() > 1 || (!p.checks.is_empty() && names != p.checks.iter().collect::<Vec<_>>()) {
+                for c in &t.checks {
+                    let doubt = if c.in_doubt { " (in doubt)" } else { "" };
+                    let _ = writeln!(
+                        out,
+                        "      check {:<20} {:<8}{doubt} since {:<26} {}",
+                        c.name,
+                        c.verdict.to_string().to_uppercase(),
+                        or_dash(c.since.as_ref()),
+                        probe_text(&c.last_probe),
+                    );
+                }
+            }
         }
     }
     if !st.events.is_empty() {
@@ -140,6 +166,14 @@ pub fn status_table(st: &Status) -> String {
         }
     }
     out
+}
+
+fn probe_text(p: &Option<LastProbe>) -> String {
+    match p {
+        None => "not probed yet".into(),
+        Some(LastProbe { error: Some(e), .. }) => format!("last probe failed: {e}"),
+        Some(LastProbe { latency_ms, .. }) => format!("last probe ok in {latency_ms} ms"),
+    }
 }
 
 pub fn event_line(e: &Event) -> String {
@@ -160,6 +194,7 @@ mod tests {
         assert!(t.contains("pool www.example.com.  check=web all_down=keep-primary failback=auto\n"), "{t}");
         assert!(t.contains("  A     -> 192.0.2.11  (priority 2, fallback, ttl 5)\n"), "{t}");
         assert!(!t.contains("AAAA"), "no IPv6 targets, no AAAA line: {t}");
+        assert!(!t.contains("      check "), "one check, the pool's: no line of its own: {t}");
         assert!(
             t.contains("    192.0.2.10         p1   DOWN     since 2026-11-21T00:01:00.000Z   last probe failed: connection refused\n"),
             "{t}"
@@ -170,6 +205,22 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("HELD"), "{t}");
+        assert!(!t.contains("PERSISTED"), "{t}");
+    }
+
+    #[test]
+    fn table_says_first_when_the_state_is_not_persisted() {
+        let mut st = crate::ops::doc::tests::sample();
+        st.state.persisted = Some(false);
+        st.state.error = Some("cannot write the state file /s/weiche-state.json: No space left on device".into());
+        let t = status_table(&st);
+        assert!(
+            t.starts_with(
+                "STATE NOT PERSISTED: cannot write the state file /s/weiche-state.json: No space left on device\n  \
+                 drains, holds and serials changed since hold until weiche restarts only\n\nzone example.com."
+            ),
+            "{t}"
+        );
     }
 
     #[test]
@@ -187,5 +238,27 @@ mod tests {
         assert!(t.contains("  AAAA  -> (nothing)  (priority -, alldown, ttl 5)"), "{t}");
         assert!(t.contains("2001:db8::1        p1   DOWN     (in doubt) since -"), "{t}");
         assert!(t.contains("not probed yet"), "{t}");
+    }
+
+    #[test]
+    fn table_shows_each_check_where_one_alone_does_not_tell() {
+        let mut st = crate::ops::doc::tests::sample();
+        let p = &mut st.pools[0];
+        p.checks = vec!["web".into(), "db".into()];
+        let mut db = p.targets[0].checks[0].clone();
+        (db.name, db.verdict, db.in_doubt) = ("db".into(), crate::ops::doc::Verdict::Up, true);
+        p.targets[0].checks.push(db);
+        p.targets[1].checks[0].name = "weak".into();
+        let t = status_table(&st);
+        assert!(t.contains("pool www.example.com.  check=web,db all_down"), "{t}");
+        assert!(
+            t.contains(
+                "last probe failed: connection refused\n      \
+                 check web                  DOWN     since 2026-11-21T00:01:00.000Z   last probe failed: connection refused\n      \
+                 check db                   UP       (in doubt) since 2026-11-21T00:01:00.000Z   last probe failed: connection refused\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("DRAINED\n      check weak  "), "a target's own check is shown: {t}");
     }
 }

@@ -9,12 +9,32 @@ use crate::model::name::Name;
 use crate::ops::doc::Status;
 use crate::ops::events::Event;
 
+/// Why an operator action did not take full effect. Each one is answered with a status other
+/// than 2xx and makes the CLI exit non-zero: an answer never claims more than was done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// It names no served pool, or no target where it looked: nothing changed (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// It cannot take effect as things are (an undrain in one pool of a target drained in
+    /// every pool, a failback release with nothing to release): nothing changed (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// It is served, but the state file could not be written: it holds until weiche restarts
+    /// only (500).
+    #[error("{0}")]
+    NotPersisted(String),
+}
+
+/// What an operator action answers: done in full, or why not.
+pub type Outcome = Result<(), ActionError>;
+
 #[derive(Debug)]
 pub enum Command {
-    /// Release a manual failback hold on a pool; answers whether the pool exists.
-    ReleaseFailback { pool: Name, done: oneshot::Sender<bool> },
+    /// Release a manual failback hold on a pool.
+    ReleaseFailback { pool: Name, done: oneshot::Sender<Outcome> },
     /// Drain (or undrain) an answered address, everywhere or in one pool.
-    Drain { address: IpAddr, pool: Option<Name>, drain: bool, done: oneshot::Sender<Result<(), String>> },
+    Drain { address: IpAddr, pool: Option<Name>, drain: bool, done: oneshot::Sender<Outcome> },
     /// The status document, with the last `events` events.
     Status { events: usize, done: oneshot::Sender<Status> },
     /// Events after sequence number `since`, at most `limit`.
@@ -44,12 +64,12 @@ impl Control {
         rx
     }
 
-    /// Releases a manual failback hold; the answer says whether the pool exists.
-    pub fn release_failback(&self, pool: Name) -> oneshot::Receiver<bool> {
+    /// Releases a manual failback hold.
+    pub fn release_failback(&self, pool: Name) -> oneshot::Receiver<Outcome> {
         self.ask(|done| Command::ReleaseFailback { pool, done })
     }
 
-    pub fn drain(&self, address: IpAddr, pool: Option<Name>, drain: bool) -> oneshot::Receiver<Result<(), String>> {
+    pub fn drain(&self, address: IpAddr, pool: Option<Name>, drain: bool) -> oneshot::Receiver<Outcome> {
         self.ask(|done| Command::Drain { address, pool, drain, done })
     }
 

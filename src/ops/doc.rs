@@ -22,6 +22,22 @@ pub struct Status {
     pub drained: Vec<Drained>,
     /// The most recent events, oldest first.
     pub events: Vec<Event>,
+    /// Whether drains, holds and serials are on disk for the next start.
+    #[serde(default)]
+    pub state: StateStatus,
+}
+
+/// Where drains, manual-failback holds and serials are kept across restarts, and whether the
+/// latest of them is on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateStatus {
+    /// The state file (None: nothing is kept; `server.state_dir` is not set).
+    pub file: Option<String>,
+    /// Whether the latest write of it succeeded (None: nothing is kept). While false, what
+    /// changed since the last write that succeeded holds until weiche restarts only.
+    pub persisted: Option<bool>,
+    /// Why the latest write failed.
+    pub error: Option<String>,
 }
 
 /// One zone file and what is served from it.
@@ -45,8 +61,16 @@ pub struct ZoneStatus {
 pub struct PoolStatus {
     pub pool: String,
     pub zone: String,
-    /// The check's name.
+    /// The name of the pool's first check (the only one, unless `check` is a list).
     pub check: String,
+    /// The names of every check of the pool: a target that names no checks of its own must
+    /// pass them all.
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// How many targets of a level must be up for it to count: a count ("1", "2") or a share
+    /// ("50%"), as configured.
+    #[serde(default)]
+    pub min_up: String,
     /// The all-down policy.
     pub policy: Policy,
     pub failback: Failback,
@@ -75,21 +99,47 @@ pub struct FamilyStatus {
     pub ttl: u32,
 }
 
+/// A target as its checks judge it together: down if any check is down, up only if all are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetStatus {
     /// The address answered.
     pub address: IpAddr,
-    /// Where it is probed.
+    /// Where its first check probes.
     pub probe: SocketAddr,
     pub priority: u8,
     pub verdict: Verdict,
-    /// A probe result disagreed with the verdict and is being confirmed.
+    /// A probe result disagreed and may soon change the verdict: a check of an up target in
+    /// doubt, or every down check of a down target in doubt.
     pub in_doubt: bool,
-    /// When the verdict last changed (RFC 3339, UTC; None: never probed).
+    /// When the verdict last changed (RFC 3339, UTC; None: never probed). With several
+    /// checks: for an up target when its last check came up, for a down one when the first
+    /// of the checks that are down now went down.
+    pub since: Option<String>,
+    /// The most telling of its checks' last probes: a failure (of a check that is down, first),
+    /// else the slowest.
+    pub last_probe: Option<LastProbe>,
+    /// The streak of the check whose last probe is shown.
+    pub streak: Option<Streak>,
+    pub drained: bool,
+    /// Each check on its own, in the order written.
+    #[serde(default)]
+    pub checks: Vec<CheckStatus>,
+}
+
+/// One check of a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    /// The check's name (`NAME (inline)` for a check table written in place).
+    pub name: String,
+    /// Where it probes.
+    pub probe: SocketAddr,
+    pub verdict: Verdict,
+    /// A probe result disagreed with its verdict and is being confirmed.
+    pub in_doubt: bool,
+    /// When its verdict last changed (None: never probed).
     pub since: Option<String>,
     pub last_probe: Option<LastProbe>,
     pub streak: Option<Streak>,
-    pub drained: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,21 +289,36 @@ pub(crate) mod tests {
 
     /// A pool failed over on A, with no AAAA answer, a drained target and two events.
     pub(crate) fn sample() -> Status {
-        let target = |address: &str, priority, verdict, error: Option<&str>, drained| TargetStatus {
-            address: address.parse().unwrap(),
-            probe: format!("{address}:8080").parse().unwrap(),
-            priority,
-            verdict,
-            in_doubt: false,
-            since: Some("2026-11-21T00:01:00.000Z".into()),
-            last_probe: Some(LastProbe {
+        let target = |address: &str, priority, verdict, error: Option<&str>, drained| {
+            let last_probe = Some(LastProbe {
                 at: "2026-11-21T00:01:02.000Z".into(),
                 ok: error.is_none(),
                 latency_ms: 1.5,
                 error: error.map(Into::into),
-            }),
-            streak: Some(Streak { ok: Some(error.is_none()), count: 3 }),
-            drained,
+            });
+            let probe = format!("{address}:8080").parse().unwrap();
+            let since = Some("2026-11-21T00:01:00.000Z".to_string());
+            let streak = Some(Streak { ok: Some(error.is_none()), count: 3 });
+            TargetStatus {
+                address: address.parse().unwrap(),
+                probe,
+                priority,
+                verdict,
+                in_doubt: false,
+                since: since.clone(),
+                last_probe: last_probe.clone(),
+                streak,
+                drained,
+                checks: vec![CheckStatus {
+                    name: "web".into(),
+                    probe,
+                    verdict,
+                    in_doubt: false,
+                    since,
+                    last_probe,
+                    streak,
+                }],
+            }
         };
         let failover = Event {
             seq: 3,
@@ -289,6 +354,8 @@ pub(crate) mod tests {
                 pool: "www.example.com.".into(),
                 zone: "example.com.".into(),
                 check: "web".into(),
+                checks: vec!["web".into()],
+                min_up: "1".into(),
                 policy: Policy::KeepPrimary,
                 failback: Failback::Auto,
                 held: None,
@@ -306,6 +373,11 @@ pub(crate) mod tests {
             }],
             drained: vec![Drained { address: "192.0.2.11".parse().unwrap(), pool: None }],
             events: vec![failover, drain],
+            state: StateStatus {
+                file: Some("/var/lib/weiche/weiche-state.json".into()),
+                persisted: Some(true),
+                error: None,
+            },
         }
     }
 

@@ -34,6 +34,25 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// As in the JSON, the CLI and metric labels: `failover`, `target_down`.
+    pub fn name(self) -> &'static str {
+        use EventKind::*;
+        match self {
+            TargetDown => "target_down",
+            TargetUp => "target_up",
+            Failover => "failover",
+            Failback => "failback",
+            AllDown => "all_down",
+            Recovered => "recovered",
+            Drain => "drain",
+            Undrain => "undrain",
+            FailbackReleased => "failback_released",
+            ZoneLoaded => "zone_loaded",
+            ZoneError => "zone_error",
+            ZoneRemoved => "zone_removed",
+        }
+    }
+
     /// Events that notifications (webhooks, commands) are sent for.
     pub fn notifies(self) -> bool {
         use EventKind::*;
@@ -72,6 +91,9 @@ pub struct Event {
     pub priority: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The SOA serial served from now on, for a zone loaded (it may differ from the file's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u32>,
     /// Why: a probe's failure cause, what changed, who asked.
     pub reason: String,
     /// One sentence for a person.
@@ -109,7 +131,7 @@ impl Event {
             EventKind::Drain => warn!(target, pool, reason, "target drained"),
             EventKind::Undrain => info!(target, pool, reason, "target undrained"),
             EventKind::FailbackReleased => info!(pool, reason, "manual failback released"),
-            EventKind::ZoneLoaded => info!(zone, reason, "zone loaded"),
+            EventKind::ZoneLoaded => info!(zone, serial = self.serial, reason, "zone loaded"),
             EventKind::ZoneError => warn!(zone, reason, "zone file has errors"),
             EventKind::ZoneRemoved => warn!(zone, reason, "zone removed"),
         }
@@ -140,7 +162,7 @@ impl Journal {
         }
         e.log();
         if let Some(kind) = e.kind {
-            metrics::counter!("weiche_events_total", "kind" => format!("{kind:?}")).increment(1);
+            metrics::counter!("weiche_events_total", "kind" => kind.name()).increment(1);
         }
         if self.recent.len() == KEEP {
             self.recent.pop_front();
@@ -206,7 +228,10 @@ fn describe(e: &Event) -> String {
             e.pool.as_deref().map(|p| format!(" in {p}")).unwrap_or_default()
         ),
         EventKind::FailbackReleased => format!("{pool}: manual failback released"),
-        EventKind::ZoneLoaded => format!("zone {} loaded ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
+        EventKind::ZoneLoaded => match e.serial {
+            Some(s) => format!("zone {} loaded, serving serial {s} ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
+            None => format!("zone {} loaded ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
+        },
         EventKind::ZoneError => format!("zone {} not reloaded: {}", e.zone.as_deref().unwrap_or("?"), e.reason),
         EventKind::ZoneRemoved => format!("zone {} removed ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
     }
@@ -215,6 +240,28 @@ fn describe(e: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Metric labels use the names of the JSON and the CLI.
+    #[test]
+    fn kind_names_are_the_json_names() {
+        use EventKind::*;
+        for k in [
+            TargetDown,
+            TargetUp,
+            Failover,
+            Failback,
+            AllDown,
+            Recovered,
+            Drain,
+            Undrain,
+            FailbackReleased,
+            ZoneLoaded,
+            ZoneError,
+            ZoneRemoved,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+        }
+    }
 
     #[test]
     fn journal_numbers_keeps_and_broadcasts() {

@@ -3,12 +3,13 @@
 //! time, and carries out the [`Effects`] each step returns.
 //!
 //! Nothing slow runs here. Zones arrive parsed and diffed; replaced zones are freed on a
-//! blocking thread; the state file is written by its own task, and an operator's command is
-//! answered only once the change it made is on disk (or with the reason it is not).
+//! blocking thread; the state file is written by its own task ([`StateWriter`]), and an
+//! operator's command is answered only once the change it made is on disk, or with the
+//! reason it is not.
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 
 use super::admin::{AdminState, StateFile};
@@ -16,16 +17,63 @@ use super::{Effects, Now, Publisher};
 use crate::load::watch::{Reload, drop_off_path};
 use crate::model::snapshot::Store;
 use crate::monitor::{Monitor, ProbeKey, Update};
-use crate::ops::control::{Command, Commands};
+use crate::ops::control::{ActionError, Command, Commands, Outcome};
+use crate::ops::doc::StateStatus;
 use crate::ops::events::Journal;
 use crate::transfer::secondaries::Change;
 
 /// Called with the outcome of a state-file write.
-type AfterWrite = Box<dyn FnOnce(Result<(), String>) + Send>;
+type AfterWrite = Box<dyn FnOnce(Persisted) + Send>;
+
+/// What the latest write of the state file came to: written, or why not.
+pub type Persisted = Result<(), String>;
 
 struct StateWrite {
     state: AdminState,
     then: Option<AfterWrite>,
+}
+
+/// How soon a failed write of the state file is tried again when nothing new comes to write.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// The state file's writer: the way to its task, and what its latest write came to.
+pub struct StateWriter {
+    file: String,
+    tx: mpsc::UnboundedSender<StateWrite>,
+    persisted: watch::Receiver<Persisted>,
+}
+
+impl StateWriter {
+    /// Starts the task that writes `file`. `written` is the state the start wrote, `outcome`
+    /// what that came to. Once the writer is dropped, the task writes the last state once
+    /// more as a clean stop and ends; its handle tells when.
+    pub fn start(
+        file: StateFile,
+        written: AdminState,
+        outcome: Persisted,
+    ) -> (StateWriter, tokio::task::JoinHandle<()>) {
+        let name = file.path.display().to_string();
+        export_persisted(&name, &outcome);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (report, persisted) = watch::channel(outcome);
+        let task = tokio::spawn(write_state(file, rx, written, report));
+        (StateWriter { file: name, tx, persisted }, task)
+    }
+
+    fn status(&self) -> StateStatus {
+        let persisted = self.persisted.borrow();
+        StateStatus {
+            file: Some(self.file.clone()),
+            persisted: Some(persisted.is_ok()),
+            error: persisted.as_ref().err().cloned(),
+        }
+    }
+}
+
+/// The gauge `weiche_state_persisted{file}`: 1 while the latest write of the state file
+/// succeeded.
+fn export_persisted(file: &str, persisted: &Persisted) {
+    metrics::gauge!("weiche_state_persisted", "file" => file.to_string()).set(persisted.is_ok() as u8 as f64);
 }
 
 /// The publisher, its journal, and where its effects go.
@@ -33,8 +81,8 @@ pub struct Driver {
     core: Publisher,
     store: Store,
     journal: Journal,
-    /// To the state-file writer (None: operator state is not persisted).
-    state: Option<mpsc::UnboundedSender<StateWrite>>,
+    /// The state-file writer (None: operator state is not persisted).
+    state: Option<StateWriter>,
     /// To the NOTIFY sender.
     changes: mpsc::UnboundedSender<Change>,
 }
@@ -44,14 +92,9 @@ impl Driver {
         core: Publisher,
         store: Store,
         journal: Journal,
-        state_file: Option<StateFile>,
+        state: Option<StateWriter>,
         changes: mpsc::UnboundedSender<Change>,
     ) -> Driver {
-        let state = state_file.map(|file| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(write_state(file, rx));
-            tx
-        });
         Driver { core, store, journal, state, changes }
     }
 
@@ -84,9 +127,9 @@ impl Driver {
             let _ = self.changes.send(c);
         }
         match (state, &self.state) {
-            (Some(state), Some(tx)) => {
+            (Some(state), Some(writer)) => {
                 if let Err(mpsc::error::SendError(StateWrite { then: Some(then), .. })) =
-                    tx.send(StateWrite { state, then })
+                    writer.tx.send(StateWrite { state, then })
                 {
                     then(Err("the state writer has stopped".into()));
                 }
@@ -154,35 +197,50 @@ impl Driver {
         }
     }
 
-    /// Carries out one operator command; its answer is sent once the change is published and
-    /// on disk.
+    /// Carries out one operator command. A refusal is answered at once; a change once it is
+    /// published and the state is written, with what the write came to. The state is written
+    /// even when nothing changed, so an answer never rests on an older write.
     fn execute(&mut self, cmd: Command) {
         let now = Now::read();
         match cmd {
-            Command::ReleaseFailback { pool, done } => {
-                let found = self.core.release_failback(&pool, now);
-                self.carry_out_then(Some(Box::new(move |written| {
-                    if let Err(e) = written {
-                        error!(pool = %pool, "{e}; the release holds until restart only");
-                    }
-                    let _ = done.send(found);
-                })));
-            }
+            Command::ReleaseFailback { pool, done } => match self.core.release_failback(&pool, now) {
+                Ok(()) => self.answer_once_written(done, format!("the failback of {pool} is released")),
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            },
             Command::Drain { address, pool, drain, done } => {
-                let result = self.core.set_drain(address, pool.as_ref(), drain, now);
-                self.carry_out_then(Some(Box::new(move |written| {
-                    let _ = done.send(result.and(
-                        written.map_err(|e| format!("the change is served, but {e}; it holds until restart only")),
-                    ));
-                })));
+                match self.core.set_drain(address, pool.as_ref(), drain, now) {
+                    Ok(()) => {
+                        let verb = if drain { "drained" } else { "undrained" };
+                        let pool = pool.map(|p| format!(" in {p}")).unwrap_or_default();
+                        self.answer_once_written(done, format!("{address} {verb}{pool}"));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                }
             }
             Command::Status { events, done } => {
-                let _ = done.send(self.core.status(self.journal.since(0, events)));
+                let mut status = self.core.status(self.journal.since(0, events));
+                status.state = self.state.as_ref().map(StateWriter::status).unwrap_or_default();
+                let _ = done.send(status);
             }
             Command::Events { since, limit, done } => {
                 let _ = done.send(self.journal.since(since, limit));
             }
         }
+    }
+
+    /// Carries out what an operator's change asked for, writes the state, and answers `done`
+    /// with what the write came to (`what` says what was done).
+    fn answer_once_written(&mut self, done: oneshot::Sender<Outcome>, what: String) {
+        self.core.save_state();
+        self.carry_out_then(Some(Box::new(move |written: Persisted| {
+            let _ = done.send(written.map_err(|e| {
+                ActionError::NotPersisted(format!("{what} and served, but {e}: it holds until weiche restarts only"))
+            }));
+        })));
     }
 }
 
@@ -196,27 +254,62 @@ fn batch(first: Update, updates: &mut mpsc::UnboundedReceiver<Update>) -> Vec<Up
 }
 
 /// Writes operator state as it changes, the newest of what is waiting each time, on a blocking
-/// thread; then tells whoever waits for it. Ends when the driver is gone and all is written.
-async fn write_state(file: StateFile, mut rx: mpsc::UnboundedReceiver<StateWrite>) {
-    while let Some(first) = rx.recv().await {
-        let mut state = first.state;
-        let mut waiting: Vec<AfterWrite> = first.then.into_iter().collect();
-        while let Ok(more) = rx.try_recv() {
-            state = more.state;
-            waiting.extend(more.then);
+/// thread; then tells whoever waits for it, and reports the outcome (`/status`, the metric,
+/// the log when it changes). A failed write is tried again every [`RETRY`] until one
+/// succeeds. Once the driver is gone, writes the last state once more as a clean stop.
+async fn write_state(
+    file: StateFile,
+    mut rx: mpsc::UnboundedReceiver<StateWrite>,
+    mut last: AdminState,
+    report: watch::Sender<Persisted>,
+) {
+    let name = file.path.display().to_string();
+    loop {
+        let next = if report.borrow().is_err() {
+            tokio::time::timeout(RETRY, rx.recv()).await.ok()
+        } else {
+            Some(rx.recv().await)
+        };
+        let mut waiting: Vec<AfterWrite> = Vec::new();
+        match next {
+            // A retry of the last state.
+            None => {}
+            Some(None) => {
+                if let Err(e) = save(&file, &last, false).await {
+                    error!("{e}; the next start skips the serials this run may have served");
+                }
+                return;
+            }
+            Some(Some(first)) => {
+                last = first.state;
+                waiting.extend(first.then);
+                while let Ok(more) = rx.try_recv() {
+                    last = more.state;
+                    waiting.extend(more.then);
+                }
+            }
         }
-        let f = file.clone();
-        let result = tokio::task::spawn_blocking(move || f.save(&state))
-            .await
-            .map_err(|e| format!("the state writer failed: {e}"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        if let Err(e) = &result {
-            error!("{e}; operator changes hold until restart only");
+        let result = save(&file, &last, true).await;
+        match (&result, &*report.borrow()) {
+            (Err(e), Ok(())) => error!("{e}; operator changes and serials hold until restart only"),
+            (Ok(()), Err(_)) => info!(file = %name, "the state file is written again"),
+            _ => {}
         }
+        export_persisted(&name, &result);
+        let _ = report.send_replace(result.clone());
         for then in waiting {
             then(result.clone());
         }
     }
+}
+
+/// Writes `state` to `file` on a blocking thread.
+async fn save(file: &StateFile, state: &AdminState, running: bool) -> Persisted {
+    let (f, state) = (file.clone(), state.clone());
+    tokio::task::spawn_blocking(move || f.save(&state, running))
+        .await
+        .map_err(|e| format!("the state writer failed: {e}"))
+        .and_then(|r| r.map_err(|e| e.to_string()))
 }
 
 #[cfg(test)]
@@ -256,13 +349,9 @@ mod tests {
         let store: Store = Default::default();
         let (changes, _notify) = mpsc::unbounded_channel();
         let state_file = StateFile::in_dir(state_dir.path());
-        let mut driver = Driver::new(
-            Publisher::new(Default::default()),
-            store.clone(),
-            Journal::default(),
-            Some(state_file.clone()),
-            changes,
-        );
+        let (writer, writing) = StateWriter::start(state_file.clone(), Default::default(), Ok(()));
+        let mut driver =
+            Driver::new(Publisher::new(Default::default()), store.clone(), Journal::default(), Some(writer), changes);
         let reload = Watcher::new(zones.path()).reconcile(true).unwrap().unwrap();
         driver.core_mut().set_zones(reload, Now::read());
         driver.carry_out();
@@ -300,6 +389,12 @@ mod tests {
         assert_eq!(www(&store), [127, 0, 0, 2]);
         let status = control.status(10).await.unwrap();
         assert!(status.events.iter().any(|e| e.kind == Some(crate::ops::events::EventKind::Drain)));
+        assert_eq!(status.state.persisted, Some(true));
+        assert!(state_file.load().0.running, "in use");
+        // Stopped: the writer writes the state once more, as a clean stop.
         task.abort();
+        writing.await.unwrap();
+        let (on_disk, _) = state_file.load();
+        assert!(!on_disk.running && on_disk.drained.len() == 1, "{on_disk:?}");
     }
 }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -29,9 +29,11 @@ use crate::load::watch::{Reload, ZoneDiff, ZoneFileState};
 use crate::model::chart::{Admin, Failback, Health, Mode};
 use crate::model::history;
 use crate::model::name::Name;
+use crate::model::pool::Check;
 use crate::model::snapshot::{FamilyAnswer, PoolAnswer, Snapshot, ZoneEntry, pool_answer};
 use crate::model::zone::Zone;
-use crate::monitor::{ProbeKey, TargetState, Update};
+use crate::monitor::{CheckKey, ProbeKey, TargetState, Update};
+use crate::ops::control::ActionError;
 use crate::ops::events::{Event, EventKind};
 use crate::transfer::secondaries::Change;
 use admin::{AdminState, Drain};
@@ -69,12 +71,22 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Which probe key each pool target has, and which pools each key serves.
+/// Which probe keys each pool target has, and which pools each key serves.
 #[derive(Default)]
 struct ProbeIndex {
-    /// Per served zone (by address of its `Arc`): per pool, per target.
-    per_zone: HashMap<usize, Vec<Vec<ProbeKey>>>,
-    users: HashMap<ProbeKey, Vec<(Arc<Zone>, usize)>>,
+    /// Per served zone (by address of its `Arc`): per pool, per target, one key per check of
+    /// the target (in the order of `Target::checks`).
+    per_zone: HashMap<usize, Vec<Vec<Vec<ProbeKey>>>>,
+    /// Where each key is used.
+    users: HashMap<ProbeKey, Vec<KeyUse>>,
+}
+
+/// One use of a probe key: a check of a target of a pool, by index.
+struct KeyUse {
+    zone: Arc<Zone>,
+    pool: usize,
+    target: usize,
+    check: usize,
 }
 
 /// What the status API shows of a probed target beyond its verdict.
@@ -179,30 +191,41 @@ impl Publisher {
             self.probes.retain(|k, _| keys.contains(k));
             self.recovered.retain(|k, _| keys.contains(k));
             self.publish("zone reloaded", now);
+            // A loaded zone's event says the serial it is served with, which may differ from
+            // its file's (restored, or moved past one served before).
+            let current = self.current.clone();
+            for e in self.out.events.iter_mut().filter(|e| e.kind == Some(EventKind::ZoneLoaded)) {
+                let served = e.zone.as_deref().and_then(|z| Name::parse(z, None).ok());
+                e.serial = served.and_then(|z| current.zone(&z.key()).map(|entry| entry.serial));
+            }
         }
     }
 
     /// Rebuilds the probe index from the served zones (after zones changed).
     fn reindex(&mut self) {
         let mut index = ProbeIndex::default();
+        // One key per check, however many targets share it (a pool's checks are shared Arcs).
+        let mut check_keys: HashMap<*const Check, Arc<CheckKey>> = HashMap::new();
         for zone in self.tracked.values().filter_map(|t| t.served.as_ref()) {
-            let keys: Vec<Vec<ProbeKey>> = zone
-                .pools
-                .iter()
-                .enumerate()
-                .map(|(pi, p)| {
-                    let check = Arc::new(crate::monitor::CheckKey((*p.check).clone()));
-                    p.targets
-                        .iter()
-                        .map(|t| {
-                            let k = ProbeKey { addr: t.probe, check: check.clone() };
-                            index.users.entry(k.clone()).or_default().push((zone.clone(), pi));
-                            k
-                        })
-                        .collect()
-                })
-                .collect();
-            index.per_zone.insert(Arc::as_ptr(zone) as usize, keys);
+            let mut pools = Vec::with_capacity(zone.pools.len());
+            for (pi, p) in zone.pools.iter().enumerate() {
+                let mut targets = Vec::with_capacity(p.targets.len());
+                for (ti, t) in p.targets.iter().enumerate() {
+                    let mut keys = Vec::with_capacity(t.checks.len());
+                    for (ci, tc) in t.checks.iter().enumerate() {
+                        let check = check_keys
+                            .entry(Arc::as_ptr(&tc.check))
+                            .or_insert_with(|| Arc::new(CheckKey((*tc.check).clone())));
+                        let k = ProbeKey { addr: tc.probe, check: check.clone() };
+                        let used = KeyUse { zone: zone.clone(), pool: pi, target: ti, check: ci };
+                        index.users.entry(k.clone()).or_default().push(used);
+                        keys.push(k);
+                    }
+                    targets.push(keys);
+                }
+                pools.push(targets);
+            }
+            index.per_zone.insert(Arc::as_ptr(zone) as usize, pools);
         }
         self.index = index;
     }
@@ -246,14 +269,20 @@ impl Publisher {
                 Health::Up => Some(EventKind::TargetUp),
                 Health::Unknown => None,
             };
-            for (zone, pi) in self.index.users.get(&u.key).into_iter().flatten() {
-                let pool = &zone.pools[*pi];
-                if let Some(kind) = kind {
+            // One event per pool and check name: two targets probed at the same address, or
+            // two same checks of one target, are one event.
+            let mut told = HashSet::new();
+            for KeyUse { zone, pool, target, check } in self.index.users.get(&u.key).into_iter().flatten() {
+                let (pi, pool) = (*pool, &zone.pools[*pool]);
+                let check = &pool.targets[*target].checks[*check].check.name;
+                if let Some(kind) = kind
+                    && told.insert((Arc::as_ptr(zone), pi, check))
+                {
                     self.out.events.push(Event {
                         zone: Some(zone.apex.to_string()),
                         pool: Some(pool.name.to_string()),
                         target: Some(u.key.addr.to_string()),
-                        check: Some(pool.check.name.clone()),
+                        check: Some(check.clone()),
                         count: Some(t.after),
                         from: Some(format!("{:?}", t.from).to_lowercase()),
                         to: Some(format!("{:?}", t.to).to_lowercase()),
@@ -320,55 +349,175 @@ impl Publisher {
             .any(|p| p.targets.iter().any(|t| t.address == address))
     }
 
-    /// Releases a manual failback hold: the pool returns to its best healthy level.
-    /// Returns false if no served pool has that name.
-    pub fn release_failback(&mut self, pool_name: &Name, now: Now) -> bool {
-        if !self.pool_exists(pool_name) {
-            return false;
+    /// Asks for the operator state to be written even if it did not change: an operator's
+    /// command is answered with the outcome of a write, so asking again after a failed one
+    /// tries the disk again rather than claiming what is not on it.
+    pub fn save_state(&mut self) {
+        self.out.state = Some(self.admin.clone());
+    }
+
+    /// Releases a manual failback hold: the pool returns to its best healthy level. Refused,
+    /// changing nothing, when there is nothing to release: the pool fails back by itself, it
+    /// holds nothing, or no better level is ready to go back to (the hold would form again).
+    pub fn release_failback(&mut self, pool_name: &Name, now: Now) -> Result<(), ActionError> {
+        let key = pool_name.key();
+        let current = self.current.clone();
+        let found: Vec<(&ZoneEntry, usize)> = current
+            .zones
+            .iter()
+            .flat_map(|e| {
+                e.zone.pools.iter().enumerate().filter(|(_, p)| p.name.key() == key).map(move |(i, _)| (e, i))
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(ActionError::NotFound(format!("no pool named {pool_name}")));
         }
-        self.admin.held.remove(&hold_key(pool_name));
+        if found.iter().all(|(e, pi)| e.zone.pools[*pi].failback == Failback::Auto) {
+            return Err(ActionError::Conflict(format!(
+                "pool {pool_name} fails back by itself (failback = \"auto\"): there is no hold to release"
+            )));
+        }
+        let hold = hold_key(pool_name);
+        let Some(held) = self.admin.held.get(&hold).copied() else {
+            return Err(ActionError::Conflict(format!(
+                "pool {pool_name} holds nothing: it answers from its best healthy level already"
+            )));
+        };
+        let moves = found.iter().any(|(e, pi)| {
+            let (released, _) = self.answer_now(&e.zone, *pi, [None, None], now);
+            let served = &e.answers[*pi];
+            released.a.rrset.data != served.a.rrset.data || released.aaaa.rrset.data != served.aaaa.rrset.data
+        });
+        if !moves {
+            let levels: Vec<String> = held.iter().flatten().map(u8::to_string).collect();
+            return Err(ActionError::Conflict(format!(
+                "pool {pool_name} is held on priority {}, and no better level is up (and past its failback_delay): \
+                 nothing to fail back to yet; the hold stays",
+                levels.join("/")
+            )));
+        }
+        self.admin.held.remove(&hold);
         self.out.state = Some(self.admin.clone());
         self.out
             .events
             .push(Event { pool: Some(pool_name.to_string()), ..Event::new(EventKind::FailbackReleased, "operator") });
         self.publish("failback released by operator", now);
-        true
+        Ok(())
     }
 
-    /// Drains (or undrains) an answered address, in every pool or in one. Errors say why not.
-    pub fn set_drain(&mut self, address: IpAddr, pool: Option<&Name>, drained: bool, now: Now) -> Result<(), String> {
+    /// Drains (or undrains) an answered address, in every pool or in one. An undrain without a
+    /// pool puts the address back in every pool, lifting its per-pool drains too; an undrain in
+    /// one pool of an address drained in every pool could not take effect, so it is refused.
+    /// Errors say why, and change nothing.
+    pub fn set_drain(
+        &mut self,
+        address: IpAddr,
+        pool: Option<&Name>,
+        drained: bool,
+        now: Now,
+    ) -> Result<(), ActionError> {
         if let Some(p) = pool
             && !self.pool_exists(p)
         {
-            return Err(format!("no pool named {p}"));
+            return Err(ActionError::NotFound(format!("no pool named {p}")));
         }
         if !self.target_exists(address, pool) {
-            return Err(format!(
+            return Err(ActionError::NotFound(format!(
                 "{address} is not a target{}",
                 pool.map(|p| format!(" of pool {p}")).unwrap_or_default()
-            ));
+            )));
         }
-        let d = Drain { address, pool: pool.map(|p| p.to_string().to_ascii_lowercase()) };
-        let changed = if drained { self.admin.drained.insert(d) } else { self.admin.drained.remove(&d) };
-        if !drained
-            && !changed
-            && pool.is_some()
-            && self.admin.drained.iter().any(|x| x.address == address && x.pool.is_none())
-        {
-            return Err(format!("{address} is drained in every pool; undrain it without --pool"));
+        if !drained && pool.is_some() && self.admin.drained.contains(&Drain { address, pool: None }) {
+            return Err(ActionError::Conflict(format!(
+                "{address} is drained in every pool; undrain it without --pool"
+            )));
         }
-        if changed {
-            self.out.state = Some(self.admin.clone());
-            let kind = if drained { EventKind::Drain } else { EventKind::Undrain };
+        let in_pool = pool.map(hold_key);
+        let changed: Vec<Drain> = if drained {
+            let d = Drain { address, pool: in_pool };
+            if self.admin.drained.insert(d.clone()) { vec![d] } else { Vec::new() }
+        } else {
+            let lifted: Vec<Drain> = self
+                .admin
+                .drained
+                .iter()
+                .filter(|d| d.address == address && (in_pool.is_none() || d.pool == in_pool))
+                .cloned()
+                .collect();
+            for d in &lifted {
+                self.admin.drained.remove(d);
+            }
+            lifted
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.out.state = Some(self.admin.clone());
+        let kind = if drained { EventKind::Drain } else { EventKind::Undrain };
+        for d in changed {
             self.out.events.push(Event {
                 target: Some(address.to_string()),
-                pool: pool.map(Name::to_string),
+                pool: d.pool,
                 ..Event::new(kind, "operator")
             });
-            let what = if drained { "drained" } else { "undrained" };
-            self.publish(&format!("{address} {what} by operator"), now);
         }
+        let what = if drained { "drained" } else { "undrained" };
+        self.publish(&format!("{address} {what} by operator"), now);
         Ok(())
+    }
+
+    /// How the chart sees one target now: drained, or judged by its checks with its
+    /// `failback_delay` (and when that delay runs out, if it is running).
+    fn target_view(
+        &self,
+        pool: &crate::model::pool::Pool,
+        keys: &[ProbeKey],
+        ti: usize,
+        now: Now,
+    ) -> ((Health, Admin, Option<Duration>), Option<Instant>) {
+        if self.admin.is_drained(pool.targets[ti].address, &hold_key(&pool.name)) {
+            return ((Health::Unknown, Admin::ForcedDown, None), None);
+        }
+        match judge(keys, &self.verdicts) {
+            (Health::Up, due) => {
+                // Up since its last check came back: the latest recovery counts, so an older
+                // one cannot cut the delay short.
+                let recovered = keys.iter().filter_map(|k| self.recovered.get(k)).max();
+                match recovered.map(|at| *at + pool.failback_delay) {
+                    // Back up, but not yet for `failback_delay`: answered once it runs out.
+                    Some(r) if r > now.at => ((Health::Down, Admin::Auto, Some(r - now.at)), Some(r)),
+                    _ => ((Health::Up, Admin::Auto, due), None),
+                }
+            }
+            // Once up, it is answered only after the delay.
+            (Health::Down, due) => ((Health::Down, Admin::Auto, due.map(|d| d + pool.failback_delay)), None),
+            (Health::Unknown, _) => ((Health::Unknown, Admin::Auto, None), None),
+        }
+    }
+
+    /// What pool `pi` of `zone` answers now with the levels `held`, and the soonest moment a
+    /// `failback_delay` of one of its targets runs out.
+    fn answer_now(
+        &self,
+        zone: &Arc<Zone>,
+        pi: usize,
+        held: [Option<u8>; 2],
+        now: Now,
+    ) -> (PoolAnswer, Option<Instant>) {
+        let pool = &zone.pools[pi];
+        let keys = &self.index.per_zone[&(Arc::as_ptr(zone) as usize)][pi];
+        let ready_at = std::cell::Cell::new(None);
+        let answer = pool_answer(
+            pool,
+            zone.neg_ttl,
+            |ti| {
+                let (view, ready) = self.target_view(pool, &keys[ti], ti, now);
+                ready_at.set(min_instant(ready_at.get(), ready));
+                view
+            },
+            held,
+        );
+        (answer, ready_at.get())
     }
 
     /// Builds the next snapshot of every served zone, with an event for each pool whose answer
@@ -388,41 +537,15 @@ impl Publisher {
             for (pi, pool) in zone.pools.iter().enumerate() {
                 let hold = hold_key(&pool.name);
                 let held = self.admin.held.get(&hold).copied().unwrap_or([None, None]);
-                let ready_at = std::cell::Cell::new(None);
-                let answer = pool_answer(
-                    pool,
-                    zone.neg_ttl,
-                    |ti| {
-                        if self.admin.is_drained(pool.targets[ti].address, &hold) {
-                            return (Health::Unknown, Admin::ForcedDown, None);
-                        }
-                        let key = &zone_keys[pi][ti];
-                        let ready = self.recovered.get(key).map(|at| *at + pool.failback_delay);
-                        match (self.verdicts.get(key), ready) {
-                            // Back up, but not yet for `failback_delay`: answered once it runs out.
-                            (Some(s), Some(r)) if s.verdict == Health::Up && r > now.at => {
-                                ready_at.set(min_instant(ready_at.get(), ready));
-                                (Health::Down, Admin::Auto, Some(r - now.at))
-                            }
-                            (Some(s), _) => {
-                                let mut due = s.decided_within(&pool.check);
-                                if s.verdict == Health::Down {
-                                    // Once up, it is answered only after the delay.
-                                    due = due.map(|d| d + pool.failback_delay);
-                                }
-                                (s.verdict, Admin::Auto, due)
-                            }
-                            (None, _) => (Health::Unknown, Admin::Auto, None),
-                        }
-                    },
-                    held,
-                );
-                wake_at = min_instant(wake_at, ready_at.get());
+                let (answer, ready_at) = self.answer_now(&zone, pi, held, now);
+                wake_at = min_instant(wake_at, ready_at);
                 // Manual failback: a pool answering from a fallback level stays there. Not
                 // before every target has a verdict: a secondary judged before the primary at
                 // start-up is no failover.
-                let all_judged =
-                    zone_keys[pi].iter().all(|k| self.verdicts.get(k).is_some_and(|v| v.verdict != Health::Unknown));
+                let all_judged = zone_keys[pi]
+                    .iter()
+                    .flatten()
+                    .all(|k| self.verdicts.get(k).is_some_and(|v| v.verdict != Health::Unknown));
                 if pool.failback == Failback::Manual {
                     let hold_of = |f: &FamilyAnswer| if f.mode == Mode::Fallback { f.level } else { None };
                     let h = if all_judged { [hold_of(&answer.a), hold_of(&answer.aaaa)] } else { held };
@@ -555,6 +678,25 @@ impl Publisher {
     }
 }
 
+/// What a target's checks say together, for the chart: down if any check is down, up only if
+/// all are up, else unknown (gdnsd's worst-wins). With it, how long until a pending verdict
+/// could change that (None: nothing pending): for an up target the soonest of its checks in
+/// doubt (any one going down takes it down); for a down one, only if every check that is down
+/// is in doubt coming up, the last of them. A failback delay is the caller's to add.
+fn judge(keys: &[ProbeKey], verdicts: &HashMap<ProbeKey, TargetState>) -> (Health, Option<Duration>) {
+    const NOT_YET: TargetState = TargetState { verdict: Health::Unknown, against: 0, streak: 0, last_ok: None };
+    let states = || keys.iter().map(|k| (verdicts.get(k).unwrap_or(&NOT_YET), &k.check.0));
+    if states().any(|(s, _)| s.verdict == Health::Down) {
+        let due: Option<Vec<Duration>> =
+            states().filter(|(s, _)| s.verdict == Health::Down).map(|(s, c)| s.decided_within(c)).collect();
+        return (Health::Down, due.and_then(|d| d.into_iter().max()));
+    }
+    if states().all(|(s, _)| s.verdict == Health::Up) {
+        return (Health::Up, states().filter_map(|(s, c)| s.decided_within(c)).min());
+    }
+    (Health::Unknown, None)
+}
+
 fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -566,15 +708,23 @@ fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 pub(crate) fn export_pool_metrics(
     zone: &Zone,
     pool: &crate::model::pool::Pool,
-    keys: &[ProbeKey],
+    keys: &[Vec<ProbeKey>],
     verdicts: &HashMap<ProbeKey, TargetState>,
     admin: &AdminState,
     answer: &crate::model::snapshot::PoolAnswer,
 ) {
     let (z, p) = (zone.apex.to_string(), pool.name.to_string());
     let hold = hold_key(&pool.name);
-    for (t, key) in pool.targets.iter().zip(keys) {
-        let up = verdicts.get(key).is_some_and(|v| v.verdict == Health::Up);
+    for (ti, t) in pool.targets.iter().enumerate() {
+        if pool.targets[..ti].iter().any(|o| o.address == t.address) {
+            continue;
+        }
+        // A server listed at several priorities is up if one of its listings is.
+        let up = pool
+            .targets
+            .iter()
+            .zip(keys)
+            .any(|(o, keys)| o.address == t.address && judge(keys, verdicts).0 == Health::Up);
         let target = t.address.to_string();
         metrics::gauge!("weiche_target_up", "zone" => z.clone(), "pool" => p.clone(), "target" => target.clone())
             .set(up as u8 as f64);
@@ -598,22 +748,7 @@ pub(crate) fn export_pool_metrics(
 
 /// Addresses of the apex's NS names that the zone itself holds.
 fn ns_addresses(zone: &Zone) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let Some(ns) = zone.node(crate::model::zone::APEX).rrset(crate::model::rtype::NS) else { return out };
-    for rd in ns.rdatas() {
-        let Some(id) = zone.node_id(&Name::from_wire_unchecked(rd).key()) else { continue };
-        for (rt, len) in [(crate::model::rtype::A, 4), (crate::model::rtype::AAAA, 16)] {
-            for a in zone.node(id).rrset(rt).into_iter().flat_map(|s| s.rdatas()) {
-                if a.len() == len {
-                    out.push(match len {
-                        4 => IpAddr::from(<[u8; 4]>::try_from(a).unwrap()),
-                        _ => IpAddr::from(<[u8; 16]>::try_from(a).unwrap()),
-                    });
-                }
-            }
-        }
-    }
-    out
+    zone.apex_ns().into_iter().flat_map(|(_, addrs)| addrs).collect()
 }
 
 /// How a pool is named in the state file (and matched for per-pool drains).
@@ -748,8 +883,14 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         }
 
         fn both_up(&mut self) {
-            self.probe("127.0.0.1:80", true);
-            self.probe("127.0.0.2:80", true);
+            self.all_up(&["127.0.0.1:80", "127.0.0.2:80"]);
+        }
+
+        /// Every probe key at `addrs` up, and the start-up round done.
+        fn all_up(&mut self, addrs: &[&str]) {
+            for a in addrs {
+                self.probe(a, true);
+            }
             self.p.settle();
             self.p.take_effects();
         }
@@ -893,18 +1034,68 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         assert!(!kinds(&e).contains(&EventKind::Failback));
         assert_eq!(b.p.admin.held.get("www.example.com."), Some(&[Some(2), None]));
         // A reload keeps the verdicts of unchanged targets, and the hold.
+        let serial_before = b.serial();
         let e = b.write("example.com.toml", &manual.replace("1h 10m", "2h 10m"));
         assert_eq!(kinds(&e), [EventKind::ZoneLoaded]);
+        // The file still says serial 1; what is served moved on, and the event says that.
+        assert_eq!(e.events[0].serial, Some(b.serial()));
+        assert!(b.serial() > serial_before);
         assert!(b.p.probe_keys().iter().all(|k| b.p.has_verdict(k)));
         assert_eq!(b.www(), [SECONDARY]);
         // Released: back to the primary, which is up, with the full TTL; the state is saved.
         let now = b.now();
-        assert!(b.p.release_failback(&www(), now));
+        assert_eq!(b.p.release_failback(&www(), now), Ok(()));
         let e = b.p.take_effects();
         assert_eq!(kinds(&e), [EventKind::FailbackReleased, EventKind::Failback]);
         assert!(e.state.as_ref().unwrap().held.is_empty());
         assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
-        assert!(!b.p.release_failback(&Name::parse("nope.example.com.", None).unwrap(), now));
+        let nope = Name::parse("nope.example.com.", None).unwrap();
+        assert_eq!(
+            b.p.release_failback(&nope, now),
+            Err(ActionError::NotFound("no pool named nope.example.com.".into()))
+        );
+    }
+
+    /// Issue 13: a release with nothing to release is refused, changes nothing and is no event.
+    #[test]
+    fn a_failback_release_with_nothing_to_release_is_refused() {
+        let conflict = |r: Result<(), ActionError>| match r {
+            Err(ActionError::Conflict(m)) => m,
+            other => panic!("not a conflict: {other:?}"),
+        };
+        // A pool that fails back by itself.
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        b.probe("127.0.0.1:80", false);
+        let now = b.now();
+        let m = conflict(b.p.release_failback(&www(), now));
+        assert_eq!(m, "pool www.example.com. fails back by itself (failback = \"auto\"): there is no hold to release");
+        let e = b.p.take_effects();
+        assert!(e.events.is_empty() && e.state.is_none() && e.snapshot.is_none());
+        // A manual pool that holds nothing.
+        let manual = POOL.replace("[pools.www]", "[pools.www]\nfailback = \"manual\"");
+        let mut b = Bench::new(&[("example.com.toml", &manual)]);
+        b.both_up();
+        let now = b.now();
+        let m = conflict(b.p.release_failback(&www(), now));
+        assert!(m.contains("holds nothing"), "{m}");
+        // Held on the fallback while the primary is still down: nothing better to go back to;
+        // the hold stays.
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.p.admin.held.get("www.example.com."), Some(&[Some(2), None]));
+        b.p.take_effects();
+        let now = b.now();
+        let m = conflict(b.p.release_failback(&www(), now));
+        assert!(m.contains("held on priority 2") && m.contains("the hold stays"), "{m}");
+        let e = b.p.take_effects();
+        assert!(e.events.is_empty() && e.state.is_none() && e.snapshot.is_none());
+        assert_eq!(b.p.admin.held.get("www.example.com."), Some(&[Some(2), None]));
+        // Once the primary is back, the release is done.
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.www(), [SECONDARY]);
+        let now = b.now();
+        assert_eq!(b.p.release_failback(&www(), now), Ok(()));
+        assert_eq!(b.www(), [PRIMARY]);
     }
 
     #[test]
@@ -974,13 +1165,12 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         // Errors say why.
         assert_eq!(
             b.p.set_drain("192.0.2.99".parse().unwrap(), None, true, now),
-            Err("192.0.2.99 is not a target".into())
+            Err(ActionError::NotFound("192.0.2.99 is not a target".into()))
         );
         let other = Name::parse("nope.example.com.", None).unwrap();
-        assert_eq!(b.p.set_drain(primary, Some(&other), true, now), Err("no pool named nope.example.com.".into()));
         assert_eq!(
-            b.p.set_drain(primary, Some(&www()), false, now),
-            Err("127.0.0.1 is drained in every pool; undrain it without --pool".into())
+            b.p.set_drain(primary, Some(&other), true, now),
+            Err(ActionError::NotFound("no pool named nope.example.com.".into()))
         );
         b.p.set_drain(primary, None, false, now).unwrap();
         assert_eq!(kinds(&b.p.take_effects()), [EventKind::Undrain, EventKind::Failback]);
@@ -988,6 +1178,44 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         // A per-pool drain.
         b.p.set_drain(primary, Some(&www()), true, now).unwrap();
         assert_eq!(b.www(), [SECONDARY]);
+    }
+
+    /// Issue 13: an undrain does what it says or is refused. Without a pool it lifts every
+    /// drain of the address; in one pool of an address drained everywhere it cannot take
+    /// effect, so it changes nothing and says why.
+    #[test]
+    fn an_undrain_does_what_it_says_or_is_refused() {
+        let mut b = Bench::new(&[("example.com.toml", POOL)]);
+        b.both_up();
+        let now = b.now();
+        let primary = "127.0.0.1".parse().unwrap();
+        // Drained in the pool, undrained everywhere: answered again.
+        b.p.set_drain(primary, Some(&www()), true, now).unwrap();
+        b.p.take_effects();
+        assert_eq!(b.www(), [SECONDARY]);
+        b.p.set_drain(primary, None, false, now).unwrap();
+        let e = b.p.take_effects();
+        assert_eq!(kinds(&e), [EventKind::Undrain, EventKind::Failback]);
+        assert_eq!(e.events[0].pool.as_deref(), Some("www.example.com."), "the event names the drain lifted");
+        assert!(e.state.unwrap().drained.is_empty());
+        assert_eq!(b.www(), [PRIMARY]);
+        // Drained everywhere and in the pool: both are lifted, one event each.
+        b.p.set_drain(primary, None, true, now).unwrap();
+        b.p.set_drain(primary, Some(&www()), true, now).unwrap();
+        b.p.take_effects();
+        // An undrain in the pool alone cannot bring it back: refused, nothing changes.
+        let refused =
+            Err(ActionError::Conflict("127.0.0.1 is drained in every pool; undrain it without --pool".into()));
+        assert_eq!(b.p.set_drain(primary, Some(&www()), false, now), refused);
+        let e = b.p.take_effects();
+        assert!(e.events.is_empty() && e.state.is_none() && e.snapshot.is_none());
+        assert_eq!(b.p.admin.drained.len(), 2);
+        b.p.set_drain(primary, None, false, now).unwrap();
+        assert_eq!(kinds(&b.p.take_effects()), [EventKind::Undrain, EventKind::Undrain, EventKind::Failback]);
+        assert!(b.p.admin.drained.is_empty());
+        // Undraining what is not drained is done already: no change, no event.
+        b.p.set_drain(primary, None, false, now).unwrap();
+        assert!(b.p.take_effects().events.is_empty());
     }
 
     #[test]
@@ -1058,6 +1286,25 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         assert_eq!(b.serial(), 41, "same content: the same serial");
     }
 
+    /// Issue 13: served 2026112010 while the state file kept 2026112008, then a restart must
+    /// not serve 2026112009 (secondaries would ignore it), nor keep 2026112008 for content
+    /// that looks the same: the lost serials are skipped, whatever is served now.
+    #[test]
+    fn a_start_after_lost_writes_serves_past_every_serial_that_may_have_been_lost() {
+        let hash = Bench::new(&[("example.com.toml", POOL)]).p.snapshot().zones[0].content_hash();
+        for (content, kept) in [(hash, "the same content"), (hash ^ 1, "other content")] {
+            let saved_at = 1_800_000_000;
+            let mut admin = AdminState { running: true, saved_at: Some(saved_at), ..Default::default() };
+            admin.serials.insert("example.com.".into(), (2026112008, content));
+            // Two seconds after the last write.
+            admin.skip_lost_serials(UNIX_EPOCH + Duration::from_secs(saved_at + 2));
+            let mut b = Bench::with_state(&[("example.com.toml", POOL)], admin);
+            assert_eq!(b.serial(), 2026112008 + 30 + 1, "{kept}");
+            b.both_up();
+            assert_eq!(b.serial(), 2026112039, "{kept}: settling keeps it");
+        }
+    }
+
     #[test]
     fn all_down_and_recovery_are_events() {
         let mut b = Bench::new(&[("example.com.toml", POOL)]);
@@ -1070,6 +1317,219 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         let e = b.probe("127.0.0.2:80", true);
         assert_eq!(kinds(&e), [EventKind::TargetUp, EventKind::Recovered]);
         assert_eq!(b.www(), [SECONDARY]);
+    }
+
+    /// POOL with two checks, on ports 80 and 81, each with its own extra keys.
+    fn two_checks(a: &str, b: &str) -> String {
+        POOL.replace(
+            "check = { type = \"tcp\", port = 80, fall = 1, rise = 1 }",
+            &format!("check = [{{ type = \"tcp\", port = 80, {a} }}, {{ type = \"tcp\", port = 81, {b} }}]"),
+        )
+    }
+
+    const FALL_1: &str = "fall = 1, rise = 1";
+
+    const FOUR: [&str; 4] = ["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:80", "127.0.0.2:81"];
+
+    /// gdnsd's worst-wins: one failing check of two takes the target down; it is back only
+    /// once both pass.
+    #[test]
+    fn a_target_is_up_only_while_every_check_passes() {
+        let mut b = Bench::new(&[("example.com.toml", &two_checks(FALL_1, FALL_1))]);
+        assert_eq!(b.p.probe_keys().len(), 4);
+        b.probe("127.0.0.1:80", true);
+        b.probe("127.0.0.2:80", true);
+        b.probe("127.0.0.2:81", true);
+        assert!(b.p.judged.is_empty(), "a check without a verdict: not every target judged");
+        b.all_up(&["127.0.0.1:81"]);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        let e = b.probe("127.0.0.1:81", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::Failover]);
+        assert_eq!(e.events[0].check.as_deref(), Some("www (inline 2)"), "the event names the check that failed");
+        assert_eq!(e.events[0].target.as_deref(), Some("127.0.0.1:81"));
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        // The other check failing too changes nothing; one of the two back changes nothing.
+        let e = b.probe("127.0.0.1:80", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown]);
+        assert_eq!(e.events[0].check.as_deref(), Some("www (inline 1)"));
+        let e = b.probe("127.0.0.1:81", true);
+        assert_eq!(kinds(&e), [EventKind::TargetUp]);
+        assert_eq!(b.www(), [SECONDARY]);
+        // Both back: the primary again.
+        let e = b.probe("127.0.0.1:80", true);
+        assert_eq!(kinds(&e), [EventKind::TargetUp, EventKind::Failback]);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+        // Either check failing on the secondary as well as the primary: all down.
+        b.probe("127.0.0.1:80", false);
+        let e = b.probe("127.0.0.2:81", false);
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::AllDown]);
+    }
+
+    /// A target's own `check` replaces the pool's for it alone: here a weaker check for the
+    /// sorry server at priority 2.
+    #[test]
+    fn a_targets_own_check_replaces_the_pools() {
+        let text = two_checks(FALL_1, FALL_1).replace(
+            "{ address = \"127.0.0.2\", priority = 2 }",
+            "{ address = \"127.0.0.2\", priority = 2, check = { type = \"tcp\", port = 22, fall = 1, rise = 1 } }",
+        );
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        let mut keys: Vec<String> = b.p.probe_keys().iter().map(|k| k.addr.to_string()).collect();
+        keys.sort();
+        assert_eq!(keys, ["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:22"]);
+        b.all_up(&["127.0.0.1:80", "127.0.0.1:81", "127.0.0.2:22"]);
+        assert_eq!(b.www(), [PRIMARY]);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        let e = b.probe("127.0.0.2:22", false);
+        assert_eq!(e.events[0].check.as_deref(), Some("www 127.0.0.2 (inline)"));
+        assert_eq!(kinds(&e), [EventKind::TargetDown, EventKind::AllDown]);
+        b.probe("127.0.0.2:22", true);
+        assert_eq!(b.www(), [SECONDARY], "its one check passes: up");
+    }
+
+    /// A server listed again at a lower priority with a weaker check of its own (Galera's
+    /// `wsrep_dirty_reads` fallback): when the strict check fails everywhere, the same server is
+    /// answered from the weak level; `all_down = "all"` answers it once, not twice.
+    #[test]
+    fn a_server_can_be_its_own_weaker_fallback() {
+        let text = POOL.replace(
+            "{ address = \"127.0.0.2\", priority = 2 }",
+            "{ address = \"127.0.0.2\", priority = 2 }, { address = \"127.0.0.1\", priority = 3, check = { type = \"tcp\", port = 22, fall = 1, rise = 1 } }",
+        );
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        b.all_up(&["127.0.0.1:80", "127.0.0.2:80", "127.0.0.1:22"]);
+        assert_eq!(b.www(), [PRIMARY]);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        b.probe("127.0.0.2:80", false);
+        assert_eq!(b.www(), [PRIMARY], "the primary again, from its weaker level");
+        assert_eq!(b.p.snapshot().zones[0].answers[0].a.level, Some(3));
+        b.probe("127.0.0.1:22", false);
+        let all = text.replace("[pools.www]", "[pools.www]\nall_down = \"all\"");
+        let mut b = Bench::new(&[("example.com.toml", &all)]);
+        b.all_up(&["127.0.0.1:80", "127.0.0.2:80", "127.0.0.1:22"]);
+        for k in ["127.0.0.1:80", "127.0.0.2:80", "127.0.0.1:22"] {
+            b.probe(k, false);
+        }
+        let mut got = b.www();
+        got.sort();
+        assert_eq!(got, [PRIMARY, SECONDARY], "each address once");
+    }
+
+    /// The TTL while a verdict is pending: an up target goes down with the first of its checks
+    /// in doubt, so the soonest counts; a down one comes up only once every check that is down
+    /// has, so the last counts, and only while all of them are in doubt.
+    #[test]
+    fn the_wait_of_several_checks_in_doubt() {
+        let timing = "interval = \"3s\", retry_interval = \"1s\", timeout = \"500ms\"";
+        let text = two_checks(&format!("{timing}, fall = 3, rise = 2"), &format!("{timing}, fall = 2, rise = 3"));
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        b.all_up(&FOUR);
+        // Port 80 fails once: two retries and a timeout to go, 2.5 s.
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 3));
+        // Port 81 fails once: one retry and a timeout, 1.5 s: the soonest.
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 2));
+        // Port 81 decides: down, whatever port 80 says.
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        b.probe("127.0.0.1:80", false);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5), "both down, neither in doubt");
+        // Port 80 in doubt coming up (1.5 s), but port 81 is down and steady: nothing is due.
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        // Port 81 in doubt too: two more successes, 2.5 s, the later of the two.
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 3));
+        b.probe("127.0.0.1:80", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 3), "port 80 is up; port 81 still to come");
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 2));
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.answer("www.example.com."), (vec![PRIMARY], 30));
+    }
+
+    /// With several checks a target is back when its last check is, and `failback_delay` counts
+    /// from then: an earlier recovery of another check cannot cut it short.
+    #[test]
+    fn the_failback_delay_counts_from_the_last_check_back() {
+        let text = two_checks(FALL_1, FALL_1).replace("[pools.www]", "[pools.www]\nfailback_delay = \"30s\"");
+        let mut b = Bench::new(&[("example.com.toml", &text)]);
+        b.all_up(&FOUR);
+        b.probe("127.0.0.1:80", false);
+        b.probe("127.0.0.1:81", false);
+        assert_eq!(b.www(), [SECONDARY]);
+        // Port 80 back at 10 s, port 81 at 30 s: answered from 60 s, not 40 s.
+        b.step(Duration::from_secs(10));
+        b.probe("127.0.0.1:80", true);
+        assert!(b.p.wake_at().is_none(), "still down: port 81");
+        b.step(Duration::from_secs(20));
+        b.probe("127.0.0.1:81", true);
+        assert_eq!(b.p.wake_at(), Some(b.now().at + Duration::from_secs(30)));
+        assert_eq!(b.answer("www.example.com."), (vec![SECONDARY], 5));
+        b.step(Duration::from_secs(10));
+        assert_eq!(b.www(), [SECONDARY], "30 s after port 80 came back, 10 s after port 81");
+        b.step(Duration::from_secs(20));
+        assert_eq!(b.www(), [PRIMARY]);
+        // Much later port 81 fails and comes back on its own: port 80's recovery, long past,
+        // does not count, so the delay runs again in full.
+        b.step(Duration::from_secs(100));
+        b.probe("127.0.0.1:81", false);
+        b.step(Duration::from_secs(5));
+        b.probe("127.0.0.1:81", true);
+        b.step(Duration::from_secs(29));
+        assert_eq!(b.www(), [SECONDARY]);
+        b.step(Duration::from_secs(1));
+        assert_eq!(b.www(), [PRIMARY]);
+    }
+
+    #[test]
+    fn judging_several_checks_worst_wins() {
+        use Health::{Down, Unknown, Up};
+        let check = crate::model::pool::testing::tcp_check(); // retry 200 ms, timeout 500 ms, fall 3, rise 2
+        let key = |port| ProbeKey::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)), &check);
+        let keys = [key(1), key(2)];
+        // A state from results: the first decides, the rest count against it.
+        let state = |results: &[bool]| {
+            let mut s = TargetState::default();
+            for &ok in results {
+                s.observe(ok, check.rise, check.fall);
+            }
+            s
+        };
+        let ms = Duration::from_millis;
+        // Results of the first check, of the second; the target's verdict and due.
+        type Case = (&'static [bool], &'static [bool], Health, Option<Duration>);
+        let cases: &[Case] = &[
+            (&[], &[], Unknown, None),
+            (&[true], &[], Unknown, None),
+            (&[false], &[], Down, None),
+            (&[true], &[true], Up, None),
+            (&[true], &[false], Down, None),
+            (&[false], &[false], Down, None),
+            // Up: the soonest of the checks in doubt going down.
+            (&[true, false], &[true], Up, Some(ms(2 * 200 + 500))),
+            (&[true, false], &[true, false, false], Up, Some(ms(200 + 500))),
+            // Down: only when every check that is down is in doubt coming up, the last of them.
+            (&[false, true], &[true], Down, Some(ms(200 + 500))),
+            (&[false, true], &[false], Down, None),
+            (&[false, true], &[false, true], Down, Some(ms(200 + 500))),
+            (&[false, true], &[true, false], Down, Some(ms(200 + 500))),
+            // A check still unknown beside one that is down: down, and due as that one is.
+            (&[false, true], &[], Down, Some(ms(200 + 500))),
+        ];
+        for (a, b, health, due) in cases {
+            let mut verdicts = HashMap::new();
+            for (k, r) in keys.iter().zip([a, b]) {
+                if !r.is_empty() {
+                    verdicts.insert(k.clone(), state(r));
+                }
+            }
+            assert_eq!(judge(&keys, &verdicts), (*health, *due), "{a:?} {b:?}");
+        }
     }
 
     #[test]

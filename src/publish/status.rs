@@ -3,11 +3,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use super::{Publisher, hold_key, rfc3339};
+use super::{ProbeStatus, Publisher, hold_key, rfc3339};
 use crate::model::chart::Health;
+use crate::model::pool::Target;
 use crate::model::snapshot::FamilyAnswer;
-use crate::monitor::TargetState;
-use crate::ops::doc::{Drained, FamilyStatus, Held, LastProbe, PoolStatus, Status, Streak, TargetStatus, ZoneStatus};
+use crate::monitor::{ProbeKey, TargetState};
+use crate::ops::doc::{
+    CheckStatus, Drained, FamilyStatus, Held, LastProbe, PoolStatus, Status, Streak, TargetStatus, ZoneStatus,
+};
 use crate::ops::events::Event;
 
 impl Publisher {
@@ -40,31 +43,16 @@ impl Publisher {
                     .iter()
                     .enumerate()
                     .map(|(ti, t)| {
-                        let key = keys.map(|k| &k[pi][ti]);
-                        let v = key.and_then(|k| self.verdicts.get(k));
-                        let st = key.and_then(|k| self.probes.get(k));
-                        TargetStatus {
-                            address: t.address,
-                            probe: t.probe,
-                            priority: t.priority,
-                            verdict: v.map_or(Health::Unknown, |v| v.verdict).into(),
-                            in_doubt: v.is_some_and(TargetState::in_doubt),
-                            since: st.map(|s| rfc3339(s.since)),
-                            last_probe: st.map(|s| LastProbe {
-                                at: rfc3339(s.checked_at),
-                                ok: s.error.is_none(),
-                                latency_ms: (s.latency_ms * 10.0).round() / 10.0,
-                                error: s.error.clone(),
-                            }),
-                            streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
-                            drained: self.admin.is_drained(t.address, &hold),
-                        }
+                        let drained = self.admin.is_drained(t.address, &hold);
+                        self.target_status(t, keys.map(|k| k[pi][ti].as_slice()), drained)
                     })
                     .collect();
                 pools.push(PoolStatus {
                     pool: pool.name.to_string(),
                     zone: zone.apex.to_string(),
-                    check: pool.check.name.clone(),
+                    check: pool.checks[0].name.clone(),
+                    checks: pool.checks.iter().map(|c| c.name.clone()).collect(),
+                    min_up: pool.min_up.to_string(),
                     policy: pool.all_down.into(),
                     failback: pool.failback.into(),
                     held: self.admin.held.get(&hold).map(|h| Held { a: h[0], aaaa: h[1] }),
@@ -80,7 +68,77 @@ impl Publisher {
             pools,
             drained: self.admin.drained.iter().map(|d| Drained { address: d.address, pool: d.pool.clone() }).collect(),
             events: recent,
+            // The state file is the driver's to report.
+            state: Default::default(),
         }
+    }
+}
+
+impl Publisher {
+    /// A target as its checks judge it together, and each check on its own. `keys` are its
+    /// probe keys, one per check (None: not indexed, so nothing is known).
+    fn target_status(&self, t: &Target, keys: Option<&[ProbeKey]>, drained: bool) -> TargetStatus {
+        let seen: Vec<_> = (0..t.checks.len())
+            .map(|ci| {
+                let key = keys.map(|k| &k[ci]);
+                (key.and_then(|k| self.verdicts.get(k)), key.and_then(|k| self.probes.get(k)))
+            })
+            .collect();
+        let checks: Vec<CheckStatus> = t
+            .checks
+            .iter()
+            .zip(&seen)
+            .map(|(tc, (v, st))| CheckStatus {
+                name: tc.check.name.clone(),
+                probe: tc.probe,
+                verdict: v.map_or(Health::Unknown, |v| v.verdict).into(),
+                in_doubt: v.is_some_and(TargetState::in_doubt),
+                since: st.map(|s| rfc3339(s.since)),
+                last_probe: st.map(last_probe),
+                streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
+            })
+            .collect();
+        let (verdict, due) = keys.map_or((Health::Unknown, None), |k| super::judge(k, &self.verdicts));
+        // Up since its last check came up; down since the first of those down now went down.
+        let down = |v: &Option<&TargetState>| v.is_some_and(|v| v.verdict == Health::Down);
+        let since =
+            seen.iter().filter(|(v, _)| verdict != Health::Down || down(v)).filter_map(|(_, st)| st.map(|s| s.since));
+        let since = if verdict == Health::Down { since.min() } else { since.max() };
+        let telling = most_telling(&seen).map(|ci| &checks[ci]);
+        TargetStatus {
+            address: t.address,
+            probe: t.probe(),
+            priority: t.priority,
+            verdict: verdict.into(),
+            in_doubt: due.is_some(),
+            since: since.map(rfc3339),
+            last_probe: telling.and_then(|c| c.last_probe.clone()),
+            streak: telling.and_then(|c| c.streak),
+            drained,
+            checks,
+        }
+    }
+}
+
+/// Which check's last probe tells most about its target: a failure (of a check that is down,
+/// first), else the slowest; the first written among equals.
+fn most_telling(seen: &[(Option<&TargetState>, Option<&ProbeStatus>)]) -> Option<usize> {
+    let rank = |(v, s): &(Option<&TargetState>, Option<&ProbeStatus>)| {
+        let failed = s.is_some_and(|s| s.error.is_some());
+        (s.is_some(), failed, v.is_some_and(|v| v.verdict == Health::Down))
+    };
+    let latency = |(_, s): &(Option<&TargetState>, Option<&ProbeStatus>)| s.map_or(0.0, |s| s.latency_ms);
+    let order = |a: &_, b: &_| rank(a).cmp(&rank(b)).then(latency(a).total_cmp(&latency(b)));
+    // `max_by` keeps the last of equals: look from the end.
+    seen.iter().enumerate().rev().max_by(|(_, a), (_, b)| order(a, b)).map(|(ci, _)| ci)
+}
+
+fn last_probe(s: &ProbeStatus) -> LastProbe {
+    LastProbe {
+        at: rfc3339(s.checked_at),
+        ok: s.error.is_none(),
+        latency_ms: (s.latency_ms * 10.0).round() / 10.0,
+        error: s.error.clone(),
     }
 }
 
@@ -124,6 +182,15 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         Update { key, state, transition, cause, latency: std::time::Duration::from_micros(1234) }
     }
 
+    fn publisher(zone: &str) -> Publisher {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), zone).unwrap();
+        let mut p = Publisher::new(Default::default());
+        let reload = crate::load::watch::Watcher::new(dir.path()).reconcile(true).unwrap().unwrap();
+        p.set_zones(reload, super::super::Now::read());
+        p
+    }
+
     /// Times and paths vary from run to run; the shape must not.
     fn normalized(mut v: Value) -> Value {
         fn walk(v: &mut Value) {
@@ -150,13 +217,9 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
     /// nulls and nesting are pinned here.
     #[test]
     fn the_status_document_keeps_its_shape() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("example.com.toml"), POOL).unwrap();
-        let mut p = Publisher::new(Default::default());
+        let mut p = publisher(POOL);
         let mut journal = crate::ops::events::Journal::default();
-        let reload = crate::load::watch::Watcher::new(dir.path()).reconcile(true).unwrap().unwrap();
         let now = super::super::Now::read();
-        p.set_zones(reload, now);
         for (a, ok) in [("127.0.0.1:80", true), ("127.0.0.2:80", true), ("[::1]:80", true), ("127.0.0.1:80", false)] {
             let u = update(&p, a, ok);
             p.apply_all(vec![u], now);
@@ -197,6 +260,8 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                     "a": {"answer": ["127.0.0.2"], "mode": "fallback", "priority": 2, "ttl": 5},
                     "aaaa": {"answer": [], "mode": "alldown", "priority": null, "ttl": 5},
                     "check": "www (inline)",
+                    "checks": ["www (inline)"],
+                    "min_up": "1",
                     "failback": "manual",
                     "held": {"a": 2, "aaaa": null},
                     "policy": "keep-primary",
@@ -204,6 +269,17 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                     "targets": [
                         {
                             "address": "127.0.0.1",
+                            "checks": [
+                                {
+                                    "in_doubt": false,
+                                    "last_probe": {"at": "T", "error": "connection refused", "latency_ms": 1.2, "ok": false},
+                                    "name": "www (inline)",
+                                    "probe": "127.0.0.1:80",
+                                    "since": "T",
+                                    "streak": {"count": 1, "ok": false},
+                                    "verdict": "down"
+                                }
+                            ],
                             "drained": false,
                             "in_doubt": false,
                             "last_probe": {"at": "T", "error": "connection refused", "latency_ms": 1.2, "ok": false},
@@ -215,6 +291,17 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                         },
                         {
                             "address": "127.0.0.2",
+                            "checks": [
+                                {
+                                    "in_doubt": false,
+                                    "last_probe": {"at": "T", "error": null, "latency_ms": 1.2, "ok": true},
+                                    "name": "www (inline)",
+                                    "probe": "127.0.0.2:80",
+                                    "since": "T",
+                                    "streak": {"count": 1, "ok": true},
+                                    "verdict": "up"
+                                }
+                            ],
                             "drained": false,
                             "in_doubt": false,
                             "last_probe": {"at": "T", "error": null, "latency_ms": 1.2, "ok": true},
@@ -226,6 +313,17 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                         },
                         {
                             "address": "::1",
+                            "checks": [
+                                {
+                                    "in_doubt": false,
+                                    "last_probe": {"at": "T", "error": null, "latency_ms": 1.2, "ok": true},
+                                    "name": "www (inline)",
+                                    "probe": "[::1]:80",
+                                    "since": "T",
+                                    "streak": {"count": 1, "ok": true},
+                                    "verdict": "up"
+                                }
+                            ],
                             "drained": true,
                             "in_doubt": false,
                             "last_probe": {"at": "T", "error": null, "latency_ms": 1.2, "ok": true},
@@ -239,6 +337,7 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                     "zone": "example.com."
                 }
             ],
+            "state": {"error": null, "file": null, "persisted": null},
             "version": "V",
             "zones": [
                 {
@@ -255,5 +354,59 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         )
         .unwrap();
         assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
+    }
+
+    /// A target with two checks: its verdict is the worst, its last probe the failure, and
+    /// each check shows its own.
+    #[test]
+    fn each_check_of_a_target_is_shown_and_the_worst_is_its_verdict() {
+        let pool = POOL.replace(
+            "check = { type = \"tcp\", port = 80, fall = 1, rise = 1 }",
+            "check = [{ type = \"tcp\", port = 80, fall = 1, rise = 1 }, { type = \"tcp\", port = 81, fall = 3, rise = 1 }]",
+        );
+        let mut p = publisher(&pool);
+        let now = super::super::Now::read();
+        for (a, ok) in
+            [("127.0.0.1:80", true), ("127.0.0.1:81", true), ("127.0.0.1:81", false), ("127.0.0.2:81", false)]
+        {
+            let u = update(&p, a, ok);
+            p.apply_all(vec![u], now);
+        }
+        let st = p.status(vec![]);
+        let pool = &st.pools[0];
+        assert_eq!(
+            (pool.check.as_str(), pool.checks.as_slice()),
+            ("www (inline 1)", &["www (inline 1)".to_string(), "www (inline 2)".into()][..])
+        );
+        let t = &pool.targets[0];
+        let seen: Vec<_> =
+            t.checks.iter().map(|c| (c.name.as_str(), c.probe.to_string(), c.verdict, c.in_doubt)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("www (inline 1)", "127.0.0.1:80".to_string(), crate::ops::doc::Verdict::Up, false),
+                ("www (inline 2)", "127.0.0.1:81".to_string(), crate::ops::doc::Verdict::Up, true),
+            ]
+        );
+        // Up, and in doubt: one failure of three on port 81.
+        assert_eq!(
+            (t.verdict, t.in_doubt, t.probe.to_string()),
+            (crate::ops::doc::Verdict::Up, true, "127.0.0.1:80".to_string())
+        );
+        let last = t.last_probe.as_ref().unwrap();
+        assert_eq!(
+            (last.ok, last.error.as_deref()),
+            (false, Some("connection refused")),
+            "the failure is the telling probe"
+        );
+        assert_eq!(t.streak.map(|s| (s.ok, s.count)), Some((Some(false), 1)));
+        // The secondary: one check down, one not probed yet.
+        let t = &pool.targets[1];
+        assert_eq!((t.verdict, t.in_doubt), (crate::ops::doc::Verdict::Down, false));
+        assert_eq!(
+            t.checks.iter().map(|c| c.verdict).collect::<Vec<_>>(),
+            [crate::ops::doc::Verdict::Unknown, crate::ops::doc::Verdict::Down]
+        );
+        assert!(t.checks[0].last_probe.is_none() && t.checks[1].last_probe.is_some() && t.since.is_some());
     }
 }

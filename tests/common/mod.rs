@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod galera;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -220,6 +222,17 @@ pub fn wait_for_target(
         Duration::from_secs(5),
         || target_status(api, pool, address),
         done,
+    )
+}
+
+/// Waits (at most `limit_s` seconds) until the target is down with a last probe error that
+/// contains `cause`; returns its `/status` entry.
+pub fn down_with(api: SocketAddr, limit_s: u64, pool: &str, address: &str, cause: &str) -> serde_json::Value {
+    wait_for(
+        &format!("{address} in {pool} down with {cause:?}"),
+        Duration::from_secs(limit_s),
+        || target_status(api, pool, address),
+        |t| t["verdict"] == "down" && t["last_probe"]["error"].as_str().is_some_and(|e| e.contains(cause)),
     )
 }
 

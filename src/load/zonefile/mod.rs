@@ -214,7 +214,8 @@ impl Parser {
                     return Err(at(t, format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} files (a loop?)")));
                 }
                 let path = src.file.parent().unwrap_or(Path::new(".")).join(t.text);
-                let text = std::fs::read_to_string(&path)
+                let text = crate::load::read::read_bytes(&path)
+                    .map(crate::load::read::master_text)
                     .map_err(|e| at(t, format!("cannot read $INCLUDE file {}: {e}", path.display())))?;
                 let origin = match toks.get(2) {
                     Some(o) => rdata::parse_name(o.text, &st.origin).map_err(|m| at(o, m))?,
@@ -249,7 +250,9 @@ fn ttl_value(t: &Tok<'_>) -> Result<u32, ParseError> {
 
 fn is_class(s: &str) -> bool {
     ["IN", "CH", "CS", "HS", "NONE", "ANY"].iter().any(|c| c.eq_ignore_ascii_case(s))
-        || (s.len() > 5 && s[..5].eq_ignore_ascii_case("CLASS") && s[5..].bytes().all(|b| b.is_ascii_digit()))
+        || (s.len() > 5
+            && s.as_bytes()[..5].eq_ignore_ascii_case(b"CLASS")
+            && s.as_bytes()[5..].iter().all(u8::is_ascii_digit))
 }
 
 #[cfg(test)]
@@ -277,6 +280,18 @@ mod tests {
         assert_eq!(r[4].owner.to_string(), "www.sub.example.com.");
         assert_eq!(r[4].ttl, 3600);
         assert_eq!((r[3].at.line, r[3].at.col), (5, 3));
+    }
+
+    /// Found by fuzzing: a word of more than five bytes whose fifth is inside a character
+    /// (where a class, TTL or type may stand) was cut there to compare it with "CLASS", and
+    /// the loader panicked.
+    #[test]
+    fn words_with_characters_of_several_bytes() {
+        for word in ["abcdé", "CLASé1", "ééé", "CLASS1é"] {
+            let p = parse_str(&format!("$TTL 60\nwww {word} A 192.0.2.1\n{word} A 192.0.2.2\n"));
+            assert_eq!(p.errors.len(), 1, "{word}: {:?}", p.errors);
+            assert!(p.errors[0].msg.contains(word), "{word}: {:?}", p.errors);
+        }
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! its keys in `load::zone_toml`.
 
 pub mod dns;
+pub mod galera;
 pub mod http;
+pub mod mysql;
 pub mod smtp;
+pub mod sql;
 pub mod tcp;
 pub mod tls;
 

@@ -1,0 +1,149 @@
+//! Reading zone files, bounded: only regular files (a FIFO or a device would block the loader or
+//! never end), at most [`max_file_size`] bytes, opened without blocking. Every file a zone
+//! names goes through here: the zone file itself, `include`s and `$INCLUDE`s.
+//!
+//! Master files are bytes: a byte that is not UTF-8 (a Latin-1 `é` in a TXT string, which
+//! BIND accepts) is kept, as the master-file escape `\DDD` for that octet.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use crate::config::DEFAULT_ZONE_FILE_LIMIT as DEFAULT_MAX_FILE_SIZE;
+
+static MAX_FILE_SIZE: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FILE_SIZE);
+
+/// The most bytes one zone file may have (`[server] zone_file_limit`).
+pub fn max_file_size() -> u64 {
+    MAX_FILE_SIZE.load(Ordering::Relaxed)
+}
+
+/// Sets the limit for every read from now on (at start, and when weiche.toml is read again).
+pub fn set_max_file_size(bytes: u64) {
+    MAX_FILE_SIZE.store(bytes, Ordering::Relaxed);
+}
+
+/// The bytes of a regular file of at most [`max_file_size`] bytes; errors say why not, in
+/// words that follow the file's name.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    let max = max_file_size();
+    // O_NONBLOCK: opening a FIFO with no writer would wait for one. It changes nothing for a
+    // regular file, and anything else is refused below, before a read.
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("is {what}; only regular files are read"));
+    }
+    let too_big = |n: u64| format!("is {n} bytes, over the limit of {max} (zone_file_limit in weiche.toml)");
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow between the look and the read: read one byte past the limit to tell.
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// A master file's text: UTF-8 as it is, any other byte as its `\DDD` escape (after an
+/// unescaped backslash, as the three digits alone, which is the same octet).
+pub fn master_text(bytes: Vec<u8>) -> String {
+    let bytes = match String::from_utf8(bytes) {
+        Ok(s) => return s,
+        Err(e) => e.into_bytes(),
+    };
+    let mut out = String::with_capacity(bytes.len() + 16);
+    let mut rest = &bytes[..];
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                return out;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).expect("valid up to here"));
+                let skip = e.error_len().unwrap_or(bad.len());
+                for &b in &bad[..skip] {
+                    let escaped = out.bytes().rev().take_while(|&c| c == b'\\').count() % 2 == 1;
+                    if !escaped {
+                        out.push('\\');
+                    }
+                    out.push_str(&format!("{b:03}"));
+                }
+                rest = &bad[skip..];
+            }
+        }
+    }
+}
+
+/// A TOML file's text, which must be UTF-8: else where the first bad byte is (line, column).
+pub fn utf8_text(bytes: Vec<u8>) -> Result<String, (usize, usize, String)> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        (line, col, format!("byte 0x{:02x} is not UTF-8 (a TOML file must be UTF-8)", e.as_bytes()[at]))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("z");
+        std::fs::write(&f, "hello").unwrap();
+        assert_eq!(read_bytes(&f).unwrap(), b"hello");
+        assert_eq!(read_bytes(dir.path()).unwrap_err(), "is a directory; only regular files are read");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_bytes(&fifo).unwrap_err(), "is a FIFO; only regular files are read", "and it did not block");
+        assert_eq!(read_bytes(Path::new("/dev/zero")).unwrap_err(), "is a device; only regular files are read");
+        assert!(read_bytes(&dir.path().join("missing")).unwrap_err().contains("No such file"));
+    }
+
+    #[test]
+    fn the_limit_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("z");
+        std::fs::write(&f, vec![b'x'; 2000]).unwrap();
+        // The limit is process-wide: other tests read far smaller files than this one.
+        set_max_file_size(1999);
+        let e = read_bytes(&f);
+        set_max_file_size(DEFAULT_MAX_FILE_SIZE);
+        assert_eq!(e.unwrap_err(), "is 2000 bytes, over the limit of 1999 (zone_file_limit in weiche.toml)");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_become_escapes() {
+        assert_eq!(master_text(b"txt TXT \"caf\xe9\"".to_vec()), "txt TXT \"caf\\233\"");
+        assert_eq!(master_text(b"a \\\xe9 \\\\\xff".to_vec()), "a \\233 \\\\\\255");
+        assert_eq!(master_text("é ok".as_bytes().to_vec()), "é ok");
+        assert_eq!(utf8_text(b"a = 1\nb = \"x\xff\"".to_vec()).unwrap_err().0, 2);
+        assert_eq!(utf8_text(b"a = 1\nb = \"x\xff\"".to_vec()).unwrap_err().1, 7);
+    }
+}
