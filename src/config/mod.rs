@@ -488,17 +488,12 @@ pub const RRL_MAX_RATE: i64 = 1_000_000;
 
 fn rrl_of(r: RrlSpec, err: &impl Fn(std::ops::Range<usize>, String) -> FileError) -> Result<Rrl, FileError> {
     let d = Rrl::default();
-    let int = |v: &Option<Spanned<i64>>, what: &str, range: std::ops::RangeInclusive<i64>, default: i64| match v {
-        None => Ok(default),
-        Some(v) if !range.contains(v.get_ref()) => {
-            Err(err(v.span(), format!("rrl.{what} must be {}..={}, got {}", range.start(), range.end(), v.get_ref())))
-        }
-        Some(v) => Ok(*v.get_ref()),
-    };
-    let responses = int(&r.responses_per_second, "responses_per_second", 0..=RRL_MAX_RATE, 0)?;
+    let responses =
+        ranged_count(r.responses_per_second.as_ref(), 0, 0..=RRL_MAX_RATE, "rrl.responses_per_second", err)?;
     // As in BIND, the other kinds follow the responses' rate unless given.
-    let nxdomains = int(&r.nxdomains_per_second, "nxdomains_per_second", 0..=RRL_MAX_RATE, responses)?;
-    let errors = int(&r.errors_per_second, "errors_per_second", 0..=RRL_MAX_RATE, responses)?;
+    let nxdomains =
+        ranged_count(r.nxdomains_per_second.as_ref(), responses, 0..=RRL_MAX_RATE, "rrl.nxdomains_per_second", err)?;
+    let errors = ranged_count(r.errors_per_second.as_ref(), responses, 0..=RRL_MAX_RATE, "rrl.errors_per_second", err)?;
     let window = match &r.window {
         None => d.window,
         Some(w) => {
@@ -510,15 +505,15 @@ fn rrl_of(r: RrlSpec, err: &impl Fn(std::ops::Range<usize>, String) -> FileError
             t.as_secs() as u32
         }
     };
-    let table_size = int(&r.table_size, "table_size", 1024..=1 << 24, d.table_size as i64)?;
+    let table_size = ranged_count(r.table_size.as_ref(), d.table_size as i64, 1024..=1 << 24, "rrl.table_size", err)?;
     Ok(Rrl {
         responses_per_second: responses as u32,
         nxdomains_per_second: nxdomains as u32,
         errors_per_second: errors as u32,
-        slip: int(&r.slip, "slip", 0..=10, d.slip.into())? as u8,
+        slip: ranged_count(r.slip.as_ref(), d.slip.into(), 0..=10, "rrl.slip", err)? as u8,
         window,
-        ipv4_prefix: int(&r.ipv4_prefix, "ipv4_prefix", 0..=32, d.ipv4_prefix.into())? as u8,
-        ipv6_prefix: int(&r.ipv6_prefix, "ipv6_prefix", 0..=128, d.ipv6_prefix.into())? as u8,
+        ipv4_prefix: ranged_count(r.ipv4_prefix.as_ref(), d.ipv4_prefix.into(), 0..=32, "rrl.ipv4_prefix", err)? as u8,
+        ipv6_prefix: ranged_count(r.ipv6_prefix.as_ref(), d.ipv6_prefix.into(), 0..=128, "rrl.ipv6_prefix", err)? as u8,
         table_size: (table_size as usize).next_power_of_two(),
     })
 }
