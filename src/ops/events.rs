@@ -228,10 +228,10 @@ fn describe(e: &Event) -> String {
             e.pool.as_deref().map(|p| format!(" in {p}")).unwrap_or_default()
         ),
         EventKind::FailbackReleased => format!("{pool}: manual failback released"),
-        EventKind::ZoneLoaded => match e.serial {
-            Some(s) => format!("zone {} loaded, serving serial {s} ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
-            None => format!("zone {} loaded ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
-        },
+        EventKind::ZoneLoaded => {
+            let serving = e.serial.map(|s| format!(", serving serial {s}")).unwrap_or_default();
+            format!("zone {} loaded{serving} ({})", e.zone.as_deref().unwrap_or("?"), e.reason)
+        }
         EventKind::ZoneError => format!("zone {} not reloaded: {}", e.zone.as_deref().unwrap_or("?"), e.reason),
         EventKind::ZoneRemoved => format!("zone {} removed ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
     }
