@@ -410,8 +410,18 @@ fn serials_move_forward_after_writes_were_lost() {
     let serial = |s: &Server| json(s.api, "GET", "/status").1["zones"][0]["serial"].as_u64().unwrap();
     let s = Server::start_with("127.0.0.199", &[("sr.test.toml", &records(""))], with_state);
     assert_eq!(serial(&s), 1);
-    // Writes fail from now on: a directory stands where the temporary file is written.
-    std::fs::create_dir(&blocker).unwrap();
+    // The startup write has landed (serial 1 is on disk) ...
+    let saved = state.path().join(weiche::publish::admin::STATE_FILE);
+    wait_for("the startup state write", Duration::from_secs(5), || saved.exists(), |e| *e);
+    // ... and writes fail from now on: a directory stands where the temporary file is written.
+    // A later write may still hold that name for a moment (written, not yet renamed).
+    wait_for(
+        "the temporary name to be free",
+        Duration::from_secs(5),
+        || std::fs::create_dir(&blocker).map_err(|e| e.kind()),
+        |r| *r != Err(std::io::ErrorKind::AlreadyExists),
+    )
+    .unwrap();
     let file = s.zone_path("sr.test.toml");
     write_atomically(&file, &records("a A 192.0.2.1\n"));
     wait_for("serial 2", Duration::from_secs(5), || serial(&s), |n| *n == 2);
