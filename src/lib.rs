@@ -73,19 +73,8 @@ pub enum ServeError {
     Failed(String),
     #[error("{0}")]
     Api(String),
-    #[error(
-        "{0}: [cluster] is configured but this version of weiche does not run clusters yet; remove it or use \
-         weiche check to read the arithmetic"
-    )]
-    ClusterNotYet(model::position::Location),
-}
-
-/// Refuses what `serve` cannot do yet (a `[cluster]`), rather than quietly serving alone.
-pub fn servable(config: &Config) -> Result<(), ServeError> {
-    match &config.cluster {
-        Some(c) => Err(ServeError::ClusterNotYet(c.at.clone())),
-        None => Ok(()),
-    }
+    #[error("cannot listen for cluster peers on {0}: {1}")]
+    ClusterListen(std::net::SocketAddr, std::io::Error),
 }
 
 /// Serves `config` on `sockets` until `shutdown` completes.
@@ -101,8 +90,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
-    servable(&config)?;
     ops::api::metrics_handle();
+    let leave = control.clone();
     load::read::set_max_file_size(config.zone_file_limit);
     // However the API's address was chosen (file, flag, a program embedding weiche), it is
     // opened beyond loopback only with a token.
@@ -160,8 +149,23 @@ pub async fn serve(
         driver.core_mut().set_zones(reload, publish::Now::read());
         driver.carry_out();
     }
+    let _cluster = match &config.cluster {
+        Some(c) => {
+            let c = Arc::new(c.clone());
+            let socket =
+                tokio::net::UdpSocket::bind(c.listen).await.map_err(|e| ServeError::ClusterListen(c.listen, e))?;
+            let (link, task) = cluster::net::start(socket, c.clone());
+            let boot = cluster::net::wall_ms(std::time::SystemTime::now());
+            let peers = cluster::peers::Peers::new(c.clone(), boot, tokio::time::Instant::now());
+            let me = &c.members[c.me];
+            info!(member = %me.name, site = %me.site, weight = me.weight, peers = %c.listen, members = c.members.len(), minority = c.minority.name(), "cluster member: pool answers wait for a majority");
+            driver.join(publish::driver::Member { peers, link });
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
     let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
-    let mut monitor = monitor::Monitor::new(tx);
+    let mut monitor = monitor::Monitor::new(tx).with_source(config.probe_source);
     let keys = driver.core_mut().probe_keys();
     monitor.set_targets(keys.clone());
     driver.startup_round(&mut updates, &keys).await;
@@ -178,6 +182,13 @@ pub async fn serve(
         transfer: Arc::new(config.transfer.clone()),
         rrl: config.rrl,
     };
+    let witness = config.cluster.as_ref().is_some_and(|c| c.members[c.me].witness);
+    if witness {
+        // A witness votes and probes but serves no public DNS (like Galera's garbd).
+        info!("cluster witness: no DNS listeners");
+        sockets.udp.clear();
+        sockets.tcp.clear();
+    }
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
     let listeners = dns::server::Listeners::start(sockets, store, &limits)?;
     // Ready once every listener (and the XDP program) is up, not before.
@@ -192,6 +203,11 @@ pub async fn serve(
             ready.store(false, Ordering::Relaxed);
             error!("shutting down after a failure");
         }
+    }
+    // A cluster member says it leaves, so the others count its weight out of the total.
+    if config.cluster.is_some() && tokio::time::timeout(std::time::Duration::from_secs(1), leave.leave()).await.is_err()
+    {
+        warn!("the cluster was not told of this member's leave within 1 s");
     }
     // Answers in flight finish from the last snapshot; nothing new is published.
     drop(publisher);

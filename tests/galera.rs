@@ -105,7 +105,7 @@ fn run_probes(check: Arc<Check>, n: usize) -> usize {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let addr: SocketAddr = format!("{}:3306", NODES[0]).parse().unwrap();
-        let prober = Prober::new(addr, check).unwrap();
+        let prober = Prober::new(addr, check, None).unwrap();
         let mut passed = 0;
         for _ in 0..n {
             passed += usize::from(prober.probe().await.is_ok());

@@ -39,6 +39,9 @@ pub enum Command {
     Status { events: usize, done: oneshot::Sender<Status> },
     /// Events after sequence number `since`, at most `limit`.
     Events { since: u64, limit: usize, done: oneshot::Sender<Vec<Event>> },
+    /// This instance stops: a cluster member tells the others it leaves (a clean leave takes its
+    /// weight out of the total), answered once that is sent.
+    Leave { done: oneshot::Sender<()> },
 }
 
 /// Sends commands to a running server (see `weiche::serve`).
@@ -75,6 +78,11 @@ impl Control {
 
     pub async fn status(&self, events: usize) -> Result<Status, Gone> {
         self.ask(|done| Command::Status { events, done }).await.map_err(|_| Gone)
+    }
+
+    /// Tells the cluster this member leaves cleanly (nothing without a cluster).
+    pub async fn leave(&self) -> Result<(), Gone> {
+        self.ask(|done| Command::Leave { done }).await.map_err(|_| Gone)
     }
 
     pub async fn events(&self, since: u64, limit: usize) -> Result<Vec<Event>, Gone> {

@@ -25,6 +25,9 @@ pub struct Status {
     /// Whether drains, holds and serials are on disk for the next start.
     #[serde(default)]
     pub state: StateStatus,
+    /// The cluster as this member sees it (None: no `[cluster]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::peers::ClusterStatus>,
 }
 
 /// Where drains, manual-failback holds and serials are kept across restarts, and whether the
@@ -140,6 +143,9 @@ pub struct CheckStatus {
     pub since: Option<String>,
     pub last_probe: Option<LastProbe>,
     pub streak: Option<Streak>,
+    /// In a cluster: each member's own verdict, by member name (`verdict` is the cluster's).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub votes: std::collections::BTreeMap<String, Verdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,6 +323,7 @@ pub(crate) mod tests {
                     since,
                     last_probe,
                     streak,
+                    votes: Default::default(),
                 }],
             }
         };
@@ -378,6 +385,7 @@ pub(crate) mod tests {
                 persisted: Some(true),
                 error: None,
             },
+            cluster: None,
         }
     }
 

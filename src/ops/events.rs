@@ -31,6 +31,13 @@ pub enum EventKind {
     ZoneLoaded,
     ZoneError,
     ZoneRemoved,
+    /// This cluster member left the primary component: it hears too little weight.
+    QuorumLost,
+    /// This cluster member is in the primary component (again).
+    QuorumRegained,
+    /// Another cluster member is heard again, or no longer.
+    MemberUp,
+    MemberDown,
 }
 
 impl EventKind {
@@ -50,13 +57,28 @@ impl EventKind {
             ZoneLoaded => "zone_loaded",
             ZoneError => "zone_error",
             ZoneRemoved => "zone_removed",
+            QuorumLost => "quorum_lost",
+            QuorumRegained => "quorum_regained",
+            MemberUp => "member_up",
+            MemberDown => "member_down",
         }
     }
 
     /// Events that notifications (webhooks, commands) are sent for.
     pub fn notifies(self) -> bool {
         use EventKind::*;
-        matches!(self, Failover | Failback | AllDown | Recovered | Drain | Undrain | FailbackReleased)
+        matches!(
+            self,
+            Failover
+                | Failback
+                | AllDown
+                | Recovered
+                | Drain
+                | Undrain
+                | FailbackReleased
+                | QuorumLost
+                | QuorumRegained
+        )
     }
 }
 
@@ -94,6 +116,9 @@ pub struct Event {
     /// The SOA serial served from now on, for a zone loaded (it may differ from the file's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<u32>,
+    /// The cluster member an event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// Why: a probe's failure cause, what changed, who asked.
     pub reason: String,
     /// One sentence for a person.
@@ -134,6 +159,10 @@ impl Event {
             EventKind::ZoneLoaded => info!(zone, serial = self.serial, reason, "zone loaded"),
             EventKind::ZoneError => warn!(zone, reason, "zone file has errors"),
             EventKind::ZoneRemoved => warn!(zone, reason, "zone removed"),
+            EventKind::QuorumLost => error!(reason, "cluster quorum lost"),
+            EventKind::QuorumRegained => info!(reason, "cluster quorum regained"),
+            EventKind::MemberUp => info!(member = d(&self.member), reason, "cluster member heard"),
+            EventKind::MemberDown => warn!(member = d(&self.member), reason, "cluster member lost"),
         }
     }
 }
@@ -234,6 +263,12 @@ fn describe(e: &Event) -> String {
         }
         EventKind::ZoneError => format!("zone {} not reloaded: {}", e.zone.as_deref().unwrap_or("?"), e.reason),
         EventKind::ZoneRemoved => format!("zone {} removed ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
+        EventKind::QuorumLost => format!("lost quorum: {}", e.reason),
+        EventKind::QuorumRegained => format!("quorum regained: {}", e.reason),
+        EventKind::MemberUp => format!("cluster member {} is heard", e.member.as_deref().unwrap_or("?")),
+        EventKind::MemberDown => {
+            format!("cluster member {} is lost ({})", e.member.as_deref().unwrap_or("?"), e.reason)
+        }
     }
 }
 

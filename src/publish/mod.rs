@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::cluster::peers::Serving;
 use crate::load::watch::{Reload, ZoneDiff, ZoneFileState};
 use crate::model::chart::{Admin, Failback, Health, Mode};
 use crate::model::history;
@@ -127,6 +128,8 @@ pub struct Publisher {
     restored_serials: BTreeMap<String, (u32, u64)>,
     /// The first probe round is done: from now on, changes move serials.
     settled: bool,
+    /// How pool names are served: a cluster member out of the majority withdraws or freezes.
+    serving: Serving,
     out: Effects,
 }
 
@@ -147,6 +150,7 @@ impl Publisher {
             restored_serials: admin.serials.clone(),
             admin,
             settled: false,
+            serving: Serving::Normal,
             out: Effects::default(),
         }
     }
@@ -259,10 +263,18 @@ impl Publisher {
             latency_ms: 0.0,
             error: None,
         });
-        status.checked_at = now.wall;
-        status.latency_ms = u.latency.as_secs_f64() * 1000.0;
-        status.error = u.cause.clone();
+        if u.probed {
+            status.checked_at = now.wall;
+            status.latency_ms = u.latency.as_secs_f64() * 1000.0;
+            status.error = u.cause.clone();
+        }
         if let Some(t) = u.transition {
+            let reason = match (&u.decided_by, &u.cause) {
+                (Some(who), Some(cause)) if t.to == Health::Down => format!("{who}; here: {cause}"),
+                (Some(who), _) => who.clone(),
+                (None, Some(cause)) => cause.clone(),
+                (None, None) => format!("{} probes passed", t.after),
+            };
             status.since = now.wall;
             let kind = match t.to {
                 Health::Down => Some(EventKind::TargetDown),
@@ -286,7 +298,7 @@ impl Publisher {
                         count: Some(t.after),
                         from: Some(format!("{:?}", t.from).to_lowercase()),
                         to: Some(format!("{:?}", t.to).to_lowercase()),
-                        ..Event::new(kind, u.cause.clone().unwrap_or_else(|| format!("{} probes passed", t.after)))
+                        ..Event::new(kind, reason.clone())
                     });
                 }
             }
@@ -322,6 +334,15 @@ impl Publisher {
 
     fn announce(&mut self, zone: &Zone, serial: u32, soa: crate::model::zone::RRset) {
         self.out.announce.push(Change { apex: zone.apex.clone(), serial, soa, ns_addrs: ns_addresses(zone) });
+    }
+
+    /// Serves pool names as the cluster says: from the verdicts, withdrawn (SERVFAIL) or
+    /// frozen (the answers of now, at each pool's short TTL).
+    pub fn set_serving(&mut self, serving: Serving, now: Now) {
+        if serving != self.serving {
+            self.serving = serving;
+            self.publish(&format!("pool answers {}", serving.name()), now);
+        }
     }
 
     /// When answers must be recomputed because a `failback_delay` runs out (None: nothing waits).
@@ -360,6 +381,11 @@ impl Publisher {
     /// changing nothing, when there is nothing to release: the pool fails back by itself, it
     /// holds nothing, or no better level is ready to go back to (the hold would form again).
     pub fn release_failback(&mut self, pool_name: &Name, now: Now) -> Result<(), ActionError> {
+        self.release_failback_by(pool_name, "operator", now)
+    }
+
+    /// [`Self::release_failback`], saying who asked (`by`) in the event.
+    pub fn release_failback_by(&mut self, pool_name: &Name, by: &str, now: Now) -> Result<(), ActionError> {
         let key = pool_name.key();
         let current = self.current.clone();
         let found: Vec<(&ZoneEntry, usize)> = current
@@ -400,8 +426,8 @@ impl Publisher {
         self.out.state = Some(self.admin.clone());
         self.out
             .events
-            .push(Event { pool: Some(pool_name.to_string()), ..Event::new(EventKind::FailbackReleased, "operator") });
-        self.publish("failback released by operator", now);
+            .push(Event { pool: Some(pool_name.to_string()), ..Event::new(EventKind::FailbackReleased, by) });
+        self.publish(&format!("failback released by {by}"), now);
         Ok(())
     }
 
@@ -414,6 +440,28 @@ impl Publisher {
         address: IpAddr,
         pool: Option<&Name>,
         drained: bool,
+        now: Now,
+    ) -> Result<(), ActionError> {
+        self.set_drain_by(address, pool, drained, "operator", now)
+    }
+
+    /// The pools (by [`hold_key`]) in which `address` is drained on its own.
+    pub fn drained_pools(&self, address: IpAddr) -> Vec<String> {
+        self.admin.drained.iter().filter(|d| d.address == address).filter_map(|d| d.pool.clone()).collect()
+    }
+
+    /// Adds an event that is not the publisher's own (the cluster's).
+    pub fn note(&mut self, event: Event) {
+        self.out.events.push(event);
+    }
+
+    /// [`Self::set_drain`], saying who asked (`by`) in the events.
+    pub fn set_drain_by(
+        &mut self,
+        address: IpAddr,
+        pool: Option<&Name>,
+        drained: bool,
+        by: &str,
         now: Now,
     ) -> Result<(), ActionError> {
         if let Some(p) = pool
@@ -455,14 +503,10 @@ impl Publisher {
         self.out.state = Some(self.admin.clone());
         let kind = if drained { EventKind::Drain } else { EventKind::Undrain };
         for d in changed {
-            self.out.events.push(Event {
-                target: Some(address.to_string()),
-                pool: d.pool,
-                ..Event::new(kind, "operator")
-            });
+            self.out.events.push(Event { target: Some(address.to_string()), pool: d.pool, ..Event::new(kind, by) });
         }
         let what = if drained { "drained" } else { "undrained" };
-        self.publish(&format!("{address} {what} by operator"), now);
+        self.publish(&format!("{address} {what} by {by}"), now);
         Ok(())
     }
 
@@ -537,8 +581,17 @@ impl Publisher {
             for (pi, pool) in zone.pools.iter().enumerate() {
                 let hold = hold_key(&pool.name);
                 let held = self.admin.held.get(&hold).copied().unwrap_or([None, None]);
-                let (answer, ready_at) = self.answer_now(&zone, pi, held, now);
+                let (mut answer, ready_at) = self.answer_now(&zone, pi, held, now);
                 wake_at = min_instant(wake_at, ready_at);
+                match self.serving {
+                    Serving::Normal => {}
+                    Serving::Withdrawn => answer.withdrawn = true,
+                    Serving::Frozen => {
+                        for f in [&mut answer.a, &mut answer.aaaa] {
+                            f.rrset.ttl = f.rrset.ttl.min(pool.ttl_min);
+                        }
+                    }
+                }
                 // Manual failback: a pool answering from a fallback level stays there. Not
                 // before every target has a verdict: a secondary judged before the primary at
                 // start-up is no failover.
@@ -876,7 +929,15 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
             let mut state = self.p.verdicts.get(&key).cloned().unwrap_or_default();
             let transition = state.observe(ok, key.check.0.rise, key.check.0.fall);
             let cause = (!ok).then(|| "connection refused".into());
-            let u = Update { key, state, transition, cause, latency: Duration::from_millis(3) };
+            let u = Update {
+                key,
+                state,
+                transition,
+                cause,
+                latency: Duration::from_millis(3),
+                probed: true,
+                decided_by: None,
+            };
             let now = self.now();
             self.p.apply_all(vec![u], now);
             self.p.take_effects()
@@ -1235,7 +1296,18 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         let mut state = TargetState::default();
         let transition = state.observe(false, 1, 1);
         let now = b.now();
-        b.p.apply_all(vec![Update { key: removed, state, transition, cause: None, latency: Duration::ZERO }], now);
+        b.p.apply_all(
+            vec![Update {
+                key: removed,
+                state,
+                transition,
+                cause: None,
+                latency: Duration::ZERO,
+                probed: true,
+                decided_by: None,
+            }],
+            now,
+        );
         assert!(b.p.take_effects().events.is_empty(), "a late result of a removed target is no event");
         assert!(b.p.verdicts.len() == 1);
     }
