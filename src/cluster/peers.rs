@@ -4,7 +4,8 @@
 //! publisher verdict updates, the serving mode and operator writes; and the messages to send.
 //!
 //! Rules (`vote` holds the arithmetic):
-//! - A member is heard while a message from it came within [`Peers::dead_after`] (3 heartbeats).
+//! - A member is heard while a message from it came within [`Peers::dead_after`] (2¾
+//!   heartbeats; [`Peers::tick`] every quarter heartbeat makes a cut-off member know within 3).
 //!   A member that said it leaves is counted out of the total until it is heard again.
 //! - In the primary component, a target's verdict is the heavier side of the fresh votes (this
 //!   member's own included); a tie or no vote keeps the current one. A member just started, that
@@ -210,9 +211,10 @@ impl Peers {
         &self.cluster
     }
 
-    /// How long a member stays heard without a message: three heartbeats.
+    /// How long a member stays heard without a message: 2¾ heartbeats, so one lost report
+    /// costs nothing and, ticked every quarter heartbeat, a member cut off knows within three.
     pub fn dead_after(&self) -> Duration {
-        self.cluster.heartbeat * 3
+        self.cluster.heartbeat * 11 / 4
     }
 
     pub fn serving(&self) -> Serving {
@@ -316,7 +318,8 @@ impl Peers {
         step
     }
 
-    /// The heartbeat: members not heard for `dead_after` drop out, and the decisions follow.
+    /// The clock (every quarter heartbeat): members not heard for `dead_after` drop out, and the
+    /// decisions follow.
     pub fn tick(&mut self, now: Instant) -> Step {
         let mut step = Step::default();
         self.membership(now, &mut step);

@@ -265,9 +265,11 @@ impl Driver {
         mut commands: Commands,
         mut reloads: mpsc::UnboundedReceiver<Reload>,
     ) {
+        // Membership is looked at every quarter heartbeat; reports go out every fourth tick.
         let beat = self.cluster.as_ref().map_or(Duration::from_secs(3600), |c| c.peers.cluster().heartbeat);
-        let mut heartbeat = tokio::time::interval(beat);
+        let mut heartbeat = tokio::time::interval(beat / 4);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
         let clustered = self.cluster.is_some();
         loop {
             let wake_at = self.core.wake_at();
@@ -296,7 +298,10 @@ impl Driver {
                     let now = Now::read();
                     let step = self.cluster.as_mut().expect("a member").peers.tick(now.at);
                     self.take_step(step, now);
-                    self.report(now);
+                    if ticks % 4 == 0 {
+                        self.report(now);
+                    }
+                    ticks += 1;
                 }
                 Some(cmd) = commands.recv() => {
                     self.execute(cmd);

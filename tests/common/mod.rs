@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod galera;
+pub mod nft;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,0 +1,381 @@
+//! Three weiche members on their own loopback addresses, one cluster: real processes' sockets,
+//! real backends, partitions as real dropped packets (nftables). Each test has its own
+//! addresses (127.0.4N.x) and nftables table, so the tests run side by side.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::nft::Rules;
+use common::*;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use weiche::config::cluster::{Cluster, Member, Minority};
+
+const SECRET: &str = "Y2x1c3Rlci10ZXN0LXNlY3JldC0zMi1ieXRlcy1sb25nIQ==";
+const HEARTBEAT: Duration = Duration::from_millis(200);
+/// How long primary members may answer differently after a change: the member that decides
+/// first tells the others with its next report, at most a heartbeat later, plus a watcher round.
+const CONVERGENCE: Duration = Duration::from_millis(200 + 50 + 100);
+
+/// A UDP port free on every one of `ips`, for the members' peer sockets.
+fn cluster_port(ips: &[&str]) -> u16 {
+    for _ in 0..50 {
+        let first = std::net::UdpSocket::bind(format!("{}:0", ips[0])).unwrap();
+        let port = first.local_addr().unwrap().port();
+        if ips[1..].iter().all(|ip| std::net::UdpSocket::bind(format!("{ip}:{port}")).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no UDP port free on all of {ips:?}");
+}
+
+/// `[cluster]` for member `me` of `members` (address, weight, witness).
+fn cluster(me: usize, members: &[(&str, u8, bool)], port: u16, minority: Minority) -> Cluster {
+    let names = ["a", "b", "c", "d"];
+    let members: Vec<Member> = members
+        .iter()
+        .enumerate()
+        .map(|(i, &(ip, weight, witness))| Member {
+            name: names[i].into(),
+            site: format!("site-{}", names[i]),
+            address: format!("{ip}:{port}").parse().unwrap(),
+            weight,
+            witness,
+        })
+        .collect();
+    Cluster {
+        me,
+        listen: members[me].address,
+        members,
+        key: weiche::config::keys::Key::new("cluster", "hmac-sha256", SECRET).unwrap(),
+        minority,
+        heartbeat: HEARTBEAT,
+        at: weiche::model::position::Location { file: std::path::Path::new("test").into(), line: 1, col: 1 },
+    }
+}
+
+/// Members on `layout` (address, weight, witness), each probing from its own address and
+/// serving the same zone.
+fn members(layout: &[(&str, u8, bool)], zone: &str, minority: Minority) -> Vec<Server> {
+    let ips: Vec<&str> = layout.iter().map(|m| m.0).collect();
+    let port = cluster_port(&ips);
+    (0..layout.len())
+        .map(|me| {
+            Server::start_with(layout[me].0, &[("ex.test.toml", zone)], |c| {
+                c.cluster = Some(cluster(me, layout, port, minority));
+                c.probe_source = Some(layout[me].0.parse().unwrap());
+            })
+        })
+        .collect()
+}
+
+fn status(s: &Server) -> serde_json::Value {
+    json(s.api, "GET", "/status").1
+}
+
+fn primary(s: &Server) -> bool {
+    status(s)["cluster"]["primary"] == true
+}
+
+/// What a member answers for `name`: its addresses, or the rcode when it is not NOERROR.
+fn look(s: &Server, name: &str) -> Result<Vec<Ipv4Addr>, ResponseCode> {
+    let r = udp(s.addr, &query(name, RecordType::A, None));
+    if r.metadata.response_code != ResponseCode::NoError {
+        return Err(r.metadata.response_code);
+    }
+    Ok(answer(s, name))
+}
+
+fn wait_all(ms: &[&Server], name: &str, want: &[&str], limit: Duration) -> Vec<Duration> {
+    ms.iter().map(|s| wait_for_answer(s, name, want, limit)).collect()
+}
+
+/// Queries every member every 50 ms in the background, and counts the moments two members
+/// that answer (not withdrawn) give different answers for a single-writer pool.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<(Instant, Vec<Result<Vec<Ipv4Addr>, ResponseCode>>)>>>,
+}
+
+impl Watcher {
+    fn start(addrs: Vec<SocketAddr>, name: &'static str) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            // Bounded: at most 10 minutes of 50 ms rounds.
+            for _ in 0..12_000 {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let round = addrs
+                    .iter()
+                    .map(|a| {
+                        let r = udp(*a, &query(name, RecordType::A, None));
+                        if r.metadata.response_code != ResponseCode::NoError {
+                            return Err(r.metadata.response_code);
+                        }
+                        let mut v: Vec<Ipv4Addr> = r
+                            .answers
+                            .iter()
+                            .filter_map(|a| if let hickory_proto::rr::RData::A(a) = &a.data { Some(a.0) } else { None })
+                            .collect();
+                        v.sort();
+                        Ok(v)
+                    })
+                    .collect();
+                seen.push((Instant::now(), round));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            seen
+        });
+        Watcher { stop, thread: Some(thread) }
+    }
+
+    /// Stops; returns (rounds, rounds in which two answering members disagreed, the longest run
+    /// of such rounds).
+    fn finish(mut self) -> (usize, usize, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        let seen = self.thread.take().unwrap().join().unwrap();
+        let (mut bad, mut longest, mut run_start): (usize, Duration, Option<Instant>) = (0, Duration::ZERO, None);
+        for (at, round) in &seen {
+            let answers: Vec<&Vec<Ipv4Addr>> = round.iter().filter_map(|r| r.as_ref().ok()).collect();
+            let disagree = answers.windows(2).any(|w| w[0] != w[1]);
+            if disagree {
+                bad += 1;
+                let start = *run_start.get_or_insert(*at);
+                longest = longest.max(*at - start + Duration::from_millis(50));
+            } else {
+                run_start = None;
+            }
+        }
+        (seen.len(), bad, longest)
+    }
+}
+
+/// The shape of every test: a pool `www` with a primary and a secondary backend (TCP check,
+/// 250 ms interval, fall 2) and one answer at a time.
+fn pool_zone(port: u16, p: &str, sec: &str) -> String {
+    zone(&format!(
+        "[pools.www]\nmax_answers = 1\ncheck = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
+         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    ))
+}
+
+/// A backend dies: every member fails over, at about the same moment, with the event naming
+/// the members that saw it down.
+#[test]
+fn a_dead_backend_fails_over_on_every_member() {
+    let (port, mut primary_backend, _sec) = backend_pair("127.0.42.11", "127.0.42.12");
+    let zone = pool_zone(port, "127.0.42.11", "127.0.42.12");
+    let ms = members(
+        &[("127.0.42.1", 5, false), ("127.0.42.2", 6, false), ("127.0.42.3", 8, false)],
+        &zone,
+        Minority::Withdraw,
+    );
+    let all: Vec<&Server> = ms.iter().collect();
+    wait_all(&all, "www.ex.test.", &["127.0.42.11"], Duration::from_secs(10));
+    for s in &ms {
+        let st = wait_for(
+            "every member heard",
+            Duration::from_secs(2),
+            || status(s),
+            |st| st["cluster"]["heard_weight"] == 19,
+        );
+        assert_eq!(st["cluster"]["primary"], true, "{st}");
+        assert_eq!(st["cluster"]["serving"], "normal");
+    }
+    let since = last_event_seq(ms[1].api);
+    let watcher = Watcher::start(ms.iter().map(|s| s.addr).collect(), "www.ex.test.");
+    primary_backend.down();
+    let took = wait_all(&all, "www.ex.test.", &["127.0.42.12"], Duration::from_secs(10));
+    let (rounds, bad, longest) = watcher.finish();
+    eprintln!("cluster failover (a, b, c): {took:?}; watcher: {bad} of {rounds} rounds disagreed, longest {longest:?}");
+    let spread = took.iter().max().unwrap().saturating_sub(*took.iter().min().unwrap());
+    assert!(spread < Duration::from_millis(700), "members switched {spread:?} apart: {took:?}");
+    assert!(longest <= CONVERGENCE, "members disagreed for {longest:?}");
+    let e = wait_for_event(ms[1].api, since, "target down", |e| e["kind"] == "target_down");
+    let reason = e["reason"].as_str().unwrap();
+    assert!(reason.starts_with("members ") && reason.contains("of 19) report it down"), "{e}");
+    // Each member's own view is in its vote.
+    let t = target_status(ms[2].api, "www.ex.test.", "127.0.42.11");
+    assert_eq!(t["checks"][0]["votes"]["c"], "down", "{t}");
+}
+
+/// A backend unreachable from member a only (its probes' packets dropped): a's own verdict is
+/// down, the cluster's stays up, and no member fails over.
+#[test]
+fn a_backend_unreachable_from_one_member_is_no_failover() {
+    let (port, _p, _sec) = backend_pair("127.0.43.11", "127.0.43.12");
+    let zone = pool_zone(port, "127.0.43.11", "127.0.43.12");
+    let ms = members(
+        &[("127.0.43.1", 5, false), ("127.0.43.2", 6, false), ("127.0.43.3", 8, false)],
+        &zone,
+        Minority::Withdraw,
+    );
+    let all: Vec<&Server> = ms.iter().collect();
+    wait_all(&all, "www.ex.test.", &["127.0.43.11"], Duration::from_secs(10));
+    let Some(_cut) = Rules::add(
+        "weiche_cluster_probe",
+        &["ip saddr 127.0.43.1 ip daddr 127.0.43.11 tcp dport ".to_string() + &port.to_string() + " drop"],
+    ) else {
+        return;
+    };
+    // a's own probes fail (timeouts), and it says so in its vote; the others outweigh it.
+    let t = wait_for_target(ms[0].api, "www.ex.test.", "127.0.43.11", "a votes down", |t| {
+        t["checks"][0]["votes"]["a"] == "down"
+    });
+    assert_eq!(t["verdict"], "up", "{t}");
+    wait_for(
+        "b to see a's dissent",
+        Duration::from_secs(5),
+        || status(&ms[1])["cluster"]["dissent"].clone(),
+        |d| *d == 1,
+    );
+    for s in &ms {
+        assert_eq!(look(s, "www.ex.test."), Ok(vec![ip("127.0.43.11")]));
+    }
+}
+
+/// a (5) is cut off from b (6) and c (8): it withdraws its pool answers within three
+/// heartbeats, b and c fail over a backend killed meanwhile, a drain made on b meanwhile
+/// reaches a once the link heals, and a then serves the majority's answer.
+#[test]
+fn a_partitioned_member_withdraws_and_heals_to_the_majority() {
+    let (port, mut p, _sec) = backend_pair("127.0.44.11", "127.0.44.12");
+    let zone = pool_zone(port, "127.0.44.11", "127.0.44.12");
+    let ms = members(
+        &[("127.0.44.1", 5, false), ("127.0.44.2", 6, false), ("127.0.44.3", 8, false)],
+        &zone,
+        Minority::Withdraw,
+    );
+    let all: Vec<&Server> = ms.iter().collect();
+    wait_all(&all, "www.ex.test.", &["127.0.44.11"], Duration::from_secs(10));
+    let watcher = Watcher::start(ms.iter().map(|s| s.addr).collect(), "www.ex.test.");
+    let Some(cut) = Rules::cut("weiche_cluster_split", "127.0.44.1", &["127.0.44.2", "127.0.44.3"]) else {
+        return;
+    };
+    let cut_at = Instant::now();
+    let _ = wait_for(
+        "a to withdraw",
+        Duration::from_secs(5),
+        || look(&ms[0], "www.ex.test."),
+        |r| *r == Err(ResponseCode::ServFail),
+    );
+    let withdrawn = cut_at.elapsed();
+    eprintln!("a withdrew {withdrawn:?} after the cut (heartbeat {HEARTBEAT:?})");
+    // Three heartbeats, and a query round of the wait.
+    assert!(withdrawn < HEARTBEAT * 3 + Duration::from_millis(100), "{withdrawn:?}");
+    let st = status(&ms[0]);
+    assert_eq!(
+        (st["cluster"]["primary"].clone(), st["cluster"]["serving"].clone()),
+        (false.into(), "withdrawn".into())
+    );
+    // Static records are still answered.
+    let soa = udp(ms[0].addr, &query("ex.test.", RecordType::SOA, None));
+    assert_eq!(soa.metadata.response_code, ResponseCode::NoError);
+    assert!(primary(&ms[1]) && primary(&ms[2]));
+    // The backend dies during the partition: b and c fail over, a stays withdrawn.
+    p.down();
+    wait_all(&[&ms[1], &ms[2]], "www.ex.test.", &["127.0.44.12"], Duration::from_secs(10));
+    assert_eq!(look(&ms[0], "www.ex.test."), Err(ResponseCode::ServFail));
+    // A drain on b during the partition.
+    let (code, body) = json(ms[1].api, "POST", "/targets/127.0.44.11/drain");
+    assert_eq!(code, 200, "{body}");
+    wait_for(
+        "the drain on c",
+        Duration::from_secs(1),
+        || status(&ms[2])["drained"].clone(),
+        |d| d.as_array().is_some_and(|a| a.len() == 1),
+    );
+    assert_eq!(status(&ms[0])["drained"], serde_json::json!([]), "a hears nothing while cut off");
+    // Heal: a serves the majority's answer within a second, and has the drain.
+    drop(cut);
+    let healed = Instant::now();
+    wait_for_answer(&ms[0], "www.ex.test.", &["127.0.44.12"], Duration::from_secs(5));
+    let back = healed.elapsed();
+    eprintln!("a served the majority's answer {back:?} after the heal");
+    assert!(back < Duration::from_secs(1), "{back:?}");
+    wait_for(
+        "the drain on a",
+        Duration::from_secs(1),
+        || status(&ms[0])["drained"].clone(),
+        |d| d.as_array().is_some_and(|a| a.len() == 1),
+    );
+    let (rounds, bad, longest) = watcher.finish();
+    eprintln!("watcher: {bad} of {rounds} rounds had two answering members disagree, longest {longest:?}");
+    assert!(longest <= CONVERGENCE, "members disagreed for {longest:?}");
+    let events = json(ms[0].api, "GET", "/events?since=0").1;
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"quorum_lost") && kinds.contains(&"quorum_regained"), "{kinds:?}");
+}
+
+/// A drain on any member reaches the others within a second, and so does the undrain.
+#[test]
+fn a_drain_on_one_member_reaches_every_member() {
+    let (port, _p, _sec) = backend_pair("127.0.45.11", "127.0.45.12");
+    let zone = pool_zone(port, "127.0.45.11", "127.0.45.12");
+    let ms = members(
+        &[("127.0.45.1", 5, false), ("127.0.45.2", 6, false), ("127.0.45.3", 8, false)],
+        &zone,
+        Minority::Withdraw,
+    );
+    let all: Vec<&Server> = ms.iter().collect();
+    wait_all(&all, "www.ex.test.", &["127.0.45.11"], Duration::from_secs(10));
+    let (code, body) = json(ms[1].api, "POST", "/targets/127.0.45.11/drain");
+    assert_eq!(code, 200, "{body}");
+    let took = wait_all(&all, "www.ex.test.", &["127.0.45.12"], Duration::from_secs(1));
+    eprintln!("drain on b reached (a, b, c) in {took:?}");
+    let e = wait_for_event(ms[0].api, 0, "drain", |e| e["kind"] == "drain");
+    assert_eq!(e["reason"], "operator, on member b", "{e}");
+    let (code, body) = json(ms[2].api, "POST", "/targets/127.0.45.11/undrain");
+    assert_eq!(code, 200, "{body}");
+    wait_all(&all, "www.ex.test.", &["127.0.45.11"], Duration::from_secs(1));
+}
+
+/// Two sites, weights 2 and 1, no witness: cut apart, the weight-1 member is alone and not
+/// primary, the weight-2 one goes on. With a witness at a third site, the member that keeps
+/// the witness stays primary.
+#[test]
+fn two_sites_need_a_witness() {
+    let (port, _p, _sec) = backend_pair("127.0.46.11", "127.0.46.12");
+    let zone = pool_zone(port, "127.0.46.11", "127.0.46.12");
+    let ms = members(&[("127.0.46.1", 2, false), ("127.0.46.2", 1, false)], &zone, Minority::Withdraw);
+    wait_all(&ms.iter().collect::<Vec<_>>(), "www.ex.test.", &["127.0.46.11"], Duration::from_secs(10));
+    let Some(cut) = Rules::cut("weiche_cluster_two", "127.0.46.1", &["127.0.46.2"]) else {
+        return;
+    };
+    let _ = wait_for(
+        "b to withdraw",
+        Duration::from_secs(5),
+        || look(&ms[1], "www.ex.test."),
+        |r| *r == Err(ResponseCode::ServFail),
+    );
+    assert!(primary(&ms[0]) && !primary(&ms[1]));
+    drop(cut);
+    drop(ms);
+    // 1-1 plus a witness (1): b keeps the witness and stays primary when cut from a.
+    let layout = [("127.0.46.1", 1, false), ("127.0.46.2", 1, false), ("127.0.46.3", 1, true)];
+    let ms = members(&layout, &zone, Minority::Withdraw);
+    wait_all(&[&ms[0], &ms[1]], "www.ex.test.", &["127.0.46.11"], Duration::from_secs(10));
+    assert_eq!(
+        udp_raw(ms[2].addr, &query("www.ex.test.", RecordType::A, None).to_vec().unwrap(), Duration::from_millis(300)),
+        None,
+        "a witness serves no DNS"
+    );
+    let Some(_cut) = Rules::cut("weiche_cluster_two", "127.0.46.1", &["127.0.46.2", "127.0.46.3"]) else {
+        return;
+    };
+    let _ = wait_for(
+        "a to withdraw",
+        Duration::from_secs(5),
+        || look(&ms[0], "www.ex.test."),
+        |r| *r == Err(ResponseCode::ServFail),
+    );
+    assert!(primary(&ms[1]), "b hears the witness: 2 of 3");
+    assert_eq!(look(&ms[1], "www.ex.test."), Ok(vec![ip("127.0.46.11")]));
+}
