@@ -90,6 +90,26 @@ fn look(s: &Server, name: &str) -> Result<Vec<Ipv4Addr>, ResponseCode> {
     Ok(answer(s, name))
 }
 
+/// The SOA serial a member serves.
+fn serial(s: &Server) -> u32 {
+    let r = udp(s.addr, &query("ex.test.", RecordType::SOA, None));
+    match &r.answers[0].data {
+        hickory_proto::rr::RData::SOA(soa) => soa.serial,
+        other => panic!("not a SOA: {other:?}"),
+    }
+}
+
+/// Waits until every member serves the same SOA serial; returns it.
+fn same_serial(ms: &[&Server]) -> u32 {
+    let serials = wait_for(
+        "one serial on every member",
+        Duration::from_secs(3),
+        || ms.iter().map(|s| serial(s)).collect::<Vec<_>>(),
+        |v| v.windows(2).all(|w| w[0] == w[1]),
+    );
+    serials[0]
+}
+
 fn wait_all(ms: &[&Server], name: &str, want: &[&str], limit: Duration) -> Vec<Duration> {
     ms.iter().map(|s| wait_for_answer(s, name, want, limit)).collect()
 }
@@ -189,6 +209,7 @@ fn a_dead_backend_fails_over_on_every_member() {
         assert_eq!(st["cluster"]["primary"], true, "{st}");
         assert_eq!(st["cluster"]["serving"], "normal");
     }
+    let before = same_serial(&all);
     let since = last_event_seq(ms[1].api);
     let watcher = Watcher::start(ms.iter().map(|s| s.addr).collect(), "www.ex.test.");
     primary_backend.down();
@@ -198,6 +219,9 @@ fn a_dead_backend_fails_over_on_every_member() {
     let spread = took.iter().max().unwrap().saturating_sub(*took.iter().min().unwrap());
     assert!(spread < Duration::from_millis(700), "members switched {spread:?} apart: {took:?}");
     assert!(longest <= CONVERGENCE, "members disagreed for {longest:?}");
+    // The same content has the same serial everywhere, a later one than before.
+    let after = same_serial(&all);
+    assert!(after > before, "serial {before} before the failover, {after} after");
     let e = wait_for_event(ms[1].api, since, "target down", |e| e["kind"] == "target_down");
     let reason = e["reason"].as_str().unwrap();
     assert!(reason.starts_with("members ") && reason.contains("of 19) report it down"), "{e}");
@@ -306,6 +330,7 @@ fn a_partitioned_member_withdraws_and_heals_to_the_majority() {
         || status(&ms[0])["drained"].clone(),
         |d| d.as_array().is_some_and(|a| a.len() == 1),
     );
+    same_serial(&all);
     let (rounds, bad, longest) = watcher.finish();
     eprintln!("watcher: {bad} of {rounds} rounds had two answering members disagree, longest {longest:?}");
     assert!(longest <= CONVERGENCE, "members disagreed for {longest:?}");

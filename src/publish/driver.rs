@@ -162,6 +162,7 @@ impl Driver {
         if let Some(serving) = serving {
             self.core.set_serving(serving, now);
         }
+
         for change in changes {
             self.core.note(cluster_event(change));
         }
@@ -292,7 +293,9 @@ impl Driver {
                     while let Ok((from, m)) = c.link.inbox.try_recv() {
                         step.merge(c.peers.receive(from, m, now.at));
                     }
+                    let serials = c.peers.peer_serials();
                     self.take_step(step, now);
+                    self.core.set_peer_serials(serials, now);
                 }
                 _ = heartbeat.tick(), if clustered => {
                     let now = Now::read();

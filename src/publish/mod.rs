@@ -130,6 +130,9 @@ pub struct Publisher {
     settled: bool,
     /// How pool names are served: a cluster member out of the majority withdraws or freezes.
     serving: Serving,
+    /// In a cluster: the (serial, content hash) each primary peer serves, per zone (by
+    /// [`hold_key`]), so that the same content gets the same serial on every member.
+    peer_serials: BTreeMap<String, Vec<(u32, u64)>>,
     out: Effects,
 }
 
@@ -151,6 +154,7 @@ impl Publisher {
             admin,
             settled: false,
             serving: Serving::Normal,
+            peer_serials: BTreeMap::new(),
             out: Effects::default(),
         }
     }
@@ -342,6 +346,44 @@ impl Publisher {
         if serving != self.serving {
             self.serving = serving;
             self.publish(&format!("pool answers {}", serving.name()), now);
+        }
+    }
+
+    /// What the cluster's primary peers serve of each zone. A zone served here with content a
+    /// peer serves at a later serial moves up to that serial (its history records no change);
+    /// new content takes a serial past every peer's (see [`Self::agreed_serial`]).
+    pub fn set_peer_serials(&mut self, serials: BTreeMap<String, Vec<(u32, u64)>>, now: Now) {
+        if serials == self.peer_serials {
+            return;
+        }
+        self.peer_serials = serials;
+        let behind = self.settled
+            && self.current.zones.iter().any(|e| {
+                let (serial, hash) = (e.serial, e.content_hash());
+                self.peer_serials
+                    .get(&hold_key(&e.zone.apex))
+                    .is_some_and(|peers| peers.iter().any(|&(s, h)| h == hash && history::serial_gt(s, serial)))
+            });
+        if behind {
+            self.publish("a cluster member serves the same content at a later serial", now);
+        }
+    }
+
+    /// The serial for content `hash` of the zone `name`, served before at `prev` (`next` is what
+    /// a lone server would take): a primary peer's serial for the same content when it is later
+    /// than `prev`; for content no peer has, past every peer's serial; else `next`.
+    fn agreed_serial(&self, name: &str, hash: u64, prev: u32, next: u32) -> u32 {
+        let Some(peers) = self.peer_serials.get(name) else { return next };
+        let later = |a: u32, b: u32| if history::serial_gt(a, b) { a } else { b };
+        let same = peers
+            .iter()
+            .filter(|&&(_, h)| h == hash)
+            .map(|&(s, _)| s)
+            .fold(None, |m: Option<u32>, s| Some(m.map_or(s, |m| later(s, m))));
+        match same {
+            Some(s) if history::serial_gt(s, prev) || s == next => s,
+            Some(_) => next,
+            None => peers.iter().fold(next, |n, &(s, _)| later(s.wrapping_add(1), n)),
         }
     }
 
@@ -665,13 +707,29 @@ impl Publisher {
             history: Default::default(),
         };
         let hash = e.content_hash();
+        let name = hold_key(&e.zone.apex);
         match prev.filter(|_| self.settled) {
             Some(p) if p.content_hash() == hash => {
                 e.serial = p.serial;
                 e.history = p.history.clone();
+                // A cluster peer serves this content at a later serial: move up to it, a
+                // serial change with no difference.
+                let agreed = self.agreed_serial(&name, hash, p.serial, p.serial);
+                if history::serial_gt(agreed, p.serial) {
+                    e.serial = agreed;
+                    e.history = Arc::new(p.history.with(history::Diff {
+                        from: p.serial,
+                        to: agreed,
+                        removed: Vec::new(),
+                        added: Vec::new(),
+                    }));
+                    let soa = ZoneEntry::soa_with_serial(&e.zone, e.serial);
+                    self.announce(&e.zone, e.serial, soa);
+                }
             }
             Some(p) => {
-                e.serial = history::next_serial(p.serial, e.zone.serial);
+                let next = history::next_serial(p.serial, e.zone.serial);
+                e.serial = self.agreed_serial(&name, hash, p.serial, next);
                 let (mut removed, mut added) = history::diff(p.pool_records(), e.pool_records());
                 let reloaded = !Arc::ptr_eq(&p.zone, &e.zone);
                 // A reloaded zone's static records were diffed by the loader, off this path.
