@@ -82,7 +82,7 @@ fn primary(s: &Server) -> bool {
 }
 
 /// What a member answers for `name`: its addresses, or the rcode when it is not NOERROR.
-fn look(s: &Server, name: &str) -> Result<Vec<Ipv4Addr>, ResponseCode> {
+fn look(s: &Server, name: &str) -> Answer {
     let r = udp(s.addr, &query(name, RecordType::A, None));
     if r.metadata.response_code != ResponseCode::NoError {
         return Err(r.metadata.response_code);
@@ -114,11 +114,16 @@ fn wait_all(ms: &[&Server], name: &str, want: &[&str], limit: Duration) -> Vec<D
     ms.iter().map(|s| wait_for_answer(s, name, want, limit)).collect()
 }
 
+/// What a member answered: its addresses, or the rcode when not NOERROR.
+type Answer = Result<Vec<Ipv4Addr>, ResponseCode>;
+/// When the watcher asked, and what each member answered.
+type Round = (Instant, Vec<Answer>);
+
 /// Queries every member every 50 ms in the background, and counts the moments two members
 /// that answer (not withdrawn) give different answers for a single-writer pool.
 struct Watcher {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<(Instant, Vec<Result<Vec<Ipv4Addr>, ResponseCode>>)>>>,
+    thread: Option<std::thread::JoinHandle<Vec<Round>>>,
 }
 
 impl Watcher {

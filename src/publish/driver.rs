@@ -301,7 +301,7 @@ impl Driver {
                     let now = Now::read();
                     let step = self.cluster.as_mut().expect("a member").peers.tick(now.at);
                     self.take_step(step, now);
-                    if ticks % 4 == 0 {
+                    if ticks.is_multiple_of(4) {
                         self.report(now);
                     }
                     ticks += 1;
