@@ -603,6 +603,21 @@ impl Peers {
             .collect()
     }
 
+    /// The cluster's gauges: `weiche_cluster_primary`, `weiche_cluster_heard_weight`,
+    /// `weiche_cluster_total_weight`, `weiche_cluster_dissent` (targets some member sees
+    /// otherwise than the cluster) and `weiche_cluster_member_connected{member}`.
+    pub fn export_metrics(&self, now: Instant) {
+        let me = self.me();
+        metrics::gauge!("weiche_cluster_primary").set(f64::from(u8::from(self.primary)));
+        metrics::gauge!("weiche_cluster_heard_weight").set(f64::from(self.layout.weight(self.connected.with(me))));
+        metrics::gauge!("weiche_cluster_total_weight").set(f64::from(self.layout.total_without(self.away)));
+        metrics::gauge!("weiche_cluster_dissent").set(self.dissent(now) as f64);
+        for (m, member) in self.cluster.members.iter().enumerate().filter(|&(m, _)| m != me) {
+            metrics::gauge!("weiche_cluster_member_connected", "member" => member.name.clone())
+                .set(f64::from(u8::from(self.connected.contains(m))));
+        }
+    }
+
     /// Each member's vote on the check `check` probing `probe` (see [`Self::votes`]).
     pub fn votes_at(&self, probe: std::net::SocketAddr, check: &str, now: Instant) -> Vec<(String, Health)> {
         match self.wire_of.keys().find(|k| k.addr == probe && k.check.0.name == check) {

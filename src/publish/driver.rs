@@ -301,6 +301,9 @@ impl Driver {
                     let now = Now::read();
                     let step = self.cluster.as_mut().expect("a member").peers.tick(now.at);
                     self.take_step(step, now);
+                    if let Some(c) = &self.cluster {
+                        c.peers.export_metrics(now.at);
+                    }
                     if ticks.is_multiple_of(4) {
                         self.report(now);
                     }
