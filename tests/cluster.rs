@@ -409,3 +409,63 @@ fn two_sites_need_a_witness() {
     assert!(primary(&ms[1]), "b hears the witness: 2 of 3");
     assert_eq!(look(&ms[1], "www.ex.test."), Ok(vec![ip("127.0.46.11")]));
 }
+
+/// A client behind a real resolver (unbound, a stub zone listing all three members) while a
+/// is cut off and the backend dies: a withdraws, unbound asks b or c, and once b and c fail
+/// over, the client gets the new answer as soon as its cache runs out, never a's.
+#[test]
+fn a_client_behind_a_resolver_never_gets_the_minoritys_answer() {
+    if !have_tool("unbound", "apt-get install unbound") {
+        return;
+    }
+    let (port, mut p, _sec) = backend_pair("127.0.48.11", "127.0.48.12");
+    let zone = pool_zone(port, "127.0.48.11", "127.0.48.12")
+        .replace("max_answers = 1\n", "max_answers = 1\nttl = 1\nttl_min = 1\n");
+    let ms = members(
+        &[("127.0.48.1", 5, false), ("127.0.48.2", 6, false), ("127.0.48.3", 8, false)],
+        &zone,
+        Minority::Withdraw,
+    );
+    let all: Vec<&Server> = ms.iter().collect();
+    wait_all(&all, "www.ex.test.", &["127.0.48.11"], Duration::from_secs(10));
+    let u = common::unbound::Unbound::start("127.0.48.20", "ex.test", &ms.iter().map(|s| s.addr).collect::<Vec<_>>());
+    wait_for(
+        "unbound to answer",
+        Duration::from_secs(10),
+        || u.a("www.ex.test.").map(|a| a.0),
+        |a| *a == Some(vec![ip("127.0.48.11")]),
+    );
+    let Some(_cut) = Rules::cut("weiche_cluster_resolver", "127.0.48.1", &["127.0.48.2", "127.0.48.3"]) else {
+        return;
+    };
+    let _ = wait_for(
+        "a to withdraw",
+        Duration::from_secs(5),
+        || look(&ms[0], "www.ex.test."),
+        |r| *r == Err(ResponseCode::ServFail),
+    );
+    p.down();
+    wait_all(&[&ms[1], &ms[2]], "www.ex.test.", &["127.0.48.12"], Duration::from_secs(10));
+    let switched = Instant::now();
+    // The client polls for 4 s (80 rounds at most): after the 1 s TTL its cache may hold (plus
+    // a second: unbound's clock counts whole seconds), only the majority's answer.
+    let (mut old, mut new, mut failed) = (0, 0, 0);
+    for _ in 0..80 {
+        let at = switched.elapsed();
+        match u.a("www.ex.test.") {
+            Some((a, _)) if a == [ip("127.0.48.12")] => new += 1,
+            Some((a, _)) if a == [ip("127.0.48.11")] && at <= Duration::from_millis(2000) => old += 1,
+            other => {
+                failed += 1;
+                eprintln!("at {at:?}: {other:?}");
+            }
+        }
+        if at > Duration::from_secs(4) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("through unbound after the failover: {new} new answers, {old} old ones within the TTL, {failed} other");
+    assert_eq!(failed, 0, "no stale answer past the TTL, no SERVFAIL: unbound asks b or c\n{}", u.log());
+    assert!(new > 0);
+}

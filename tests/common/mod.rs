@@ -4,6 +4,7 @@
 
 pub mod galera;
 pub mod nft;
+pub mod unbound;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
