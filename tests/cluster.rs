@@ -469,3 +469,92 @@ fn a_client_behind_a_resolver_never_gets_the_minoritys_answer() {
     assert_eq!(failed, 0, "no stale answer past the TTL, no SERVFAIL: unbound asks b or c\n{}", u.log());
     assert!(new > 0);
 }
+
+/// "The data centre loses power": site A (member a and the primary backend) goes dark at once,
+/// so a's goodbye never arrives. b and c fail over. Power returns: the backend is back and a
+/// can reach it, but b and c still cannot. a restarts with an empty state directory, its own
+/// probes calling the primary up; from its first pool answer on it serves the majority's
+/// answer, never its own cold view.
+#[test]
+fn a_member_restarted_after_a_power_loss_serves_the_majoritys_answer() {
+    let (port, mut p, _sec) = backend_pair("127.0.49.11", "127.0.49.12");
+    let zone = pool_zone(port, "127.0.49.11", "127.0.49.12");
+    let layout = [("127.0.49.1", 5, false), ("127.0.49.2", 6, false), ("127.0.49.3", 8, false)];
+    let cport = cluster_port(&["127.0.49.1", "127.0.49.2", "127.0.49.3"]);
+    let start = |me: usize, addr: &str| {
+        Server::start_at(addr, &[("ex.test.toml", &zone)], |c| {
+            c.cluster = Some(cluster(me, &layout, cport, Minority::Withdraw));
+            c.probe_source = Some(layout[me].0.parse().unwrap());
+        })
+    };
+    let a_addr = format!("127.0.49.1:{}", external_port("127.0.49.1"));
+    let mut a = start(0, &a_addr);
+    let (b, c) = (start(1, "127.0.49.2:0"), start(2, "127.0.49.3:0"));
+    wait_all(&[&a, &b, &c], "www.ex.test.", &["127.0.49.11"], Duration::from_secs(10));
+    // Site A goes dark: every packet to or from a and the primary backend is lost, and the
+    // backend dies; a stops (its leave message is lost with the rest).
+    let Some(dark) = Rules::cut("weiche_cluster_power", "127.0.49.1", &["127.0.49.2", "127.0.49.3", "127.0.49.11"])
+    else {
+        return;
+    };
+    let Some(dark_backend) = Rules::cut("weiche_cluster_power_b", "127.0.49.11", &["127.0.49.2", "127.0.49.3"]) else {
+        return;
+    };
+    p.down();
+    drop(a);
+    wait_all(&[&b, &c], "www.ex.test.", &["127.0.49.12"], Duration::from_secs(10));
+    let st = status(&b);
+    assert_eq!(st["cluster"]["primary"], true, "14 of 19 without a: {st}");
+    assert_eq!(st["cluster"]["members"][0]["away"], false, "a vanished, it did not leave: {st}");
+    // Power returns at site A: the backend serves again and a reaches it; b and c still do not.
+    p.up();
+    drop(dark);
+    // Watch a's address from before it starts, every 20 ms (at most 10 s).
+    let watch_addr: SocketAddr = a_addr.parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let watched = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answered = watched.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..500 {
+            if stopped.load(Ordering::Relaxed) {
+                break;
+            }
+            let q = query("www.ex.test.", RecordType::A, None).to_vec().unwrap();
+            if let Some(raw) = udp_raw(watch_addr, &q, Duration::from_millis(20)) {
+                let m = hickory_proto::op::Message::from_vec(&raw).unwrap();
+                let a: Vec<Ipv4Addr> = m
+                    .answers
+                    .iter()
+                    .filter_map(|r| if let hickory_proto::rr::RData::A(a) = &r.data { Some(a.0) } else { None })
+                    .collect();
+                if m.metadata.response_code == ResponseCode::NoError {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+                seen.push((m.metadata.response_code, a));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen
+    });
+    let a = start(0, &a_addr);
+    // a's own probes see the primary up ...
+    wait_for_target(a.api, "www.ex.test.", "127.0.49.11", "a's own vote up", |t| t["checks"][0]["votes"]["a"] == "up");
+    // ... and it serves the majority's answer.
+    wait_for_answer(&a, "www.ex.test.", &["127.0.49.12"], Duration::from_secs(5));
+    // The watcher sees a's first answer too (it asks every 20 ms).
+    let first = Instant::now();
+    while watched.load(Ordering::Relaxed) == 0 && first.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    drop(dark_backend);
+    let answers: Vec<&Vec<Ipv4Addr>> =
+        seen.iter().filter(|(rc, _)| *rc == ResponseCode::NoError).map(|(_, a)| a).collect();
+    let withdrawn = seen.iter().filter(|(rc, _)| *rc == ResponseCode::ServFail).count();
+    eprintln!("a after its restart: {withdrawn} SERVFAIL while joining, then {} answers", answers.len());
+    assert!(!answers.is_empty(), "{seen:?}");
+    assert!(answers.iter().all(|a| **a == [ip("127.0.49.12")]), "a served its own cold view: {seen:?}");
+}
