@@ -68,6 +68,9 @@ fn members(layout: &[(&str, u8, bool)], zone: &str, minority: Minority) -> Vec<S
             Server::start_with(layout[me].0, &[("ex.test.toml", zone)], |c| {
                 c.cluster = Some(cluster(me, layout, port, minority));
                 c.probe_source = Some(layout[me].0.parse().unwrap());
+                let state = c.zones_dir.join("state");
+                std::fs::create_dir_all(&state).unwrap();
+                c.state_dir = Some(state);
             })
         })
         .collect()
@@ -362,6 +365,18 @@ fn a_drain_on_one_member_reaches_every_member() {
     eprintln!("drain on b reached (a, b, c) in {took:?}");
     let e = wait_for_event(ms[0].api, 0, "drain", |e| e["kind"] == "drain");
     assert_eq!(e["reason"], "operator, on member b", "{e}");
+    // a keeps the write, with b's stamp, for its next start.
+    let file = ms[0].dir.path().join("state").join(weiche::publish::admin::STATE_FILE);
+    let kept = wait_for(
+        "the write in a's state file",
+        Duration::from_secs(2),
+        || std::fs::read_to_string(&file).unwrap_or_default(),
+        |t| t.contains("cluster_ops"),
+    );
+    let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    let op = &kept["cluster_ops"][0];
+    assert_eq!((op["member"].as_str(), op["value"].as_str()), (Some("b"), Some("on")), "{kept}");
+    assert_eq!(op["key"]["drain"]["address"], "127.0.45.11", "{kept}");
     let (code, body) = json(ms[2].api, "POST", "/targets/127.0.45.11/undrain");
     assert_eq!(code, 200, "{body}");
     wait_all(&all, "www.ex.test.", &["127.0.45.11"], Duration::from_secs(1));

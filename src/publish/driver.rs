@@ -115,6 +115,8 @@ impl Driver {
     /// until a majority is heard).
     pub fn join(&mut self, member: Member) {
         let serving = member.peers.serving();
+        let mut member = member;
+        member.peers.restore_ops(self.core.cluster_ops());
         self.cluster = Some(member);
         self.core.set_serving(serving, Now::read());
         if let Some(c) = &mut self.cluster {
@@ -142,6 +144,11 @@ impl Driver {
         let Step { updates, changes, ops, serving } = step;
         if !updates.is_empty() {
             self.core.apply_all(updates, now);
+        }
+        if !ops.is_empty()
+            && let Some(c) = &self.cluster
+        {
+            self.core.set_cluster_ops(c.peers.ops());
         }
         for (key, write) in ops {
             let by = format!("operator, on member {}", write.stamp.member);
@@ -407,6 +414,8 @@ impl Driver {
         for (key, value) in writes {
             c.peers.write(key, value, wall_ms(now.wall));
         }
+        let ops = c.peers.ops();
+        self.core.set_cluster_ops(ops);
         self.report(now);
     }
 

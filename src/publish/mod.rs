@@ -492,6 +492,19 @@ impl Publisher {
         self.admin.drained.iter().filter(|d| d.address == address).filter_map(|d| d.pool.clone()).collect()
     }
 
+    /// The cluster's operator writes as the state file holds them.
+    pub fn cluster_ops(&self) -> &[crate::cluster::wire::OpWrite] {
+        &self.admin.cluster_ops
+    }
+
+    /// Keeps the cluster's operator writes in the state file.
+    pub fn set_cluster_ops(&mut self, ops: Vec<crate::cluster::wire::OpWrite>) {
+        if ops != self.admin.cluster_ops {
+            self.admin.cluster_ops = ops;
+            self.out.state = Some(self.admin.clone());
+        }
+    }
+
     /// Adds an event that is not the publisher's own (the cluster's).
     pub fn note(&mut self, event: Event) {
         self.out.events.push(event);
