@@ -573,3 +573,123 @@ fn a_member_restarted_after_a_power_loss_serves_the_majoritys_answer() {
     assert!(!answers.is_empty(), "{seen:?}");
     assert!(answers.iter().all(|a| **a == [ip("127.0.49.12")]), "a served its own cold view: {seen:?}");
 }
+
+/// Failover time, a cluster of three beside a single weiche on the same backends, in the same
+/// run: the primary is killed at a random moment of the probe interval, `WEICHE_FAILOVER_REPS`
+/// times (default 3), and restored in between. Every member answers the secondary within the
+/// single weiche's median plus 0.5 s (the medians go to BENCHMARKS.md:
+/// `WEICHE_FAILOVER_REPS=15 cargo test --release --test cluster failover_time -- --nocapture`).
+#[test]
+fn failover_time_beside_a_single_weiche() {
+    let reps: usize = std::env::var("WEICHE_FAILOVER_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).clamp(1, 50);
+    let (port, mut p, _sec) = backend_pair("127.0.50.11", "127.0.50.12");
+    let zone = pool_zone(port, "127.0.50.11", "127.0.50.12");
+    let ms = members(
+        &[("127.0.50.1", 5, false), ("127.0.50.2", 6, false), ("127.0.50.3", 8, false)],
+        &zone,
+        Minority::Withdraw,
+    );
+    let single = Server::start("127.0.50.4", &[("ex.test.toml", &zone)]);
+    let everyone: Vec<&Server> = ms.iter().chain([&single]).collect();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut single_times, mut cluster_times) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        wait_all(&everyone, "www.ex.test.", &["127.0.50.11"], Duration::from_secs(10));
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 250));
+        p.down();
+        let killed = Instant::now();
+        let mut pending: Vec<usize> = (0..4).collect();
+        let mut took = [Duration::ZERO; 4];
+        // Every 10 ms, at most 10 s.
+        while !pending.is_empty() && killed.elapsed() < Duration::from_secs(10) {
+            pending.retain(|&i| {
+                let moved = answer(everyone[i], "www.ex.test.") == [ip("127.0.50.12")];
+                if moved {
+                    took[i] = killed.elapsed();
+                }
+                !moved
+            });
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(pending.is_empty(), "no failover on {pending:?} within 10 s");
+        single_times.push(took[3]);
+        cluster_times.push(*took[..3].iter().max().unwrap());
+        p.up();
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (single_median, cluster_median) = (median(&mut single_times), median(&mut cluster_times));
+    eprintln!(
+        "failover over {reps} kills: single weiche median {single_median:?}; cluster of three (slowest member) median \
+         {cluster_median:?}, max {:?}",
+        cluster_times.last().unwrap()
+    );
+    assert!(
+        cluster_median <= single_median + Duration::from_millis(500),
+        "cluster {cluster_median:?} against single {single_median:?}"
+    );
+}
+
+/// What the cluster costs on the wire: three members with 1,000 targets probed every second
+/// (heartbeat 500 ms) report for 5 s; the bytes a member sends, per second, from
+/// `weiche_cluster_bytes_total{direction="out"}`. Printed for BENCHMARKS.md, and bounded so a
+/// change that bloats the reports fails.
+#[test]
+fn cluster_traffic_at_a_thousand_targets() {
+    let mut pools = String::new();
+    for i in 0..500 {
+        let (x, y) = (i % 250 + 1, i / 250);
+        pools.push_str(&format!(
+            "[pools.p{i}]\ncheck = {{ type = \"tcp\", port = 9, interval = \"1s\", timeout = \"500ms\" }}\n\
+             targets = [{{ address = \"127.0.5{}.{x}\", priority = 1 }}, {{ address = \"127.0.5{}.{x}\", priority = 2 }}]\n",
+            2 + 2 * y,
+            3 + 2 * y
+        ));
+    }
+    let zone = zone(&pools);
+    let layout = [("127.0.51.1", 5, false), ("127.0.51.2", 6, false), ("127.0.51.3", 8, false)];
+    let port = cluster_port(&["127.0.51.1", "127.0.51.2", "127.0.51.3"]);
+    let ms: Vec<Server> = (0..3)
+        .map(|me| {
+            Server::start_with(layout[me].0, &[("ex.test.toml", &zone)], |c| {
+                c.cluster = Some(Cluster {
+                    heartbeat: Duration::from_millis(500),
+                    ..cluster(me, &layout, port, Minority::Withdraw)
+                });
+            })
+        })
+        .collect();
+    let sent = |s: &Server| {
+        let (_, text) = http(s.api, "GET", "/metrics", None);
+        text.lines()
+            .find(|l| l.starts_with("weiche_cluster_bytes_total{direction=\"out\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    for s in &ms {
+        wait_for("a primary member", Duration::from_secs(10), || primary(s), |p| *p);
+    }
+    let targets = status(&ms[0])["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["targets"].as_array().unwrap().len())
+        .sum::<usize>();
+    assert_eq!(targets, 1000);
+    // The three members run in this one process, so the counter holds what all three sent.
+    let before = sent(&ms[0]);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let per_member = (sent(&ms[0]) - before) / t.elapsed().as_secs_f64() / 3.0;
+    eprintln!(
+        "cluster traffic at 1,000 targets, heartbeat 500 ms, 3 members: {per_member:.0} bytes sent per member per second"
+    );
+    // Two peers, two reports a second each, about 30 bytes a vote with the parts' headers:
+    // some 120 kB/s.
+    assert!(per_member > 50_000.0 && per_member < 200_000.0, "{per_member:.0} bytes/s");
+}
