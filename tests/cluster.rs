@@ -503,7 +503,7 @@ fn a_member_restarted_after_a_power_loss_serves_the_majoritys_answer() {
         })
     };
     let a_addr = format!("127.0.49.1:{}", external_port("127.0.49.1"));
-    let mut a = start(0, &a_addr);
+    let a = start(0, &a_addr);
     let (b, c) = (start(1, "127.0.49.2:0"), start(2, "127.0.49.3:0"));
     wait_all(&[&a, &b, &c], "www.ex.test.", &["127.0.49.11"], Duration::from_secs(10));
     // Site A goes dark: every packet to or from a and the primary backend is lost, and the
@@ -692,4 +692,85 @@ fn cluster_traffic_at_a_thousand_targets() {
     // Two peers, two reports a second each, about 30 bytes a vote with the parts' headers:
     // some 120 kB/s.
     assert!(per_member > 50_000.0 && per_member < 200_000.0, "{per_member:.0} bytes/s");
+}
+
+/// A manual-failback pool holds on the secondary on every member once the primary is back;
+/// `failback` on one member releases the hold on all of them.
+#[test]
+fn a_failback_on_one_member_releases_the_hold_everywhere() {
+    let (port, mut p, _sec) = backend_pair("127.0.55.11", "127.0.55.12");
+    let zone = pool_zone(port, "127.0.55.11", "127.0.55.12")
+        .replace("max_answers = 1\n", "max_answers = 1\nfailback = \"manual\"\n");
+    let ms = members(
+        &[("127.0.55.1", 5, false), ("127.0.55.2", 6, false), ("127.0.55.3", 8, false)],
+        &zone,
+        Minority::Withdraw,
+    );
+    let all: Vec<&Server> = ms.iter().collect();
+    wait_all(&all, "www.ex.test.", &["127.0.55.11"], Duration::from_secs(10));
+    p.down();
+    wait_all(&all, "www.ex.test.", &["127.0.55.12"], Duration::from_secs(10));
+    p.up();
+    // Back up for the cluster, yet held on every member.
+    for s in &ms {
+        let t = wait_for_target(s.api, "www.ex.test.", "127.0.55.11", "up again", |t| t["verdict"] == "up");
+        assert_eq!(t["verdict"], "up");
+        wait_for("the hold", Duration::from_secs(2), || status(s)["pools"][0]["held"].clone(), |h| !h.is_null());
+        assert_eq!(look(s, "www.ex.test."), Ok(vec![ip("127.0.55.12")]));
+    }
+    let (code, body) = json(ms[2].api, "POST", "/pools/www.ex.test./failback");
+    assert_eq!(code, 200, "{body}");
+    let took = wait_all(&all, "www.ex.test.", &["127.0.55.11"], Duration::from_secs(1));
+    eprintln!("failback on c released (a, b, c) in {took:?}");
+    let e = wait_for_event(ms[0].api, 0, "failback released", |e| e["kind"] == "failback_released");
+    assert_eq!(e["reason"], "operator, on member c", "{e}");
+}
+
+/// Datagrams that are not a member's signed report change nothing: from an address no member
+/// has, and from a member's address signed with another key. Each is counted by reason.
+#[test]
+fn forged_peer_messages_change_nothing() {
+    use weiche::cluster::wire;
+    let (port, _p, _sec) = backend_pair("127.0.56.11", "127.0.56.12");
+    let zone = pool_zone(port, "127.0.56.11", "127.0.56.12");
+    let ms = members(
+        &[("127.0.56.1", 5, false), ("127.0.56.2", 6, false), ("127.0.56.3", 8, false)],
+        &zone,
+        Minority::Withdraw,
+    );
+    let all: Vec<&Server> = ms.iter().collect();
+    wait_all(&all, "www.ex.test.", &["127.0.56.11"], Duration::from_secs(10));
+    let rejected = |reason: &str| {
+        let (_, text) = http(ms[0].api, "GET", "/metrics", None);
+        let line = format!("weiche_cluster_rejected_total{{reason=\"{reason}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&line)?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let (strangers, bad_signatures) = (rejected("stranger"), rejected("signature"));
+    let target: SocketAddr = status(&ms[0])["cluster"]["members"][0]["address"].as_str().unwrap().parse().unwrap();
+    // A report as b would send it, from b's address, but signed with another key.
+    let forged = |from: &str| {
+        let head = wire::Header { from: from.into(), boot: u64::MAX / 2, leaving: false, primary: true };
+        let mut seq = 0;
+        let now = weiche::cluster::net::wall_ms(std::time::SystemTime::now());
+        let votes = vec![];
+        wire::split(&head, "a", &mut seq, now, votes, vec![], vec![]).remove(0)
+    };
+    let other = weiche::config::keys::Key::new("cluster", "hmac-sha256", "b3RoZXIta2V5LW90aGVyLWtleQ==").unwrap();
+    let from_b = std::net::UdpSocket::bind("127.0.56.2:0").unwrap();
+    from_b.send_to(&wire::seal(&wire::hmac_key(&other), &forged("b")), target).unwrap();
+    let stranger = std::net::UdpSocket::bind("127.0.56.9:0").unwrap();
+    stranger.send_to(b"not a cluster message at all", target).unwrap();
+    wait_for(
+        "both counted",
+        Duration::from_secs(2),
+        || (rejected("stranger"), rejected("signature")),
+        |&(s, b)| s > strangers && b > bad_signatures,
+    );
+    let st = status(&ms[0]);
+    assert_eq!(
+        (st["cluster"]["primary"].clone(), st["cluster"]["heard_weight"].clone()),
+        (true.into(), 19.into()),
+        "{st}"
+    );
+    assert_eq!(look(&ms[0], "www.ex.test."), Ok(vec![ip("127.0.56.11")]));
 }

@@ -124,6 +124,8 @@ impl Step {
 pub struct MemberStatus {
     pub name: String,
     pub site: String,
+    /// Where peers reach it.
+    pub address: String,
     pub weight: u8,
     pub witness: bool,
     /// This instance.
@@ -554,6 +556,7 @@ impl Peers {
             .map(|(m, x)| MemberStatus {
                 name: x.name.clone(),
                 site: x.site.clone(),
+                address: x.address.to_string(),
                 weight: x.weight,
                 witness: x.witness,
                 me: m == me,

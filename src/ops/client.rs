@@ -240,6 +240,7 @@ mod tests {
         let member = |name: &str, weight, me, connected, primary, last_heard_ms| MemberStatus {
             name: name.into(),
             site: format!("dc-{name}"),
+            address: "192.0.2.1:8553".into(),
             weight,
             witness: name == "c",
             me,
