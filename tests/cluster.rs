@@ -383,8 +383,8 @@ fn a_drain_on_one_member_reaches_every_member() {
 }
 
 /// Two sites, weights 2 and 1, no witness: cut apart, the weight-1 member is alone and not
-/// primary, the weight-2 one goes on. With a witness at a third site, the member that keeps
-/// the witness stays primary.
+/// primary, the weight-2 one goes on. With a witness (weight 2) at a third site, the weight-1
+/// member that keeps the witness stays primary, and the weight-2 one alone stands down.
 #[test]
 fn two_sites_need_a_witness() {
     let (port, _p, _sec) = backend_pair("127.0.46.11", "127.0.46.12");
@@ -403,8 +403,9 @@ fn two_sites_need_a_witness() {
     assert!(primary(&ms[0]) && !primary(&ms[1]));
     drop(cut);
     drop(ms);
-    // 1-1 plus a witness (1): b keeps the witness and stays primary when cut from a.
-    let layout = [("127.0.46.1", 1, false), ("127.0.46.2", 1, false), ("127.0.46.3", 1, true)];
+    // The same 2-1 plus a witness (2) at a third site: b keeps the witness, 3 of 5, and stays
+    // primary when cut from a.
+    let layout = [("127.0.46.1", 2, false), ("127.0.46.2", 1, false), ("127.0.46.3", 2, true)];
     let ms = members(&layout, &zone, Minority::Withdraw);
     wait_all(&[&ms[0], &ms[1]], "www.ex.test.", &["127.0.46.11"], Duration::from_secs(10));
     assert_eq!(
@@ -421,7 +422,7 @@ fn two_sites_need_a_witness() {
         || look(&ms[0], "www.ex.test."),
         |r| *r == Err(ResponseCode::ServFail),
     );
-    assert!(primary(&ms[1]), "b hears the witness: 2 of 3");
+    assert!(primary(&ms[1]), "b hears the witness: 3 of 5");
     assert_eq!(look(&ms[1], "www.ex.test."), Ok(vec![ip("127.0.46.11")]));
 }
 
@@ -773,4 +774,43 @@ fn forged_peer_messages_change_nothing() {
         "{st}"
     );
     assert_eq!(look(&ms[0], "www.ex.test."), Ok(vec![ip("127.0.56.11")]));
+}
+
+/// The other minorities: cut off, a `freeze` member keeps the last agreed answer at the pool's
+/// short TTL even when its own probes see the backend die; a `local` one decides alone and
+/// fails over.
+#[test]
+fn freeze_keeps_the_agreed_answer_and_local_decides_alone() {
+    for (minority, net, want) in [(Minority::Freeze, 57, "11"), (Minority::Local, 58, "12")] {
+        let ip_of = |host: u8| format!("127.0.{net}.{host}");
+        let (p_ip, sec_ip) = (ip_of(11), ip_of(12));
+        let (port, mut p, _sec) = backend_pair(&p_ip, &sec_ip);
+        let zone =
+            pool_zone(port, &p_ip, &sec_ip).replace("max_answers = 1\n", "max_answers = 1\nttl = 60\nttl_min = 3\n");
+        let (a, b, c) = (ip_of(1), ip_of(2), ip_of(3));
+        let ms = members(&[(&a, 5, false), (&b, 6, false), (&c, 8, false)], &zone, minority);
+        wait_all(&ms.iter().collect::<Vec<_>>(), "www.ex.test.", &[&p_ip], Duration::from_secs(10));
+        assert_eq!(ttl(&ms[0], "www.ex.test."), 60);
+        let Some(_cut) = Rules::cut(&format!("weiche_cluster_minority_{net}"), &a, &[&b, &c]) else {
+            return;
+        };
+        let serving = if minority == Minority::Freeze { "frozen" } else { "normal" };
+        wait_for(
+            "a out of the majority",
+            Duration::from_secs(5),
+            || status(&ms[0])["cluster"].clone(),
+            |c| c["primary"] == false && c["serving"] == serving,
+        );
+        p.down();
+        // b and c fail over; a's own probes see the primary die too.
+        wait_all(&[&ms[1], &ms[2]], "www.ex.test.", &[&sec_ip], Duration::from_secs(10));
+        wait_for_target(ms[0].api, "www.ex.test.", &p_ip, "a's own vote down", |t| {
+            t["checks"][0]["votes"]["a"] == "down"
+        });
+        let want = ip_of(want.parse().unwrap());
+        wait_for_answer(&ms[0], "www.ex.test.", &[&want], Duration::from_secs(5));
+        if minority == Minority::Freeze {
+            assert_eq!(ttl(&ms[0], "www.ex.test."), 3, "frozen answers at ttl_min");
+        }
+    }
 }
