@@ -4,7 +4,7 @@
 //!  zones/*.zone, *.toml ─> load (own task: watch, read, parse, index, diff) ──┐ Reload
 //!  weiche.toml ─> config (spec types, validated once) ────────────────────────┤
 //!  HTTP API, CLI ─> ops::control (drain, failback, status) ───────────────────┤ Command
-//!  monitor (probes -> rise/fall -> verdicts) ─────────────────────────────────┤ Update
+//!  monitor (probes -> rise/fall -> verdicts) ─> cluster (members' vote) ──────┤ Update
 //!                                                                             v
 //!         publish: pure core (zones, verdicts, admin, now) -> (Snapshot, events, effects)
 //!                  + driver (the one task that feeds it and carries effects out)
@@ -24,7 +24,7 @@
 //! |---|---|
 //! | `model/` | `name`, `rtype`, `zone` (one validated zone: name index, RRsets, cuts, wildcards), `pool` (pools, targets, checks), `position` (file:line:col errors), `chart` (which targets answer: pure), `snapshot` (what a query reads), `history` (serials, IXFR differences) |
 //! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys); `cluster` (`[cluster]`) |
-//! | `cluster/` | the cluster's pure core: `quorum` (Galera's weighted quorum), `vote` (primary component, cluster verdict), `operator` (last-writer-wins operator state), `report` (what `check` prints). No peer protocol yet |
+//! | `cluster/` | several members, one answer: `quorum` (Galera's weighted quorum), `vote` (primary component, cluster verdict), `operator` (last-writer-wins operator state), `wire` (signed reports, opened with replay and clock checks), `peers` (one member's view: pure), `net` (the peer socket), `report` (what `check` prints) |
 //! | `load/` | `zonefile` (RFC 1035 master files), `zone_toml` (checks and pools), `loader` (one file → a zone or positioned errors), `watch` (the zones directory, on its own task) |
 //! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
