@@ -16,9 +16,10 @@
 //! ```
 //!
 //! Types flow down, parsing flows up: `model` imports no other room; `config` and `load`
-//! build model values; `cluster` reads `config` and `model`, never the reverse; `dns` reads
-//! snapshots and never imports `publish`; `publish` imports `load`, `monitor`, `ops::events`
-//! and `transfer::secondaries` for the messages it takes and the effects it hands on.
+//! build model values; `cluster` reads `config`, `model` and the monitor's updates, never the
+//! reverse; `dns` reads snapshots and never imports `publish`; `publish` imports `load`,
+//! `monitor`, `cluster`, `ops::events` and `transfer::secondaries` for the messages it takes and
+//! the effects it hands on.
 //!
 //! | room | owns |
 //! |---|---|
