@@ -100,9 +100,10 @@ pub async fn serve(
         config::check_api_access(l.local_addr()?, config.api_token.as_deref(), "the API address")
             .map_err(ServeError::Api)?;
     }
+    // What a reload of weiche.toml changes while serving.
+    let live = ops::reload::Live::new(&config);
     let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
-    let _secondaries =
-        AbortOnDrop(tokio::spawn(transfer::secondaries::run(changed, Arc::new(config.transfer.clone()))));
+    let _secondaries = AbortOnDrop(tokio::spawn(transfer::secondaries::run(changed, live.transfer.clone())));
     let (admin, state_writer, mut writing) = match config.state_dir.as_deref() {
         Some(dir) => {
             let (admin, writer, task) = restore_state(publish::admin::StateFile::in_dir(dir));
@@ -111,11 +112,7 @@ pub async fn serve(
         None => Default::default(),
     };
     let journal = ops::events::Journal::default();
-    let _notifier = AbortOnDrop(tokio::spawn(ops::notify::run(
-        journal.subscribe(),
-        config.webhooks.clone(),
-        config.commands.clone(),
-    )));
+    let _notifier = AbortOnDrop(tokio::spawn(ops::notify::run(journal.subscribe(), live.notifiers.subscribe())));
     let ready = Arc::new(AtomicBool::new(false));
     let _api = match sockets.api.take() {
         Some(l) => {
@@ -180,7 +177,7 @@ pub async fn serve(
         tcp_max_connections_per_client: config.tcp_max_connections_per_client,
         udp_workers: config.udp_workers,
         xdp: config.xdp.clone(),
-        transfer: Arc::new(config.transfer.clone()),
+        transfer: live.transfer.clone(),
         rrl: config.rrl,
     };
     let witness = config.cluster.as_ref().is_some_and(|c| c.members[c.me].witness);
@@ -196,7 +193,11 @@ pub async fn serve(
     ready.store(true, Ordering::Relaxed);
     info!(listen = %addrs.join(" "), zones, targets = keys.len(), zones_dir = %config.zones_dir.display(), "weiche serving");
     let (reloads_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
-    let _watch = AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx)));
+    let _watch =
+        AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx, live.zones.clone())));
+    let (asks, asked) = tokio::sync::mpsc::unbounded_channel();
+    driver.set_reloader(asks);
+    let _reloader = AbortOnDrop(tokio::spawn(ops::reload::run(config.clone(), live, leave.clone(), asked)));
     let publisher = AbortOnDrop(tokio::spawn(driver.run(monitor, updates, commands, reloads)));
     tokio::select! {
         _ = shutdown => info!("shutting down"),

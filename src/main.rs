@@ -37,6 +37,10 @@ enum Command {
     Failback(FailbackArgs),
     /// Show recent events; with --follow, keep printing new ones.
     Events(EventsArgs),
+    /// Read weiche.toml and the zones again, as SIGHUP does, and say what changed. Webhooks,
+    /// commands, the log level, [transfer] and [keys] take effect at once; settings such as
+    /// listen addresses are named and wait for a restart. A file with an error changes nothing.
+    Reload(ClientArgs),
 }
 
 /// How to reach a running weiche's HTTP API.
@@ -144,6 +148,23 @@ fn main() -> ExitCode {
             |r: &weiche::ops::doc::FailbackReply| format!("failback released: {}\n", r.pool),
         ),
         Some(Command::Events(e)) => events(&e),
+        Some(Command::Reload(c)) => client(
+            &c,
+            |api| async move { api.reload().await },
+            |r: &weiche::ops::doc::ReloadReply| {
+                let mut out = String::from("configuration reloaded; zones looked at\n");
+                if !r.changed.is_empty() {
+                    out += &format!("  applied: {}\n", r.changed.join(", "));
+                }
+                if !r.restart.is_empty() {
+                    out += &format!("  at the next restart: {}\n", r.restart.join(", "));
+                }
+                if r.changed.is_empty() && r.restart.is_empty() {
+                    out += "  no setting changed\n";
+                }
+                out
+            },
+        ),
         None => serve(cli.serve),
     }
 }
@@ -323,20 +344,30 @@ fn raise_fd_limit() {
 }
 
 fn init_logging(config: &Config) {
+    use tracing_subscriber::prelude::*;
     // The certificate verifier logs an ERROR of its own, with no target or check, at every
     // failed verification: the probe's cause already says it, once, on the target's event and in
     // /status. WEICHE_LOG can bring it back (rustls_platform_verifier=debug).
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},rustls_platform_verifier=off", config.log_level))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let directive = |level: &str| format!("{level},rustls_platform_verifier=off");
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG").ok();
+    let overridden = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(directive(&config.log_level)));
+    // A reload of weiche.toml may change the level (unless WEICHE_LOG sets it).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry().with(filter);
     match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
+    }
+    if !overridden {
+        weiche::ops::reload::on_log_level(move |level| {
+            let filter = tracing_subscriber::EnvFilter::try_new(directive(level)).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        });
     }
 }
 

@@ -344,7 +344,15 @@ pub struct Transfer {
     pub also_notify_ns: bool,
 }
 
+/// Transfer settings as the server reads them: swapped whole when weiche.toml is reloaded.
+pub type SharedTransfer = Arc<arc_swap::ArcSwap<Transfer>>;
+
 impl Transfer {
+    /// These settings, ready to be swapped by a reload.
+    pub fn shared(self) -> SharedTransfer {
+        Arc::new(arc_swap::ArcSwap::from_pointee(self))
+    }
+
     pub fn for_zone(&self, apex: &Name) -> &ZoneTransfer {
         self.zones.get(&apex.key()).unwrap_or(&self.default)
     }

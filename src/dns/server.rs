@@ -88,7 +88,7 @@ pub struct Limits {
     pub tcp_max_connections_per_client: usize,
     pub udp_workers: usize,
     /// Who may transfer which zone, and the TSIG keys.
-    pub transfer: Arc<crate::config::Transfer>,
+    pub transfer: crate::config::SharedTransfer,
     /// Interface to answer IPv4 UDP queries on through AF_XDP (see `xdp`).
     pub xdp: Option<String>,
     /// Response rate limiting for UDP (sockets and XDP).

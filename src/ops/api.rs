@@ -55,6 +55,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/targets/{address}/drain", post(drain))
         .route("/targets/{address}/undrain", post(undrain))
         .route("/pools/{name}/failback", post(failback))
+        .route("/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     open.merge(guarded).with_state(state)
 }
@@ -207,6 +208,19 @@ async fn failback(State(s): State<ApiState>, Path(name): Path<String>) -> Respon
     match s.control.release_failback(pool.clone()).await {
         Ok(Ok(())) => Json(FailbackReply { ok: true, pool: pool.to_string() }).into_response(),
         Ok(Err(e)) => not_done(e),
+        Err(_) => gone(),
+    }
+}
+
+/// Reads weiche.toml again and looks at the zones: 200 with what changed, or 422 with why the
+/// file was not taken (the previous configuration stays).
+async fn reload(State(s): State<ApiState>) -> Response {
+    match s.control.reload().await {
+        Ok(r) if r.ok => Json(r).into_response(),
+        Ok(r) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r.error.unwrap_or_else(|| "the configuration was not reloaded".into()),
+        ),
         Err(_) => gone(),
     }
 }

@@ -65,6 +65,10 @@ impl Api {
         self.call(true, &format!("/targets/{address}/{verb}{q}")).await
     }
 
+    pub async fn reload(&self) -> Result<crate::ops::doc::ReloadReply, ClientError> {
+        self.call(true, "/reload").await
+    }
+
     pub async fn failback(&self, pool: &str) -> Result<FailbackReply, ClientError> {
         self.call(true, &format!("/pools/{pool}/failback")).await
     }

@@ -39,6 +39,10 @@ pub enum Command {
     Status { events: usize, done: oneshot::Sender<Status> },
     /// Events after sequence number `since`, at most `limit`.
     Events { since: u64, limit: usize, done: oneshot::Sender<Vec<Event>> },
+    /// Read weiche.toml again (and look at the zones), answered with what it did.
+    Reload { done: oneshot::Sender<crate::ops::doc::ReloadReply> },
+    /// The configuration was (re)loaded, or failed to: for `/status`, with its event.
+    Configured { status: Box<crate::ops::doc::ConfigStatus>, event: Option<Box<Event>> },
     /// This instance stops: a cluster member tells the others it leaves (a clean leave takes its
     /// weight out of the total), answered once that is sent.
     Leave { done: oneshot::Sender<()> },
@@ -78,6 +82,16 @@ impl Control {
 
     pub async fn status(&self, events: usize) -> Result<Status, Gone> {
         self.ask(|done| Command::Status { events, done }).await.map_err(|_| Gone)
+    }
+
+    /// Reads weiche.toml again and looks at the zones; says what changed.
+    pub async fn reload(&self) -> Result<crate::ops::doc::ReloadReply, Gone> {
+        self.ask(|done| Command::Reload { done }).await.map_err(|_| Gone)
+    }
+
+    /// Reports a (re)load of the configuration.
+    pub fn configured(&self, status: crate::ops::doc::ConfigStatus, event: Option<Event>) {
+        let _ = self.0.send(Command::Configured { status: Box::new(status), event: event.map(Box::new) });
     }
 
     /// Tells the cluster this member leaves cleanly (nothing without a cluster).

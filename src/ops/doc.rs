@@ -25,9 +25,33 @@ pub struct Status {
     /// Whether drains, holds and serials are on disk for the next start.
     #[serde(default)]
     pub state: StateStatus,
+    /// weiche.toml: where it was read from, when, and why the last reload failed.
+    #[serde(default)]
+    pub config: ConfigStatus,
     /// The cluster as this member sees it (None: no `[cluster]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::peers::ClusterStatus>,
+}
+
+/// The configuration file as loaded: from where, when it last loaded, and the error of the
+/// last reload that failed (None: it loaded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    pub file: Option<String>,
+    pub loaded_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// `POST /reload`: what a reload of weiche.toml did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReply {
+    /// Everything it read was applied (false: `error` says what was not).
+    pub ok: bool,
+    /// Settings applied now.
+    pub changed: Vec<String>,
+    /// Settings the file changes that take effect at the next restart.
+    pub restart: Vec<String>,
+    pub error: Option<String>,
 }
 
 /// Where drains, manual-failback holds and serials are kept across restarts, and whether the
@@ -385,6 +409,7 @@ pub(crate) mod tests {
                 persisted: Some(true),
                 error: None,
             },
+            config: ConfigStatus::default(),
             cluster: None,
         }
     }

@@ -38,6 +38,10 @@ pub enum EventKind {
     /// Another cluster member is heard again, or no longer.
     MemberUp,
     MemberDown,
+    /// weiche.toml was read again (SIGHUP, `weiche reload`).
+    ConfigReloaded,
+    /// weiche.toml did not load: the previous configuration stays.
+    ConfigError,
 }
 
 impl EventKind {
@@ -61,6 +65,8 @@ impl EventKind {
             QuorumRegained => "quorum_regained",
             MemberUp => "member_up",
             MemberDown => "member_down",
+            ConfigReloaded => "config_reloaded",
+            ConfigError => "config_error",
         }
     }
 
@@ -163,6 +169,8 @@ impl Event {
             EventKind::QuorumRegained => info!(reason, "cluster quorum regained"),
             EventKind::MemberUp => info!(member = d(&self.member), reason, "cluster member heard"),
             EventKind::MemberDown => warn!(member = d(&self.member), reason, "cluster member lost"),
+            // The reloader has logged these with the file's name.
+            EventKind::ConfigReloaded | EventKind::ConfigError => {}
         }
     }
 }
@@ -269,6 +277,8 @@ fn describe(e: &Event) -> String {
         EventKind::MemberDown => {
             format!("cluster member {} is lost ({})", e.member.as_deref().unwrap_or("?"), e.reason)
         }
+        EventKind::ConfigReloaded => format!("configuration reloaded: {}", e.reason),
+        EventKind::ConfigError => format!("configuration not reloaded: {}", e.reason),
     }
 }
 

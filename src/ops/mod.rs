@@ -7,3 +7,4 @@ pub mod control;
 pub mod doc;
 pub mod events;
 pub mod notify;
+pub mod reload;

@@ -98,6 +98,10 @@ pub struct Driver {
     changes: mpsc::UnboundedSender<Change>,
     /// In a cluster: verdicts come from the members' vote.
     cluster: Option<Member>,
+    /// Where `weiche reload` goes (None: nothing reloads the configuration).
+    reloader: Option<mpsc::UnboundedSender<crate::ops::reload::Ask>>,
+    /// weiche.toml as last (re)loaded, for `/status`.
+    config: crate::ops::doc::ConfigStatus,
 }
 
 impl Driver {
@@ -108,7 +112,12 @@ impl Driver {
         state: Option<StateWriter>,
         changes: mpsc::UnboundedSender<Change>,
     ) -> Driver {
-        Driver { core, store, journal, state, changes, cluster: None }
+        Driver { core, store, journal, state, changes, cluster: None, reloader: None, config: Default::default() }
+    }
+
+    /// Sends `weiche reload` to `reloader` (`ops::reload::run`).
+    pub fn set_reloader(&mut self, reloader: mpsc::UnboundedSender<crate::ops::reload::Ask>) {
+        self.reloader = Some(reloader);
     }
 
     /// Makes this driver a cluster member: pool answers wait for the members' vote (withdrawn
@@ -379,6 +388,7 @@ impl Driver {
             Command::Status { events, done } => {
                 let mut status = self.core.status(self.journal.since(0, events));
                 status.state = self.state.as_ref().map(StateWriter::status).unwrap_or_default();
+                status.config = self.config.clone();
                 if let Some(c) = &self.cluster {
                     status.cluster = Some(c.peers.status(now.at));
                     for check in
@@ -393,6 +403,21 @@ impl Driver {
                     }
                 }
                 let _ = done.send(status);
+            }
+            Command::Reload { done } => {
+                let refused = match &self.reloader {
+                    Some(r) => r.send(done).err().map(|e| (e.0, "the configuration reloader has stopped")),
+                    None => Some((done, "this weiche does not reload its configuration")),
+                };
+                if let Some((done, why)) = refused {
+                    let _ = done.send(crate::ops::doc::ReloadReply { error: Some(why.into()), ..Default::default() });
+                }
+            }
+            Command::Configured { status, event } => {
+                self.config = *status;
+                if let Some(e) = event {
+                    self.journal.push(*e);
+                }
             }
             Command::Leave { done } => {
                 if let Some(c) = &mut self.cluster {

@@ -70,6 +70,7 @@ impl Publisher {
             events: recent,
             // The state file and the cluster are the driver's to report.
             state: Default::default(),
+            config: Default::default(),
             cluster: None,
         }
     }
