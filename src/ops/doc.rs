@@ -25,6 +25,21 @@ pub struct Status {
     /// Whether drains, holds and serials are on disk for the next start.
     #[serde(default)]
     pub state: StateStatus,
+    /// Whether events reach the journal on disk.
+    #[serde(default)]
+    pub journal: JournalStatus,
+}
+
+/// The event journal in `state_dir/journal/`, and whether events reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// Its folder (None: no journal; `server.state_dir` is not set).
+    pub dir: Option<String>,
+    /// Whether the latest write succeeded (None: no journal). While false, new events are kept
+    /// in memory and written once the disk takes them again.
+    pub persisted: Option<bool>,
+    /// Why the latest write failed.
+    pub error: Option<String>,
 }
 
 /// Where drains, manual-failback holds and serials are kept across restarts, and whether the
@@ -378,6 +393,7 @@ pub(crate) mod tests {
                 persisted: Some(true),
                 error: None,
             },
+            journal: JournalStatus { dir: Some("/var/lib/weiche/journal".into()), persisted: Some(true), error: None },
         }
     }
 

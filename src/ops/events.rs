@@ -1,6 +1,7 @@
 //! Events: every change a person may want to know of (a target down or up, an answer that moved,
-//! a drain), as one record that is logged, kept for the status API, and sent to subscribers
-//! (webhooks, `weiche events --follow`).
+//! a drain), as one record that is logged, kept for the status API, sent to subscribers
+//! (webhooks, `weiche events --follow`, the page) and appended to the journal on disk
+//! (`ops::journal`).
 
 use std::collections::VecDeque;
 use std::time::SystemTime;
@@ -31,6 +32,10 @@ pub enum EventKind {
     ZoneLoaded,
     ZoneError,
     ZoneRemoved,
+    /// The event journal cannot be written (a full disk): once per episode.
+    JournalFailed,
+    /// The event journal is written again.
+    JournalResumed,
 }
 
 impl EventKind {
@@ -50,6 +55,8 @@ impl EventKind {
             ZoneLoaded => "zone_loaded",
             ZoneError => "zone_error",
             ZoneRemoved => "zone_removed",
+            JournalFailed => "journal_failed",
+            JournalResumed => "journal_resumed",
         }
     }
 
@@ -134,24 +141,48 @@ impl Event {
             EventKind::ZoneLoaded => info!(zone, serial = self.serial, reason, "zone loaded"),
             EventKind::ZoneError => warn!(zone, reason, "zone file has errors"),
             EventKind::ZoneRemoved => warn!(zone, reason, "zone removed"),
+            EventKind::JournalFailed => warn!(reason, "event journal not written"),
+            EventKind::JournalResumed => info!(reason, "event journal written again"),
         }
     }
 }
 
-/// The recent events and the subscribers to new ones.
+/// The recent events, the subscribers to new ones, and the way to the journal on disk.
 pub struct Journal {
     next: u64,
     recent: VecDeque<Event>,
     tx: broadcast::Sender<Event>,
+    disk: Option<crate::ops::journal::Writer>,
 }
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal { next: 1, recent: VecDeque::new(), tx: broadcast::channel(1024).0 }
+        Journal { next: 1, recent: VecDeque::new(), tx: broadcast::channel(1024).0, disk: None }
     }
 }
 
 impl Journal {
+    /// Takes back the events a journal on disk kept (oldest first): they are kept as recent
+    /// events again, with their times and numbers, and numbering goes on after them. Nothing
+    /// is logged or sent: they happened before.
+    pub fn restore(&mut self, events: Vec<Event>) {
+        let extra = events.len().saturating_sub(KEEP);
+        self.recent = events.into_iter().skip(extra).collect();
+        if let Some(last) = self.recent.iter().map(|e| e.seq).max() {
+            self.next = self.next.max(last + 1);
+        }
+    }
+
+    /// Appends every event from now on to the journal on disk through `writer`.
+    pub fn keep_on_disk(&mut self, writer: crate::ops::journal::Writer) {
+        self.disk = Some(writer);
+    }
+
+    /// Whether events reach the journal on disk (all None without one).
+    pub fn disk_status(&self) -> crate::ops::doc::JournalStatus {
+        self.disk.as_ref().map(crate::ops::journal::Writer::status).unwrap_or_default()
+    }
+
     /// Numbers, stamps, logs, keeps and broadcasts an event.
     pub fn push(&mut self, mut e: Event) {
         e.seq = self.next;
@@ -168,6 +199,9 @@ impl Journal {
             self.recent.pop_front();
         }
         self.recent.push_back(e.clone());
+        if let Some(disk) = &self.disk {
+            disk.append(&e);
+        }
         let _ = self.tx.send(e);
     }
 
@@ -234,6 +268,8 @@ fn describe(e: &Event) -> String {
         }
         EventKind::ZoneError => format!("zone {} not reloaded: {}", e.zone.as_deref().unwrap_or("?"), e.reason),
         EventKind::ZoneRemoved => format!("zone {} removed ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
+        EventKind::JournalFailed => format!("events are no longer written to the journal: {}", e.reason),
+        EventKind::JournalResumed => format!("events are written to the journal again ({})", e.reason),
     }
 }
 
@@ -258,6 +294,8 @@ mod tests {
             ZoneLoaded,
             ZoneError,
             ZoneRemoved,
+            JournalFailed,
+            JournalResumed,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.name());
         }

@@ -1,9 +1,10 @@
-//! The operator's side: the HTTP API, the command channel, the CLI client, the event journal,
-//! and notifications.
+//! The operator's side: the HTTP API, the command channel, the CLI client, events and their
+//! journal on disk, and notifications.
 
 pub mod api;
 pub mod client;
 pub mod control;
 pub mod doc;
 pub mod events;
+pub mod journal;
 pub mod notify;

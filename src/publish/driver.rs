@@ -19,7 +19,7 @@ use crate::model::snapshot::Store;
 use crate::monitor::{Monitor, ProbeKey, Update};
 use crate::ops::control::{ActionError, Command, Commands, Outcome};
 use crate::ops::doc::StateStatus;
-use crate::ops::events::Journal;
+use crate::ops::events::{Event, Journal};
 use crate::transfer::secondaries::Change;
 
 /// Called with the outcome of a state-file write.
@@ -85,6 +85,9 @@ pub struct Driver {
     state: Option<StateWriter>,
     /// To the NOTIFY sender.
     changes: mpsc::UnboundedSender<Change>,
+    /// Events raised outside the publisher (the journal's writer on itself), to number and
+    /// keep like its own.
+    notes: Option<mpsc::UnboundedReceiver<Event>>,
 }
 
 impl Driver {
@@ -95,7 +98,13 @@ impl Driver {
         state: Option<StateWriter>,
         changes: mpsc::UnboundedSender<Change>,
     ) -> Driver {
-        Driver { core, store, journal, state, changes }
+        Driver { core, store, journal, state, changes, notes: None }
+    }
+
+    /// Takes events raised elsewhere from `notes` too.
+    pub fn with_notes(mut self, notes: mpsc::UnboundedReceiver<Event>) -> Driver {
+        self.notes = Some(notes);
+        self
     }
 
     pub fn core_mut(&mut self) -> &mut Publisher {
@@ -172,6 +181,7 @@ impl Driver {
         mut commands: Commands,
         mut reloads: mpsc::UnboundedReceiver<Reload>,
     ) {
+        let mut notes = self.notes.take();
         loop {
             let wake_at = self.core.wake_at();
             tokio::select! {
@@ -187,6 +197,10 @@ impl Driver {
                 Some(reload) = reloads.recv() => {
                     self.core.set_zones(reload, Now::read());
                     monitor.set_targets(self.core.probe_keys());
+                }
+                Some(note) = async { match &mut notes { Some(n) => n.recv().await, None => std::future::pending().await } } => {
+                    self.journal.push(note);
+                    continue;
                 }
                 _ = async { match wake_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                     self.core.wake(Now::read());
@@ -224,6 +238,7 @@ impl Driver {
             Command::Status { events, done } => {
                 let mut status = self.core.status(self.journal.since(0, events));
                 status.state = self.state.as_ref().map(StateWriter::status).unwrap_or_default();
+                status.journal = self.journal.disk_status();
                 let _ = done.send(status);
             }
             Command::Events { since, limit, done } => {

@@ -68,8 +68,9 @@ impl Publisher {
             pools,
             drained: self.admin.drained.iter().map(|d| Drained { address: d.address, pool: d.pool.clone() }).collect(),
             events: recent,
-            // The state file is the driver's to report.
+            // The state file and the journal are the driver's to report.
             state: Default::default(),
+            journal: Default::default(),
         }
     }
 }
@@ -338,6 +339,7 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                 }
             ],
             "state": {"error": null, "file": null, "persisted": null},
+            "journal": {"dir": null, "error": null, "persisted": null},
             "version": "V",
             "zones": [
                 {
