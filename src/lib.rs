@@ -137,6 +137,10 @@ pub async fn serve(
         }
         None => None,
     };
+    journal.push(ops::events::Event::new(
+        ops::events::EventKind::Started,
+        format!("version {}", env!("CARGO_PKG_VERSION")),
+    ));
     let _notifier = AbortOnDrop(tokio::spawn(ops::notify::run(
         journal.subscribe(),
         config.webhooks.clone(),

@@ -205,10 +205,13 @@ fn a_restart_reads_the_history_back() {
     );
     drop(s);
 
-    // weiche is down: the command reads the journal.
+    // weiche is down: the command reads the journal, which a clean stop ended.
     let (code, out, err) = events_cli(&["--since", "1h", "--json"], Some(state.path()));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(json_lines(&out), before, "read back as they were sent");
+    let read = json_lines(&out);
+    assert_eq!(read[..before.len()], before, "read back as they were sent");
+    assert_eq!(kinds(&Value::Array(read[before.len()..].to_vec())), ["stopped"]);
+    assert_eq!(before[0]["kind"], "started");
     let (code, out, _) = events_cli(&["--since", "1h", "--pool", "www.jr.test", "--json"], Some(state.path()));
     assert_eq!(code, 0);
     // The pool's own: its targets' first verdicts at start, then the answer's moves.
@@ -365,7 +368,12 @@ fn a_full_disk_stops_neither_answers_nor_failover() {
     w.stop();
     let written = on_disk(&state);
     assert!(from_one_without_gap(&seqs(&written)), "nothing was lost: {:?}", seqs(&written));
-    assert_eq!(written.last().unwrap().seq, newest);
+    let last = written.last().unwrap();
+    assert_eq!(
+        (last.seq, last.kind),
+        (newest + 1, Some(weiche::ops::events::EventKind::Stopped)),
+        "a clean stop ends it"
+    );
     let kinds: Vec<_> = written.iter().filter_map(|e| e.kind).map(|k| k.name()).collect();
     for k in ["journal_failed", "failover", "journal_resumed"] {
         assert!(kinds.contains(&k), "{k} on disk");

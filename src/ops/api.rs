@@ -1,5 +1,6 @@
 //! The HTTP API for operators: status, Prometheus metrics, drain/undrain, manual failback
-//! release, events and their history, and health/readiness probes. It only sends commands to the publisher and
+//! release, events and their history, recent probes, health/readiness probes, and the status
+//! page (`ops::page`). It only sends commands to the publisher and
 //! reads what it answers; it never touches the query path.
 
 use std::net::IpAddr;
@@ -49,12 +50,17 @@ pub struct ApiState {
 }
 
 pub fn router(state: ApiState) -> Router {
-    let open = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz));
+    // The page's files hold no data: the page asks for the token itself.
+    let open = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(crate::ops::page::routes());
     let guarded = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics_text))
         .route("/events", get(events))
         .route("/history", get(history))
+        .route("/probes", get(probes))
         .route("/targets/{address}/drain", post(drain))
         .route("/targets/{address}/undrain", post(undrain))
         .route("/pools/{name}/failback", post(failback))
@@ -125,6 +131,13 @@ struct StatusQuery {
 
 async fn status(State(s): State<ApiState>, Query(q): Query<StatusQuery>) -> Response {
     match s.control.status(q.events.unwrap_or(20)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => gone(),
+    }
+}
+
+async fn probes(State(s): State<ApiState>) -> Response {
+    match s.control.probes().await {
         Ok(v) => Json(v).into_response(),
         Err(_) => gone(),
     }

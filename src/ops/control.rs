@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::name::Name;
-use crate::ops::doc::Status;
+use crate::ops::doc::{Probes, Status};
 use crate::ops::events::Event;
 
 /// Why an operator action did not take full effect. Each one is answered with a status other
@@ -39,6 +39,8 @@ pub enum Command {
     Status { events: usize, done: oneshot::Sender<Status> },
     /// Events after sequence number `since`, at most `limit`.
     Events { since: u64, limit: usize, done: oneshot::Sender<Vec<Event>> },
+    /// The latest probes of every pool target.
+    Probes { done: oneshot::Sender<Probes> },
 }
 
 /// Sends commands to a running server (see `weiche::serve`).
@@ -79,5 +81,9 @@ impl Control {
 
     pub async fn events(&self, since: u64, limit: usize) -> Result<Vec<Event>, Gone> {
         self.ask(|done| Command::Events { since, limit, done }).await.map_err(|_| Gone)
+    }
+
+    pub async fn probes(&self) -> Result<Probes, Gone> {
+        self.ask(|done| Command::Probes { done }).await.map_err(|_| Gone)
     }
 }

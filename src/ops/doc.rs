@@ -175,6 +175,43 @@ pub struct Streak {
     pub count: u32,
 }
 
+/// `GET /probes`: the latest probes of every pool target, per check, oldest first, for the
+/// page's sparklines. Pools and targets come in the order of `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probes {
+    pub pools: Vec<PoolProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolProbes {
+    pub pool: String,
+    pub targets: Vec<TargetProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetProbes {
+    pub address: IpAddr,
+    /// In the order of the target's `checks` in `/status`.
+    pub checks: Vec<CheckProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckProbes {
+    pub name: String,
+    pub probe: SocketAddr,
+    pub recent: Vec<ProbeSample>,
+}
+
+/// One probe: when, how long it took, whether it passed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSample {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// Rounded to a tenth.
+    pub latency_ms: f64,
+    pub ok: bool,
+}
+
 /// A drain in force: everywhere (pool None) or in one pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drained {

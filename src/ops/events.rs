@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How many recent events are kept for `/status` and `/events`.
 pub const KEEP: usize = 1000;
@@ -36,6 +36,11 @@ pub enum EventKind {
     JournalFailed,
     /// The event journal is written again.
     JournalResumed,
+    /// weiche started serving: what came before is history (the page's timelines tell a run
+    /// from the next by it).
+    Started,
+    /// weiche stopped cleanly (kept in the journal only).
+    Stopped,
 }
 
 impl EventKind {
@@ -57,6 +62,8 @@ impl EventKind {
             ZoneRemoved => "zone_removed",
             JournalFailed => "journal_failed",
             JournalResumed => "journal_resumed",
+            Started => "started",
+            Stopped => "stopped",
         }
     }
 
@@ -143,6 +150,9 @@ impl Event {
             EventKind::ZoneRemoved => warn!(zone, reason, "zone removed"),
             EventKind::JournalFailed => warn!(reason, "event journal not written"),
             EventKind::JournalResumed => info!(reason, "event journal written again"),
+            // The server logs these itself, with more to say ("weiche serving", "shutting down").
+            EventKind::Started => debug!(reason, "started"),
+            EventKind::Stopped => debug!(reason, "stopped"),
         }
     }
 }
@@ -221,6 +231,15 @@ impl Journal {
     }
 }
 
+/// A clean stop is the last event of a run in the journal.
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if self.disk.is_some() {
+            self.push(Event::new(EventKind::Stopped, "shut down"));
+        }
+    }
+}
+
 /// The sentence a person reads in a notification.
 fn describe(e: &Event) -> String {
     let pool = e.pool.as_deref().unwrap_or("?");
@@ -270,6 +289,8 @@ fn describe(e: &Event) -> String {
         EventKind::ZoneRemoved => format!("zone {} removed ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
         EventKind::JournalFailed => format!("events are no longer written to the journal: {}", e.reason),
         EventKind::JournalResumed => format!("events are written to the journal again ({})", e.reason),
+        EventKind::Started => format!("weiche started ({})", e.reason),
+        EventKind::Stopped => format!("weiche stopped ({})", e.reason),
     }
 }
 
@@ -296,6 +317,8 @@ mod tests {
             ZoneRemoved,
             JournalFailed,
             JournalResumed,
+            Started,
+            Stopped,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.name());
         }

@@ -1,5 +1,5 @@
 //! The operator's side: the HTTP API, the command channel, the CLI client, events and their
-//! journal on disk, and notifications.
+//! journal on disk, notifications, and the status page.
 
 pub mod api;
 pub mod client;
@@ -8,3 +8,4 @@ pub mod doc;
 pub mod events;
 pub mod journal;
 pub mod notify;
+pub mod page;

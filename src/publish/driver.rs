@@ -244,6 +244,9 @@ impl Driver {
             Command::Events { since, limit, done } => {
                 let _ = done.send(self.journal.since(since, limit));
             }
+            Command::Probes { done } => {
+                let _ = done.send(self.core.probes());
+            }
         }
     }
 
