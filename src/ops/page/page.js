@@ -25,6 +25,9 @@
     history: [],
     feed: [],
     lastSeq: 0,
+    // Bumped when the feed changes: it is redrawn only then, so its scroll stays put.
+    feedVersion: 0,
+    feedDrawn: -1,
     range: '1h',
     tokenWanted: null,
   };
@@ -158,6 +161,7 @@
       state.probes = probes;
       state.history = history;
       state.feed = recent.slice().reverse();
+      state.feedVersion += 1;
       state.lastSeq = Math.max(state.lastSeq, ...recent.map((e) => e.seq), 0);
       setLive(true);
       render();
@@ -184,6 +188,7 @@
       if (TIMELINE_KINDS.includes(e.kind)) state.history.push(e);
     }
     state.feed.length = Math.min(state.feed.length, FEED_MAX);
+    state.feedVersion += 1;
   }
 
   // The live feed: a long poll that answers as soon as an event happens.
@@ -258,13 +263,22 @@
     renderSummary(st);
     const probes = new Map((state.probes ? state.probes.pools : []).map((p) => [p.pool, p]));
     const pools = $('#pools');
+    // Redrawn whole; the button that had the focus gets it back.
+    const focused = pools.contains(document.activeElement) ? document.activeElement.dataset.key : null;
     if (st.pools.length === 0) {
       pools.replaceChildren(h('p', { class: 'muted' }, 'No pools are served.'));
     } else {
       pools.replaceChildren(...st.pools.map((p, i) => renderPool(p, probes.get(p.pool), i)));
     }
+    if (focused) {
+      const again = [...pools.querySelectorAll('[data-key]')].find((el) => el.dataset.key === focused);
+      if (again) again.focus();
+    }
     renderCluster(st.cluster);
-    renderFeed();
+    if (state.feedDrawn !== state.feedVersion) {
+      renderFeed();
+      state.feedDrawn = state.feedVersion;
+    }
   }
 
   function renderBanners(st) {
@@ -312,7 +326,7 @@
     const head = h('header', { class: 'pool-head' },
       h('h2', { id }, p.pool),
       h('span', { class: 'badges' }, badges),
-      ps.held ? h('button', { type: 'button', class: 'action', 'data-action': 'failback', 'data-pool': p.pool, onclick: () => askFailback(p) }, 'Fail back') : null);
+      ps.held ? h('button', { type: 'button', class: 'action', 'data-action': 'failback', 'data-key': `${p.pool}|failback`, onclick: () => askFailback(p) }, 'Fail back') : null);
     return h('section', { class: `pool pool-${ps.mode}`, 'aria-labelledby': id, 'data-pool': p.pool, 'data-state': ps.mode },
       head,
       h('div', { class: 'answers' }, families(p).map((f) => renderAnswer(p, f))),
@@ -344,8 +358,8 @@
         h('td', { 'data-label': 'Last probe', class: lp && !lp.ok ? 'probe-failed' : null }, last),
         h('td', { 'data-label': 'Latency', class: 'spark-cell' }, checks.map((c) => sparkline(c, checks.length > 1))),
         h('td', { 'data-label': 'Action' }, t.drained
-          ? h('button', { type: 'button', class: 'action', 'data-action': 'undrain', onclick: () => askUndrain(p, t) }, 'Undrain')
-          : h('button', { type: 'button', class: 'action', 'data-action': 'drain', onclick: () => askDrain(p, t) }, 'Drain')));
+          ? h('button', { type: 'button', class: 'action', 'data-action': 'undrain', 'data-key': `${p.pool}|${ti}|undrain`, onclick: () => askUndrain(p, t) }, 'Undrain')
+          : h('button', { type: 'button', class: 'action', 'data-action': 'drain', 'data-key': `${p.pool}|${ti}|drain`, onclick: () => askDrain(p, t) }, 'Drain')));
     });
     return h('div', { class: 'targets-wrap' },
       h('table', { class: 'targets' },
