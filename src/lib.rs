@@ -3,8 +3,8 @@
 //! ```text
 //!  zones/*.zone, *.toml ─> load (own task: watch, read, parse, index, diff) ──┐ Reload
 //!  weiche.toml ─> config (spec types, validated once) ────────────────────────┤
-//!  HTTP API, CLI ─> ops::control (drain, failback, status) ───────────────────┤ Command
-//!  monitor (probes -> rise/fall -> verdicts) ─────────────────────────────────┤ Update
+//!  HTTP API, page, CLI ─> ops::control (drain, failback, status) ─────────────┤ Command
+//!  monitor (probes -> rise/fall -> verdicts) ─> cluster (members' vote) ──────┤ Update
 //!                                                                             v
 //!         publish: pure core (zones, verdicts, admin, now) -> (Snapshot, events, effects)
 //!                  + driver (the one task that feeds it and carries effects out)
@@ -16,21 +16,22 @@
 //! ```
 //!
 //! Types flow down, parsing flows up: `model` imports no other room; `config` and `load`
-//! build model values; `cluster` reads `config` and `model`, never the reverse; `dns` reads
-//! snapshots and never imports `publish`; `publish` imports `load`, `monitor`, `ops::events`
-//! and `transfer::secondaries` for the messages it takes and the effects it hands on.
+//! build model values; `cluster` reads `config`, `model` and the monitor's updates, never the
+//! reverse; `dns` reads snapshots and never imports `publish`; `publish` imports `load`,
+//! `monitor`, `cluster`, `ops::events` and `transfer::secondaries` for the messages it takes and
+//! the effects it hands on.
 //!
 //! | room | owns |
 //! |---|---|
 //! | `model/` | `name`, `rtype`, `zone` (one validated zone: name index, RRsets, cuts, wildcards), `pool` (pools, targets, checks), `position` (file:line:col errors), `chart` (which targets answer: pure), `snapshot` (what a query reads), `history` (serials, IXFR differences) |
 //! | `config/` | `weiche.toml`: server, transfer, notify, API, log; `keys` (TSIG keys); `cluster` (`[cluster]`) |
-//! | `cluster/` | the cluster's pure core: `quorum` (Galera's weighted quorum), `vote` (primary component, cluster verdict), `operator` (last-writer-wins operator state), `report` (what `check` prints). No peer protocol yet |
+//! | `cluster/` | several members, one answer: `quorum` (Galera's weighted quorum), `vote` (primary component, cluster verdict), `operator` (last-writer-wins operator state), `wire` (signed reports, opened with replay and clock checks), `peers` (one member's view: pure), `net` (the peer socket), `report` (what `check` prints) |
 //! | `load/` | `zonefile` (RFC 1035 master files), `zone_toml` (checks and pools), `loader` (one file → a zone or positioned errors), `watch` (the zones directory, on its own task) |
 //! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
 //! | `dns/` | `wire` (parse, write; allocation-free), `service` (the one entry point per message: parse once, then query, transfer, NOTIFY or signed request), `answer` (the authoritative algorithm), `xfr` (AXFR, IXFR, NOTIFY in), `server` (listeners), `udp` (recvmmsg/sendmmsg), `rrl` (response rate limiting for UDP and XDP), `tcp` (connections, their limits, eviction of idle ones), `xdp/` (opt-in AF_XDP path: `bpf`, `rings`, `frames`, `workers`), `stats` (query counters) |
 //! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
-//! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (numbering, the recent ones, subscribers), `journal` (events on disk: append, rotate, read back), `notify` (webhooks, commands) |
+//! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (numbering, the recent ones, subscribers), `journal` (events on disk: append, rotate, read back), `notify` (webhooks, commands), `page` (the status page: HTML, script, style, embedded) |
 
 pub mod cluster;
 pub mod config;
@@ -73,19 +74,8 @@ pub enum ServeError {
     Failed(String),
     #[error("{0}")]
     Api(String),
-    #[error(
-        "{0}: [cluster] is configured but this version of weiche does not run clusters yet; remove it or use \
-         weiche check to read the arithmetic"
-    )]
-    ClusterNotYet(model::position::Location),
-}
-
-/// Refuses what `serve` cannot do yet (a `[cluster]`), rather than quietly serving alone.
-pub fn servable(config: &Config) -> Result<(), ServeError> {
-    match &config.cluster {
-        Some(c) => Err(ServeError::ClusterNotYet(c.at.clone())),
-        None => Ok(()),
-    }
+    #[error("cannot listen for cluster peers on {0}: {1}")]
+    ClusterListen(std::net::SocketAddr, std::io::Error),
 }
 
 /// Serves `config` on `sockets` until `shutdown` completes.
@@ -101,8 +91,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     (control, commands): (Control, Commands),
 ) -> Result<(), ServeError> {
-    servable(&config)?;
     ops::api::metrics_handle();
+    let leave = control.clone();
     load::read::set_max_file_size(config.zone_file_limit);
     // However the API's address was chosen (file, flag, a program embedding weiche), it is
     // opened beyond loopback only with a token.
@@ -182,8 +172,23 @@ pub async fn serve(
         driver.core_mut().set_zones(reload, publish::Now::read());
         driver.carry_out();
     }
+    let _cluster = match &config.cluster {
+        Some(c) => {
+            let c = Arc::new(c.clone());
+            let socket =
+                tokio::net::UdpSocket::bind(c.listen).await.map_err(|e| ServeError::ClusterListen(c.listen, e))?;
+            let (link, task) = cluster::net::start(socket, c.clone());
+            let boot = cluster::net::wall_ms(std::time::SystemTime::now());
+            let peers = cluster::peers::Peers::new(c.clone(), boot, tokio::time::Instant::now());
+            let me = &c.members[c.me];
+            info!(member = %me.name, site = %me.site, weight = me.weight, peers = %c.listen, members = c.members.len(), minority = c.minority.name(), "cluster member: pool answers wait for a majority");
+            driver.join(publish::driver::Member { peers, link });
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
     let (tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
-    let mut monitor = monitor::Monitor::new(tx);
+    let mut monitor = monitor::Monitor::new(tx).with_source(config.probe_source);
     let keys = driver.core_mut().probe_keys();
     monitor.set_targets(keys.clone());
     driver.startup_round(&mut updates, &keys).await;
@@ -200,6 +205,13 @@ pub async fn serve(
         transfer: Arc::new(config.transfer.clone()),
         rrl: config.rrl,
     };
+    let witness = config.cluster.as_ref().is_some_and(|c| c.members[c.me].witness);
+    if witness {
+        // A witness votes and probes but serves no public DNS (like Galera's garbd).
+        info!("cluster witness: no DNS listeners");
+        sockets.udp.clear();
+        sockets.tcp.clear();
+    }
     let addrs: Vec<String> = sockets.udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.to_string()).collect();
     let listeners = dns::server::Listeners::start(sockets, store, &limits)?;
     // Ready once every listener (and the XDP program) is up, not before.
@@ -214,6 +226,11 @@ pub async fn serve(
             ready.store(false, Ordering::Relaxed);
             error!("shutting down after a failure");
         }
+    }
+    // A cluster member says it leaves, so the others count its weight out of the total.
+    if config.cluster.is_some() && tokio::time::timeout(std::time::Duration::from_secs(1), leave.leave()).await.is_err()
+    {
+        warn!("the cluster was not told of this member's leave within 1 s");
     }
     // Answers in flight finish from the last snapshot; nothing new is published.
     drop(publisher);

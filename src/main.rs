@@ -375,10 +375,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if let Err(e) = weiche::servable(&config) {
-        eprintln!("weiche: {e}");
-        return ExitCode::FAILURE;
-    }
     init_logging(&config);
     weiche::fatal::install_panic_hook(Some(std::time::Duration::from_secs(10)));
     raise_fd_limit();

@@ -324,6 +324,7 @@ fn the_page_follows_failover_and_acts_through_the_api() {
         |v| v["state"] == "preferred" && v["answer"] == p,
     );
     b.run("window.weicheTestMark = 1;");
+    assert_eq!(b.run("return document.querySelector('#cluster').hidden"), true, "no cluster, no section");
     // The journal's outage of 40 minutes ago, 6 minutes long, is drawn and told.
     let outages = first["outages"].to_string();
     assert!(outages.contains(&format!("A fallback ({sec})")) && outages.contains("for 6 min 0 s"), "{outages}");
@@ -473,4 +474,68 @@ fn the_page_is_served_under_a_strict_policy() {
     let checks = &probes["pools"][0]["targets"][0]["checks"][0];
     assert_eq!(checks["probe"], format!("{p}:{port}"));
     assert!(checks["recent"].as_array().is_some_and(|r| !r.is_empty() && r.len() <= 60), "{checks}");
+}
+
+/// In a cluster, the page shows this member's view: every member, its weight, whether it is
+/// heard and in the primary component.
+#[test]
+fn in_a_cluster_the_page_shows_the_members() {
+    let Some(b) = Browser::start() else { return };
+    use weiche::config::cluster::{Cluster, Member, Minority};
+    let (p, sec) = ("127.0.17.41", "127.0.17.42");
+    let (port, _a, _b) = backend_pair(p, sec);
+    let ips = ["127.0.17.44", "127.0.17.45", "127.0.17.46"];
+    let peer_port = (0..50)
+        .map(|_| std::net::UdpSocket::bind(format!("{}:0", ips[0])).unwrap().local_addr().unwrap().port())
+        .find(|port| ips.iter().all(|ip| std::net::UdpSocket::bind(format!("{ip}:{port}")).is_ok()))
+        .expect("a UDP port free on every member's address");
+    let members: Vec<Member> = ips
+        .iter()
+        .zip([("a", 5), ("b", 6), ("c", 8)])
+        .map(|(ip, (name, weight))| Member {
+            name: name.into(),
+            site: format!("site-{name}"),
+            address: format!("{ip}:{peer_port}").parse().unwrap(),
+            weight,
+            witness: false,
+        })
+        .collect();
+    let zone = two_site_pool(port, p, sec, "auto");
+    let servers: Vec<Server> = (0..3)
+        .map(|me| {
+            Server::start_with(ips[me], &[("cl.test.toml", &zone)], |c| {
+                c.cluster = Some(Cluster {
+                    me,
+                    listen: members[me].address,
+                    members: members.clone(),
+                    key: weiche::config::keys::Key::new(
+                        "cluster",
+                        "hmac-sha256",
+                        "cGFnZS10ZXN0LWNsdXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmc=",
+                    )
+                    .unwrap(),
+                    minority: Minority::Withdraw,
+                    heartbeat: Duration::from_millis(200),
+                    at: weiche::model::position::Location { file: Path::new("test").into(), line: 1, col: 1 },
+                });
+            })
+        })
+        .collect();
+    b.goto(&format!("http://{}/", servers[1].api));
+    let look = || {
+        b.run(
+            "const el = document.querySelector('#cluster');
+             return { hidden: el.hidden, title: (el.querySelector('h2') || {}).textContent,
+               members: [...el.querySelectorAll('tr[data-member]')].map((tr) => tr.textContent) };",
+        )
+    };
+    let seen = wait_for("the cluster section", Duration::from_secs(15), look, |v| {
+        v["hidden"] == false && v["members"].to_string().matches("connected").count() == 3
+    });
+    assert_eq!(seen["title"], "Cluster: member b");
+    let rows = seen["members"].as_array().unwrap();
+    assert!(rows[1].as_str().unwrap().starts_with("b (this)site-b6"), "{rows:?}");
+    assert!(rows[2].as_str().unwrap().contains("site-c8"), "{rows:?}");
+    let errors = console_errors(&b);
+    assert!(errors.is_empty(), "console errors: {errors:?}");
 }

@@ -425,6 +425,7 @@ struct ServerSpec {
     state_dir: Option<String>,
     zone_file_limit: Option<Spanned<String>>,
     events_keep: Option<Spanned<SizeSpec>>,
+    probe_source: Option<Spanned<String>>,
 }
 
 /// A size: a number of MiB (`64`) or a size with its unit (`"512KiB"`, `"2GiB"`).
@@ -589,6 +590,9 @@ pub struct Config {
     pub reload_interval: Duration,
     /// The most bytes one zone file (or include) may have.
     pub zone_file_limit: u64,
+    /// The address health probes are sent from (None: the system picks). Probes of the other
+    /// address family, and of `galera` and `mysql` checks, are sent as the system picks.
+    pub probe_source: Option<std::net::IpAddr>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The HTTP API's address (None: no API).
@@ -704,6 +708,14 @@ impl Config {
             "reload_interval",
             &err,
         )?;
+        let probe_source = match &s.probe_source {
+            Some(v) => Some(
+                v.get_ref()
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| err(v.span(), format!("probe_source: {:?} is not an IP address", v.get_ref())))?,
+            ),
+            None => None,
+        };
         let zone_file_limit = match &s.zone_file_limit {
             None => DEFAULT_ZONE_FILE_LIMIT,
             Some(v) => match parse_size(v.get_ref()) {
@@ -826,6 +838,7 @@ impl Config {
             xdp,
             reload_interval,
             zone_file_limit,
+            probe_source,
             log_format: spec.log.format.unwrap_or_default(),
             log_level,
         })

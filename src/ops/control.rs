@@ -41,6 +41,9 @@ pub enum Command {
     Events { since: u64, limit: usize, done: oneshot::Sender<Vec<Event>> },
     /// The latest probes of every pool target.
     Probes { done: oneshot::Sender<Probes> },
+    /// This instance stops: a cluster member tells the others it leaves (a clean leave takes its
+    /// weight out of the total), answered once that is sent.
+    Leave { done: oneshot::Sender<()> },
 }
 
 /// Sends commands to a running server (see `weiche::serve`).
@@ -77,6 +80,11 @@ impl Control {
 
     pub async fn status(&self, events: usize) -> Result<Status, Gone> {
         self.ask(|done| Command::Status { events, done }).await.map_err(|_| Gone)
+    }
+
+    /// Tells the cluster this member leaves cleanly (nothing without a cluster).
+    pub async fn leave(&self) -> Result<(), Gone> {
+        self.ask(|done| Command::Leave { done }).await.map_err(|_| Gone)
     }
 
     pub async fn events(&self, since: u64, limit: usize) -> Result<Vec<Event>, Gone> {

@@ -28,6 +28,9 @@ pub struct Status {
     /// Whether events reach the journal on disk.
     #[serde(default)]
     pub journal: JournalStatus,
+    /// The cluster as this member sees it (None: no `[cluster]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::peers::ClusterStatus>,
 }
 
 /// The event journal in `state_dir/journal/`, and whether events reach it.
@@ -155,6 +158,9 @@ pub struct CheckStatus {
     pub since: Option<String>,
     pub last_probe: Option<LastProbe>,
     pub streak: Option<Streak>,
+    /// In a cluster: each member's own verdict, by member name (`verdict` is the cluster's).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub votes: std::collections::BTreeMap<String, Verdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,6 +375,7 @@ pub(crate) mod tests {
                     since,
                     last_probe,
                     streak,
+                    votes: Default::default(),
                 }],
             }
         };
@@ -431,6 +438,7 @@ pub(crate) mod tests {
                 error: None,
             },
             journal: JournalStatus { dir: Some("/var/lib/weiche/journal".into()), persisted: Some(true), error: None },
+            cluster: None,
         }
     }
 

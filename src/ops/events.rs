@@ -41,6 +41,13 @@ pub enum EventKind {
     Started,
     /// weiche stopped cleanly (kept in the journal only).
     Stopped,
+    /// This cluster member left the primary component: it hears too little weight.
+    QuorumLost,
+    /// This cluster member is in the primary component (again).
+    QuorumRegained,
+    /// Another cluster member is heard again, or no longer.
+    MemberUp,
+    MemberDown,
 }
 
 impl EventKind {
@@ -64,13 +71,28 @@ impl EventKind {
             JournalResumed => "journal_resumed",
             Started => "started",
             Stopped => "stopped",
+            QuorumLost => "quorum_lost",
+            QuorumRegained => "quorum_regained",
+            MemberUp => "member_up",
+            MemberDown => "member_down",
         }
     }
 
     /// Events that notifications (webhooks, commands) are sent for.
     pub fn notifies(self) -> bool {
         use EventKind::*;
-        matches!(self, Failover | Failback | AllDown | Recovered | Drain | Undrain | FailbackReleased)
+        matches!(
+            self,
+            Failover
+                | Failback
+                | AllDown
+                | Recovered
+                | Drain
+                | Undrain
+                | FailbackReleased
+                | QuorumLost
+                | QuorumRegained
+        )
     }
 }
 
@@ -108,6 +130,9 @@ pub struct Event {
     /// The SOA serial served from now on, for a zone loaded (it may differ from the file's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<u32>,
+    /// The cluster member an event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// Why: a probe's failure cause, what changed, who asked.
     pub reason: String,
     /// One sentence for a person.
@@ -153,6 +178,10 @@ impl Event {
             // The server logs these itself, with more to say ("weiche serving", "shutting down").
             EventKind::Started => debug!(reason, "started"),
             EventKind::Stopped => debug!(reason, "stopped"),
+            EventKind::QuorumLost => error!(reason, "cluster quorum lost"),
+            EventKind::QuorumRegained => info!(reason, "cluster quorum regained"),
+            EventKind::MemberUp => info!(member = d(&self.member), reason, "cluster member heard"),
+            EventKind::MemberDown => warn!(member = d(&self.member), reason, "cluster member lost"),
         }
     }
 }
@@ -291,6 +320,12 @@ fn describe(e: &Event) -> String {
         EventKind::JournalResumed => format!("events are written to the journal again ({})", e.reason),
         EventKind::Started => format!("weiche started ({})", e.reason),
         EventKind::Stopped => format!("weiche stopped ({})", e.reason),
+        EventKind::QuorumLost => format!("lost quorum: {}", e.reason),
+        EventKind::QuorumRegained => format!("quorum regained: {}", e.reason),
+        EventKind::MemberUp => format!("cluster member {} is heard", e.member.as_deref().unwrap_or("?")),
+        EventKind::MemberDown => {
+            format!("cluster member {} is lost ({})", e.member.as_deref().unwrap_or("?"), e.reason)
+        }
     }
 }
 

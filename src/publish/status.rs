@@ -70,9 +70,10 @@ impl Publisher {
             pools,
             drained: self.admin.drained.iter().map(|d| Drained { address: d.address, pool: d.pool.clone() }).collect(),
             events: recent,
-            // The state file and the journal are the driver's to report.
+            // The state file, the journal and the cluster are the driver's to report.
             state: Default::default(),
             journal: Default::default(),
+            cluster: None,
         }
     }
 }
@@ -138,6 +139,7 @@ impl Publisher {
                 since: st.map(|s| rfc3339(s.since)),
                 last_probe: st.map(last_probe),
                 streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
+                votes: Default::default(),
             })
             .collect();
         let (verdict, due) = keys.map_or((Health::Unknown, None), |k| super::judge(k, &self.verdicts));
@@ -221,7 +223,15 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         let mut state = p.verdicts.get(&key).cloned().unwrap_or_default();
         let transition = state.observe(ok, key.check.0.rise, key.check.0.fall);
         let cause = (!ok).then(|| "connection refused".into());
-        Update { key, state, transition, cause, latency: std::time::Duration::from_micros(1234) }
+        Update {
+            key,
+            state,
+            transition,
+            cause,
+            latency: std::time::Duration::from_micros(1234),
+            probed: true,
+            decided_by: None,
+        }
     }
 
     fn publisher(zone: &str) -> Publisher {

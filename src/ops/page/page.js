@@ -353,7 +353,7 @@
       const checks = probes && probes.targets[ti] ? probes.targets[ti].checks : [];
       return h('tr', { 'data-target': t.address, 'data-verdict': t.verdict, 'data-drained': t.drained ? 'yes' : 'no' },
         h('th', { scope: 'row', 'data-label': 'Target' }, h('span', { class: 'addr' }, t.address), h('span', { class: 'prio' }, ` p${t.priority}`)),
-        h('td', { 'data-label': 'Verdict' }, badge(kind, word)),
+        h('td', { 'data-label': 'Verdict' }, badge(kind, word), dissent(t)),
         h('td', { 'data-label': 'Since' }, t.since ? h('time', { datetime: t.since, title: t.since }, `${when(at(t.since))} (${duration(Date.now() - at(t.since))})`) : '-'),
         h('td', { 'data-label': 'Last probe', class: lp && !lp.ok ? 'probe-failed' : null }, last),
         h('td', { 'data-label': 'Latency', class: 'spark-cell' }, checks.map((c) => sparkline(c, checks.length > 1))),
@@ -644,8 +644,10 @@
     $('#feed').replaceChildren(...(items.length ? items : [h('li', { class: 'muted' }, 'No events yet.')]));
   }
 
-  // The cluster: another part of weiche will add a `cluster` key to /status (members, weights,
-  // primary or not, dissent per target). Until it does, this renders nothing.
+  // The cluster, when `[cluster]` is configured (/status then has a `cluster` key): this
+  // member's view of the members, their weights, whether it is in the primary component, and
+  // how many targets some member judges otherwise (each target's dissent shows in its row).
+  // Without a cluster, this renders nothing.
   function renderCluster(cluster) {
     const el = $('#cluster');
     if (!cluster) {
@@ -654,7 +656,38 @@
       return;
     }
     el.hidden = false;
-    el.replaceChildren(h('h2', {}, 'Cluster'), h('pre', { class: 'cluster-raw' }, JSON.stringify(cluster, null, 2)));
+    const yes = (b) => (b ? 'yes' : 'no');
+    const rows = (cluster.members || []).map((m) => h('tr', { 'data-member': m.name },
+      h('th', { scope: 'row', 'data-label': 'Member' }, m.me ? `${m.name} (this)` : m.name, m.witness ? ' · witness' : ''),
+      h('td', { 'data-label': 'Site' }, m.site),
+      h('td', { 'data-label': 'Weight' }, String(m.weight)),
+      h('td', { 'data-label': 'Connected' }, m.away ? badge('drained', 'left') : m.connected ? badge('up', 'connected') : badge('down', 'not heard')),
+      h('td', { 'data-label': 'Primary' }, m.primary ? badge('up', 'primary') : badge('fallback', 'not primary')),
+      h('td', { 'data-label': 'Last heard' }, m.me ? '-' : m.last_heard_ms === null ? 'never' : `${duration(m.last_heard_ms)} ago`)));
+    el.replaceChildren(
+      h('header', { class: 'pool-head' },
+        h('h2', {}, `Cluster: member ${cluster.member}`),
+        h('span', { class: 'badges' },
+          cluster.primary ? badge('up', 'primary component') : badge('down', 'not primary'),
+          cluster.serving === 'normal' ? null : badge('fallback', `pool answers ${cluster.serving}`),
+          cluster.dissent ? badge('doubt', `dissent on ${cluster.dissent} target${cluster.dissent === 1 ? '' : 's'}`) : null)),
+      h('p', { class: 'muted' }, `Weight heard ${cluster.heard_weight} of ${cluster.total_weight} (quorum ${cluster.quorum}); ` +
+        `pool answers: ${cluster.serving}; in a minority: ${cluster.minority}.`),
+      h('div', { class: 'targets-wrap' }, h('table', { class: 'targets' },
+        h('caption', { class: 'visually-hidden' }, 'Cluster members'),
+        h('thead', {}, h('tr', {}, ['Member', 'Site', 'Weight', 'Connected', 'Primary', 'Last heard'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, rows))));
+  }
+
+  // In a cluster: the members whose own verdict on a target differs from the cluster's.
+  function dissent(t) {
+    const differ = [];
+    for (const c of t.checks || []) {
+      for (const [member, verdict] of Object.entries(c.votes || {})) {
+        if (verdict !== c.verdict) differ.push(`${member} says ${verdict}`);
+      }
+    }
+    return differ.length ? h('span', { class: 'dissent' }, badge('doubt', `dissent: ${[...new Set(differ)].join(', ')}`)) : null;
   }
 
   function renderLegend() {
