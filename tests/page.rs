@@ -11,6 +11,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -79,11 +80,14 @@ impl Browser {
             return None;
         }
         let port = external_port("127.0.0.1");
+        // In a process group of its own, with the browsers it starts: a test that fails leaves
+        // none of them behind (see Drop).
         let driver = Killed(
             std::process::Command::new("chromedriver")
                 .arg(format!("--port={port}"))
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
+                .process_group(0)
                 .spawn()
                 .unwrap(),
         );
@@ -193,8 +197,17 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = webdriver(self.addr, "DELETE", &format!("/session/{}", self.session), None);
-        let _ = &self.driver;
+        // Closed cleanly if chromedriver still answers; then whatever is left of the group goes.
+        if let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let path = format!("/session/{}", self.session);
+            if write!(s, "DELETE {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", self.addr).is_ok() {
+                let mut head = [0u8; 64];
+                let _ = std::io::Read::read(&mut s, &mut head);
+            }
+        }
+        // SAFETY: kill(2) on the process group of the chromedriver this test started.
+        unsafe { libc::kill(-(self.driver.0.id() as i32), libc::SIGKILL) };
     }
 }
 
