@@ -3,7 +3,7 @@
 //! ```text
 //!  zones/*.zone, *.toml ─> load (own task: watch, read, parse, index, diff) ──┐ Reload
 //!  weiche.toml ─> config (spec types, validated once) ────────────────────────┤
-//!  HTTP API, CLI ─> ops::control (drain, failback, status) ───────────────────┤ Command
+//!  HTTP API, page, CLI ─> ops::control (drain, failback, status) ─────────────┤ Command
 //!  monitor (probes -> rise/fall -> verdicts) ─> cluster (members' vote) ──────┤ Update
 //!                                                                             v
 //!         publish: pure core (zones, verdicts, admin, now) -> (Snapshot, events, effects)
@@ -31,7 +31,7 @@
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
 //! | `dns/` | `wire` (parse, write; allocation-free), `service` (the one entry point per message: parse once, then query, transfer, NOTIFY or signed request), `answer` (the authoritative algorithm), `xfr` (AXFR, IXFR, NOTIFY in), `server` (listeners), `udp` (recvmmsg/sendmmsg), `rrl` (response rate limiting for UDP and XDP), `tcp` (connections, their limits, eviction of idle ones), `xdp/` (opt-in AF_XDP path: `bpf`, `rings`, `frames`, `workers`), `stats` (query counters) |
 //! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
-//! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (journal), `notify` (webhooks, commands) |
+//! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (numbering, the recent ones, subscribers), `journal` (events on disk: append, rotate, read back), `notify` (webhooks, commands), `page` (the status page: HTML, script, style, embedded) |
 
 pub mod cluster;
 pub mod config;
@@ -111,7 +111,27 @@ pub async fn serve(
         }
         None => Default::default(),
     };
-    let journal = ops::events::Journal::default();
+    let mut journal = ops::events::Journal::default();
+    let (notes_tx, notes) = tokio::sync::mpsc::unbounded_channel();
+    let journal_layout =
+        config.state_dir.as_deref().map(|dir| ops::journal::Layout::in_state_dir(dir, config.events_keep));
+    let mut journaling = match &journal_layout {
+        Some(layout) => {
+            let l = layout.clone();
+            let restored = tokio::task::spawn_blocking(move || ops::journal::restore(&l))
+                .await
+                .expect("reading the journal panicked");
+            journal.restore(restored.events);
+            let (writer, task) = ops::journal::Writer::start(layout.clone(), notes_tx);
+            journal.keep_on_disk(writer);
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+    journal.push(ops::events::Event::new(
+        ops::events::EventKind::Started,
+        format!("version {}", env!("CARGO_PKG_VERSION")),
+    ));
     let _notifier = AbortOnDrop(tokio::spawn(ops::notify::run(journal.subscribe(), live.notifiers.subscribe())));
     let ready = Arc::new(AtomicBool::new(false));
     let _api = match sockets.api.take() {
@@ -120,6 +140,7 @@ pub async fn serve(
             let state = ops::api::ApiState {
                 control,
                 events: journal.sender(),
+                journal: journal_layout.clone(),
                 ready: ready.clone(),
                 token: config.api_token.as_deref().map(Arc::from),
             };
@@ -142,7 +163,8 @@ pub async fn serve(
     .expect("zone loading panicked");
     let store: model::snapshot::Store = Default::default();
     let mut driver =
-        publish::driver::Driver::new(publish::Publisher::new(admin), store.clone(), journal, state_writer, changes);
+        publish::driver::Driver::new(publish::Publisher::new(admin), store.clone(), journal, state_writer, changes)
+            .with_notes(notes);
     if let Some(reload) = first? {
         driver.core_mut().set_zones(reload, publish::Now::read());
         driver.carry_out();
@@ -219,6 +241,12 @@ pub async fn serve(
         && tokio::time::timeout(std::time::Duration::from_secs(5), &mut w.0).await.is_err()
     {
         warn!("the state file's last write did not finish within 5 s");
+    }
+    // With the publisher gone, the journal's writer writes what is pending and ends.
+    if let Some(w) = &mut journaling
+        && tokio::time::timeout(std::time::Duration::from_secs(5), &mut w.0).await.is_err()
+    {
+        warn!("the event journal's last write did not finish within 5 s");
     }
     match fatal::failed() {
         Some(why) => Err(ServeError::Failed(why.to_string())),

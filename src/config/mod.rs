@@ -432,7 +432,42 @@ struct ServerSpec {
     reload_interval: Option<Spanned<String>>,
     state_dir: Option<String>,
     zone_file_limit: Option<Spanned<String>>,
+    events_keep: Option<Spanned<SizeSpec>>,
     probe_source: Option<Spanned<String>>,
+}
+
+/// A size: a number of MiB (`64`) or a size with its unit (`"512KiB"`, `"2GiB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeSpec {
+    MiB(i64),
+    Text(String),
+}
+
+/// How much of the event journal `state_dir` keeps unless configured.
+pub const DEFAULT_EVENTS_KEEP: u64 = 64 << 20;
+
+/// `events_keep`: in range, in bytes.
+fn events_keep_of(
+    v: Option<&Spanned<SizeSpec>>,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<u64, FileError> {
+    let Some(v) = v else { return Ok(DEFAULT_EVENTS_KEEP) };
+    let range = 64u64 << 10..=64u64 << 30;
+    let bytes = match v.get_ref() {
+        SizeSpec::MiB(n) => u64::try_from(*n).ok().and_then(|n| n.checked_mul(1 << 20)),
+        SizeSpec::Text(t) => Some(parse_size(t).map_err(|m| err(v.span(), format!("events_keep: {m}")))?),
+    };
+    match bytes {
+        Some(b) if range.contains(&b) => Ok(b),
+        _ => {
+            let got = match v.get_ref() {
+                SizeSpec::MiB(n) => format!("{n} (MiB)"),
+                SizeSpec::Text(t) => format!("{t:?}"),
+            };
+            Err(err(v.span(), format!("events_keep must be 64KiB to 64GiB (a plain number is MiB), got {got}")))
+        }
+    }
 }
 
 /// `[rrl]`: numbers are read as i64 so that a value out of range gets our message, with its
@@ -572,8 +607,11 @@ pub struct Config {
     pub api_listen: Option<SocketAddr>,
     /// Bearer token the API requires (read from `api.token_file`).
     pub api_token: Option<String>,
-    /// Where operator decisions (drains, failback holds) are kept (None: not kept).
+    /// Where operator decisions (drains, failback holds) and the event journal are kept
+    /// (None: not kept).
     pub state_dir: Option<PathBuf>,
+    /// The most bytes the event journal in `state_dir` keeps (the oldest events go first).
+    pub events_keep: u64,
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NotifyCommand>,
     pub transfer: Transfer,
@@ -707,6 +745,7 @@ impl Config {
             Some(v) => v.into_inner(),
             None => DEFAULT_TCP_PER_CLIENT.min(tcp_max_connections),
         };
+        let events_keep = events_keep_of(s.events_keep.as_ref(), &err)?;
         let log_level = spec.log.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(FileError::new(
@@ -795,6 +834,7 @@ impl Config {
             api_listen,
             api_token,
             state_dir: s.state_dir.as_ref().map(|d| base.join(d)),
+            events_keep,
             file: path.map(Path::to_path_buf),
             listen,
             zones_dir: base.join(s.zones.unwrap_or_else(|| "zones".into())),
@@ -881,6 +921,20 @@ mod tests {
             ("[server]\nzone_file_limit = \"12\"\n", "2:19: zone_file_limit must be 1KiB to 1024GiB, got 12 bytes"),
             ("[server]\nzone_file_limit = \"lots\"\n", "2:19: zone_file_limit: \"lots\" is not a size"),
             (
+                "[server]\nevents_keep = 0\n",
+                "2:15: events_keep must be 64KiB to 64GiB (a plain number is MiB), got 0 (MiB)",
+            ),
+            (
+                "[server]\nevents_keep = 70000\n",
+                "2:15: events_keep must be 64KiB to 64GiB (a plain number is MiB), got 70000",
+            ),
+            (
+                "[server]\nevents_keep = \"4KiB\"\n",
+                "2:15: events_keep must be 64KiB to 64GiB (a plain number is MiB), got \"4KiB\"",
+            ),
+            ("[server]\nevents_keep = \"much\"\n", "2:15: events_keep: \"much\" is not a size"),
+            ("[server]\nevents_keep = -1\n", "2:15: events_keep must be 64KiB to 64GiB"),
+            (
                 "[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\nretries = 1000\n",
                 "3:11: notify.webhook retries must be 0..=10, got 1000",
             ),
@@ -895,6 +949,11 @@ mod tests {
         }
         std::fs::write(&p, "[server]\nzone_file_limit = \"64MiB\"\n").unwrap();
         assert_eq!(Config::load(Some(&p)).unwrap().zone_file_limit, 64 << 20);
+        assert_eq!(Config::load(None).unwrap().events_keep, 64 << 20, "64 MiB unless configured");
+        std::fs::write(&p, "[server]\nevents_keep = 8\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().events_keep, 8 << 20, "a number is MiB");
+        std::fs::write(&p, "[server]\nevents_keep = \"256KiB\"\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().events_keep, 256 << 10);
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("65536"), Ok(65536));
     }

@@ -73,6 +73,13 @@ impl Api {
         self.call(true, &format!("/pools/{pool}/failback")).await
     }
 
+    /// Events since `since` (a duration back or a time), from the journal and memory.
+    pub async fn history(&self, since: &str, pool: Option<&str>) -> Result<Vec<Event>, ClientError> {
+        let enc = |s: &str| s.replace('%', "%25").replace('+', "%2B").replace('&', "%26").replace(' ', "%20");
+        let pool = pool.map(|p| format!("&pool={}", enc(p))).unwrap_or_default();
+        self.call(false, &format!("/history?since={}{pool}&limit={}", enc(since), crate::ops::api::HISTORY_LIMIT)).await
+    }
+
     pub async fn events(&self, since: u64, wait: u64) -> Result<Vec<Event>, ClientError> {
         self.call(false, &format!("/events?since={since}&wait={wait}")).await
     }
@@ -90,6 +97,11 @@ pub fn status_table(st: &Status) -> String {
         let why = st.state.error.as_deref().unwrap_or("the state file cannot be written");
         let _ = writeln!(out, "STATE NOT PERSISTED: {why}");
         let _ = writeln!(out, "  drains, holds and serials changed since hold until weiche restarts only\n");
+    }
+    if st.journal.persisted == Some(false) {
+        let why = st.journal.error.as_deref().unwrap_or("the event journal cannot be written");
+        let _ = writeln!(out, "EVENT JOURNAL NOT WRITTEN: {why}");
+        let _ = writeln!(out, "  new events are kept in memory until the disk takes them again\n");
     }
     if let Some(c) = &st.cluster {
         let role = if c.primary { "PRIMARY" } else { "NOT PRIMARY" };
@@ -316,6 +328,21 @@ mod tests {
             t.starts_with(
                 "STATE NOT PERSISTED: cannot write the state file /s/weiche-state.json: No space left on device\n  \
                  drains, holds and serials changed since hold until weiche restarts only\n\nzone example.com."
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn table_says_first_when_the_journal_is_not_written() {
+        let mut st = crate::ops::doc::tests::sample();
+        st.journal.persisted = Some(false);
+        st.journal.error = Some("cannot write the event journal in /s/journal: File too large (os error 27)".into());
+        let t = status_table(&st);
+        assert!(
+            t.starts_with(
+                "EVENT JOURNAL NOT WRITTEN: cannot write the event journal in /s/journal: File too large (os error 27)\n  \
+                 new events are kept in memory until the disk takes them again\n\nzone example.com."
             ),
             "{t}"
         );

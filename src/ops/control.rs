@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::name::Name;
-use crate::ops::doc::Status;
+use crate::ops::doc::{Probes, Status};
 use crate::ops::events::Event;
 
 /// Why an operator action did not take full effect. Each one is answered with a status other
@@ -43,6 +43,8 @@ pub enum Command {
     Reload { done: oneshot::Sender<crate::ops::doc::ReloadReply> },
     /// The configuration was (re)loaded, or failed to: for `/status`, with its event.
     Configured { status: Box<crate::ops::doc::ConfigStatus>, event: Option<Box<Event>> },
+    /// The latest probes of every pool target.
+    Probes { done: oneshot::Sender<Probes> },
     /// This instance stops: a cluster member tells the others it leaves (a clean leave takes its
     /// weight out of the total), answered once that is sent.
     Leave { done: oneshot::Sender<()> },
@@ -101,5 +103,9 @@ impl Control {
 
     pub async fn events(&self, since: u64, limit: usize) -> Result<Vec<Event>, Gone> {
         self.ask(|done| Command::Events { since, limit, done }).await.map_err(|_| Gone)
+    }
+
+    pub async fn probes(&self) -> Result<Probes, Gone> {
+        self.ask(|done| Command::Probes { done }).await.map_err(|_| Gone)
     }
 }

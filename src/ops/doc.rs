@@ -28,6 +28,9 @@ pub struct Status {
     /// weiche.toml: where it was read from, when, and why the last reload failed.
     #[serde(default)]
     pub config: ConfigStatus,
+    /// Whether events reach the journal on disk.
+    #[serde(default)]
+    pub journal: JournalStatus,
     /// The cluster as this member sees it (None: no `[cluster]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::cluster::peers::ClusterStatus>,
@@ -51,6 +54,18 @@ pub struct ReloadReply {
     pub changed: Vec<String>,
     /// Settings the file changes that take effect at the next restart.
     pub restart: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// The event journal in `state_dir/journal/`, and whether events reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// Its folder (None: no journal; `server.state_dir` is not set).
+    pub dir: Option<String>,
+    /// Whether the latest write succeeded (None: no journal). While false, new events are kept
+    /// in memory and written once the disk takes them again.
+    pub persisted: Option<bool>,
+    /// Why the latest write failed.
     pub error: Option<String>,
 }
 
@@ -188,6 +203,43 @@ pub struct LastProbe {
 pub struct Streak {
     pub ok: Option<bool>,
     pub count: u32,
+}
+
+/// `GET /probes`: the latest probes of every pool target, per check, oldest first, for the
+/// page's sparklines. Pools and targets come in the order of `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probes {
+    pub pools: Vec<PoolProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolProbes {
+    pub pool: String,
+    pub targets: Vec<TargetProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetProbes {
+    pub address: IpAddr,
+    /// In the order of the target's `checks` in `/status`.
+    pub checks: Vec<CheckProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckProbes {
+    pub name: String,
+    pub probe: SocketAddr,
+    pub recent: Vec<ProbeSample>,
+}
+
+/// One probe: when, how long it took, whether it passed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSample {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// Rounded to a tenth.
+    pub latency_ms: f64,
+    pub ok: bool,
 }
 
 /// A drain in force: everywhere (pool None) or in one pool.
@@ -410,6 +462,7 @@ pub(crate) mod tests {
                 error: None,
             },
             config: ConfigStatus::default(),
+            journal: JournalStatus { dir: Some("/var/lib/weiche/journal".into()), persisted: Some(true), error: None },
             cluster: None,
         }
     }

@@ -89,7 +89,7 @@ pub fn differences(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'stat
         tcp_max_connections_per_client => "tcp_max_connections_per_client", udp_workers => "udp_workers",
         xdp => "xdp", reload_interval => "reload_interval", state_dir => "state_dir",
         api_listen => "api.listen", api_token => "api.token_file", log_format => "log.format",
-        cluster => "cluster", rrl => "rrl", probe_source => "probe_source",
+        cluster => "cluster", rrl => "rrl", probe_source => "probe_source", events_keep => "events_keep",
     );
     (live, restart)
 }
@@ -205,6 +205,7 @@ fn keep_running(setting: &str, running: &Config, new: &mut Config) {
         "cluster" => new.cluster = running.cluster.clone(),
         "rrl" => new.rrl = running.rrl,
         "probe_source" => new.probe_source = running.probe_source,
+        "events_keep" => new.events_keep = running.events_keep,
         _ => {}
     }
 }

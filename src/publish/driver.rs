@@ -23,8 +23,7 @@ use crate::model::snapshot::Store;
 use crate::monitor::{Monitor, ProbeKey, Update};
 use crate::ops::control::{ActionError, Command, Commands, Outcome};
 use crate::ops::doc::StateStatus;
-use crate::ops::events::Journal;
-use crate::ops::events::{Event, EventKind};
+use crate::ops::events::{Event, EventKind, Journal};
 use crate::transfer::secondaries::Change;
 
 /// Called with the outcome of a state-file write.
@@ -96,6 +95,9 @@ pub struct Driver {
     state: Option<StateWriter>,
     /// To the NOTIFY sender.
     changes: mpsc::UnboundedSender<Change>,
+    /// Events raised outside the publisher (the journal's writer on itself), to number and
+    /// keep like its own.
+    notes: Option<mpsc::UnboundedReceiver<Event>>,
     /// In a cluster: verdicts come from the members' vote.
     cluster: Option<Member>,
     /// Where `weiche reload` goes (None: nothing reloads the configuration).
@@ -112,12 +114,28 @@ impl Driver {
         state: Option<StateWriter>,
         changes: mpsc::UnboundedSender<Change>,
     ) -> Driver {
-        Driver { core, store, journal, state, changes, cluster: None, reloader: None, config: Default::default() }
+        Driver {
+            core,
+            store,
+            journal,
+            state,
+            changes,
+            notes: None,
+            cluster: None,
+            reloader: None,
+            config: Default::default(),
+        }
     }
 
     /// Sends `weiche reload` to `reloader` (`ops::reload::run`).
     pub fn set_reloader(&mut self, reloader: mpsc::UnboundedSender<crate::ops::reload::Ask>) {
         self.reloader = Some(reloader);
+    }
+
+    /// Takes events raised elsewhere from `notes` too.
+    pub fn with_notes(mut self, notes: mpsc::UnboundedReceiver<Event>) -> Driver {
+        self.notes = Some(notes);
+        self
     }
 
     /// Makes this driver a cluster member: pool answers wait for the members' vote (withdrawn
@@ -282,6 +300,7 @@ impl Driver {
         mut commands: Commands,
         mut reloads: mpsc::UnboundedReceiver<Reload>,
     ) {
+        let mut notes = self.notes.take();
         // Membership is looked at every quarter heartbeat; reports go out every fourth tick.
         let beat = self.cluster.as_ref().map_or(Duration::from_secs(3600), |c| c.peers.cluster().heartbeat);
         let mut heartbeat = tokio::time::interval(beat / 4);
@@ -337,6 +356,10 @@ impl Driver {
                     }
                     monitor.set_targets(keys);
                 }
+                Some(note) = async { match &mut notes { Some(n) => n.recv().await, None => std::future::pending().await } } => {
+                    self.journal.push(note);
+                    continue;
+                }
                 _ = async { match wake_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                     self.core.wake(Now::read());
                 }
@@ -389,6 +412,7 @@ impl Driver {
                 let mut status = self.core.status(self.journal.since(0, events));
                 status.state = self.state.as_ref().map(StateWriter::status).unwrap_or_default();
                 status.config = self.config.clone();
+                status.journal = self.journal.disk_status();
                 if let Some(c) = &self.cluster {
                     status.cluster = Some(c.peers.status(now.at));
                     for check in
@@ -428,6 +452,9 @@ impl Driver {
             }
             Command::Events { since, limit, done } => {
                 let _ = done.send(self.journal.since(since, limit));
+            }
+            Command::Probes { done } => {
+                let _ = done.send(self.core.probes());
             }
         }
     }

@@ -99,6 +99,19 @@ struct ProbeStatus {
     latency_ms: f64,
     /// Why the last probe failed (None: it passed).
     error: Option<String>,
+    /// The latest probes, oldest first, at most [`RECENT_PROBES`]: the page's sparklines.
+    recent: std::collections::VecDeque<RecentProbe>,
+}
+
+/// How many probes of each (address, check) are kept for `/probes`.
+pub const RECENT_PROBES: usize = 60;
+
+/// One probe, as the page draws it.
+#[derive(Debug, Clone, Copy)]
+struct RecentProbe {
+    at: SystemTime,
+    latency_ms: f32,
+    ok: bool,
 }
 
 pub struct Publisher {
@@ -266,11 +279,20 @@ impl Publisher {
             checked_at: now.wall,
             latency_ms: 0.0,
             error: None,
+            recent: std::collections::VecDeque::with_capacity(RECENT_PROBES),
         });
         if u.probed {
             status.checked_at = now.wall;
             status.latency_ms = u.latency.as_secs_f64() * 1000.0;
             status.error = u.cause.clone();
+            if status.recent.len() == RECENT_PROBES {
+                status.recent.pop_front();
+            }
+            status.recent.push_back(RecentProbe {
+                at: now.wall,
+                latency_ms: status.latency_ms as f32,
+                ok: u.cause.is_none(),
+            });
         }
         if let Some(t) = u.transition {
             let reason = match (&u.decided_by, &u.cause) {
