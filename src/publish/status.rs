@@ -392,6 +392,7 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
             ],
             "state": {"error": null, "file": null, "persisted": null},
             "journal": {"dir": null, "error": null, "persisted": null},
+            "config": {"file": null, "last_error": null, "loaded_at": null},
             "version": "V",
             "zones": [
                 {
