@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod bounded;
 pub mod cluster;
 pub mod keys;
 
@@ -57,7 +58,7 @@ fn keys_of(
         let key = match (&k.file, &k.secret) {
             (Some(f), None) => {
                 let path = base.join(f);
-                let text = std::fs::read_to_string(&path)
+                let text = bounded::read_text(&path, bounded::SECRET_LIMIT, "a key file")
                     .map_err(|e| err(span.clone(), format!("key {name:?}: cannot read {}: {e}", path.display())))?;
                 crate::config::keys::Key::from_bind_file(&text)
                     .map_err(|m| err(span.clone(), format!("key {name:?}: {}: {m}", path.display())))?
@@ -649,7 +650,7 @@ impl Config {
     /// Reads `path`, or the built-in defaults when None.
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p)
+            Some(p) => bounded::read_text(p, bounded::CONFIG_LIMIT, "a configuration file")
                 .map_err(|e| FileError::new(&Arc::from(p), 0, 0, format!("cannot read the configuration: {e}")))?,
             None => BUILTIN.to_string(),
         };
@@ -763,7 +764,7 @@ impl Config {
             None => None,
             Some(f) => {
                 let path = base.join(f.get_ref());
-                let token = std::fs::read_to_string(&path)
+                let token = bounded::read_text(&path, bounded::SECRET_LIMIT, "a token file")
                     .map_err(|e| err(f.span(), format!("api.token_file: cannot read {}: {e}", path.display())))?
                     .trim()
                     .to_string();
