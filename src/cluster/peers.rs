@@ -415,18 +415,19 @@ impl Peers {
         } else {
             let reports = std::iter::once((weights[me], local))
                 .chain(t.peers.iter().enumerate().filter_map(|(m, v)| fresh(m, v).map(|v| (weights[m], v.local))));
-            let mut after = vote::cluster_verdict(before, reports);
-            if after == Health::Unknown {
-                // Nothing decided here yet: take what the heaviest peer holds.
-                after = t
-                    .peers
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(m, v)| fresh(m, v).map(|v| (weights[m], v.cluster)))
-                    .filter(|(_, h)| *h != Health::Unknown)
-                    .max_by_key(|(w, _)| *w)
-                    .map_or(Health::Unknown, |(_, h)| h);
-            }
+            let seen = |h: Health| if h == Health::Down { "down" } else { "up" };
+            let voted = vote::cluster_verdict(before, reports);
+            // Nothing decided here yet: take what the heaviest peer holds.
+            let adopted = (voted == Health::Unknown)
+                .then(|| {
+                    t.peers
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(m, v)| fresh(m, v).map(|v| (weights[m], m, v.cluster)))
+                        .filter(|(_, _, h)| *h != Health::Unknown)
+                        .max_by_key(|(w, _, _)| *w)
+                })
+                .flatten();
             let side = |h: Health| {
                 let mut who: Vec<&str> = Vec::new();
                 let mut weight = 0;
@@ -443,13 +444,17 @@ impl Peers {
                 who.sort_unstable();
                 (who.join(", "), weight)
             };
-            let (who, weight) = side(after);
-            let seen = match after {
-                Health::Down => "down",
-                _ => "up",
-            };
-            let total = self.layout.total_without(self.away);
-            (after, Some(format!("members {who} ({weight} of {total}) report it {seen}")))
+            match adopted {
+                Some((_, m, h)) => {
+                    (h, Some(format!("as member {} holds it: {}", self.cluster.members[m].name, seen(h))))
+                }
+                None if voted == Health::Unknown => (voted, None),
+                None => {
+                    let (who, weight) = side(voted);
+                    let total = self.layout.total_without(self.away);
+                    (voted, Some(format!("members {who} ({weight} of {total}) report it {}", seen(voted))))
+                }
+            }
         };
         t.agreed = after;
         let moved = after != before;
