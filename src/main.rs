@@ -24,10 +24,11 @@ struct Cli {
 enum Command {
     /// Serve DNS (the default).
     Serve(ServeArgs),
-    /// Validate the configuration and every zone without serving; print each problem as
-    /// file:line:col: message. Exits non-zero where serve would not start (a bad configuration,
-    /// an unreadable zones directory); zones with errors, which serve leaves out while it serves
-    /// the rest, fail only with --strict.
+    /// Validate the configuration and every zone without serving.
+    ///
+    /// Prints each problem as file:line:col: message. Exits non-zero where serve would not
+    /// start: a bad configuration, an unreadable zones directory. Zones with errors, which serve
+    /// leaves out while it serves the others, are reported and fail only with --strict.
     Check(CheckArgs),
     /// Show every pool: what it answers, and each target's verdict, since when, and drains.
     Status(ClientArgs),
