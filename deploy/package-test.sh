@@ -132,7 +132,13 @@ soa=$(dig @"$ADDR" -p 53 example.com SOA +tcp +short)
 caps=$(awk '/^CapEff:/ { print $2 }' "/proc/$SERVER/status")
 [[ "$caps" == 0000000000000400 ]] || fail "weiche runs with capabilities $caps"
 /usr/bin/weiche status --api "$ADDR:$api_port" | grep -q '^zone example.com\.' || fail "weiche status lists no example.com."
-state=$(find /var/lib/weiche -type f)
+# The state file is written at start, and may come a moment after the first answer.
+state=""
+for _ in $(seq 50); do
+  state=$(find /var/lib/weiche -type f)
+  [[ -z "$state" ]] || break
+  sleep 0.1
+done
 [[ -n "$state" && "$(stat -c %U $state | sort -u)" == weiche ]] || fail "no state file of weiche's in /var/lib/weiche"
 kill -TERM "$SERVER"
 wait "$SERVER" || fail "weiche exited $? on SIGTERM: $(cat "$WORK/serve.log")"

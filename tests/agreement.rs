@@ -209,7 +209,9 @@ fn start_serving(argv: &[String], ip: &str) -> Result<(Killed, std::net::SocketA
 fn check_passes_exactly_where_serve_starts() {
     let dir = tempfile::tempdir().unwrap();
     let broken = format!("{SOA}www A 192.0.2.999\n");
-    let cases: [(&str, &[(&str, &str)], bool, &str); 3] = [
+    // (what, zone files (name, text), whether the zones directory exists, what both say)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool, &'a str);
+    let cases: [Case; 3] = [
         ("no zones", &[], true, "WARNING: no zones in "),
         ("only broken zones", &[("a.test.zone", broken.as_str()), ("b.test.zone", "$TTL 60\n")], true, "no zone loads"),
         ("no zones directory", &[], false, "cannot read the zones directory"),

@@ -74,9 +74,14 @@ pub struct Plan {
 
 /// The capabilities the AF_XDP path needs (numbers from linux/capability.h): the XSK map, the
 /// program and its attach need CAP_NET_ADMIN and CAP_BPF, the AF_XDP sockets CAP_NET_RAW.
-const NEEDED: [(u32, &str); 3] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (39, "CAP_BPF")];
+const NEEDED: [(u32, &str); 3] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (CAP_BPF, "CAP_BPF")];
+const CAP_BPF: u32 = 39;
 /// Stands in for CAP_BPF (kernels before 5.8 know only this one).
 const CAP_SYS_ADMIN: u32 = 21;
+
+fn has_sys_admin(caps: u64) -> bool {
+    caps & (1 << CAP_SYS_ADMIN) != 0
+}
 
 /// This process's effective capabilities (`CapEff` of /proc/self/status), if readable.
 fn effective_caps() -> Option<u64> {
@@ -87,8 +92,8 @@ fn effective_caps() -> Option<u64> {
 
 /// The capabilities of [`NEEDED`] missing from `caps`.
 fn missing(caps: u64) -> Vec<&'static str> {
-    let has = |c: u32| caps & (1 << c) != 0;
-    NEEDED.iter().filter(|&&(c, _)| !has(c) && !(c == 39 && has(CAP_SYS_ADMIN))).map(|&(_, name)| name).collect()
+    let has = |c: u32| caps & (1 << c) != 0 || (c == CAP_BPF && has_sys_admin(caps));
+    NEEDED.iter().filter(|&&(c, _)| !has(c)).map(|&(_, name)| name).collect()
 }
 
 /// What to do about a setup step the kernel refused (`e` as the kernel gave it), when the
