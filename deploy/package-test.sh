@@ -96,7 +96,9 @@ for line in User=weiche AmbientCapabilities=CAP_NET_BIND_SERVICE CapabilityBound
   grep -qxF "$line" "$unit" || fail "$unit lacks the line $line"
 done
 step "systemd-analyze verify $unit"
-systemd-analyze verify "$unit"
+# It exits 0 over an unknown key or a bad value (a warning, the line ignored): any word fails.
+verify=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $verify"
+[[ -z "$verify" ]] || fail "systemd-analyze verify warns: $verify"
 man -l /usr/share/man/man8/weiche.8.gz >/dev/null 2>&1 || zcat /usr/share/man/man8/weiche.8.gz | grep -q '^\.TH WEICHE 8' ||
   fail "weiche(8) is not a man page"
 
