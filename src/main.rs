@@ -40,6 +40,10 @@ enum Command {
     Failback(FailbackArgs),
     /// Show recent events; with --follow, keep printing new ones.
     Events(EventsArgs),
+    /// Read weiche.toml and the zones again, as SIGHUP does, and say what changed. Webhooks,
+    /// commands, the log level, [transfer] and [keys] take effect at once; settings such as
+    /// listen addresses are named and wait for a restart. A file with an error changes nothing.
+    Reload(ClientArgs),
 }
 
 /// How to reach a running weiche's HTTP API.
@@ -83,6 +87,18 @@ struct EventsArgs {
     /// Keep waiting for new events and print them as they come.
     #[arg(long, short)]
     follow: bool,
+    /// Show the history since then, from the journal: a duration back (24h, 7d) or a time
+    /// (2026-11-21T00:00:00Z). Without it, the most recent events kept in memory.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only the events of this pool, e.g. www.example.com
+    #[arg(long, value_name = "NAME")]
+    pool: Option<String>,
+    /// Read the journal in this state directory directly, without the API (works while weiche
+    /// is down). Without it, the journal in --config's server.state_dir is read when the API
+    /// cannot be reached.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -157,6 +173,23 @@ fn main() -> ExitCode {
             |r: &weiche::ops::doc::FailbackReply| format!("failback released: {}\n", r.pool),
         ),
         Some(Command::Events(e)) => events(&e),
+        Some(Command::Reload(c)) => client(
+            &c,
+            |api| async move { api.reload().await },
+            |r: &weiche::ops::doc::ReloadReply| {
+                let mut out = String::from("configuration reloaded; zones looked at\n");
+                if !r.changed.is_empty() {
+                    out += &format!("  applied: {}\n", r.changed.join(", "));
+                }
+                if !r.restart.is_empty() {
+                    out += &format!("  at the next restart: {}\n", r.restart.join(", "));
+                }
+                if r.changed.is_empty() && r.restart.is_empty() {
+                    out += "  no setting changed\n";
+                }
+                out
+            },
+        ),
         None => serve(cli.serve),
     }
 }
@@ -215,6 +248,22 @@ fn drain(d: DrainArgs, drain: bool) -> ExitCode {
 }
 
 fn events(e: &EventsArgs) -> ExitCode {
+    let print = |ev: &weiche::ops::events::Event| {
+        if e.client.json {
+            println!("{}", serde_json::to_string(ev).expect("JSON"));
+        } else {
+            println!("{}", weiche::ops::client::event_line(ev).trim_start());
+        }
+    };
+    let of_pool =
+        |ev: &weiche::ops::events::Event| e.pool.as_deref().is_none_or(|p| weiche::ops::journal::about_pool(ev, p));
+    if let Some(dir) = &e.state_dir {
+        if e.follow {
+            eprintln!("weiche: --follow needs a running weiche: leave out --state-dir");
+            return ExitCode::FAILURE;
+        }
+        return from_journal(dir, e, &print);
+    }
     let api = match connect(&e.client) {
         Ok(a) => a,
         Err(err) => {
@@ -225,9 +274,56 @@ fn events(e: &EventsArgs) -> ExitCode {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     rt.block_on(async {
         let mut since = 0;
-        let mut first = true;
+        // What the history printed: following goes on after it.
+        let mut printed = 0;
+        if let Some(when) = &e.since {
+            if e.follow {
+                // Follow from the newest event before the history was read, so that nothing
+                // between the two is missed.
+                since = match api.events(0, 0).await {
+                    Ok(v) => v.last().map_or(0, |ev| ev.seq),
+                    Err(err) => {
+                        eprintln!("weiche: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+            }
+            match api.history(when, e.pool.as_deref()).await {
+                Ok(history) => {
+                    for ev in &history {
+                        print(ev);
+                    }
+                    printed = history.last().map_or(0, |ev| ev.seq);
+                }
+                Err(err @ weiche::ops::client::ClientError::Unreachable { .. }) if !e.follow => {
+                    // weiche is down: its journal still tells.
+                    let config = e.client.config.as_deref().map(|c| Config::load(Some(c)));
+                    return match config.and_then(Result::ok).and_then(|c| c.state_dir) {
+                        Some(dir) => {
+                            eprintln!("weiche: {err}; reading the journal in {} instead", dir.display());
+                            from_journal(&dir, e, &print)
+                        }
+                        None => {
+                            eprintln!(
+                                "weiche: {err}; to read the journal while weiche is down, give --state-dir or --config"
+                            );
+                            ExitCode::FAILURE
+                        }
+                    };
+                }
+                Err(err) => {
+                    eprintln!("weiche: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            if !e.follow {
+                return ExitCode::SUCCESS;
+            }
+        }
+        // The first call shows what is kept (unless the history did); later ones wait for
+        // what comes next.
+        let mut first = e.since.is_none();
         loop {
-            // The first call shows what is kept; later ones wait for what comes next.
             let wait = if first { 0 } else { 55 };
             first = false;
             let batch = match api.events(since, wait).await {
@@ -239,10 +335,8 @@ fn events(e: &EventsArgs) -> ExitCode {
             };
             for ev in batch {
                 since = since.max(ev.seq);
-                if e.client.json {
-                    println!("{}", serde_json::to_string(&ev).expect("JSON"));
-                } else {
-                    println!("{}", weiche::ops::client::event_line(&ev).trim_start());
+                if ev.seq > printed && of_pool(&ev) {
+                    print(&ev);
                 }
             }
             if !e.follow {
@@ -250,6 +344,43 @@ fn events(e: &EventsArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// `weiche events` from the journal in `dir` rather than the API.
+fn from_journal(dir: &std::path::Path, e: &EventsArgs, print: &dyn Fn(&weiche::ops::events::Event)) -> ExitCode {
+    let since = match e.since.as_deref().map(|s| weiche::ops::journal::parse_since(s, std::time::SystemTime::now())) {
+        Some(Ok(t)) => t,
+        Some(Err(m)) => {
+            eprintln!("weiche: --since: {m}");
+            return ExitCode::FAILURE;
+        }
+        None => std::time::SystemTime::UNIX_EPOCH,
+    };
+    let layout = weiche::ops::journal::Layout::in_state_dir(dir, weiche::config::DEFAULT_EVENTS_KEEP);
+    let (mut events, skipped) = match weiche::ops::journal::read_since(&layout, since) {
+        Ok(r) => r,
+        Err(err) => {
+            eprintln!("weiche: cannot read the event journal in {}: {err}", layout.dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for s in &skipped {
+        eprintln!("weiche: warning: {s}");
+    }
+    if layout.segments().is_ok_and(|s| s.is_empty()) {
+        eprintln!("weiche: no event journal in {} (is it weiche's server.state_dir?)", layout.dir.display());
+        return ExitCode::FAILURE;
+    }
+    events.retain(|ev| e.pool.as_deref().is_none_or(|p| weiche::ops::journal::about_pool(ev, p)));
+    // Without --since, as many as a running weiche keeps.
+    if e.since.is_none() {
+        let extra = events.len().saturating_sub(weiche::ops::events::KEEP);
+        events.drain(..extra);
+    }
+    for ev in &events {
+        print(ev);
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -277,10 +408,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("weiche: {e}");
             return ExitCode::FAILURE;
         }
-    }
-    if let Err(e) = weiche::servable(&config) {
-        eprintln!("weiche: {e}");
-        return ExitCode::FAILURE;
     }
     init_logging(&config);
     weiche::fatal::install_panic_hook(Some(std::time::Duration::from_secs(10)));
@@ -340,20 +467,30 @@ fn raise_fd_limit() {
 }
 
 fn init_logging(config: &Config) {
+    use tracing_subscriber::prelude::*;
     // The certificate verifier logs an ERROR of its own, with no target or check, at every
     // failed verification: the probe's cause already says it, once, on the target's event and in
     // /status. WEICHE_LOG can bring it back (rustls_platform_verifier=debug).
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},rustls_platform_verifier=off", config.log_level))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let directive = |level: &str| format!("{level},rustls_platform_verifier=off");
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG").ok();
+    let overridden = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(directive(&config.log_level)));
+    // A reload of weiche.toml may change the level (unless WEICHE_LOG sets it).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry().with(filter);
     match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
+    }
+    if !overridden {
+        weiche::ops::reload::on_log_level(move |level| {
+            let filter = tracing_subscriber::EnvFilter::try_new(directive(level)).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        });
     }
 }
 

@@ -65,6 +65,14 @@ const BAD_CONFIGS: &[(&str, &str, &str)] = &[
         "[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\nretries = 99\n",
         "3:11: notify.webhook retries must be 0..=10",
     ),
+    // Files the configuration names are read bounded, and only when regular: a device never
+    // ends, a FIFO never starts.
+    ("keydev.toml", "[keys.k]\nfile = \"/dev/zero\"\n", "1:1: key \"k\": cannot read /dev/zero: is a device"),
+    (
+        "tokendev.toml",
+        "[api]\ntoken_file = \"/dev/zero\"\n",
+        "2:14: api.token_file: cannot read /dev/zero: is a device",
+    ),
 ];
 
 #[test]

@@ -233,3 +233,54 @@ fn min_up_fails_a_level_over_before_its_last_server() {
     first.up();
     wait_for_answer(&s, "www.mu.test.", &[a, b], Duration::from_secs(5));
 }
+
+/// A failed certificate verification is the target's cause, logged once with the target's
+/// event, not an ERROR line of its own at every probe from the certificate verifier (issue 13;
+/// with `WEICHE_LOG=info`, which lets the verifier speak, this test fails). The binary's log
+/// filter is what is tested, so the binary runs.
+#[test]
+fn a_failed_verification_logs_no_error_line_of_its_own() {
+    let (tls, dns_ip) = ("127.0.0.74", "127.0.0.73");
+    if !have_tool("openssl", "apt-get install openssl") {
+        return;
+    }
+    let mut ports = Ports::reserve(&[tls]);
+    let port = ports.release(tls);
+    let dir = tempfile::tempdir().unwrap();
+    let _server = TlsBackend::start(dir.path(), tls, port);
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let pools = format!(
+        "[pools.strict]\ncheck = {{ type = \"https\", port = {port}, host = \"www.example.test\", interval = \"250ms\", timeout = \"200ms\" }}\n\
+         targets = [{{ address = \"{tls}\", priority = 1 }}]\n"
+    );
+    std::fs::write(zones.join("tls.test.toml"), zone(&pools)).unwrap();
+    let dns_port = external_port(dns_ip);
+    let api_port = loop {
+        let p = external_port(dns_ip);
+        if p != dns_port {
+            break p;
+        }
+    };
+    let log = dir.path().join("weiche.log");
+    let _weiche = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weiche"))
+            .args(["serve", "--listen", &format!("{dns_ip}:{dns_port}"), "--api", &format!("{dns_ip}:{api_port}")])
+            .arg("--zones")
+            .arg(&zones)
+            .env_remove("WEICHE_LOG")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let api: std::net::SocketAddr = format!("{dns_ip}:{api_port}").parse().unwrap();
+    wait_for("weiche to be ready", Duration::from_secs(10), || std::net::TcpStream::connect(api).is_ok(), |up| *up);
+    // Down, and probed four more times since.
+    let t =
+        wait_for_target(api, "strict.tls.test.", tls, "down, 4 failures in a row", |t| settled(t, "down", false, 4));
+    assert!(t["last_probe"]["error"].as_str().is_some_and(|e| e.contains("certificate")), "{t}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.iter().all(|l| l.contains("all targets down")), "{errors:#?}");
+    assert!(text.contains("certificate"), "the cause is in the target's event:\n{text}");
+}

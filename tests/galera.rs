@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,43 +36,6 @@ fn deploy_zone(credentials: &str) -> String {
     galera.insert("credentials_file".into(), credentials.into());
     spec["pools"].as_table_mut().unwrap().retain(|name, _| name == "db" || name == "db-ro");
     toml::to_string(&spec).unwrap()
-}
-
-/// Drops every packet between one node and the other two while it lives.
-struct Partition(&'static str);
-
-impl Partition {
-    fn cut(node: &str, others: [&str; 2]) -> Option<Partition> {
-        let table = "weiche_galera_test";
-        let _ = Command::new("nft").args(["delete", "table", "inet", table]).output();
-        let others = others.join(", ");
-        let script = format!(
-            "table inet {table} {{\n chain out {{\n  type filter hook output priority 0;\n  ip saddr {node} ip daddr {{ {others} }} drop\n  ip saddr {{ {others} }} ip daddr {node} drop\n }}\n}}\n"
-        );
-        let out =
-            Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn().and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().unwrap().write_all(script.as_bytes())?;
-                c.wait_with_output()
-            });
-        match out {
-            Ok(o) if o.status.success() => Some(Partition(table)),
-            Ok(o) => {
-                skip(&format!("nft could not add a rule: {}", String::from_utf8_lossy(&o.stderr).trim()));
-                None
-            }
-            Err(e) => {
-                skip(&format!("nft cannot run ({e}; apt-get install nftables, as root)"));
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Partition {
-    fn drop(&mut self) {
-        let _ = Command::new("nft").args(["delete", "table", "inet", self.0]).output();
-    }
 }
 
 fn probe_check(kind: CheckKind, probe: Probe) -> Arc<Check> {
@@ -105,7 +67,7 @@ fn run_probes(check: Arc<Check>, n: usize) -> usize {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let addr: SocketAddr = format!("{}:3306", NODES[0]).parse().unwrap();
-        let prober = Prober::new(addr, check).unwrap();
+        let prober = Prober::new(addr, check, None).unwrap();
         let mut passed = 0;
         for _ in 0..n {
             passed += usize::from(prober.probe().await.is_ok());
@@ -191,7 +153,7 @@ fn galera_checks_follow_the_cluster() {
     // pools; the writer moves to the next node, and stays there when it is back (manual
     // failback) until an operator releases it.
     let seq = last_event_seq(s.api);
-    if let Some(cut) = Partition::cut(n1, [n2, n3]) {
+    if let Some(cut) = common::nft::Rules::cut("weiche_galera_test", n1, &[n2, n3]) {
         let t = down_with(s.api, 30, "db.shop.example.", n1, "non-Primary component");
         eprintln!("cut-off n1: {}", t["last_probe"]["error"]);
         wait_answer(&s, db, &[n2], Duration::from_secs(5));

@@ -13,80 +13,12 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::unbound::Unbound;
 use common::*;
-use hickory_proto::op::Message;
-use hickory_proto::rr::{RData, RecordType};
 
 const ZONE: &str = "rs.test";
-
-struct Unbound {
-    child: Child,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Unbound {
-    /// unbound on `ip`, a free port, asking nothing but `stub` (for ZONE).
-    fn start(ip: &str, stub: SocketAddr) -> Unbound {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let port = external_port(ip);
-        // No validator (no trust anchor, no DS lookups), no prefetch and no serving of expired
-        // answers (the defaults, spelled out because the measurement depends on them). Queries
-        // leave from a loopback address, so nothing but the stub on 127.0.0.x can be reached,
-        // and every other name is refused before any lookup.
-        let conf = format!(
-            "server:\n  interface: {ip}@{port}\n  port: {port}\n  outgoing-interface: {ip}\n  do-ip6: no\n\
-             \x20 do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n\
-             \x20 use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  num-threads: 1\n\
-             \x20 access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n  module-config: \"iterator\"\n\
-             \x20 qname-minimisation: no\n  prefetch: no\n  serve-expired: no\n  cache-min-ttl: 0\n\
-             \x20 local-zone: \".\" refuse\n  local-zone: \"{ZONE}.\" transparent\n\
-             remote-control:\n  control-enable: no\n\
-             stub-zone:\n  name: \"{ZONE}.\"\n  stub-addr: {}@{}\n",
-            stub.ip(),
-            stub.port()
-        );
-        let path = dir.path().join("unbound.conf");
-        std::fs::write(&path, conf).unwrap();
-        let log = dir.path().join("unbound.log");
-        let child = Command::new("unbound")
-            .arg("-d")
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Unbound { child, addr: format!("{ip}:{port}").parse().unwrap(), log, _dir: dir }
-    }
-
-    /// The A answer for `name` and its TTL as unbound hands it out (None: no reply in time).
-    fn a(&self, name: &str) -> Option<(Vec<Ipv4Addr>, u32)> {
-        let raw = udp_raw(self.addr, &query(name, RecordType::A, None).to_vec().unwrap(), Duration::from_millis(500))?;
-        let m = Message::from_vec(&raw).ok()?;
-        let mut v: Vec<Ipv4Addr> =
-            m.answers.iter().filter_map(|a| if let RData::A(a) = &a.data { Some(a.0) } else { None }).collect();
-        v.sort();
-        let ttl = m.answers.first().map_or(0, |a| a.ttl);
-        Some((v, ttl))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// xorshift64*: reproducible random moments without a crate.
 struct Rng(u64);
@@ -252,7 +184,7 @@ fn clients_behind_unbound_switch_soon_after_their_cached_ttl() {
     let backends: Vec<(u16, Backend, Backend)> = pairs.iter().map(|(_, p, sec)| backend_pair(p, sec)).collect();
     let pools: String = pairs.iter().zip(&backends).map(|((n, p, sec), (port, _, _))| pool(n, *port, p, sec)).collect();
     let s = Server::start("127.0.0.170", &[(&format!("{ZONE}.toml"), &zone(&pools))]);
-    let u = Unbound::start("127.0.0.175", s.addr);
+    let u = Unbound::start("127.0.0.175", ZONE, &[s.addr]);
     for (n, p, _) in pairs {
         let name = format!("{n}.{ZONE}.");
         wait_for(

@@ -251,7 +251,15 @@ fn build() -> World {
             for _ in 0..key.check.0.rise.max(key.check.0.fall) {
                 transition = state.observe(ok, key.check.0.rise, key.check.0.fall).or(transition);
             }
-            let u = Update { key, state, transition, cause: None, latency: Duration::from_millis(1) };
+            let u = Update {
+                key,
+                state,
+                transition,
+                cause: None,
+                latency: Duration::from_millis(1),
+                probed: true,
+                decided_by: None,
+            };
             p.apply_all(vec![u], Now::read());
         }
     };
@@ -271,7 +279,8 @@ fn build() -> World {
     let mut serials: Vec<u32> = snapshot.zones.iter().map(|z| z.serial).collect();
     serials.extend(snapshot.zones.iter().flat_map(|z| z.history.diffs.iter().map(|d| d.from)));
     let keys = transfer.keys.clone();
-    let service = Service::new(config.udp_payload, transfer.clone(), stats::counters(Transport::Udp), None);
+    let service =
+        Service::new(config.udp_payload, config.transfer.clone().shared(), stats::counters(Transport::Udp), None);
     let signers = signers();
     assert!(signers.iter().zip(&keys).all(|(s, k)| s.signer_name().to_ascii() == k.name.to_string()));
     World { snapshot, transfer, service, keys, serials, signers }

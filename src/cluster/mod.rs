@@ -1,23 +1,33 @@
-//! Several weiche members, one answer: the cluster's pure core. The peer protocol (reports,
-//! heartbeats, signatures) is not here yet; what it will decide with is:
+//! Several weiche members, one answer. Every member probes every target; members tell each
+//! other their verdicts in signed reports every heartbeat, and decide with Galera's weighted
+//! quorum:
 //!
 //! ```text
 //!  [cluster] (config::cluster) ─> quorum::Layout (weights, sites)
 //!                                   │
-//!       members heard ──> vote::in_primary ──> primary or not
-//!  fresh peer reports ──> vote::cluster_verdict ──> Up / Down per target
-//!  operator writes ────> operator::OperatorMap (last writer wins) ──> drains, holds
+//!  peers' datagrams ─> wire::Opener (member address, HMAC, replay, clock) ─┐
+//!  own probe results (monitor::Update) ────────────────────────────────────┤
+//!  heartbeat ticks ────────────────────────────────────────────────────────┤
+//!                                                                          v
+//!        peers::Peers (pure): who is heard ─> vote::in_primary ─> serving mode
+//!                             fresh votes ─> vote::cluster_verdict ─> publisher updates
+//!                             operator writes ─> operator::OperatorMap (last writer wins)
 //!                                   │
-//!                                   └─> report: what `weiche check` prints
+//!  net (the socket task: seal, send, receive, open) <── reports every heartbeat
+//!  report: what `weiche check` prints
 //! ```
 //!
-//! Nothing here does I/O, reads a clock or knows about sockets: time and reports come in as
-//! values, so every rule is tested over every ordering.
+//! No home-made consensus log: the cluster's verdict is a deterministic function of fresh,
+//! signed reports. Everything but `net` is pure: time and messages come in as values, so every
+//! rule is tested over every ordering.
 
+pub mod net;
 pub mod operator;
+pub mod peers;
 pub mod quorum;
 pub mod report;
 pub mod vote;
+pub mod wire;
 
 use crate::config::cluster::Cluster;
 

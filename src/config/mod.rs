@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod bounded;
 pub mod cluster;
 pub mod keys;
 
@@ -57,7 +58,7 @@ fn keys_of(
         let key = match (&k.file, &k.secret) {
             (Some(f), None) => {
                 let path = base.join(f);
-                let text = std::fs::read_to_string(&path)
+                let text = bounded::read_text(&path, bounded::SECRET_LIMIT, "a key file")
                     .map_err(|e| err(span.clone(), format!("key {name:?}: cannot read {}: {e}", path.display())))?;
                 crate::config::keys::Key::from_bind_file(&text)
                     .map_err(|m| err(span.clone(), format!("key {name:?}: {}: {m}", path.display())))?
@@ -344,7 +345,15 @@ pub struct Transfer {
     pub also_notify_ns: bool,
 }
 
+/// Transfer settings as the server reads them: swapped whole when weiche.toml is reloaded.
+pub type SharedTransfer = Arc<arc_swap::ArcSwap<Transfer>>;
+
 impl Transfer {
+    /// These settings, ready to be swapped by a reload.
+    pub fn shared(self) -> SharedTransfer {
+        Arc::new(arc_swap::ArcSwap::from_pointee(self))
+    }
+
     pub fn for_zone(&self, apex: &Name) -> &ZoneTransfer {
         self.zones.get(&apex.key()).unwrap_or(&self.default)
     }
@@ -424,6 +433,42 @@ struct ServerSpec {
     reload_interval: Option<Spanned<String>>,
     state_dir: Option<String>,
     zone_file_limit: Option<Spanned<String>>,
+    events_keep: Option<Spanned<SizeSpec>>,
+    probe_source: Option<Spanned<String>>,
+}
+
+/// A size: a number of MiB (`64`) or a size with its unit (`"512KiB"`, `"2GiB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeSpec {
+    MiB(i64),
+    Text(String),
+}
+
+/// How much of the event journal `state_dir` keeps unless configured.
+pub const DEFAULT_EVENTS_KEEP: u64 = 64 << 20;
+
+/// `events_keep`: in range, in bytes.
+fn events_keep_of(
+    v: Option<&Spanned<SizeSpec>>,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<u64, FileError> {
+    let Some(v) = v else { return Ok(DEFAULT_EVENTS_KEEP) };
+    let range = 64u64 << 10..=64u64 << 30;
+    let bytes = match v.get_ref() {
+        SizeSpec::MiB(n) => u64::try_from(*n).ok().and_then(|n| n.checked_mul(1 << 20)),
+        SizeSpec::Text(t) => Some(parse_size(t).map_err(|m| err(v.span(), format!("events_keep: {m}")))?),
+    };
+    match bytes {
+        Some(b) if range.contains(&b) => Ok(b),
+        _ => {
+            let got = match v.get_ref() {
+                SizeSpec::MiB(n) => format!("{n} (MiB)"),
+                SizeSpec::Text(t) => format!("{t:?}"),
+            };
+            Err(err(v.span(), format!("events_keep must be 64KiB to 64GiB (a plain number is MiB), got {got}")))
+        }
+    }
 }
 
 /// `[rrl]`: numbers are read as i64 so that a value out of range gets our message, with its
@@ -554,14 +599,20 @@ pub struct Config {
     pub reload_interval: Duration,
     /// The most bytes one zone file (or include) may have.
     pub zone_file_limit: u64,
+    /// The address health probes are sent from (None: the system picks). Probes of the other
+    /// address family, and of `galera` and `mysql` checks, are sent as the system picks.
+    pub probe_source: Option<std::net::IpAddr>,
     pub log_format: LogFormat,
     pub log_level: String,
     /// The HTTP API's address (None: no API).
     pub api_listen: Option<SocketAddr>,
     /// Bearer token the API requires (read from `api.token_file`).
     pub api_token: Option<String>,
-    /// Where operator decisions (drains, failback holds) are kept (None: not kept).
+    /// Where operator decisions (drains, failback holds) and the event journal are kept
+    /// (None: not kept).
     pub state_dir: Option<PathBuf>,
+    /// The most bytes the event journal in `state_dir` keeps (the oldest events go first).
+    pub events_keep: u64,
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NotifyCommand>,
     pub transfer: Transfer,
@@ -599,7 +650,7 @@ impl Config {
     /// Reads `path`, or the built-in defaults when None.
     pub fn load(path: Option<&Path>) -> Result<Config, FileError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p)
+            Some(p) => bounded::read_text(p, bounded::CONFIG_LIMIT, "a configuration file")
                 .map_err(|e| FileError::new(&Arc::from(p), 0, 0, format!("cannot read the configuration: {e}")))?,
             None => BUILTIN.to_string(),
         };
@@ -666,6 +717,14 @@ impl Config {
             "reload_interval",
             &err,
         )?;
+        let probe_source = match &s.probe_source {
+            Some(v) => Some(
+                v.get_ref()
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| err(v.span(), format!("probe_source: {:?} is not an IP address", v.get_ref())))?,
+            ),
+            None => None,
+        };
         let zone_file_limit = match &s.zone_file_limit {
             None => DEFAULT_ZONE_FILE_LIMIT,
             Some(v) => match parse_size(v.get_ref()) {
@@ -687,6 +746,7 @@ impl Config {
             Some(v) => v.into_inner(),
             None => DEFAULT_TCP_PER_CLIENT.min(tcp_max_connections),
         };
+        let events_keep = events_keep_of(s.events_keep.as_ref(), &err)?;
         let log_level = spec.log.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(FileError::new(
@@ -704,7 +764,7 @@ impl Config {
             None => None,
             Some(f) => {
                 let path = base.join(f.get_ref());
-                let token = std::fs::read_to_string(&path)
+                let token = bounded::read_text(&path, bounded::SECRET_LIMIT, "a token file")
                     .map_err(|e| err(f.span(), format!("api.token_file: cannot read {}: {e}", path.display())))?
                     .trim()
                     .to_string();
@@ -775,6 +835,7 @@ impl Config {
             api_listen,
             api_token,
             state_dir: s.state_dir.as_ref().map(|d| base.join(d)),
+            events_keep,
             file: path.map(Path::to_path_buf),
             listen,
             zones_dir: base.join(s.zones.unwrap_or_else(|| "zones".into())),
@@ -786,6 +847,7 @@ impl Config {
             xdp,
             reload_interval,
             zone_file_limit,
+            probe_source,
             log_format: spec.log.format.unwrap_or_default(),
             log_level,
         })
@@ -860,6 +922,20 @@ mod tests {
             ("[server]\nzone_file_limit = \"12\"\n", "2:19: zone_file_limit must be 1KiB to 1024GiB, got 12 bytes"),
             ("[server]\nzone_file_limit = \"lots\"\n", "2:19: zone_file_limit: \"lots\" is not a size"),
             (
+                "[server]\nevents_keep = 0\n",
+                "2:15: events_keep must be 64KiB to 64GiB (a plain number is MiB), got 0 (MiB)",
+            ),
+            (
+                "[server]\nevents_keep = 70000\n",
+                "2:15: events_keep must be 64KiB to 64GiB (a plain number is MiB), got 70000",
+            ),
+            (
+                "[server]\nevents_keep = \"4KiB\"\n",
+                "2:15: events_keep must be 64KiB to 64GiB (a plain number is MiB), got \"4KiB\"",
+            ),
+            ("[server]\nevents_keep = \"much\"\n", "2:15: events_keep: \"much\" is not a size"),
+            ("[server]\nevents_keep = -1\n", "2:15: events_keep must be 64KiB to 64GiB"),
+            (
                 "[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\nretries = 1000\n",
                 "3:11: notify.webhook retries must be 0..=10, got 1000",
             ),
@@ -874,6 +950,11 @@ mod tests {
         }
         std::fs::write(&p, "[server]\nzone_file_limit = \"64MiB\"\n").unwrap();
         assert_eq!(Config::load(Some(&p)).unwrap().zone_file_limit, 64 << 20);
+        assert_eq!(Config::load(None).unwrap().events_keep, 64 << 20, "64 MiB unless configured");
+        std::fs::write(&p, "[server]\nevents_keep = 8\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().events_keep, 8 << 20, "a number is MiB");
+        std::fs::write(&p, "[server]\nevents_keep = \"256KiB\"\n").unwrap();
+        assert_eq!(Config::load(Some(&p)).unwrap().events_keep, 256 << 10);
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("65536"), Ok(65536));
     }

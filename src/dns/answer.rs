@@ -199,6 +199,12 @@ impl Resolver<'_, '_, '_> {
             return self.name(entry, &buf[..n], Owner::Name(target), hops + 1);
         }
         let pool = (node.pool != NONE).then(|| &entry.answers[node.pool as usize]);
+        if pool.is_some_and(|p| p.withdrawn) {
+            // Out of the cluster's majority: another nameserver answers.
+            self.rcode = rcode::SERVFAIL as u16;
+            self.aa = false;
+            return;
+        }
         let nodata_ttl = pool.map_or(zone.neg_ttl, |p| p.nodata_ttl);
         if let Some(p) = pool
             && (qtype == rtype::A || qtype == rtype::AAAA || (qtype == rtype::ANY && node.rrsets.is_empty()))

@@ -41,11 +41,19 @@ impl Sockets {
                     format!("cannot listen on {addr} ({proto}): {e}{}", privilege_hint(&e, addr)),
                 )
             };
-            let udp = udp_socket(addr).map_err(|e| ctx(e, "UDP"))?;
-            let bound = udp.local_addr()?;
+            // With port 0, TCP takes the port UDP got; if a TCP socket holds that one already
+            // (an outgoing connection's), another port is tried.
+            let mut tries = if addr.port() == 0 { 20 } else { 1 };
+            let (udp, tcp) = loop {
+                tries -= 1;
+                let udp = udp_socket(addr).map_err(|e| ctx(e, "UDP"))?;
+                match TcpListener::bind(udp.local_addr()?) {
+                    Ok(tcp) => break (udp, tcp),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 0 => continue,
+                    Err(e) => return Err(ctx(e, "TCP")),
+                }
+            };
             s.udp.push(udp);
-            // With port 0, TCP takes the port UDP got.
-            let tcp = TcpListener::bind(bound).map_err(|e| ctx(e, "TCP"))?;
             s.tcp.push(tcp);
         }
         Ok(s)
@@ -80,7 +88,7 @@ pub struct Limits {
     pub tcp_max_connections_per_client: usize,
     pub udp_workers: usize,
     /// Who may transfer which zone, and the TSIG keys.
-    pub transfer: Arc<crate::config::Transfer>,
+    pub transfer: crate::config::SharedTransfer,
     /// Interface to answer IPv4 UDP queries on through AF_XDP (see `xdp`).
     pub xdp: Option<String>,
     /// Response rate limiting for UDP (sockets and XDP).

@@ -16,7 +16,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::Transfer;
 use crate::dns::answer::{self, Outcome};
 use crate::dns::rrl::{self, Limited};
 use crate::dns::stats::Counters;
@@ -48,7 +47,8 @@ pub enum Via {
 #[derive(Clone)]
 pub struct Service {
     udp_payload: u16,
-    transfer: Arc<Transfer>,
+    /// Transfer rights and keys: swapped when weiche.toml is reloaded, read per transfer.
+    transfer: crate::config::SharedTransfer,
     counters: Arc<Counters>,
     /// Response rate limiting for datagrams, shared by every UDP and XDP thread (None: off).
     rrl: Option<Arc<rrl::Table>>,
@@ -57,7 +57,7 @@ pub struct Service {
 impl Service {
     pub fn new(
         udp_payload: u16,
-        transfer: Arc<Transfer>,
+        transfer: crate::config::SharedTransfer,
         counters: Arc<Counters>,
         rrl: Option<Arc<rrl::Table>>,
     ) -> Service {
@@ -104,7 +104,7 @@ impl Service {
         };
         if q.tsig || q.kind() != Kind::Query {
             let Some(peer) = peer() else { return Reply::Drop };
-            xfr::handle(snap, &q, peer, tcp, &self.transfer, self.udp_payload, messages);
+            xfr::handle(snap, &q, peer, tcp, &self.transfer.load(), self.udp_payload, messages);
             return Reply::Messages;
         }
         let outcome = answer::respond(snap, &q, tcp, self.udp_payload, out);
@@ -184,6 +184,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::Transfer;
     use crate::dns::stats::{self, Transport};
     use crate::model::name::Name;
     use crate::model::position::Location;
@@ -275,7 +276,7 @@ mod tests {
     }
 
     fn service() -> Service {
-        Service::new(1232, Arc::new(Transfer::default()), stats::counters(Transport::Udp), None)
+        Service::new(1232, Transfer::default().shared(), stats::counters(Transport::Udp), None)
     }
 
     const WWW: &[u8] = b"\x03www\x07example\x04test\x00";
@@ -331,7 +332,7 @@ mod tests {
         };
         let s = Service::new(
             1232,
-            Arc::new(Transfer::default()),
+            Transfer::default().shared(),
             stats::counters(Transport::Udp),
             Some(Arc::new(rrl::Table::new(settings))),
         );

@@ -5,8 +5,6 @@
 //! Master files are bytes: a byte that is not UTF-8 (a Latin-1 `é` in a TXT string, which
 //! BIND accepts) is kept, as the master-file escape `\DDD` for that octet.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,39 +25,7 @@ pub fn set_max_file_size(bytes: u64) {
 /// The bytes of a regular file of at most [`max_file_size`] bytes; errors say why not, in
 /// words that follow the file's name.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
-    let max = max_file_size();
-    // O_NONBLOCK: opening a FIFO with no writer would wait for one. It changes nothing for a
-    // regular file, and anything else is refused below, before a read.
-    let file =
-        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let t = meta.file_type();
-        let what = if t.is_dir() {
-            "a directory"
-        } else if t.is_fifo() {
-            "a FIFO"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device"
-        } else if t.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(format!("is {what}; only regular files are read"));
-    }
-    let too_big = |n: u64| format!("is {n} bytes, over the limit of {max} (zone_file_limit in weiche.toml)");
-    if meta.len() > max {
-        return Err(too_big(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // The file may grow between the look and the read: read one byte past the limit to tell.
-    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok(bytes)
+    crate::config::bounded::read(path, max_file_size(), "zone_file_limit in weiche.toml")
 }
 
 /// A master file's text: UTF-8 as it is, any other byte as its `\DDD` escape (after an

@@ -228,10 +228,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Looks at the directory every `interval`, and at once on SIGHUP, on a blocking thread; sends
-/// each [`Reload`] to the publisher. Memory a reload freed is given back to the system here too.
-/// Ends when the publisher is gone.
-pub async fn watch(mut watcher: Watcher, interval: Duration, tx: mpsc::UnboundedSender<Reload>) {
+/// Looks at the directory every `interval`, and at once on SIGHUP or when `asked` is notified
+/// (`weiche reload`), on a blocking thread; sends each [`Reload`] to the publisher. Memory a
+/// reload freed is given back to the system here too. Ends when the publisher is gone.
+pub async fn watch(
+    mut watcher: Watcher,
+    interval: Duration,
+    tx: mpsc::UnboundedSender<Reload>,
+    asked: std::sync::Arc<tokio::sync::Notify>,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
@@ -241,6 +246,10 @@ pub async fn watch(mut watcher: Watcher, interval: Duration, tx: mpsc::Unbounded
             _ = tick.tick() => false,
             Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 info!("SIGHUP: reloading zones");
+                true
+            }
+            _ = asked.notified() => {
+                info!("reload asked: reloading zones");
                 true
             }
             _ = tx.closed() => return,

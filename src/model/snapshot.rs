@@ -33,6 +33,9 @@ pub struct PoolAnswer {
     /// not cache an outage longer than a positive answer.
     pub nodata_ttl: u32,
     pub max_answers: Option<u16>,
+    /// A cluster member out of the primary component withdraws its pool answers: SERVFAIL, so
+    /// resolvers ask another nameserver.
+    pub withdrawn: bool,
 }
 
 impl PoolAnswer {
@@ -83,6 +86,7 @@ pub fn pool_answer(
         aaaa: family(true, held[1]),
         nodata_ttl: zone_neg_ttl.min(pool.ttl),
         max_answers: pool.max_answers,
+        withdrawn: false,
     }
 }
 

@@ -66,6 +66,12 @@ pub struct Update {
     /// Why the last probe failed (None: it passed).
     pub cause: Option<String>,
     pub latency: Duration,
+    /// Carries a probe's result (`cause`, `latency` are fresh). False for a verdict the
+    /// cluster's vote moved, which repeats the last probe's.
+    pub probed: bool,
+    /// Who decided a `transition` when it is not this member's probes alone (the cluster's
+    /// vote: which members, what weight).
+    pub decided_by: Option<String>,
 }
 
 /// Runs one task per probe key and sends updates on `tx`.
@@ -73,6 +79,8 @@ pub struct Monitor {
     tx: mpsc::UnboundedSender<Update>,
     limit: Arc<Semaphore>,
     tasks: HashMap<ProbeKey, AbortHandle>,
+    /// Where probes are sent from (None: the system picks).
+    source: Option<std::net::IpAddr>,
 }
 
 impl Drop for Monitor {
@@ -85,7 +93,13 @@ impl Drop for Monitor {
 
 impl Monitor {
     pub fn new(tx: mpsc::UnboundedSender<Update>) -> Monitor {
-        Monitor { tx, limit: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)), tasks: HashMap::new() }
+        Monitor { tx, limit: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)), tasks: HashMap::new(), source: None }
+    }
+
+    /// Probes are sent from `source` (`probe_source`; None: the system picks).
+    pub fn with_source(mut self, source: Option<std::net::IpAddr>) -> Monitor {
+        self.source = source;
+        self
     }
 
     /// Probes exactly `keys` from now on: new ones start (unknown), removed ones stop, the rest
@@ -103,7 +117,8 @@ impl Monitor {
             if self.tasks.contains_key(&key) {
                 continue;
             }
-            let handle = tokio::spawn(probe_loop(key.clone(), self.tx.clone(), self.limit.clone())).abort_handle();
+            let handle =
+                tokio::spawn(probe_loop(key.clone(), self.tx.clone(), self.limit.clone(), self.source)).abort_handle();
             self.tasks.insert(key, handle);
         }
     }
@@ -120,9 +135,14 @@ fn phase(key: &ProbeKey) -> f64 {
     (h.finish() % 10_000) as f64 / 10_000.0
 }
 
-async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc<Semaphore>) {
+async fn probe_loop(
+    key: ProbeKey,
+    tx: mpsc::UnboundedSender<Update>,
+    limit: Arc<Semaphore>,
+    source: Option<std::net::IpAddr>,
+) {
     let check = &key.check.0;
-    let prober = match probe::Prober::new(key.addr, Arc::new(check.clone())) {
+    let prober = match probe::Prober::new(key.addr, Arc::new(check.clone()), source) {
         Ok(p) => p,
         Err(e) => {
             warn!(target = %key.addr, check = %check.name, error = %e, "cannot probe this target");
@@ -152,7 +172,15 @@ async fn probe_loop(key: ProbeKey, tx: mpsc::UnboundedSender<Update>, limit: Arc
             .record(latency.as_secs_f64());
         // Every result goes to the publisher (the status API shows the last one); it decides
         // whether answers change.
-        let update = Update { key: key.clone(), state: state.clone(), transition, cause: result.err(), latency };
+        let update = Update {
+            key: key.clone(),
+            state: state.clone(),
+            transition,
+            cause: result.err(),
+            latency,
+            probed: true,
+            decided_by: None,
+        };
         if tx.send(update).is_err() {
             return;
         }

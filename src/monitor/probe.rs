@@ -35,12 +35,13 @@ pub struct Prober {
 }
 
 impl Prober {
-    pub fn new(addr: SocketAddr, check: Arc<Check>) -> Result<Prober, String> {
+    /// A prober of `check` at `addr`, sending from `source` (None: the system picks).
+    pub fn new(addr: SocketAddr, check: Arc<Check>, source: Option<std::net::IpAddr>) -> Result<Prober, String> {
         let inner: Box<dyn DynProbe> = match &check.probe {
-            Spec::Tcp { .. } => Box::new(checks::tcp::TcpProbe::new(addr, &check)),
-            Spec::Http { .. } => Box::new(checks::http::HttpProbe::new(addr, &check)?),
-            Spec::Dns { .. } => Box::new(checks::dns::DnsProbe::new(addr, &check)?),
-            Spec::Smtp { .. } => Box::new(checks::smtp::SmtpProbe::new(addr, &check)?),
+            Spec::Tcp { .. } => Box::new(checks::tcp::TcpProbe::new(addr, &check, source)),
+            Spec::Http { .. } => Box::new(checks::http::HttpProbe::new(addr, &check, source)?),
+            Spec::Dns { .. } => Box::new(checks::dns::DnsProbe::new(addr, &check, source)?),
+            Spec::Smtp { .. } => Box::new(checks::smtp::SmtpProbe::new(addr, &check, source)?),
             Spec::Galera { .. } => Box::new(checks::galera::GaleraProbe::new(addr, &check)),
             Spec::Mysql { .. } => Box::new(checks::mysql::MysqlProbe::new(addr, &check)),
         };

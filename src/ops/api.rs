@@ -1,5 +1,6 @@
 //! The HTTP API for operators: status, Prometheus metrics, drain/undrain, manual failback
-//! release, events, and health/readiness probes. It only sends commands to the publisher and
+//! release, events and their history, recent probes, health/readiness probes, and the status
+//! page (`ops::page`). It only sends commands to the publisher and
 //! reads what it answers; it never touches the query path.
 
 use std::net::IpAddr;
@@ -42,19 +43,28 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 pub struct ApiState {
     pub control: Control,
     pub events: broadcast::Sender<Event>,
+    /// The event journal on disk, for `/history` (None: no `state_dir`).
+    pub journal: Option<crate::ops::journal::Layout>,
     pub ready: Arc<AtomicBool>,
     pub token: Option<Arc<str>>,
 }
 
 pub fn router(state: ApiState) -> Router {
-    let open = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz));
+    // The page's files hold no data: the page asks for the token itself.
+    let open = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(crate::ops::page::routes());
     let guarded = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics_text))
         .route("/events", get(events))
+        .route("/history", get(history))
+        .route("/probes", get(probes))
         .route("/targets/{address}/drain", post(drain))
         .route("/targets/{address}/undrain", post(undrain))
         .route("/pools/{name}/failback", post(failback))
+        .route("/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     open.merge(guarded).with_state(state)
 }
@@ -127,6 +137,13 @@ async fn status(State(s): State<ApiState>, Query(q): Query<StatusQuery>) -> Resp
     }
 }
 
+async fn probes(State(s): State<ApiState>) -> Response {
+    match s.control.probes().await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => gone(),
+    }
+}
+
 async fn metrics_text() -> Response {
     crate::dns::stats::export();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_handle().render()).into_response()
@@ -164,6 +181,57 @@ async fn events(State(s): State<ApiState>, Query(q): Query<EventsQuery>) -> Resp
     .await
     .unwrap_or_default();
     Json(newer).into_response()
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    /// A duration back from now (`24h`) or an RFC 3339 time; default 1h.
+    since: Option<String>,
+    pool: Option<String>,
+    /// Kinds to keep, comma-separated (default: all).
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The most events one `/history` answer holds (the newest of them).
+pub const HISTORY_LIMIT: usize = 100_000;
+
+/// Events since a time, from the journal on disk and the recent ones in memory (which the disk
+/// may not hold yet), oldest first, optionally of one pool and some kinds.
+async fn history(State(s): State<ApiState>, Query(q): Query<HistoryQuery>) -> Response {
+    let since = match crate::ops::journal::parse_since(q.since.as_deref().unwrap_or("1h"), std::time::SystemTime::now())
+    {
+        Ok(t) => t,
+        Err(m) => return error(StatusCode::BAD_REQUEST, format!("since: {m}")),
+    };
+    let kinds: Option<Vec<&str>> = q.kind.as_deref().map(|k| k.split(',').map(str::trim).collect());
+    let limit = q.limit.unwrap_or(10_000).min(HISTORY_LIMIT);
+    let Ok(recent) = s.control.events(0, crate::ops::events::KEEP).await else {
+        return gone();
+    };
+    let mut found = match s.journal.clone() {
+        Some(layout) => {
+            match tokio::task::spawn_blocking(move || crate::ops::journal::read_since(&layout, since)).await {
+                Ok(Ok((events, _skipped))) => events,
+                Ok(Err(e)) => {
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the event journal: {e}"));
+                }
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the journal failed: {e}")),
+            }
+        }
+        None => Vec::new(),
+    };
+    let on_disk: std::collections::HashSet<u64> = found.iter().map(|e| e.seq).collect();
+    let since_ok = |e: &Event| crate::ops::journal::time_of(e).is_none_or(|t| t >= since);
+    found.extend(recent.into_iter().filter(|e| !on_disk.contains(&e.seq) && since_ok(e)));
+    found.sort_by_key(|e| e.seq);
+    found.retain(|e| {
+        q.pool.as_deref().is_none_or(|p| crate::ops::journal::about_pool(e, p))
+            && kinds.as_ref().is_none_or(|k| e.kind.is_some_and(|kind| k.contains(&kind.name())))
+    });
+    let extra = found.len().saturating_sub(limit);
+    found.drain(..extra);
+    Json(found).into_response()
 }
 
 #[derive(Deserialize)]
@@ -207,6 +275,19 @@ async fn failback(State(s): State<ApiState>, Path(name): Path<String>) -> Respon
     match s.control.release_failback(pool.clone()).await {
         Ok(Ok(())) => Json(FailbackReply { ok: true, pool: pool.to_string() }).into_response(),
         Ok(Err(e)) => not_done(e),
+        Err(_) => gone(),
+    }
+}
+
+/// Reads weiche.toml again and looks at the zones: 200 with what changed, or 422 with why the
+/// file was not taken (the previous configuration stays).
+async fn reload(State(s): State<ApiState>) -> Response {
+    match s.control.reload().await {
+        Ok(r) if r.ok => Json(r).into_response(),
+        Ok(r) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r.error.unwrap_or_else(|| "the configuration was not reloaded".into()),
+        ),
         Err(_) => gone(),
     }
 }

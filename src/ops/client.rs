@@ -65,8 +65,19 @@ impl Api {
         self.call(true, &format!("/targets/{address}/{verb}{q}")).await
     }
 
+    pub async fn reload(&self) -> Result<crate::ops::doc::ReloadReply, ClientError> {
+        self.call(true, "/reload").await
+    }
+
     pub async fn failback(&self, pool: &str) -> Result<FailbackReply, ClientError> {
         self.call(true, &format!("/pools/{pool}/failback")).await
+    }
+
+    /// Events since `since` (a duration back or a time), from the journal and memory.
+    pub async fn history(&self, since: &str, pool: Option<&str>) -> Result<Vec<Event>, ClientError> {
+        let enc = |s: &str| s.replace('%', "%25").replace('+', "%2B").replace('&', "%26").replace(' ', "%20");
+        let pool = pool.map(|p| format!("&pool={}", enc(p))).unwrap_or_default();
+        self.call(false, &format!("/history?since={}{pool}&limit={}", enc(since), crate::ops::api::HISTORY_LIMIT)).await
     }
 
     pub async fn events(&self, since: u64, wait: u64) -> Result<Vec<Event>, ClientError> {
@@ -86,6 +97,44 @@ pub fn status_table(st: &Status) -> String {
         let why = st.state.error.as_deref().unwrap_or("the state file cannot be written");
         let _ = writeln!(out, "STATE NOT PERSISTED: {why}");
         let _ = writeln!(out, "  drains, holds and serials changed since hold until weiche restarts only\n");
+    }
+    if st.journal.persisted == Some(false) {
+        let why = st.journal.error.as_deref().unwrap_or("the event journal cannot be written");
+        let _ = writeln!(out, "EVENT JOURNAL NOT WRITTEN: {why}");
+        let _ = writeln!(out, "  new events are kept in memory until the disk takes them again\n");
+    }
+    if let Some(c) = &st.cluster {
+        let role = if c.primary { "PRIMARY" } else { "NOT PRIMARY" };
+        let _ = writeln!(
+            out,
+            "cluster: member {}, {role} (weight {} of {} heard, quorum {}), pool answers {}, minority = {}, \
+             dissent on {} target(s)",
+            c.member, c.heard_weight, c.total_weight, c.quorum, c.serving, c.minority, c.dissent
+        );
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<12} {:>6}  {:<9} {:<7} last heard",
+            "member", "site", "weight", "connected", "primary"
+        );
+        for m in &c.members {
+            let name = if m.me { format!("{} (this)", m.name) } else { m.name.clone() };
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            let connected = if m.away { "left" } else { yes(m.connected) };
+            let heard = match (m.me, m.last_heard_ms) {
+                (true, _) => "-".to_string(),
+                (false, Some(ms)) => format!("{ms} ms ago"),
+                (false, None) => "never".to_string(),
+            };
+            let witness = if m.witness { "  witness" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {name:<16} {:<12} {:>6}  {connected:<9} {:<7} {heard}{witness}",
+                m.site,
+                m.weight,
+                yes(m.primary)
+            );
+        }
+        let _ = writeln!(out);
     }
     for z in &st.zones {
         let err = z.last_error.as_ref().map(|e| format!("  LAST RELOAD FAILED: {e}")).unwrap_or_default();
@@ -132,9 +181,14 @@ pub fn status_table(st: &Status) -> String {
             let verdict = t.verdict.to_string().to_uppercase();
             let doubt = if t.in_doubt { " (in doubt)" } else { "" };
             let drained = if t.drained { "  DRAINED" } else { "" };
+            // In a cluster, each member's own verdict (the line's verdict is the cluster's).
+            let votes = match t.checks.as_slice() {
+                [c] if !c.votes.is_empty() => votes_text(&c.votes),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "    {:<18} p{:<3} {:<8}{doubt} since {:<26} {}{drained}",
+                "    {:<18} p{:<3} {:<8}{doubt} since {:<26} {}{drained}{votes}",
                 t.address.to_string(),
                 t.priority,
                 verdict,
@@ -149,11 +203,12 @@ pub fn status_table(st: &Status) -> String {
                     let doubt = if c.in_doubt { " (in doubt)" } else { "" };
                     let _ = writeln!(
                         out,
-                        "      check {:<20} {:<8}{doubt} since {:<26} {}",
+                        "      check {:<20} {:<8}{doubt} since {:<26} {}{}",
                         c.name,
                         c.verdict.to_string().to_uppercase(),
                         or_dash(c.since.as_ref()),
                         probe_text(&c.last_probe),
+                        votes_text(&c.votes),
                     );
                 }
             }
@@ -166,6 +221,15 @@ pub fn status_table(st: &Status) -> String {
         }
     }
     out
+}
+
+/// Members' votes as `  votes a=up b=down` (nothing outside a cluster).
+fn votes_text(votes: &std::collections::BTreeMap<String, crate::ops::doc::Verdict>) -> String {
+    if votes.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = votes.iter().map(|(m, v)| format!("{m}={v}")).collect();
+    format!("  votes {}", list.join(" "))
 }
 
 fn probe_text(p: &Option<LastProbe>) -> String {
@@ -183,6 +247,52 @@ pub fn event_line(e: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_member_shows_the_members_and_their_votes() {
+        use crate::cluster::peers::{ClusterStatus, MemberStatus};
+        use crate::ops::doc::Verdict;
+        let mut st = crate::ops::doc::tests::sample();
+        let member = |name: &str, weight, me, connected, primary, last_heard_ms| MemberStatus {
+            name: name.into(),
+            site: format!("dc-{name}"),
+            address: "192.0.2.1:8553".into(),
+            weight,
+            witness: name == "c",
+            me,
+            connected,
+            primary,
+            away: false,
+            last_heard_ms,
+        };
+        st.cluster = Some(ClusterStatus {
+            member: "a".into(),
+            primary: true,
+            serving: "normal".into(),
+            minority: "withdraw".into(),
+            heard_weight: 13,
+            total_weight: 19,
+            quorum: 10,
+            members: vec![
+                member("a", 5, true, true, true, None),
+                member("b", 6, false, false, false, Some(2100)),
+                member("c", 8, false, true, true, Some(120)),
+            ],
+            dissent: 1,
+        });
+        st.pools[0].targets[0].checks[0].votes =
+            [("a", Verdict::Down), ("b", Verdict::Unknown), ("c", Verdict::Up)].map(|(m, v)| (m.into(), v)).into();
+        let t = status_table(&st);
+        for want in [
+            "cluster: member a, PRIMARY (weight 13 of 19 heard, quorum 10), pool answers normal, minority = withdraw, dissent on 1 target(s)\n",
+            "  a (this)         dc-a              5  yes       yes     -\n",
+            "  b                dc-b              6  no        no      2100 ms ago\n",
+            "  c                dc-c              8  yes       yes     120 ms ago  witness\n",
+            "last probe failed: connection refused  votes a=down b=unknown c=up\n",
+        ] {
+            assert!(t.contains(want), "{want:?} not in\n{t}");
+        }
+    }
 
     #[test]
     fn table_reads_well() {
@@ -218,6 +328,21 @@ mod tests {
             t.starts_with(
                 "STATE NOT PERSISTED: cannot write the state file /s/weiche-state.json: No space left on device\n  \
                  drains, holds and serials changed since hold until weiche restarts only\n\nzone example.com."
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn table_says_first_when_the_journal_is_not_written() {
+        let mut st = crate::ops::doc::tests::sample();
+        st.journal.persisted = Some(false);
+        st.journal.error = Some("cannot write the event journal in /s/journal: File too large (os error 27)".into());
+        let t = status_table(&st);
+        assert!(
+            t.starts_with(
+                "EVENT JOURNAL NOT WRITTEN: cannot write the event journal in /s/journal: File too large (os error 27)\n  \
+                 new events are kept in memory until the disk takes them again\n\nzone example.com."
             ),
             "{t}"
         );

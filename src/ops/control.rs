@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::name::Name;
-use crate::ops::doc::Status;
+use crate::ops::doc::{Probes, Status};
 use crate::ops::events::Event;
 
 /// Why an operator action did not take full effect. Each one is answered with a status other
@@ -39,6 +39,15 @@ pub enum Command {
     Status { events: usize, done: oneshot::Sender<Status> },
     /// Events after sequence number `since`, at most `limit`.
     Events { since: u64, limit: usize, done: oneshot::Sender<Vec<Event>> },
+    /// Read weiche.toml again (and look at the zones), answered with what it did.
+    Reload { done: oneshot::Sender<crate::ops::doc::ReloadReply> },
+    /// The configuration was (re)loaded, or failed to: for `/status`, with its event.
+    Configured { status: Box<crate::ops::doc::ConfigStatus>, event: Option<Box<Event>> },
+    /// The latest probes of every pool target.
+    Probes { done: oneshot::Sender<Probes> },
+    /// This instance stops: a cluster member tells the others it leaves (a clean leave takes its
+    /// weight out of the total), answered once that is sent.
+    Leave { done: oneshot::Sender<()> },
 }
 
 /// Sends commands to a running server (see `weiche::serve`).
@@ -77,7 +86,26 @@ impl Control {
         self.ask(|done| Command::Status { events, done }).await.map_err(|_| Gone)
     }
 
+    /// Reads weiche.toml again and looks at the zones; says what changed.
+    pub async fn reload(&self) -> Result<crate::ops::doc::ReloadReply, Gone> {
+        self.ask(|done| Command::Reload { done }).await.map_err(|_| Gone)
+    }
+
+    /// Reports a (re)load of the configuration.
+    pub fn configured(&self, status: crate::ops::doc::ConfigStatus, event: Option<Event>) {
+        let _ = self.0.send(Command::Configured { status: Box::new(status), event: event.map(Box::new) });
+    }
+
+    /// Tells the cluster this member leaves cleanly (nothing without a cluster).
+    pub async fn leave(&self) -> Result<(), Gone> {
+        self.ask(|done| Command::Leave { done }).await.map_err(|_| Gone)
+    }
+
     pub async fn events(&self, since: u64, limit: usize) -> Result<Vec<Event>, Gone> {
         self.ask(|done| Command::Events { since, limit, done }).await.map_err(|_| Gone)
+    }
+
+    pub async fn probes(&self) -> Result<Probes, Gone> {
+        self.ask(|done| Command::Probes { done }).await.map_err(|_| Gone)
     }
 }

@@ -25,6 +25,48 @@ pub struct Status {
     /// Whether drains, holds and serials are on disk for the next start.
     #[serde(default)]
     pub state: StateStatus,
+    /// weiche.toml: where it was read from, when, and why the last reload failed.
+    #[serde(default)]
+    pub config: ConfigStatus,
+    /// Whether events reach the journal on disk.
+    #[serde(default)]
+    pub journal: JournalStatus,
+    /// The cluster as this member sees it (None: no `[cluster]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::peers::ClusterStatus>,
+}
+
+/// The configuration file as loaded: from where, when it last loaded, and the error of the
+/// last reload that failed (None: it loaded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    pub file: Option<String>,
+    pub loaded_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// `POST /reload`: what a reload of weiche.toml did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReply {
+    /// Everything it read was applied (false: `error` says what was not).
+    pub ok: bool,
+    /// Settings applied now.
+    pub changed: Vec<String>,
+    /// Settings the file changes that take effect at the next restart.
+    pub restart: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// The event journal in `state_dir/journal/`, and whether events reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// Its folder (None: no journal; `server.state_dir` is not set).
+    pub dir: Option<String>,
+    /// Whether the latest write succeeded (None: no journal). While false, new events are kept
+    /// in memory and written once the disk takes them again.
+    pub persisted: Option<bool>,
+    /// Why the latest write failed.
+    pub error: Option<String>,
 }
 
 /// Where drains, manual-failback holds and serials are kept across restarts, and whether the
@@ -140,6 +182,9 @@ pub struct CheckStatus {
     pub since: Option<String>,
     pub last_probe: Option<LastProbe>,
     pub streak: Option<Streak>,
+    /// In a cluster: each member's own verdict, by member name (`verdict` is the cluster's).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub votes: std::collections::BTreeMap<String, Verdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +203,43 @@ pub struct LastProbe {
 pub struct Streak {
     pub ok: Option<bool>,
     pub count: u32,
+}
+
+/// `GET /probes`: the latest probes of every pool target, per check, oldest first, for the
+/// page's sparklines. Pools and targets come in the order of `/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Probes {
+    pub pools: Vec<PoolProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolProbes {
+    pub pool: String,
+    pub targets: Vec<TargetProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetProbes {
+    pub address: IpAddr,
+    /// In the order of the target's `checks` in `/status`.
+    pub checks: Vec<CheckProbes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckProbes {
+    pub name: String,
+    pub probe: SocketAddr,
+    pub recent: Vec<ProbeSample>,
+}
+
+/// One probe: when, how long it took, whether it passed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSample {
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// Rounded to a tenth.
+    pub latency_ms: f64,
+    pub ok: bool,
 }
 
 /// A drain in force: everywhere (pool None) or in one pool.
@@ -317,6 +399,7 @@ pub(crate) mod tests {
                     since,
                     last_probe,
                     streak,
+                    votes: Default::default(),
                 }],
             }
         };
@@ -378,6 +461,9 @@ pub(crate) mod tests {
                 persisted: Some(true),
                 error: None,
             },
+            config: ConfigStatus::default(),
+            journal: JournalStatus { dir: Some("/var/lib/weiche/journal".into()), persisted: Some(true), error: None },
+            cluster: None,
         }
     }
 

@@ -1,13 +1,14 @@
 //! Events: every change a person may want to know of (a target down or up, an answer that moved,
-//! a drain), as one record that is logged, kept for the status API, and sent to subscribers
-//! (webhooks, `weiche events --follow`).
+//! a drain), as one record that is logged, kept for the status API, sent to subscribers
+//! (webhooks, `weiche events --follow`, the page) and appended to the journal on disk
+//! (`ops::journal`).
 
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How many recent events are kept for `/status` and `/events`.
 pub const KEEP: usize = 1000;
@@ -31,6 +32,26 @@ pub enum EventKind {
     ZoneLoaded,
     ZoneError,
     ZoneRemoved,
+    /// The event journal cannot be written (a full disk): once per episode.
+    JournalFailed,
+    /// The event journal is written again.
+    JournalResumed,
+    /// weiche started serving: what came before is history (the page's timelines tell a run
+    /// from the next by it).
+    Started,
+    /// weiche stopped cleanly (kept in the journal only).
+    Stopped,
+    /// This cluster member left the primary component: it hears too little weight.
+    QuorumLost,
+    /// This cluster member is in the primary component (again).
+    QuorumRegained,
+    /// Another cluster member is heard again, or no longer.
+    MemberUp,
+    MemberDown,
+    /// weiche.toml was read again (SIGHUP, `weiche reload`).
+    ConfigReloaded,
+    /// weiche.toml did not load: the previous configuration stays.
+    ConfigError,
 }
 
 impl EventKind {
@@ -50,13 +71,34 @@ impl EventKind {
             ZoneLoaded => "zone_loaded",
             ZoneError => "zone_error",
             ZoneRemoved => "zone_removed",
+            JournalFailed => "journal_failed",
+            JournalResumed => "journal_resumed",
+            Started => "started",
+            Stopped => "stopped",
+            QuorumLost => "quorum_lost",
+            QuorumRegained => "quorum_regained",
+            MemberUp => "member_up",
+            MemberDown => "member_down",
+            ConfigReloaded => "config_reloaded",
+            ConfigError => "config_error",
         }
     }
 
     /// Events that notifications (webhooks, commands) are sent for.
     pub fn notifies(self) -> bool {
         use EventKind::*;
-        matches!(self, Failover | Failback | AllDown | Recovered | Drain | Undrain | FailbackReleased)
+        matches!(
+            self,
+            Failover
+                | Failback
+                | AllDown
+                | Recovered
+                | Drain
+                | Undrain
+                | FailbackReleased
+                | QuorumLost
+                | QuorumRegained
+        )
     }
 }
 
@@ -94,6 +136,9 @@ pub struct Event {
     /// The SOA serial served from now on, for a zone loaded (it may differ from the file's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<u32>,
+    /// The cluster member an event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// Why: a probe's failure cause, what changed, who asked.
     pub reason: String,
     /// One sentence for a person.
@@ -134,24 +179,57 @@ impl Event {
             EventKind::ZoneLoaded => info!(zone, serial = self.serial, reason, "zone loaded"),
             EventKind::ZoneError => warn!(zone, reason, "zone file has errors"),
             EventKind::ZoneRemoved => warn!(zone, reason, "zone removed"),
+            EventKind::JournalFailed => warn!(reason, "event journal not written"),
+            EventKind::JournalResumed => info!(reason, "event journal written again"),
+            // The server logs these itself, with more to say ("weiche serving", "shutting down").
+            EventKind::Started => debug!(reason, "started"),
+            EventKind::Stopped => debug!(reason, "stopped"),
+            EventKind::QuorumLost => error!(reason, "cluster quorum lost"),
+            EventKind::QuorumRegained => info!(reason, "cluster quorum regained"),
+            EventKind::MemberUp => info!(member = d(&self.member), reason, "cluster member heard"),
+            EventKind::MemberDown => warn!(member = d(&self.member), reason, "cluster member lost"),
+            // The reloader has logged these with the file's name.
+            EventKind::ConfigReloaded | EventKind::ConfigError => {}
         }
     }
 }
 
-/// The recent events and the subscribers to new ones.
+/// The recent events, the subscribers to new ones, and the way to the journal on disk.
 pub struct Journal {
     next: u64,
     recent: VecDeque<Event>,
     tx: broadcast::Sender<Event>,
+    disk: Option<crate::ops::journal::Writer>,
 }
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal { next: 1, recent: VecDeque::new(), tx: broadcast::channel(1024).0 }
+        Journal { next: 1, recent: VecDeque::new(), tx: broadcast::channel(1024).0, disk: None }
     }
 }
 
 impl Journal {
+    /// Takes back the events a journal on disk kept (oldest first): they are kept as recent
+    /// events again, with their times and numbers, and numbering goes on after them. Nothing
+    /// is logged or sent: they happened before.
+    pub fn restore(&mut self, events: Vec<Event>) {
+        let extra = events.len().saturating_sub(KEEP);
+        self.recent = events.into_iter().skip(extra).collect();
+        if let Some(last) = self.recent.iter().map(|e| e.seq).max() {
+            self.next = self.next.max(last + 1);
+        }
+    }
+
+    /// Appends every event from now on to the journal on disk through `writer`.
+    pub fn keep_on_disk(&mut self, writer: crate::ops::journal::Writer) {
+        self.disk = Some(writer);
+    }
+
+    /// Whether events reach the journal on disk (all None without one).
+    pub fn disk_status(&self) -> crate::ops::doc::JournalStatus {
+        self.disk.as_ref().map(crate::ops::journal::Writer::status).unwrap_or_default()
+    }
+
     /// Numbers, stamps, logs, keeps and broadcasts an event.
     pub fn push(&mut self, mut e: Event) {
         e.seq = self.next;
@@ -168,6 +246,9 @@ impl Journal {
             self.recent.pop_front();
         }
         self.recent.push_back(e.clone());
+        if let Some(disk) = &self.disk {
+            disk.append(&e);
+        }
         let _ = self.tx.send(e);
     }
 
@@ -184,6 +265,15 @@ impl Journal {
     /// A handle others can subscribe through later.
     pub fn sender(&self) -> broadcast::Sender<Event> {
         self.tx.clone()
+    }
+}
+
+/// A clean stop is the last event of a run in the journal.
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if self.disk.is_some() {
+            self.push(Event::new(EventKind::Stopped, "shut down"));
+        }
     }
 }
 
@@ -234,6 +324,18 @@ fn describe(e: &Event) -> String {
         }
         EventKind::ZoneError => format!("zone {} not reloaded: {}", e.zone.as_deref().unwrap_or("?"), e.reason),
         EventKind::ZoneRemoved => format!("zone {} removed ({})", e.zone.as_deref().unwrap_or("?"), e.reason),
+        EventKind::JournalFailed => format!("events are no longer written to the journal: {}", e.reason),
+        EventKind::JournalResumed => format!("events are written to the journal again ({})", e.reason),
+        EventKind::Started => format!("weiche started ({})", e.reason),
+        EventKind::Stopped => format!("weiche stopped ({})", e.reason),
+        EventKind::QuorumLost => format!("lost quorum: {}", e.reason),
+        EventKind::QuorumRegained => format!("quorum regained: {}", e.reason),
+        EventKind::MemberUp => format!("cluster member {} is heard", e.member.as_deref().unwrap_or("?")),
+        EventKind::MemberDown => {
+            format!("cluster member {} is lost ({})", e.member.as_deref().unwrap_or("?"), e.reason)
+        }
+        EventKind::ConfigReloaded => format!("configuration reloaded: {}", e.reason),
+        EventKind::ConfigError => format!("configuration not reloaded: {}", e.reason),
     }
 }
 
@@ -258,6 +360,10 @@ mod tests {
             ZoneLoaded,
             ZoneError,
             ZoneRemoved,
+            JournalFailed,
+            JournalResumed,
+            Started,
+            Stopped,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), k.name());
         }

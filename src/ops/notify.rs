@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::{NotifyCommand, Webhook, WebhookFormat};
 use crate::ops::events::Event;
+use crate::ops::reload::Notifiers;
 
 /// First wait before a retry; doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -32,20 +33,66 @@ pub fn body(format: WebhookFormat, e: &Event) -> serde_json::Value {
 const QUEUE: usize = 1000;
 
 /// Delivers notifying events until the event stream closes. Each webhook and command has its
-/// own worker, fed in order: a slow receiver delays only itself.
-pub async fn run(mut events: broadcast::Receiver<Event>, webhooks: Vec<Webhook>, commands: Vec<NotifyCommand>) {
-    if webhooks.is_empty() && commands.is_empty() {
-        return;
-    }
+/// own worker, fed in order: a slow receiver delays only itself. When `notifiers` changes (a
+/// reload of weiche.toml), new workers take the events from then on; the old ones finish what
+/// they were given.
+pub async fn run(mut events: broadcast::Receiver<Event>, mut notifiers: watch::Receiver<Notifiers>) {
     crate::config::install_crypto_provider();
     let client = reqwest::Client::builder()
         .user_agent(concat!("weiche/", env!("CARGO_PKG_VERSION")))
         .no_proxy()
         .build()
         .expect("an HTTP client");
+    // Workers of earlier configurations, finishing their queues.
+    let mut retired: Vec<JoinSet<()>> = Vec::new();
+    loop {
+        let current = notifiers.borrow_and_update().clone();
+        let (queues, workers) = start(&client, current);
+        loop {
+            tokio::select! {
+                e = events.recv() => {
+                    let e = match e {
+                        Ok(e) => e,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            warn!(missed = n, "notifications fell behind; some events were not sent");
+                            continue;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if !e.kind.is_some_and(|k| k.notifies()) {
+                        continue;
+                    }
+                    let e = Arc::new(e);
+                    for q in &queues {
+                        if q.try_send(e.clone()).is_err() {
+                            warn!(event = e.seq, "a notification receiver is {QUEUE} events behind; this event is not sent to it");
+                        }
+                    }
+                }
+                changed = notifiers.changed() => {
+                    if changed.is_err() {
+                        // Nothing reloads any more: keep delivering to these.
+                        std::future::pending::<()>().await;
+                    }
+                    break;
+                }
+            }
+        }
+        // Closing the queues lets the old workers end once they have delivered what they hold.
+        drop(queues);
+        retired.retain(|w| !w.is_empty());
+        for w in &mut retired {
+            while w.try_join_next().is_some() {}
+        }
+        retired.push(workers);
+    }
+}
+
+/// A worker per webhook and command, and the queues that feed them.
+fn start(client: &reqwest::Client, n: Notifiers) -> (Vec<mpsc::Sender<Arc<Event>>>, JoinSet<()>) {
     let mut workers = JoinSet::new();
     let mut queues = Vec::new();
-    for w in webhooks {
+    for w in n.webhooks {
         let (tx, mut rx) = mpsc::channel::<Arc<Event>>(QUEUE);
         let client = client.clone();
         workers.spawn(async move {
@@ -55,7 +102,7 @@ pub async fn run(mut events: broadcast::Receiver<Event>, webhooks: Vec<Webhook>,
         });
         queues.push(tx);
     }
-    for c in commands {
+    for c in n.commands {
         let (tx, mut rx) = mpsc::channel::<Arc<Event>>(QUEUE);
         workers.spawn(async move {
             while let Some(e) = rx.recv().await {
@@ -64,25 +111,7 @@ pub async fn run(mut events: broadcast::Receiver<Event>, webhooks: Vec<Webhook>,
         });
         queues.push(tx);
     }
-    loop {
-        let e = match events.recv().await {
-            Ok(e) => e,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                warn!(missed = n, "notifications fell behind; some events were not sent");
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        if !e.kind.is_some_and(|k| k.notifies()) {
-            continue;
-        }
-        let e = Arc::new(e);
-        for q in &queues {
-            if q.try_send(e.clone()).is_err() {
-                warn!(event = e.seq, "a notification receiver is {QUEUE} events behind; this event is not sent to it");
-            }
-        }
-    }
+    (queues, workers)
 }
 
 async fn deliver(client: &reqwest::Client, w: &Webhook, e: &Event) {

@@ -44,6 +44,10 @@ pub struct AdminState {
     /// this field).
     #[serde(default)]
     pub saved_at: Option<u64>,
+    /// In a cluster: the operator writes this member holds, with their stamps, so that a
+    /// restarted member still knows which of its peers' writes are newer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_ops: Vec<crate::cluster::wire::OpWrite>,
 }
 
 /// How many serials a zone is assumed to take at most per second, on average, while its

@@ -14,12 +14,16 @@ use tracing::{error, info};
 
 use super::admin::{AdminState, StateFile};
 use super::{Effects, Now, Publisher};
+use crate::cluster::net::{Link, wall_ms};
+use crate::cluster::peers::{Change as ClusterChange, Peers, Serving, Step};
+use crate::cluster::wire::{OpKey, OpValue, ZoneSerial};
 use crate::load::watch::{Reload, drop_off_path};
+use crate::model::name::Name;
 use crate::model::snapshot::Store;
 use crate::monitor::{Monitor, ProbeKey, Update};
 use crate::ops::control::{ActionError, Command, Commands, Outcome};
 use crate::ops::doc::StateStatus;
-use crate::ops::events::Journal;
+use crate::ops::events::{Event, EventKind, Journal};
 use crate::transfer::secondaries::Change;
 
 /// Called with the outcome of a state-file write.
@@ -76,6 +80,12 @@ fn export_persisted(file: &str, persisted: &Persisted) {
     metrics::gauge!("weiche_state_persisted", "file" => file.to_string()).set(persisted.is_ok() as u8 as f64);
 }
 
+/// A cluster member's side of the driver: its view of the peers and its socket.
+pub struct Member {
+    pub peers: Peers,
+    pub link: Link,
+}
+
 /// The publisher, its journal, and where its effects go.
 pub struct Driver {
     core: Publisher,
@@ -85,6 +95,15 @@ pub struct Driver {
     state: Option<StateWriter>,
     /// To the NOTIFY sender.
     changes: mpsc::UnboundedSender<Change>,
+    /// Events raised outside the publisher (the journal's writer on itself), to number and
+    /// keep like its own.
+    notes: Option<mpsc::UnboundedReceiver<Event>>,
+    /// In a cluster: verdicts come from the members' vote.
+    cluster: Option<Member>,
+    /// Where `weiche reload` goes (None: nothing reloads the configuration).
+    reloader: Option<mpsc::UnboundedSender<crate::ops::reload::Ask>>,
+    /// weiche.toml as last (re)loaded, for `/status`.
+    config: crate::ops::doc::ConfigStatus,
 }
 
 impl Driver {
@@ -95,7 +114,107 @@ impl Driver {
         state: Option<StateWriter>,
         changes: mpsc::UnboundedSender<Change>,
     ) -> Driver {
-        Driver { core, store, journal, state, changes }
+        Driver {
+            core,
+            store,
+            journal,
+            state,
+            changes,
+            notes: None,
+            cluster: None,
+            reloader: None,
+            config: Default::default(),
+        }
+    }
+
+    /// Sends `weiche reload` to `reloader` (`ops::reload::run`).
+    pub fn set_reloader(&mut self, reloader: mpsc::UnboundedSender<crate::ops::reload::Ask>) {
+        self.reloader = Some(reloader);
+    }
+
+    /// Takes events raised elsewhere from `notes` too.
+    pub fn with_notes(mut self, notes: mpsc::UnboundedReceiver<Event>) -> Driver {
+        self.notes = Some(notes);
+        self
+    }
+
+    /// Makes this driver a cluster member: pool answers wait for the members' vote (withdrawn
+    /// until a majority is heard).
+    pub fn join(&mut self, member: Member) {
+        let serving = member.peers.serving();
+        let mut member = member;
+        member.peers.restore_ops(self.core.cluster_ops());
+        self.cluster = Some(member);
+        self.core.set_serving(serving, Now::read());
+        if let Some(c) = &mut self.cluster {
+            c.peers.set_keys(&self.core.probe_keys());
+        }
+    }
+
+    /// Takes this member's own probe results: straight to the publisher, or through the
+    /// cluster's vote.
+    fn take_updates(&mut self, batch: Vec<Update>, now: Now) {
+        let Some(c) = &mut self.cluster else {
+            self.core.apply_all(batch, now);
+            return;
+        };
+        let mut step = Step::default();
+        for u in batch {
+            step.merge(c.peers.local(u, now.at));
+        }
+        self.take_step(step, now);
+    }
+
+    /// Carries a step of the cluster's view into the publisher: verdicts, operator writes
+    /// made elsewhere, the serving mode, and events.
+    fn take_step(&mut self, step: Step, now: Now) {
+        let Step { updates, changes, ops, serving } = step;
+        if !updates.is_empty() {
+            self.core.apply_all(updates, now);
+        }
+        if !ops.is_empty()
+            && let Some(c) = &self.cluster
+        {
+            self.core.set_cluster_ops(c.peers.ops());
+        }
+        for (key, write) in ops {
+            let by = format!("operator, on member {}", write.stamp.member);
+            let outcome = match (&key, write.value) {
+                (OpKey::Drain { address, pool }, value) => {
+                    let pool = pool.as_deref().and_then(|p| Name::parse(p, None).ok());
+                    self.core.set_drain_by(*address, pool.as_ref(), value == OpValue::On, &by, now)
+                }
+                (OpKey::Release { pool }, _) => match Name::parse(pool, None) {
+                    Ok(p) => self.core.release_failback_by(&p, &by, now),
+                    Err(e) => Err(ActionError::NotFound(e.to_string())),
+                },
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(?key, error = %e, "an operator write from the cluster changes nothing here");
+            }
+        }
+        if let Some(serving) = serving {
+            self.core.set_serving(serving, now);
+        }
+
+        for change in changes {
+            self.core.note(cluster_event(change));
+        }
+    }
+
+    /// Sends every other member this member's report.
+    fn report(&mut self, now: Now) {
+        let Some(c) = &mut self.cluster else { return };
+        let serials: Vec<ZoneSerial> = self
+            .core
+            .snapshot()
+            .zones
+            .iter()
+            .map(|e| ZoneSerial(super::hold_key(&e.zone.apex), e.serial, e.content_hash()))
+            .collect();
+        for (to, m) in c.peers.reports(wall_ms(now.wall), &serials) {
+            c.link.send(to, m);
+        }
     }
 
     pub fn core_mut(&mut self) -> &mut Publisher {
@@ -150,18 +269,27 @@ impl Driver {
             return;
         };
         let deadline = tokio::time::Instant::now() + longest + Duration::from_millis(200);
-        while !keys.iter().all(|k| self.core.has_verdict(k)) {
+        // In a cluster, the own probes' first round is what is waited for; the verdicts come
+        // from the vote once a majority is heard.
+        while !keys.iter().all(|k| self.has_own_verdict(k)) {
             match tokio::time::timeout_at(deadline, updates.recv()).await {
                 Ok(Some(u)) => {
                     let batch = batch(u, updates);
-                    self.core.apply_all(batch, Now::read());
+                    self.take_updates(batch, Now::read());
                     self.carry_out();
                 }
                 _ => break,
             }
         }
-        let known = keys.iter().filter(|k| self.core.has_verdict(k)).count();
+        let known = keys.iter().filter(|k| self.has_own_verdict(k)).count();
         info!(targets = keys.len(), with_verdict = known, "first probe round done");
+    }
+
+    fn has_own_verdict(&self, key: &ProbeKey) -> bool {
+        match &self.cluster {
+            Some(c) => c.peers.has_own_verdict(key),
+            None => self.core.has_verdict(key),
+        }
     }
 
     /// Runs until every input is gone (or the task is aborted at shutdown).
@@ -172,13 +300,49 @@ impl Driver {
         mut commands: Commands,
         mut reloads: mpsc::UnboundedReceiver<Reload>,
     ) {
+        let mut notes = self.notes.take();
+        // Membership is looked at every quarter heartbeat; reports go out every fourth tick.
+        let beat = self.cluster.as_ref().map_or(Duration::from_secs(3600), |c| c.peers.cluster().heartbeat);
+        let mut heartbeat = tokio::time::interval(beat / 4);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        let clustered = self.cluster.is_some();
         loop {
             let wake_at = self.core.wake_at();
+            let inbox = async {
+                match &mut self.cluster {
+                    Some(c) => c.link.inbox.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(u) = updates.recv() => {
                     // Everything that arrived together is published once.
                     let batch = batch(u, &mut updates);
-                    self.core.apply_all(batch, Now::read());
+                    self.take_updates(batch, Now::read());
+                }
+                Some((from, m)) = inbox => {
+                    let now = Now::read();
+                    let c = self.cluster.as_mut().expect("a member");
+                    let mut step = c.peers.receive(from, m, now.at);
+                    while let Ok((from, m)) = c.link.inbox.try_recv() {
+                        step.merge(c.peers.receive(from, m, now.at));
+                    }
+                    let serials = c.peers.peer_serials();
+                    self.take_step(step, now);
+                    self.core.set_peer_serials(serials, now);
+                }
+                _ = heartbeat.tick(), if clustered => {
+                    let now = Now::read();
+                    let step = self.cluster.as_mut().expect("a member").peers.tick(now.at);
+                    self.take_step(step, now);
+                    if let Some(c) = &self.cluster {
+                        c.peers.export_metrics(now.at);
+                    }
+                    if ticks.is_multiple_of(4) {
+                        self.report(now);
+                    }
+                    ticks += 1;
                 }
                 Some(cmd) = commands.recv() => {
                     self.execute(cmd);
@@ -186,7 +350,15 @@ impl Driver {
                 }
                 Some(reload) = reloads.recv() => {
                     self.core.set_zones(reload, Now::read());
-                    monitor.set_targets(self.core.probe_keys());
+                    let keys = self.core.probe_keys();
+                    if let Some(c) = &mut self.cluster {
+                        c.peers.set_keys(&keys);
+                    }
+                    monitor.set_targets(keys);
+                }
+                Some(note) = async { match &mut notes { Some(n) => n.recv().await, None => std::future::pending().await } } => {
+                    self.journal.push(note);
+                    continue;
                 }
                 _ = async { match wake_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
                     self.core.wake(Now::read());
@@ -204,14 +376,29 @@ impl Driver {
         let now = Now::read();
         match cmd {
             Command::ReleaseFailback { pool, done } => match self.core.release_failback(&pool, now) {
-                Ok(()) => self.answer_once_written(done, format!("the failback of {pool} is released")),
+                Ok(()) => {
+                    self.share(vec![(OpKey::Release { pool: super::hold_key(&pool) }, OpValue::Released)], now);
+                    self.answer_once_written(done, format!("the failback of {pool} is released"))
+                }
                 Err(e) => {
                     let _ = done.send(Err(e));
                 }
             },
             Command::Drain { address, pool, drain, done } => {
+                // An undrain everywhere lifts the per-pool drains too: each is written over, so
+                // that a member that gets the writes in any order ends the same.
+                let lifted: Vec<Option<String>> = if drain || pool.is_some() {
+                    vec![pool.as_ref().map(super::hold_key)]
+                } else {
+                    std::iter::once(None).chain(self.core.drained_pools(address).into_iter().map(Some)).collect()
+                };
                 match self.core.set_drain(address, pool.as_ref(), drain, now) {
                     Ok(()) => {
+                        let value = if drain { OpValue::On } else { OpValue::Off };
+                        self.share(
+                            lifted.into_iter().map(|pool| (OpKey::Drain { address, pool }, value)).collect(),
+                            now,
+                        );
                         let verb = if drain { "drained" } else { "undrained" };
                         let pool = pool.map(|p| format!(" in {p}")).unwrap_or_default();
                         self.answer_once_written(done, format!("{address} {verb}{pool}"));
@@ -224,12 +411,64 @@ impl Driver {
             Command::Status { events, done } => {
                 let mut status = self.core.status(self.journal.since(0, events));
                 status.state = self.state.as_ref().map(StateWriter::status).unwrap_or_default();
+                status.config = self.config.clone();
+                status.journal = self.journal.disk_status();
+                if let Some(c) = &self.cluster {
+                    status.cluster = Some(c.peers.status(now.at));
+                    for check in
+                        status.pools.iter_mut().flat_map(|p| p.targets.iter_mut()).flat_map(|t| t.checks.iter_mut())
+                    {
+                        check.votes = c
+                            .peers
+                            .votes_at(check.probe, &check.name, now.at)
+                            .into_iter()
+                            .map(|(m, h)| (m, h.into()))
+                            .collect();
+                    }
+                }
                 let _ = done.send(status);
+            }
+            Command::Reload { done } => {
+                let refused = match &self.reloader {
+                    Some(r) => r.send(done).err().map(|e| (e.0, "the configuration reloader has stopped")),
+                    None => Some((done, "this weiche does not reload its configuration")),
+                };
+                if let Some((done, why)) = refused {
+                    let _ = done.send(crate::ops::doc::ReloadReply { error: Some(why.into()), ..Default::default() });
+                }
+            }
+            Command::Configured { status, event } => {
+                self.config = *status;
+                if let Some(e) = event {
+                    self.journal.push(*e);
+                }
+            }
+            Command::Leave { done } => {
+                if let Some(c) = &mut self.cluster {
+                    c.peers.leave();
+                    self.report(now);
+                }
+                let _ = done.send(());
             }
             Command::Events { since, limit, done } => {
                 let _ = done.send(self.journal.since(since, limit));
             }
+            Command::Probes { done } => {
+                let _ = done.send(self.core.probes());
+            }
         }
+    }
+
+    /// Operator writes made here, for the other members: kept with this member's stamp and
+    /// sent at once.
+    fn share(&mut self, writes: Vec<(OpKey, OpValue)>, now: Now) {
+        let Some(c) = &mut self.cluster else { return };
+        for (key, value) in writes {
+            c.peers.write(key, value, wall_ms(now.wall));
+        }
+        let ops = c.peers.ops();
+        self.core.set_cluster_ops(ops);
+        self.report(now);
     }
 
     /// Carries out what an operator's change asked for, writes the state, and answers `done`
@@ -241,6 +480,34 @@ impl Driver {
                 ActionError::NotPersisted(format!("{what} and served, but {e}: it holds until weiche restarts only"))
             }));
         })));
+    }
+}
+
+/// The event of a change in the cluster's state.
+fn cluster_event(change: ClusterChange) -> Event {
+    match change {
+        ClusterChange::QuorumLost { heard, total, members, serving } => {
+            let what = match serving {
+                Serving::Withdrawn => "pool names get SERVFAIL (minority = withdraw)",
+                Serving::Frozen => "pool names keep the last agreed answers at their short TTL (minority = freeze)",
+                Serving::Normal => "pool answers follow this member's own probes (minority = local)",
+            };
+            Event::new(
+                EventKind::QuorumLost,
+                format!("weight {heard} of {total} heard ({}), not more than half; {what}", members.join(", ")),
+            )
+        }
+        ClusterChange::QuorumGained { heard, total, members } => Event::new(
+            EventKind::QuorumRegained,
+            format!("weight {heard} of {total} heard ({}); pool answers follow the cluster's vote", members.join(", ")),
+        ),
+        ClusterChange::MemberUp { member } => {
+            Event { member: Some(member), ..Event::new(EventKind::MemberUp, "its messages arrive") }
+        }
+        ClusterChange::MemberDown { member, leaving } => {
+            let why = if leaving { "it left cleanly" } else { "no message for three heartbeats" };
+            Event { member: Some(member), ..Event::new(EventKind::MemberDown, why) }
+        }
     }
 }
 
@@ -362,7 +629,15 @@ mod tests {
             let key = keys.iter().find(|k| k.addr == addr.parse().unwrap()).unwrap().clone();
             let state = states.entry(key.addr).or_default();
             let transition = state.observe(ok, 1, 1);
-            let u = Update { key, state: state.clone(), transition, cause: None, latency: Duration::ZERO };
+            let u = Update {
+                key,
+                state: state.clone(),
+                transition,
+                cause: None,
+                latency: Duration::ZERO,
+                probed: true,
+                decided_by: None,
+            };
             updates_tx.send(u).unwrap();
         };
         let (control, commands) = Control::new();

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::cluster::peers::Serving;
 use crate::load::watch::{Reload, ZoneDiff, ZoneFileState};
 use crate::model::chart::{Admin, Failback, Health, Mode};
 use crate::model::history;
@@ -98,6 +99,19 @@ struct ProbeStatus {
     latency_ms: f64,
     /// Why the last probe failed (None: it passed).
     error: Option<String>,
+    /// The latest probes, oldest first, at most [`RECENT_PROBES`]: the page's sparklines.
+    recent: std::collections::VecDeque<RecentProbe>,
+}
+
+/// How many probes of each (address, check) are kept for `/probes`.
+pub const RECENT_PROBES: usize = 60;
+
+/// One probe, as the page draws it.
+#[derive(Debug, Clone, Copy)]
+struct RecentProbe {
+    at: SystemTime,
+    latency_ms: f32,
+    ok: bool,
 }
 
 pub struct Publisher {
@@ -127,6 +141,11 @@ pub struct Publisher {
     restored_serials: BTreeMap<String, (u32, u64)>,
     /// The first probe round is done: from now on, changes move serials.
     settled: bool,
+    /// How pool names are served: a cluster member out of the majority withdraws or freezes.
+    serving: Serving,
+    /// In a cluster: the (serial, content hash) each primary peer serves, per zone (by
+    /// [`hold_key`]), so that the same content gets the same serial on every member.
+    peer_serials: BTreeMap<String, Vec<(u32, u64)>>,
     out: Effects,
 }
 
@@ -147,6 +166,8 @@ impl Publisher {
             restored_serials: admin.serials.clone(),
             admin,
             settled: false,
+            serving: Serving::Normal,
+            peer_serials: BTreeMap::new(),
             out: Effects::default(),
         }
     }
@@ -258,11 +279,28 @@ impl Publisher {
             checked_at: now.wall,
             latency_ms: 0.0,
             error: None,
+            recent: std::collections::VecDeque::with_capacity(RECENT_PROBES),
         });
-        status.checked_at = now.wall;
-        status.latency_ms = u.latency.as_secs_f64() * 1000.0;
-        status.error = u.cause.clone();
+        if u.probed {
+            status.checked_at = now.wall;
+            status.latency_ms = u.latency.as_secs_f64() * 1000.0;
+            status.error = u.cause.clone();
+            if status.recent.len() == RECENT_PROBES {
+                status.recent.pop_front();
+            }
+            status.recent.push_back(RecentProbe {
+                at: now.wall,
+                latency_ms: status.latency_ms as f32,
+                ok: u.cause.is_none(),
+            });
+        }
         if let Some(t) = u.transition {
+            let reason = match (&u.decided_by, &u.cause) {
+                (Some(who), Some(cause)) if t.to == Health::Down => format!("{who}; here: {cause}"),
+                (Some(who), _) => who.clone(),
+                (None, Some(cause)) => cause.clone(),
+                (None, None) => format!("{} probes passed", t.after),
+            };
             status.since = now.wall;
             let kind = match t.to {
                 Health::Down => Some(EventKind::TargetDown),
@@ -286,7 +324,7 @@ impl Publisher {
                         count: Some(t.after),
                         from: Some(format!("{:?}", t.from).to_lowercase()),
                         to: Some(format!("{:?}", t.to).to_lowercase()),
-                        ..Event::new(kind, u.cause.clone().unwrap_or_else(|| format!("{} probes passed", t.after)))
+                        ..Event::new(kind, reason.clone())
                     });
                 }
             }
@@ -322,6 +360,53 @@ impl Publisher {
 
     fn announce(&mut self, zone: &Zone, serial: u32, soa: crate::model::zone::RRset) {
         self.out.announce.push(Change { apex: zone.apex.clone(), serial, soa, ns_addrs: ns_addresses(zone) });
+    }
+
+    /// Serves pool names as the cluster says: from the verdicts, withdrawn (SERVFAIL) or
+    /// frozen (the answers of now, at each pool's short TTL).
+    pub fn set_serving(&mut self, serving: Serving, now: Now) {
+        if serving != self.serving {
+            self.serving = serving;
+            self.publish(&format!("pool answers {}", serving.name()), now);
+        }
+    }
+
+    /// What the cluster's primary peers serve of each zone. A zone served here with content a
+    /// peer serves at a later serial moves up to that serial (its history records no change);
+    /// new content takes a serial past every peer's (see [`Self::agreed_serial`]).
+    pub fn set_peer_serials(&mut self, serials: BTreeMap<String, Vec<(u32, u64)>>, now: Now) {
+        if serials == self.peer_serials {
+            return;
+        }
+        self.peer_serials = serials;
+        let behind = self.settled
+            && self.current.zones.iter().any(|e| {
+                let (serial, hash) = (e.serial, e.content_hash());
+                self.peer_serials
+                    .get(&hold_key(&e.zone.apex))
+                    .is_some_and(|peers| peers.iter().any(|&(s, h)| h == hash && history::serial_gt(s, serial)))
+            });
+        if behind {
+            self.publish("a cluster member serves the same content at a later serial", now);
+        }
+    }
+
+    /// The serial for content `hash` of the zone `name`, served before at `prev` (`next` is what
+    /// a lone server would take): a primary peer's serial for the same content when it is later
+    /// than `prev`; for content no peer has, past every peer's serial; else `next`.
+    fn agreed_serial(&self, name: &str, hash: u64, prev: u32, next: u32) -> u32 {
+        let Some(peers) = self.peer_serials.get(name) else { return next };
+        let later = |a: u32, b: u32| if history::serial_gt(a, b) { a } else { b };
+        let same = peers
+            .iter()
+            .filter(|&&(_, h)| h == hash)
+            .map(|&(s, _)| s)
+            .fold(None, |m: Option<u32>, s| Some(m.map_or(s, |m| later(s, m))));
+        match same {
+            Some(s) if history::serial_gt(s, prev) || s == next => s,
+            Some(_) => next,
+            None => peers.iter().fold(next, |n, &(s, _)| later(s.wrapping_add(1), n)),
+        }
     }
 
     /// When answers must be recomputed because a `failback_delay` runs out (None: nothing waits).
@@ -360,6 +445,11 @@ impl Publisher {
     /// changing nothing, when there is nothing to release: the pool fails back by itself, it
     /// holds nothing, or no better level is ready to go back to (the hold would form again).
     pub fn release_failback(&mut self, pool_name: &Name, now: Now) -> Result<(), ActionError> {
+        self.release_failback_by(pool_name, "operator", now)
+    }
+
+    /// [`Self::release_failback`], saying who asked (`by`) in the event.
+    pub fn release_failback_by(&mut self, pool_name: &Name, by: &str, now: Now) -> Result<(), ActionError> {
         let key = pool_name.key();
         let current = self.current.clone();
         let found: Vec<(&ZoneEntry, usize)> = current
@@ -400,8 +490,8 @@ impl Publisher {
         self.out.state = Some(self.admin.clone());
         self.out
             .events
-            .push(Event { pool: Some(pool_name.to_string()), ..Event::new(EventKind::FailbackReleased, "operator") });
-        self.publish("failback released by operator", now);
+            .push(Event { pool: Some(pool_name.to_string()), ..Event::new(EventKind::FailbackReleased, by) });
+        self.publish(&format!("failback released by {by}"), now);
         Ok(())
     }
 
@@ -414,6 +504,41 @@ impl Publisher {
         address: IpAddr,
         pool: Option<&Name>,
         drained: bool,
+        now: Now,
+    ) -> Result<(), ActionError> {
+        self.set_drain_by(address, pool, drained, "operator", now)
+    }
+
+    /// The pools (by [`hold_key`]) in which `address` is drained on its own.
+    pub fn drained_pools(&self, address: IpAddr) -> Vec<String> {
+        self.admin.drained.iter().filter(|d| d.address == address).filter_map(|d| d.pool.clone()).collect()
+    }
+
+    /// The cluster's operator writes as the state file holds them.
+    pub fn cluster_ops(&self) -> &[crate::cluster::wire::OpWrite] {
+        &self.admin.cluster_ops
+    }
+
+    /// Keeps the cluster's operator writes in the state file.
+    pub fn set_cluster_ops(&mut self, ops: Vec<crate::cluster::wire::OpWrite>) {
+        if ops != self.admin.cluster_ops {
+            self.admin.cluster_ops = ops;
+            self.out.state = Some(self.admin.clone());
+        }
+    }
+
+    /// Adds an event that is not the publisher's own (the cluster's).
+    pub fn note(&mut self, event: Event) {
+        self.out.events.push(event);
+    }
+
+    /// [`Self::set_drain`], saying who asked (`by`) in the events.
+    pub fn set_drain_by(
+        &mut self,
+        address: IpAddr,
+        pool: Option<&Name>,
+        drained: bool,
+        by: &str,
         now: Now,
     ) -> Result<(), ActionError> {
         if let Some(p) = pool
@@ -455,14 +580,10 @@ impl Publisher {
         self.out.state = Some(self.admin.clone());
         let kind = if drained { EventKind::Drain } else { EventKind::Undrain };
         for d in changed {
-            self.out.events.push(Event {
-                target: Some(address.to_string()),
-                pool: d.pool,
-                ..Event::new(kind, "operator")
-            });
+            self.out.events.push(Event { target: Some(address.to_string()), pool: d.pool, ..Event::new(kind, by) });
         }
         let what = if drained { "drained" } else { "undrained" };
-        self.publish(&format!("{address} {what} by operator"), now);
+        self.publish(&format!("{address} {what} by {by}"), now);
         Ok(())
     }
 
@@ -537,8 +658,17 @@ impl Publisher {
             for (pi, pool) in zone.pools.iter().enumerate() {
                 let hold = hold_key(&pool.name);
                 let held = self.admin.held.get(&hold).copied().unwrap_or([None, None]);
-                let (answer, ready_at) = self.answer_now(&zone, pi, held, now);
+                let (mut answer, ready_at) = self.answer_now(&zone, pi, held, now);
                 wake_at = min_instant(wake_at, ready_at);
+                match self.serving {
+                    Serving::Normal => {}
+                    Serving::Withdrawn => answer.withdrawn = true,
+                    Serving::Frozen => {
+                        for f in [&mut answer.a, &mut answer.aaaa] {
+                            f.rrset.ttl = f.rrset.ttl.min(pool.ttl_min);
+                        }
+                    }
+                }
                 // Manual failback: a pool answering from a fallback level stays there. Not
                 // before every target has a verdict: a secondary judged before the primary at
                 // start-up is no failover.
@@ -612,13 +742,29 @@ impl Publisher {
             history: Default::default(),
         };
         let hash = e.content_hash();
+        let name = hold_key(&e.zone.apex);
         match prev.filter(|_| self.settled) {
             Some(p) if p.content_hash() == hash => {
                 e.serial = p.serial;
                 e.history = p.history.clone();
+                // A cluster peer serves this content at a later serial: move up to it, a
+                // serial change with no difference.
+                let agreed = self.agreed_serial(&name, hash, p.serial, p.serial);
+                if history::serial_gt(agreed, p.serial) {
+                    e.serial = agreed;
+                    e.history = Arc::new(p.history.with(history::Diff {
+                        from: p.serial,
+                        to: agreed,
+                        removed: Vec::new(),
+                        added: Vec::new(),
+                    }));
+                    let soa = ZoneEntry::soa_with_serial(&e.zone, e.serial);
+                    self.announce(&e.zone, e.serial, soa);
+                }
             }
             Some(p) => {
-                e.serial = history::next_serial(p.serial, e.zone.serial);
+                let next = history::next_serial(p.serial, e.zone.serial);
+                e.serial = self.agreed_serial(&name, hash, p.serial, next);
                 let (mut removed, mut added) = history::diff(p.pool_records(), e.pool_records());
                 let reloaded = !Arc::ptr_eq(&p.zone, &e.zone);
                 // A reloaded zone's static records were diffed by the loader, off this path.
@@ -876,7 +1022,15 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
             let mut state = self.p.verdicts.get(&key).cloned().unwrap_or_default();
             let transition = state.observe(ok, key.check.0.rise, key.check.0.fall);
             let cause = (!ok).then(|| "connection refused".into());
-            let u = Update { key, state, transition, cause, latency: Duration::from_millis(3) };
+            let u = Update {
+                key,
+                state,
+                transition,
+                cause,
+                latency: Duration::from_millis(3),
+                probed: true,
+                decided_by: None,
+            };
             let now = self.now();
             self.p.apply_all(vec![u], now);
             self.p.take_effects()
@@ -1235,7 +1389,18 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         let mut state = TargetState::default();
         let transition = state.observe(false, 1, 1);
         let now = b.now();
-        b.p.apply_all(vec![Update { key: removed, state, transition, cause: None, latency: Duration::ZERO }], now);
+        b.p.apply_all(
+            vec![Update {
+                key: removed,
+                state,
+                transition,
+                cause: None,
+                latency: Duration::ZERO,
+                probed: true,
+                decided_by: None,
+            }],
+            now,
+        );
         assert!(b.p.take_effects().events.is_empty(), "a late result of a removed target is no event");
         assert!(b.p.verdicts.len() == 1);
     }

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use super::{ProbeStatus, Publisher, hold_key, rfc3339};
 use crate::model::chart::Health;
@@ -9,7 +10,8 @@ use crate::model::pool::Target;
 use crate::model::snapshot::FamilyAnswer;
 use crate::monitor::{ProbeKey, TargetState};
 use crate::ops::doc::{
-    CheckStatus, Drained, FamilyStatus, Held, LastProbe, PoolStatus, Status, Streak, TargetStatus, ZoneStatus,
+    CheckProbes, CheckStatus, Drained, FamilyStatus, Held, LastProbe, PoolProbes, PoolStatus, ProbeSample, Probes,
+    Status, Streak, TargetProbes, TargetStatus, ZoneStatus,
 };
 use crate::ops::events::Event;
 
@@ -68,13 +70,55 @@ impl Publisher {
             pools,
             drained: self.admin.drained.iter().map(|d| Drained { address: d.address, pool: d.pool.clone() }).collect(),
             events: recent,
-            // The state file is the driver's to report.
+            // The state file, the journal and the cluster are the driver's to report.
             state: Default::default(),
+            config: Default::default(),
+            journal: Default::default(),
+            cluster: None,
         }
     }
 }
 
 impl Publisher {
+    /// The `/probes` document: every pool target's latest probes, per check.
+    pub fn probes(&self) -> Probes {
+        let mut pools = Vec::new();
+        for entry in &self.current.zones {
+            let keys = self.index.per_zone.get(&(Arc::as_ptr(&entry.zone) as usize));
+            for (pi, pool) in entry.zone.pools.iter().enumerate() {
+                let targets = pool
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .map(|(ti, t)| TargetProbes {
+                        address: t.address,
+                        checks: t
+                            .checks
+                            .iter()
+                            .enumerate()
+                            .map(|(ci, tc)| {
+                                let key = keys.map(|k| &k[pi][ti][ci]);
+                                let recent = key.and_then(|k| self.probes.get(k)).map_or_else(Vec::new, |st| {
+                                    st.recent
+                                        .iter()
+                                        .map(|r| ProbeSample {
+                                            at: r.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                                            latency_ms: (f64::from(r.latency_ms) * 10.0).round() / 10.0,
+                                            ok: r.ok,
+                                        })
+                                        .collect()
+                                });
+                                CheckProbes { name: tc.check.name.clone(), probe: tc.probe, recent }
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                pools.push(PoolProbes { pool: pool.name.to_string(), targets });
+            }
+        }
+        Probes { pools }
+    }
+
     /// A target as its checks judge it together, and each check on its own. `keys` are its
     /// probe keys, one per check (None: not indexed, so nothing is known).
     fn target_status(&self, t: &Target, keys: Option<&[ProbeKey]>, drained: bool) -> TargetStatus {
@@ -96,6 +140,7 @@ impl Publisher {
                 since: st.map(|s| rfc3339(s.since)),
                 last_probe: st.map(last_probe),
                 streak: v.map(|v| Streak { ok: v.last_ok, count: v.streak }),
+                votes: Default::default(),
             })
             .collect();
         let (verdict, due) = keys.map_or((Health::Unknown, None), |k| super::judge(k, &self.verdicts));
@@ -179,7 +224,15 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         let mut state = p.verdicts.get(&key).cloned().unwrap_or_default();
         let transition = state.observe(ok, key.check.0.rise, key.check.0.fall);
         let cause = (!ok).then(|| "connection refused".into());
-        Update { key, state, transition, cause, latency: std::time::Duration::from_micros(1234) }
+        Update {
+            key,
+            state,
+            transition,
+            cause,
+            latency: std::time::Duration::from_micros(1234),
+            probed: true,
+            decided_by: None,
+        }
     }
 
     fn publisher(zone: &str) -> Publisher {
@@ -338,6 +391,8 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
                 }
             ],
             "state": {"error": null, "file": null, "persisted": null},
+            "journal": {"dir": null, "error": null, "persisted": null},
+            "config": {"file": null, "last_error": null, "loaded_at": null},
             "version": "V",
             "zones": [
                 {
@@ -408,5 +463,34 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
             [crate::ops::doc::Verdict::Unknown, crate::ops::doc::Verdict::Down]
         );
         assert!(t.checks[0].last_probe.is_none() && t.checks[1].last_probe.is_some() && t.since.is_some());
+    }
+
+    /// `/probes` keeps the latest probes of each check of each target, oldest first, and no
+    /// more than [`super::super::RECENT_PROBES`] of them.
+    #[test]
+    fn the_latest_probes_are_kept_per_check_within_the_bound() {
+        let mut p = publisher(POOL);
+        let now = super::super::Now::read();
+        let total = super::super::RECENT_PROBES + 7;
+        for i in 0..total {
+            let u = update(&p, "127.0.0.1:80", i % 10 != 3);
+            p.apply_all(vec![u], now);
+        }
+        let u = update(&p, "127.0.0.2:80", true);
+        p.apply_all(vec![u], now);
+        let doc = p.probes();
+        let pool = &doc.pools[0];
+        assert_eq!(pool.pool, "www.example.com.");
+        let addrs: Vec<String> = pool.targets.iter().map(|t| t.address.to_string()).collect();
+        assert_eq!(addrs, ["127.0.0.1", "127.0.0.2", "::1"], "in the order of /status");
+        let first = &pool.targets[0].checks[0];
+        assert_eq!((first.name.as_str(), first.probe.to_string()), ("www (inline)", "127.0.0.1:80".to_string()));
+        assert_eq!(first.recent.len(), super::super::RECENT_PROBES);
+        // The oldest seven went: the first kept is probe 7, and probe 13 failed.
+        let ok: Vec<bool> = first.recent.iter().map(|r| r.ok).collect();
+        assert_eq!(ok.iter().position(|ok| !ok), Some(13 - 7), "{ok:?}");
+        assert!(first.recent.iter().all(|r| r.latency_ms == 1.2 && r.at > 0));
+        assert_eq!(pool.targets[1].checks[0].recent.len(), 1);
+        assert!(pool.targets[2].checks[0].recent.is_empty(), "not probed yet");
     }
 }

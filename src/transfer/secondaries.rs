@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -15,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::config::{NotifyTarget, Transfer};
+use crate::config::NotifyTarget;
 use crate::model::name::Name;
 use crate::model::rtype;
 use crate::model::zone::RRset;
@@ -38,11 +37,13 @@ pub struct Change {
 type Pending = watch::Sender<Option<Change>>;
 
 /// Receives changes and keeps the secondaries told, until the channel closes.
-pub async fn run(mut changes: mpsc::UnboundedReceiver<Change>, cfg: Arc<Transfer>) {
+pub async fn run(mut changes: mpsc::UnboundedReceiver<Change>, cfg: crate::config::SharedTransfer) {
     // Per (zone, secondary): the newest change for its worker to announce.
     let mut workers: HashMap<(Box<[u8]>, SocketAddr), Pending> = HashMap::new();
     let mut tasks = JoinSet::new();
     while let Some(change) = changes.recv().await {
+        // The targets as configured now (weiche.toml may have been reloaded).
+        let cfg = cfg.load();
         let mut targets = cfg.for_zone(&change.apex).notify.clone();
         if cfg.also_notify_ns {
             for ip in &change.ns_addrs {

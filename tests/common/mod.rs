@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod galera;
+pub mod nft;
+pub mod unbound;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -32,6 +34,12 @@ impl Server {
     }
 
     pub fn start_with(ip: &str, zones: &[(&str, &str)], tweak: impl FnOnce(&mut weiche::Config)) -> Server {
+        Self::start_at(&format!("{ip}:0"), zones, tweak)
+    }
+
+    /// Like [`Self::start_with`], serving DNS on `addr` (`IP:PORT`; port 0: the kernel's choice).
+    pub fn start_at(addr: &str, zones: &[(&str, &str)], tweak: impl FnOnce(&mut weiche::Config)) -> Server {
+        let ip = addr.rsplit_once(':').expect("IP:PORT").0;
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in zones {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -41,7 +49,7 @@ impl Server {
         config.reload_interval = Duration::from_millis(200);
         config.udp_workers = 2;
         tweak(&mut config);
-        let sockets = weiche::Sockets::bind(&[format!("{ip}:0").parse().unwrap()])
+        let sockets = weiche::Sockets::bind(&[addr.parse().unwrap()])
             .unwrap()
             .with_api(format!("{ip}:0").parse().unwrap())
             .unwrap();

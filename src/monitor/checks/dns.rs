@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name as HName, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 use super::{Probe, io_cause};
 use crate::model::pool::{Check, ExpectAnswer, Probe as Spec, rcode_name};
@@ -17,6 +17,7 @@ const UDP_PAYLOAD: u16 = 1232;
 
 pub struct DnsProbe {
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     qname: HName,
     qtype: RecordType,
     rcode: u16,
@@ -24,12 +25,12 @@ pub struct DnsProbe {
 }
 
 impl DnsProbe {
-    pub fn new(addr: SocketAddr, check: &Check) -> Result<DnsProbe, String> {
+    pub fn new(addr: SocketAddr, check: &Check, source: Option<std::net::IpAddr>) -> Result<DnsProbe, String> {
         let Spec::Dns { name, qtype, rcode, answer } = &check.probe else {
             unreachable!("a dns prober for a {:?} check", check.kind)
         };
         let qname = HName::from_ascii(name.to_string()).map_err(|e| format!("name {name}: {e}"))?;
-        Ok(DnsProbe { addr, qname, qtype: RecordType::from(*qtype), rcode: *rcode, answer: answer.clone() })
+        Ok(DnsProbe { addr, source, qname, qtype: RecordType::from(*qtype), rcode: *rcode, answer: answer.clone() })
     }
 
     fn query(&self) -> Result<(u16, Vec<u8>), String> {
@@ -57,8 +58,7 @@ impl DnsProbe {
     }
 
     async fn udp(&self, id: u16, wire: &[u8]) -> Result<Message, String> {
-        let local: SocketAddr = if self.addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-        let sock = UdpSocket::bind(local).await.map_err(|e| io_cause(&e))?;
+        let sock = UdpSocket::bind(super::udp_local(self.addr, self.source)).await.map_err(|e| io_cause(&e))?;
         // Connected: the kernel drops datagrams from anyone but the target.
         sock.connect(self.addr).await.map_err(|e| io_cause(&e))?;
         sock.send(wire).await.map_err(|e| format!("send failed: {}", io_cause(&e)))?;
@@ -76,7 +76,7 @@ impl DnsProbe {
     }
 
     async fn tcp(&self, id: u16, wire: &[u8]) -> Result<Message, String> {
-        let mut s = TcpStream::connect(self.addr).await.map_err(|e| format!("TCP: {}", io_cause(&e)))?;
+        let mut s = super::tcp_connect(self.addr, self.source).await.map_err(|e| format!("TCP: {}", io_cause(&e)))?;
         let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(wire);
         s.write_all(&framed).await.map_err(|e| format!("TCP send failed: {}", io_cause(&e)))?;
@@ -141,7 +141,7 @@ mod tests {
     fn probe(qtype: u16, answer: Option<ExpectAnswer>) -> DnsProbe {
         let name = crate::model::name::Name::parse("www.example.net.", None).unwrap();
         let check = Check { probe: Spec::Dns { name, qtype, rcode: 0, answer }, ..tcp_check() };
-        DnsProbe::new("192.0.2.53:53".parse().unwrap(), &check).unwrap()
+        DnsProbe::new("192.0.2.53:53".parse().unwrap(), &check, None).unwrap()
     }
 
     fn reply(p: &DnsProbe, id: u16, qname: &str, rcode: ResponseCode, answers: &[RData]) -> Message {

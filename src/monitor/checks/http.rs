@@ -18,7 +18,7 @@ pub struct HttpProbe {
 }
 
 impl HttpProbe {
-    pub fn new(addr: SocketAddr, check: &Check) -> Result<HttpProbe, String> {
+    pub fn new(addr: SocketAddr, check: &Check, source: Option<std::net::IpAddr>) -> Result<HttpProbe, String> {
         let Spec::Http { tls, host, path, tls_verify, headers, method, statuses, body_contains } = &check.probe else {
             unreachable!("an http prober for a {:?} check", check.kind)
         };
@@ -45,7 +45,8 @@ impl HttpProbe {
             .timeout(check.timeout)
             .connect_timeout(check.timeout)
             .default_headers(default_headers)
-            .danger_accept_invalid_certs(!tls_verify);
+            .danger_accept_invalid_certs(!tls_verify)
+            .local_address(source.filter(|s| s.is_ipv4() == addr.is_ipv4()));
         if let Some(h) = host {
             // Connect to the target while naming the service (Host header and SNI).
             b = b.resolve(h, addr);

@@ -19,13 +19,14 @@ const MAX_REPLY: usize = 16 * 1024;
 
 pub struct SmtpProbe {
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     helo: String,
     /// The TLS server name and configuration, when STARTTLS is asked for.
     tls: Option<(ServerName<'static>, Arc<ClientConfig>)>,
 }
 
 impl SmtpProbe {
-    pub fn new(addr: SocketAddr, check: &Check) -> Result<SmtpProbe, String> {
+    pub fn new(addr: SocketAddr, check: &Check, source: Option<std::net::IpAddr>) -> Result<SmtpProbe, String> {
         let Spec::Smtp { helo, starttls, host, tls_verify } = &check.probe else {
             unreachable!("an smtp prober for a {:?} check", check.kind)
         };
@@ -39,7 +40,7 @@ impl SmtpProbe {
         } else {
             None
         };
-        Ok(SmtpProbe { addr, helo, tls })
+        Ok(SmtpProbe { addr, source, helo, tls })
     }
 }
 
@@ -164,7 +165,7 @@ fn truncate(s: &str) -> &str {
 
 impl Probe for SmtpProbe {
     async fn probe(&self) -> Result<(), String> {
-        let tcp = TcpStream::connect(self.addr).await.map_err(|e| io_cause(&e))?;
+        let tcp = super::tcp_connect(self.addr, self.source).await.map_err(|e| io_cause(&e))?;
         let mut s = Session { conn: Conn::Plain(tcp), buf: Vec::new() };
         let banner = s.reply().await?;
         if banner.code != 220 {

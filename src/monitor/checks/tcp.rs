@@ -1,6 +1,6 @@
 //! `type = "tcp"`: connect, optionally send bytes and wait for a string in the reply.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -9,22 +9,23 @@ use crate::model::pool::{Check, Probe as Spec};
 
 pub struct TcpProbe {
     addr: SocketAddr,
+    source: Option<IpAddr>,
     send: Option<String>,
     expect: Option<String>,
 }
 
 impl TcpProbe {
-    pub fn new(addr: SocketAddr, check: &Check) -> TcpProbe {
+    pub fn new(addr: SocketAddr, check: &Check, source: Option<IpAddr>) -> TcpProbe {
         let Spec::Tcp { send, expect } = &check.probe else {
             unreachable!("a tcp prober for a {:?} check", check.kind)
         };
-        TcpProbe { addr, send: send.clone(), expect: expect.clone() }
+        TcpProbe { addr, source, send: send.clone(), expect: expect.clone() }
     }
 }
 
 impl Probe for TcpProbe {
     async fn probe(&self) -> Result<(), String> {
-        let mut s = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| io_cause(&e))?;
+        let mut s = super::tcp_connect(self.addr, self.source).await.map_err(|e| io_cause(&e))?;
         if let Some(data) = &self.send {
             s.write_all(data.as_bytes()).await.map_err(|e| format!("send failed: {}", io_cause(&e)))?;
         }

@@ -1,0 +1,244 @@
+//! weiche.toml while weiche runs: read again on SIGHUP and on `weiche reload` (POST /reload).
+//!
+//! What can change live is applied at once: webhooks and commands, the log level, transfer
+//! ACLs, NOTIFY targets and keys (`[transfer]`, `[keys]`), and `zone_file_limit`. What needs a
+//! restart (listen addresses, the API, the zones directory, limits the listeners were built
+//! with, the cluster) keeps its running value and is named, in the log and in the event, when
+//! the file changes it. A file that does not load changes nothing: the previous configuration
+//! stays, and the error is a `config_error` event, a WARN line and `/status` `config.last_error`,
+//! as a zone's error is.
+
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use crate::config::{Config, NotifyCommand, Transfer, Webhook};
+use crate::ops::control::Control;
+use crate::ops::doc::{ConfigStatus, ReloadReply};
+use crate::ops::events::{Event, EventKind};
+
+/// The webhooks and commands notifications go to.
+#[derive(Debug, Clone, Default)]
+pub struct Notifiers {
+    pub webhooks: Vec<Webhook>,
+    pub commands: Vec<NotifyCommand>,
+}
+
+/// A request to reload, answered with what it did.
+pub type Ask = oneshot::Sender<ReloadReply>;
+
+/// How a new log level takes effect (set by the program that owns the log subscriber).
+type LogLevelHook = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+static LOG_LEVEL: OnceLock<LogLevelHook> = OnceLock::new();
+
+/// Lets a reload change the log level: `hook` gets the new `log.level` directive. Without it (a
+/// program embedding weiche with its own logging), a changed level needs a restart.
+pub fn on_log_level(hook: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) {
+    let _ = LOG_LEVEL.set(Box::new(hook));
+}
+
+/// What the running server reads its live settings from.
+pub struct Live {
+    pub transfer: crate::config::SharedTransfer,
+    pub notifiers: watch::Sender<Notifiers>,
+    /// Asks the zone watcher to look at the zones now (as SIGHUP does).
+    pub zones: Arc<Notify>,
+}
+
+impl Live {
+    pub fn new(config: &Config) -> Live {
+        Live {
+            transfer: config.transfer.clone().shared(),
+            notifiers: watch::channel(Notifiers {
+                webhooks: config.webhooks.clone(),
+                commands: config.commands.clone(),
+            })
+            .0,
+            zones: Arc::new(Notify::new()),
+        }
+    }
+}
+
+fn debug_eq<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// The settings `new` changes from `old`: those applied live, and those that need a restart.
+pub fn differences(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut live = Vec::new();
+    let mut restart = Vec::new();
+    macro_rules! compare {
+        ($list:ident: $($field:ident => $name:literal),* $(,)?) => {
+            $(if !debug_eq(&old.$field, &new.$field) { $list.push($name); })*
+        };
+    }
+    compare!(live: webhooks => "notify.webhook", commands => "notify.command", zone_file_limit => "zone_file_limit");
+    // Keys print their names only: compare what signs.
+    let keys = |t: &Transfer| t.keys.iter().map(|k| (k.name.to_string(), k.mac(b"weiche"))).collect::<Vec<_>>();
+    if !debug_eq(&old.transfer, &new.transfer) || keys(&old.transfer) != keys(&new.transfer) {
+        live.push("transfer");
+    }
+    if old.log_level != new.log_level {
+        if LOG_LEVEL.get().is_some() { live.push("log.level") } else { restart.push("log.level") }
+    }
+    compare!(restart:
+        listen => "listen", zones_dir => "zones", udp_payload => "udp_payload",
+        tcp_idle_timeout => "tcp_idle_timeout", tcp_max_connections => "tcp_max_connections",
+        tcp_max_connections_per_client => "tcp_max_connections_per_client", udp_workers => "udp_workers",
+        xdp => "xdp", reload_interval => "reload_interval", state_dir => "state_dir",
+        api_listen => "api.listen", api_token => "api.token_file", log_format => "log.format",
+        cluster => "cluster", rrl => "rrl", probe_source => "probe_source", events_keep => "events_keep",
+    );
+    (live, restart)
+}
+
+/// Reloads on SIGHUP and on each `Ask`, until the asks' channel closes. `current` is what the
+/// server started with; `control` takes the events and the `/status` entry.
+pub async fn run(mut current: Config, live: Live, control: Control, mut asks: mpsc::UnboundedReceiver<Ask>) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let file = current.file.as_ref().map(|p| p.display().to_string());
+    control.configured(ConfigStatus { file: file.clone(), loaded_at: Some(now()), last_error: None }, None);
+    loop {
+        let ask = tokio::select! {
+            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => None,
+            ask = asks.recv() => match ask {
+                Some(a) => {
+                    // The zones are looked at too, as SIGHUP does.
+                    live.zones.notify_one();
+                    Some(a)
+                }
+                None => return,
+            },
+        };
+        let reply = reload(&mut current, &live, &control).await;
+        if let Some(ask) = ask {
+            let _ = ask.send(reply);
+        }
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Reads the file again and applies what it can; says what it did.
+async fn reload(current: &mut Config, live: &Live, control: &Control) -> ReloadReply {
+    let file = current.file.clone();
+    let name = file.as_ref().map_or("<built-in configuration>".to_string(), |p| p.display().to_string());
+    let path = file.clone();
+    let loaded = tokio::task::spawn_blocking(move || Config::load(path.as_deref()))
+        .await
+        .map_err(|e| format!("reading the configuration failed: {e}"))
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let new = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(file = %name, "configuration not reloaded; the previous one stays: {e}");
+            let event = Event::new(EventKind::ConfigError, format!("{e}; the previous configuration stays"));
+            control.configured(
+                ConfigStatus { file: Some(name), loaded_at: None, last_error: Some(e.clone()) },
+                Some(event),
+            );
+            return ReloadReply { ok: false, changed: Vec::new(), restart: Vec::new(), error: Some(e) };
+        }
+    };
+    let (changed, restart) = differences(current, &new);
+    let mut problems = Vec::new();
+    if changed.contains(&"log.level")
+        && let Some(hook) = LOG_LEVEL.get()
+        && let Err(e) = hook(&new.log_level)
+    {
+        problems.push(format!("log.level {:?}: {e}", new.log_level));
+    }
+    live.transfer.store(Arc::new(new.transfer.clone()));
+    live.notifiers.send_replace(Notifiers { webhooks: new.webhooks.clone(), commands: new.commands.clone() });
+    crate::load::read::set_max_file_size(new.zone_file_limit);
+    if !restart.is_empty() {
+        warn!(file = %name, settings = %restart.join(", "), "configuration changes that take effect at the next restart");
+    }
+    let what = match (changed.is_empty(), restart.is_empty()) {
+        (true, true) => "nothing changed".to_string(),
+        (false, true) => format!("applied: {}", changed.join(", ")),
+        (true, false) => format!("nothing to apply now; at the next restart: {}", restart.join(", ")),
+        (false, false) => format!("applied: {}; at the next restart: {}", changed.join(", "), restart.join(", ")),
+    };
+    info!(file = %name, "configuration reloaded: {what}");
+    // What needs a restart keeps its running value; the rest is the new file's.
+    let mut kept = new;
+    for setting in &restart {
+        keep_running(setting, current, &mut kept);
+    }
+    *current = kept;
+    let error = (!problems.is_empty()).then(|| problems.join("; "));
+    control.configured(
+        ConfigStatus { file: Some(name), loaded_at: Some(now()), last_error: error.clone() },
+        Some(Event::new(EventKind::ConfigReloaded, what)),
+    );
+    ReloadReply {
+        ok: error.is_none(),
+        changed: changed.iter().map(|s| s.to_string()).collect(),
+        restart: restart.iter().map(|s| s.to_string()).collect(),
+        error,
+    }
+}
+
+/// Puts the running value of a restart-only `setting` back into `new`, so that the next reload
+/// still names it until a restart takes it.
+fn keep_running(setting: &str, running: &Config, new: &mut Config) {
+    match setting {
+        "listen" => new.listen = running.listen.clone(),
+        "zones" => new.zones_dir = running.zones_dir.clone(),
+        "udp_payload" => new.udp_payload = running.udp_payload,
+        "tcp_idle_timeout" => new.tcp_idle_timeout = running.tcp_idle_timeout,
+        "tcp_max_connections" => new.tcp_max_connections = running.tcp_max_connections,
+        "tcp_max_connections_per_client" => new.tcp_max_connections_per_client = running.tcp_max_connections_per_client,
+        "udp_workers" => new.udp_workers = running.udp_workers,
+        "xdp" => new.xdp = running.xdp.clone(),
+        "reload_interval" => new.reload_interval = running.reload_interval,
+        "state_dir" => new.state_dir = running.state_dir.clone(),
+        "api.listen" => new.api_listen = running.api_listen,
+        "api.token_file" => new.api_token = running.api_token.clone(),
+        "log.format" => new.log_format = running.log_format,
+        "log.level" => new.log_level = running.log_level.clone(),
+        "cluster" => new.cluster = running.cluster.clone(),
+        "rrl" => new.rrl = running.rrl,
+        "probe_source" => new.probe_source = running.probe_source,
+        "events_keep" => new.events_keep = running.events_keep,
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::from_text(Some(std::path::Path::new("/etc/weiche/weiche.toml")), text).unwrap()
+    }
+
+    #[test]
+    fn live_and_restart_settings_are_told_apart() {
+        let old = config("[server]\nlisten = [\"127.0.0.1:1053\"]\n");
+        let same = config("[server]\nlisten = [\"127.0.0.1:1053\"]\n");
+        assert_eq!(differences(&old, &same), (vec![], vec![]));
+        let new = config(
+            "[server]\nlisten = [\"127.0.0.1:2053\"]\nzone_file_limit = \"1MiB\"\n\
+             [[notify.webhook]]\nurl = \"http://127.0.0.1:9/hook\"\n\
+             [transfer]\nallow = [{ from = \"127.0.0.0/8\" }]\n",
+        );
+        let (live, restart) = differences(&old, &new);
+        assert_eq!(live, ["notify.webhook", "zone_file_limit", "transfer"]);
+        assert_eq!(restart, ["listen"]);
+        // A key whose secret alone changed is a change.
+        let k1 = config("[keys.x]\nsecret = \"c2VjcmV0LWE=\"\n");
+        let k2 = config("[keys.x]\nsecret = \"c2VjcmV0LWI=\"\n");
+        assert_eq!(differences(&k1, &k2).0, ["transfer"]);
+        // What needs a restart keeps its running value, so a second reload names it again.
+        let mut kept = new.clone();
+        keep_running("listen", &old, &mut kept);
+        assert_eq!(kept.listen, old.listen);
+        assert_eq!(differences(&kept, &new).1, ["listen"]);
+    }
+}

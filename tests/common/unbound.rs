@@ -1,0 +1,76 @@
+//! unbound, the resolver between a client and weiche: started by a test on a loopback address,
+//! with a stub zone pointing at weiche (one or more nameservers), and nothing else reachable.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::{RData, RecordType};
+
+use super::{external_port, query, udp_raw};
+
+pub struct Unbound {
+    child: Child,
+    pub addr: SocketAddr,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    /// unbound on `ip`, a free port, asking nothing but the `stubs` (nameservers of `zone`).
+    pub fn start(ip: &str, zone: &str, stubs: &[SocketAddr]) -> Unbound {
+        let stub_addrs: String = stubs.iter().map(|s| format!("  stub-addr: {}@{}\n", s.ip(), s.port())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let port = external_port(ip);
+        // No validator (no trust anchor, no DS lookups), no prefetch and no serving of expired
+        // answers (the defaults, spelled out because the measurement depends on them). Queries
+        // leave from a loopback address, so nothing but the stub on 127.0.0.x can be reached,
+        // and every other name is refused before any lookup.
+        let conf = format!(
+            "server:\n  interface: {ip}@{port}\n  port: {port}\n  outgoing-interface: {ip}\n  do-ip6: no\n\
+             \x20 do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n\
+             \x20 use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  num-threads: 1\n\
+             \x20 access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n  module-config: \"iterator\"\n\
+             \x20 qname-minimisation: no\n  prefetch: no\n  serve-expired: no\n  cache-min-ttl: 0\n\
+             \x20 local-zone: \".\" refuse\n  local-zone: \"{zone}.\" transparent\n\
+             remote-control:\n  control-enable: no\n\
+             stub-zone:\n  name: \"{zone}.\"\n{stub_addrs}"
+        );
+        let path = dir.path().join("unbound.conf");
+        std::fs::write(&path, conf).unwrap();
+        let log = dir.path().join("unbound.log");
+        let child = Command::new("unbound")
+            .arg("-d")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Unbound { child, addr: format!("{ip}:{port}").parse().unwrap(), log, _dir: dir }
+    }
+
+    /// The A answer for `name` and its TTL as unbound hands it out (None: no reply in time).
+    pub fn a(&self, name: &str) -> Option<(Vec<Ipv4Addr>, u32)> {
+        let raw = udp_raw(self.addr, &query(name, RecordType::A, None).to_vec().unwrap(), Duration::from_millis(500))?;
+        let m = Message::from_vec(&raw).ok()?;
+        let mut v: Vec<Ipv4Addr> =
+            m.answers.iter().filter_map(|a| if let RData::A(a) = &a.data { Some(a.0) } else { None }).collect();
+        v.sort();
+        let ttl = m.answers.first().map_or(0, |a| a.ttl);
+        Some((v, ttl))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
