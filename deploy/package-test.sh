@@ -145,7 +145,7 @@ done
 kill -TERM "$SERVER"
 wait "$SERVER" || fail "weiche exited $? on SIGTERM: $(cat "$WORK/serve.log")"
 SERVER=""
-echo "served as weiche with CapEff $caps, state in $state, stopped cleanly on SIGTERM"
+echo "served as weiche with CapEff $caps, state in $(tr "\n" " " <<<"$state"); stopped cleanly on SIGTERM"
 
 # 4. Removed, then purged.
 step "dpkg -r weiche"
