@@ -165,7 +165,10 @@ pub async fn serve(
     let mut driver =
         publish::driver::Driver::new(publish::Publisher::new(admin), store.clone(), journal, state_writer, changes)
             .with_notes(notes);
+    // Zone files with errors are left out and the rest served (what `weiche check` exits 0 on).
+    let mut left_out = Vec::new();
     if let Some(reload) = first? {
+        left_out = reload.zones.iter().filter(|z| z.served.is_none()).map(|z| z.file.apex.to_string()).collect();
         driver.core_mut().set_zones(reload, publish::Now::read());
         driver.carry_out();
     }
@@ -214,6 +217,15 @@ pub async fn serve(
     // Ready once every listener (and the XDP program) is up, not before.
     ready.store(true, Ordering::Relaxed);
     info!(listen = %addrs.join(" "), zones, targets = keys.len(), zones_dir = %config.zones_dir.display(), "weiche serving");
+    if !left_out.is_empty() {
+        error!(
+            zones = %left_out.join(" "),
+            "zone files with errors are not served (each problem is logged above; weiche check lists them); the other zones are"
+        );
+    }
+    if zones == 0 {
+        warn!(zones_dir = %config.zones_dir.display(), "no zone is served: every query is answered REFUSED until a zone file loads");
+    }
     let (reloads_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
     let _watch =
         AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx, live.zones.clone())));

@@ -24,9 +24,12 @@ struct Cli {
 enum Command {
     /// Serve DNS (the default).
     Serve(ServeArgs),
-    /// Validate the configuration and every zone without serving; print each problem as
-    /// file:line:col: message and exit non-zero if there is any.
-    Check(CommonArgs),
+    /// Validate the configuration and every zone without serving.
+    ///
+    /// Prints each problem as file:line:col: message. Exits non-zero where serve would not
+    /// start: a bad configuration, an unreadable zones directory. Zones with errors, which serve
+    /// leaves out while it serves the others, are reported and fail only with --strict.
+    Check(CheckArgs),
     /// Show every pool: what it answers, and each target's verdict, since when, and drains.
     Status(ClientArgs),
     /// Take a target out of every answer (or one pool's) while it stays probed.
@@ -108,6 +111,16 @@ struct CommonArgs {
     /// Zones directory (overrides the configuration's server.zones).
     #[arg(long, value_name = "DIR")]
     zones: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct CheckArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Also exit non-zero when a zone has errors or there is no zone at all (for CI, before a
+    /// change goes out).
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -481,8 +494,12 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn check(args: &CommonArgs) -> ExitCode {
-    let config = match load_config(args) {
+/// Validates what `serve` would load. The exit code says whether `serve` would start (so a
+/// unit's `ExecStartPre=weiche check` is never stricter than `serve`); with `--strict`, whether
+/// every zone loads too. Zones with errors are reported either way, each problem at its
+/// file:line:col, with what `serve` does about them.
+fn check(args: &CheckArgs) -> ExitCode {
+    let config = match load_config(&args.common) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -529,16 +546,29 @@ fn check(args: &CommonArgs) -> ExitCode {
         }
     }
     let bad = loads.iter().filter(|l| l.result.is_err()).count();
-    if problems > 0 {
-        eprintln!("{problems} problem(s) in {bad} of {} zone(s)", loads.len());
-        return ExitCode::FAILURE;
-    }
+    let good = loads.len() - bad;
+    let strict = if args.strict { "" } else { " (weiche check --strict fails on this)" };
+    let refused = "serve would answer REFUSED to every query until one";
     if loads.is_empty() {
-        eprintln!("no zones in {} (NAME.zone or NAME.toml files)", config.zones_dir.display());
-        return ExitCode::FAILURE;
+        eprintln!(
+            "WARNING: no zones in {} (NAME.zone or NAME.toml files): {refused} is added{strict}",
+            config.zones_dir.display()
+        );
+    } else if good == 0 {
+        eprintln!("WARNING: {problems} problem(s) in {bad} of {bad} zone(s): no zone loads, so {refused} does{strict}");
+    } else if bad > 0 {
+        let left_out: Vec<String> =
+            loads.iter().filter(|l| l.result.is_err()).map(|l| l.file.apex.to_string()).collect();
+        eprintln!(
+            "WARNING: {problems} problem(s) in {bad} of {} zone(s): serve leaves out {} and serves the other \
+             {good}{strict}",
+            loads.len(),
+            left_out.join(" ")
+        );
+    } else {
+        println!("{good} zone(s) OK");
     }
-    println!("{} zone(s) OK", loads.len());
-    ExitCode::SUCCESS
+    if args.strict && (bad > 0 || good == 0) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 /// Prints a report's lines, and its warnings on stderr (they do not fail `check`).

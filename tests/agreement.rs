@@ -1,7 +1,12 @@
-//! `weiche check` and `weiche serve` agree on what is valid: over a corpus of broken zone files
-//! and configurations, `check` reports each problem at file:line:col, and `serve` refuses the
-//! same thing with the same words (a broken zone is not served and `/status` shows the error; a
-//! broken configuration stops the start). The good zone beside them is accepted by both.
+//! `weiche check` and `weiche serve` agree on what is valid and on what stops a start:
+//! - over a corpus of broken zone files, `check` reports each problem at file:line:col with the
+//!   words `serve` uses (`serve` leaves the zone out and `/status` shows the error) and exits 0,
+//!   because `serve` starts and serves the good zone beside them; `check --strict` exits 1;
+//! - over a corpus of broken configurations, both refuse with the same words;
+//! - `check` exits 0 exactly where `serve` starts (no zones, only broken zones, a missing zones
+//!   directory), so the unit's `ExecStartPre=weiche check` never keeps a start from happening
+//!   that `serve` would make; and the unit's own two command lines, run as systemd runs them,
+//!   serve the good zones beside a broken one.
 
 mod common;
 
@@ -81,10 +86,27 @@ fn check_and_serve_refuse_the_same_zones_with_the_same_words() {
     }
     std::fs::write(zones.join("good.test.zone"), format!("{SOA}www A 192.0.2.1\n")).unwrap();
 
-    let out = Command::new(BIN).args(["check", "--zones"]).arg(&zones).output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    // Both ways of checking report the same; only --strict fails on the broken zones.
+    let (code, said) = check(&["--zones", zones.to_str().unwrap()]);
+    assert_eq!(code, 0, "serve starts with these zones, so check must pass:\n{said}");
     assert!(said.contains("zone good.test. OK"), "{said}");
+    let mut left_out: Vec<String> =
+        bad.iter().map(|(name, _)| format!("{}.", name.rsplit_once('.').unwrap().0)).collect();
+    left_out.sort();
+    assert!(
+        said.contains(&format!(
+            "of {} zone(s): serve leaves out {} and serves the other 1",
+            bad.len() + 1,
+            left_out.join(" ")
+        )) && said.contains("(weiche check --strict fails on this)"),
+        "{said}"
+    );
+    let (strict_code, strict_said) = check(&["--strict", "--zones", zones.to_str().unwrap()]);
+    assert_eq!(strict_code, 1, "{strict_said}");
+    assert_eq!(
+        strict_said.replace(" (weiche check --strict fails on this)", ""),
+        said.replace(" (weiche check --strict fails on this)", "")
+    );
 
     let ip = "127.0.0.196";
     let (dns, api) = (external_port(ip), external_port(ip));
@@ -133,10 +155,11 @@ fn check_and_serve_refuse_the_same_configurations_with_the_same_words() {
         let cfg = dir.path().join(name);
         std::fs::write(&cfg, text).unwrap();
         let want = format!("{}:{want}", cfg.display());
-        let check = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
-        let check_said = String::from_utf8_lossy(&check.stderr).to_string() + &String::from_utf8_lossy(&check.stdout);
-        assert_eq!(check.status.code(), Some(1), "{name}: {check_said}");
-        assert!(check_said.contains(&want), "{name}: check says {check_said}, not {want}");
+        for strict in [&[][..], &["--strict"][..]] {
+            let (code, check_said) = check(&[strict, &["--config", cfg.to_str().unwrap()]].concat());
+            assert_eq!(code, 1, "{name} {strict:?}: {check_said}");
+            assert!(check_said.contains(&want), "{name}: check says {check_said}, not {want}");
+        }
         // serve stops before binding anything: the listen address is never used.
         let serve = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.197:1", "--config"])
@@ -148,4 +171,127 @@ fn check_and_serve_refuse_the_same_configurations_with_the_same_words() {
         assert_eq!(serve.status.code(), Some(1), "{name}: serve must not start: {serve_said}");
         assert!(serve_said.contains(&want), "{name}: serve says {serve_said}, not {want}");
     }
+}
+
+/// `weiche check ARGS`: its exit code, and stdout then stderr.
+fn check(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).arg("check").args(args).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), said)
+}
+
+/// Starts `argv` (a `weiche serve` command line) with `--listen` and `--api` on `ip` added.
+/// Ok(the running server, its DNS address) once it is ready; Err(its exit code, what it said on
+/// stderr) when it stops instead.
+fn start_serving(argv: &[String], ip: &str) -> Result<(Killed, std::net::SocketAddr), (i32, String)> {
+    let (dns, api) = (external_port(ip), external_port(ip));
+    let (dns, api): (std::net::SocketAddr, std::net::SocketAddr) =
+        (format!("{ip}:{dns}").parse().unwrap(), format!("{ip}:{api}").parse().unwrap());
+    // Its log goes to a file: a pipe nobody reads could fill and stall it.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Killed(
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .args(["--listen", &dns.to_string(), "--api", &api.to_string()])
+            .stdin(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return Err((status.code().unwrap_or(-1), std::fs::read_to_string(log.path()).unwrap()));
+        }
+        if std::net::TcpStream::connect(api).is_ok() && http(api, "GET", "/readyz", None).0 == 200 {
+            return Ok((child, dns));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{argv:?} neither started nor stopped within 15 s");
+}
+
+/// Over the cases where zones are missing or broken, check passes exactly where serve starts,
+/// and --strict fails on each of them.
+#[test]
+fn check_passes_exactly_where_serve_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = format!("{SOA}www A 192.0.2.999\n");
+    // (what, zone files (name, text), whether the zones directory exists, what both say)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool, &'a str);
+    let cases: [Case; 3] = [
+        ("no zones", &[], true, "WARNING: no zones in "),
+        ("only broken zones", &[("a.test.zone", broken.as_str()), ("b.test.zone", "$TTL 60\n")], true, "no zone loads"),
+        ("no zones directory", &[], false, "cannot read the zones directory"),
+    ];
+    for (i, (what, files, dir_exists, says)) in cases.into_iter().enumerate() {
+        let zones = dir.path().join(format!("zones{i}"));
+        if dir_exists {
+            std::fs::create_dir(&zones).unwrap();
+        }
+        for (name, text) in files {
+            std::fs::write(zones.join(name), text).unwrap();
+        }
+        let (code, said) = check(&["--zones", zones.to_str().unwrap()]);
+        assert!(said.contains(says), "{what}: check says {said}");
+        let (strict, strict_said) = check(&["--strict", "--zones", zones.to_str().unwrap()]);
+        assert_eq!(strict, 1, "{what}: --strict must fail: {strict_said}");
+        let argv = [BIN.to_string(), "serve".into(), "--zones".into(), zones.display().to_string()];
+        match start_serving(&argv, "127.0.0.196") {
+            Ok((_server, dns)) => {
+                assert_eq!(code, 0, "{what}: serve starts, so check must pass: {said}");
+                // It answers, REFUSED for a zone it does not serve.
+                let reply = udp(dns, &query("www.a.test", hickory_proto::rr::RecordType::A, None));
+                assert_eq!(reply.metadata.response_code, hickory_proto::op::ResponseCode::Refused, "{what}");
+            }
+            Err((serve_code, err)) => {
+                assert_eq!(
+                    (code, serve_code),
+                    (1, 1),
+                    "{what}: serve does not start, so check must fail: {said}\n{err}"
+                );
+                assert!(err.contains(says), "{what}: serve says {err}");
+            }
+        }
+    }
+}
+
+/// The unit's ExecStartPre= and ExecStart= lines, as systemd runs them one after the other, with
+/// a broken zone beside good ones: the start goes ahead and the good zones are answered.
+#[test]
+fn the_units_check_then_serve_serves_the_good_zones_beside_a_broken_one() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/weiche.service")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(zones.join("good.test.zone"), format!("{SOA}www A 192.0.2.1\n")).unwrap();
+    std::fs::write(zones.join("other.test.zone"), format!("{SOA}www A 192.0.2.2\n")).unwrap();
+    std::fs::write(zones.join("broken.test.zone"), format!("{SOA}www A 192.0.2.999\n")).unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, "[server]\nzones = \"zones\"\n").unwrap();
+    // The unit's command lines, with this build and this configuration for the installed ones.
+    let line = |key: &str| -> Vec<String> {
+        let l = unit.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("the unit has no {key}"));
+        l.split_whitespace()
+            .map(|w| match w {
+                "/usr/bin/weiche" => BIN.to_string(),
+                "/etc/weiche/weiche.toml" => cfg.display().to_string(),
+                w => w.to_string(),
+            })
+            .collect()
+    };
+    let (pre, start) = (line("ExecStartPre="), line("ExecStart="));
+    assert_eq!(pre[0], BIN, "ExecStartPre= runs the installed binary: {pre:?}");
+    let out = Command::new(&pre[0]).args(&pre[1..]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ExecStartPre= {pre:?} fails, so systemd would not start weiche:\n{said}");
+    assert!(said.contains("broken.test.zone:5:") && said.contains("serve leaves out broken.test."), "{said}");
+
+    let (_server, dns) = start_serving(&start, "127.0.0.195").unwrap_or_else(|e| panic!("ExecStart= {start:?}: {e:?}"));
+    for (name, want) in [("www.good.test", "192.0.2.1"), ("www.other.test", "192.0.2.2")] {
+        let reply = udp(dns, &query(name, hickory_proto::rr::RecordType::A, None));
+        assert_eq!(records(&reply.answers), [format!("{name}. 60 IN A {want}")], "{name}");
+    }
+    let reply = udp(dns, &query("www.broken.test", hickory_proto::rr::RecordType::A, None));
+    assert_eq!(reply.metadata.response_code, hickory_proto::op::ResponseCode::Refused);
 }

@@ -37,7 +37,10 @@ fn check_reports_every_problem_with_its_position() {
         "records = '''\n$TTL 60\n@ SOA ns hm 1 1 1 1 1\n@ NS ns\nns A 192.0.2.1\n'''\n[pools.www]\nchek = \"x\"\n",
     )
     .unwrap();
+    // serve would start and serve good.test., so only --strict fails.
     let out = Command::new(BIN).args(["check", "--zones"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).args(["check", "--strict", "--zones"]).arg(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let bad = dir.path().join("bad.test.zone");
@@ -54,7 +57,12 @@ fn check_reports_every_problem_with_its_position() {
         "{stderr}"
     );
     assert!(stderr.contains(&format!("{}:8:1: unknown field `chek`", pool.display())), "{stderr}");
-    assert!(stderr.contains("3 problem(s) in 2 of 3 zone(s)"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "WARNING: 3 problem(s) in 2 of 3 zone(s): serve leaves out bad.test. pool.test. and serves the other 1\n"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -320,7 +328,7 @@ fn check_validates_dns_and_smtp_checks_as_serve_does() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN).args(["check", "--zones"]).arg(dir.path()).output().unwrap();
+    let out = Command::new(BIN).args(["check", "--strict", "--zones"]).arg(dir.path()).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("zone good.test. OK"), "{stdout}");
@@ -541,4 +549,108 @@ fn a_refused_low_port_says_how_to_get_the_privilege() {
         err.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE") && err.contains("setcap cap_net_bind_service=+ep"),
         "{err}"
     );
+}
+
+/// The man page the package ships (deploy/debian/weiche.8) is the binary's own help, every
+/// command's: it cannot fall behind a flag. After a change to the command line,
+/// `WEICHE_BLESS=1 cargo test --test cli man_page` writes it anew.
+#[test]
+fn the_man_page_is_the_binarys_help() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/debian/weiche.8");
+    let page = man_page();
+    if std::env::var_os("WEICHE_BLESS").is_some() {
+        std::fs::write(&path, &page).unwrap();
+    }
+    let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        shipped == page,
+        "{} is not the help of this build; write it anew with WEICHE_BLESS=1 cargo test --test cli man_page",
+        path.display()
+    );
+}
+
+fn help(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{args:?} --help");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// weiche(8) in roff: the top-level help, then each command's, in no-fill blocks whose lines are
+/// wrapped at 72 columns (clap does not wrap; man indents by 7) under their own indentation.
+fn man_page() -> String {
+    let roff_block = |text: &str| -> String {
+        let mut out = String::from(".nf\n");
+        for line in text.trim_end().lines() {
+            for l in wrap(line, 72) {
+                let l = l.replace('\\', "\\e");
+                if l.starts_with('.') || l.starts_with('\'') {
+                    out.push_str("\\&");
+                }
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+        out.push_str(".fi\n");
+        out
+    };
+    let top = help(&[]);
+    let commands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.contains(&"serve") && commands.contains(&"check"), "{top}");
+    let about = top.lines().next().unwrap().trim_end_matches('.');
+    let about = about[..1].to_lowercase() + &about[1..];
+    let mut page = format!(
+        ".\\\" weiche(8): the help of weiche {version}, written by tests/cli.rs (the_man_page_is_the_binarys_help).\n\
+         .TH WEICHE 8 \"\" \"weiche {version}\" \"System Administration\"\n\
+         .SH NAME\nweiche \\- {about}\n.SH DESCRIPTION\n{top_block}.SH COMMANDS\n",
+        version = env!("CARGO_PKG_VERSION"),
+        about = about.replace('-', "\\-"),
+        top_block = roff_block(&top),
+    );
+    for c in commands {
+        page.push_str(&format!(".SS weiche {c}\n{}", roff_block(&help(&[c]))));
+    }
+    page.push_str(
+        ".SH FILES\n\
+         .TP\n/etc/weiche/weiche.toml\nThe configuration; \\fBweiche check \\-\\-config /etc/weiche/weiche.toml\\fR validates it.\n\
+         .TP\n/etc/weiche/zones/\nThe zones, one file each: NAME.zone master files, NAME.toml zones with pools.\n\
+         .TP\n/var/lib/weiche/\nThe state directory: drains, manual-failback holds and serials.\n\
+         .TP\n/usr/lib/systemd/system/weiche.service\nThe unit: \\fBsystemctl enable \\-\\-now weiche\\fR.\n\
+         .SH SEE ALSO\n/usr/share/doc/weiche/README.md: zones, pools, checks, configuration and operation.\n",
+    );
+    page
+}
+
+/// `line` cut at spaces into pieces of at most `width` columns; the pieces after the first are
+/// indented like the text of the line's first column of text after two spaces (an option's
+/// description) or, failing that, like the line.
+fn wrap(line: &str, width: usize) -> Vec<String> {
+    if line.chars().count() <= width {
+        return vec![line.to_string()];
+    }
+    let lead = line.len() - line.trim_start().len();
+    let indent = line[lead..].find("  ").map_or(lead, |i| {
+        let rest = &line[lead + i..];
+        lead + i + (rest.len() - rest.trim_start().len())
+    });
+    let indent = if indent > width / 2 { lead + 4 } else { indent };
+    let mut out = Vec::new();
+    let mut cur = line[..lead].to_string();
+    for word in line[lead..].split(' ') {
+        let fresh = cur.trim().is_empty();
+        if !fresh && cur.chars().count() + 1 + word.chars().count() > width {
+            out.push(std::mem::replace(&mut cur, " ".repeat(indent)));
+        } else if !fresh || (cur.len() > lead && word.is_empty()) {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    out.push(cur);
+    out
 }

@@ -182,6 +182,50 @@ fn xdp_on_loopback_without_route_localnet_is_refused_at_start() {
     assert!(!sh("ip link show lo").contains("xdp"), "nothing left attached");
 }
 
+/// Without its capabilities the XDP path refuses to start and says which it lacks and how to grant
+/// them. weiche runs as nobody through setpriv (util-linux), which keeps the capabilities named
+/// (as a unit's AmbientCapabilities= does) and no others.
+#[test]
+fn xdp_without_its_capabilities_says_which_are_missing_and_how_to_grant_them() {
+    if !own_netns(true) || !have_tool("setpriv", "util-linux") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("xdp.test.zone"), ZONE).unwrap();
+    // Readable by nobody.
+    sh(&format!("chmod 755 {0} && chmod 644 {0}/xdp.test.zone", dir.path().display()));
+    let port = external_port("127.0.0.1");
+    let all = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF"];
+    // (kept, lacking): without CAP_BPF the map is refused; with it but without CAP_NET_RAW the
+    // map and program load and the AF_XDP socket is refused.
+    for (kept, lacking) in
+        [("", &all[..]), ("+net_admin,+net_raw", &["CAP_BPF"][..]), ("+net_admin,+bpf", &["CAP_NET_RAW"][..])]
+    {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        if !kept.is_empty() {
+            cmd.args([format!("--inh-caps={kept}"), format!("--ambient-caps={kept}")]);
+        }
+        let out = cmd
+            .arg(env!("CARGO_BIN_EXE_weiche"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--api", "off", "--xdp", "lo", "--zones"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "kept {kept:?}: {err}");
+        assert!(err.contains("XDP on lo: ") && err.contains("Operation not permitted"), "kept {kept:?}: {err}");
+        assert!(err.contains(&format!("this process lacks {}.", lacking.join(", "))), "kept {kept:?}: {err}");
+        assert!(
+            err.contains("systemctl edit weiche")
+                && err.contains("AmbientCapabilities=")
+                && err.contains("setcap cap_net_bind_service,cap_net_admin,cap_net_raw,cap_bpf=+ep"),
+            "kept {kept:?}: {err}"
+        );
+        assert!(!sh("ip link show lo").contains("xdp"), "nothing left attached");
+    }
+}
+
 #[test]
 fn xdp_answers_follow_a_failover() {
     if !own_netns(true) {

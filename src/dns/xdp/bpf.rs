@@ -7,7 +7,7 @@ use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::frames::HEADERS;
-use super::{check, err, owned};
+use super::{err, owned};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
@@ -63,9 +63,14 @@ struct LinkCreate {
 
 /// `bpf(cmd, attr)`; the kernel zero-fills what `attr` does not cover.
 fn bpf<T>(cmd: libc::c_long, attr: &T, what: &str) -> io::Result<libc::c_int> {
+    bpf_raw(cmd, attr).map_err(|e| err(what, e))
+}
+
+/// [`bpf`] with the kernel's error as it came.
+fn bpf_raw<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_int> {
     // SAFETY: attr is a live, initialised #[repr(C)] prefix of `union bpf_attr`.
     let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const T, size_of::<T>()) };
-    check(r as libc::c_int, what)
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as libc::c_int) }
 }
 
 /// One BPF instruction.
@@ -200,18 +205,19 @@ impl Attached {
             prog_ifindex: 0,
             expected_attach_type: BPF_XDP,
         };
-        let prog = match bpf(BPF_PROG_LOAD, &load, "bpf(BPF_PROG_LOAD)") {
+        let prog = match bpf_raw(BPF_PROG_LOAD, &load) {
             Ok(fd) => owned(fd),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(io::Error::new(e.kind(), format!("{e} (needs CAP_BPF and CAP_NET_ADMIN, or root)")));
-            }
+            // Refused for want of privilege (the error says which and how to grant it). EACCES,
+            // by contrast, is the verifier rejecting the program.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Err(err("bpf(BPF_PROG_LOAD)", e)),
             Err(e) => {
+                let e = err("bpf(BPF_PROG_LOAD)", e);
                 // Once more with the verifier's log, for the message.
                 let mut log = vec![0u8; 1 << 16];
                 load.log_level = 1;
                 load.log_size = log.len() as u32;
                 load.log_buf = log.as_mut_ptr() as u64;
-                let _ = bpf(BPF_PROG_LOAD, &load, "");
+                let _ = bpf_raw(BPF_PROG_LOAD, &load);
                 let text = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)]);
                 let tail: Vec<&str> = text.lines().rev().take(3).collect();
                 return Err(io::Error::new(e.kind(), format!("{e}; verifier: {}", tail.join(" / "))));

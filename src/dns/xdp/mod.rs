@@ -16,7 +16,8 @@
 //! What an operator gives up, and must know (README, "XDP"):
 //! - netfilter does not see these queries or answers (no firewall rule, no conntrack);
 //! - an answer goes back to the MAC address its query came from (routing must be symmetric);
-//! - it needs CAP_NET_ADMIN, CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_RAW.
+//! - it needs CAP_NET_ADMIN, CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_RAW. A setup step refused
+//!   for want of one says which ones this process lacks and how to grant them ([`setup_hint`]).
 //!
 //! The kernel interface is used directly through `libc` (which defines the AF_XDP structures):
 //! the four rings are a few lines each, and the BPF loader needs three `bpf(2)` commands.
@@ -48,8 +49,11 @@ pub use bpf::Attached;
 use rings::Xsk;
 use workers::XdpWorker;
 
+/// `e` from the kernel, saying what was being done, and what to do about it where that is a
+/// matter of privilege or of what a hardened unit leaves out ([`setup_hint`]).
 fn err(what: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
+    let hint = setup_hint(&e, effective_caps());
+    io::Error::new(e.kind(), format!("{what}: {e}{hint}"))
 }
 
 fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
@@ -66,6 +70,70 @@ fn owned(fd: libc::c_int) -> OwnedFd {
 pub struct Plan {
     pub ifname: String,
     pub listen: Vec<(SocketAddrV4, UdpSocket)>,
+}
+
+/// The capabilities the AF_XDP path needs (numbers from linux/capability.h): the XSK map, the
+/// program and its attach need CAP_NET_ADMIN and CAP_BPF, the AF_XDP sockets CAP_NET_RAW.
+const NEEDED: [(u32, &str); 3] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (CAP_BPF, "CAP_BPF")];
+const CAP_BPF: u32 = 39;
+/// Stands in for CAP_BPF (kernels before 5.8 know only this one).
+const CAP_SYS_ADMIN: u32 = 21;
+
+fn has_sys_admin(caps: u64) -> bool {
+    caps & (1 << CAP_SYS_ADMIN) != 0
+}
+
+/// This process's effective capabilities (`CapEff` of /proc/self/status), if readable.
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// The capabilities of [`NEEDED`] missing from `caps`.
+fn missing(caps: u64) -> Vec<&'static str> {
+    let has = |c: u32| caps & (1 << c) != 0 || (c == CAP_BPF && has_sys_admin(caps));
+    NEEDED.iter().filter(|&&(c, _)| !has(c)).map(|&(_, name)| name).collect()
+}
+
+/// What to do about a setup step the kernel refused (`e` as the kernel gave it), when the
+/// refusal is about privilege or about what a hardened unit leaves out; empty otherwise. `caps`:
+/// this process's effective capabilities.
+fn setup_hint(e: &io::Error, caps: Option<u64>) -> String {
+    const DROP_IN: &str = "`systemctl edit weiche` and add the XDP drop-in that deploy/weiche.service shows \
+         (CAP_NET_ADMIN CAP_NET_RAW CAP_BPF in AmbientCapabilities= and CapabilityBoundingSet=, AF_XDP in \
+         RestrictAddressFamilies=, bpf in SystemCallFilter=, LimitMEMLOCK=infinity)";
+    match e.raw_os_error() {
+        Some(libc::EPERM) => {
+            let all = NEEDED.map(|(_, n)| n).join(", ");
+            let lacking = match caps.map(missing) {
+                Some(m) if m.is_empty() => {
+                    return format!(
+                        ". The AF_XDP path needs {all}, and this process has them: something else refused \
+                         it, such as a seccomp filter (a systemd unit's SystemCallFilter= must allow bpf) or a \
+                         security module. Under systemd: {DROP_IN}"
+                    );
+                }
+                Some(m) => format!("this process lacks {}", m.join(", ")),
+                None => "this process's capabilities are unknown (no /proc/self/status)".to_string(),
+            };
+            format!(
+                ". The AF_XDP path needs {all}; {lacking}. Under systemd: {DROP_IN}. Otherwise \
+                 `setcap cap_net_bind_service,cap_net_admin,cap_net_raw,cap_bpf=+ep $(command -v weiche)`, or run \
+                 it as root"
+            )
+        }
+        Some(libc::EAFNOSUPPORT) => format!(
+            ". AF_XDP sockets are not available: the kernel lacks CONFIG_XDP_SOCKETS, or a systemd unit's \
+             RestrictAddressFamilies= leaves out AF_XDP. Under systemd: {DROP_IN}"
+        ),
+        // What registering the packet buffers (8 MiB a queue) answers beyond the locked-memory limit.
+        Some(libc::ENOBUFS) => format!(
+            ". The AF_XDP packet buffers (8 MiB per receive queue) are locked memory, more than RLIMIT_MEMLOCK \
+             allows: raise it (ulimit -l) or grant CAP_IPC_LOCK. Under systemd: {DROP_IN}"
+        ),
+        _ => String::new(),
+    }
 }
 
 fn sys(path: String) -> Option<String> {
@@ -125,4 +193,45 @@ pub fn start(
     attached.attach().map_err(ctx)?;
     info!(interface = %ifname, queues, listen = ?addrs, "XDP fast path attached");
     Ok(attached)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADMIN: u64 = 1 << 12;
+    const RAW: u64 = 1 << 13;
+    const BPF: u64 = 1 << 39;
+    const SYS_ADMIN: u64 = 1 << 21;
+
+    #[test]
+    fn missing_names_each_capability_absent_and_sys_admin_stands_in_for_bpf() {
+        assert_eq!(missing(0), ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF"]);
+        assert_eq!(missing(ADMIN | BPF), ["CAP_NET_RAW"]);
+        assert_eq!(missing(ADMIN | RAW), ["CAP_BPF"]);
+        assert_eq!(missing(ADMIN | RAW | SYS_ADMIN), Vec::<&str>::new());
+        assert_eq!(missing(ADMIN | RAW | BPF), Vec::<&str>::new());
+        // Root in a container: every bit up to the kernel's last capability.
+        assert_eq!(missing(0x0000_01ff_feff_ffff), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_refusal_for_want_of_privilege_says_what_is_missing_and_how_to_grant_it() {
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        let h = setup_hint(&eperm, Some(ADMIN));
+        assert!(h.contains("this process lacks CAP_NET_RAW, CAP_BPF."), "{h}");
+        assert!(h.contains("systemctl edit weiche") && h.contains("AmbientCapabilities="), "{h}");
+        assert!(h.contains("setcap cap_net_bind_service,cap_net_admin,cap_net_raw,cap_bpf=+ep"), "{h}");
+        let h = setup_hint(&eperm, Some(ADMIN | RAW | BPF));
+        assert!(h.contains("this process has them") && h.contains("SystemCallFilter="), "{h}");
+        assert!(setup_hint(&eperm, None).contains("capabilities are unknown"));
+        let h = setup_hint(&io::Error::from_raw_os_error(libc::EAFNOSUPPORT), Some(0));
+        assert!(h.contains("RestrictAddressFamilies=") && h.contains("AF_XDP"), "{h}");
+        let h = setup_hint(&io::Error::from_raw_os_error(libc::ENOBUFS), Some(0));
+        assert!(h.contains("LimitMEMLOCK=infinity") && h.contains("CAP_IPC_LOCK"), "{h}");
+        // Not a matter of privilege: the kernel's words alone (EACCES from bpf is the verifier).
+        for errno in [libc::EACCES, libc::ENODEV, libc::EBUSY, libc::EINVAL] {
+            assert_eq!(setup_hint(&io::Error::from_raw_os_error(errno), Some(0)), "", "{errno}");
+        }
+    }
 }
