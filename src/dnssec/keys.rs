@@ -608,7 +608,8 @@ pub fn load_key(path: &Path, zone: &Name) -> Result<Key, KeyError> {
         }
     }
     Ok(Key {
-        zone: zone.clone(),
+        // As the file writes it, as dnssec-dsfromkey prints it.
+        zone: public.owner,
         flags: public.flags,
         algorithm,
         public_key: public.public_key,
@@ -679,3 +680,400 @@ impl PartialEq for Key {
 }
 
 impl Eq for Key {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::parse(s, None).unwrap()
+    }
+
+    /// Writes a key pair into a new directory; returns it and the `.key` file's path.
+    fn files(stem: &str, key: &str, private: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("{stem}.key")), key).unwrap();
+        std::fs::write(dir.path().join(format!("{stem}.private")), private).unwrap();
+        let path = dir.path().join(format!("{stem}.key"));
+        (dir, path)
+    }
+
+    // RFC 6605 §6.1: example.net.'s algorithm 13 key pair.
+    const RFC6605_PUBLIC: &str = "example.net. 3600 IN DNSKEY 257 3 13 GojIhhXUN/u4v54ZQqGSnyhWJwaubCvTmeexv7bR6edb krSqQpF64cYbcB7wNcP+e+MAnLr+Wi9xMWyQLc8NAA==\n";
+    const RFC6605_PRIVATE: &str = "Private-key-format: v1.2\nAlgorithm: 13 (ECDSAP256SHA256)\nPrivateKey: GU6SnQ/Ou+xC5RumuIUIuJZteXT2z0O/ok1s38Et6mQ=\n";
+    // RFC 8080 §6.1: example.com.'s algorithm 15 key pair.
+    const RFC8080_PUBLIC: &str = "example.com. 3600 IN DNSKEY 257 3 15 l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4=\n";
+    const RFC8080_PRIVATE: &str =
+        "Private-key-format: v1.2\nAlgorithm: 15 (ED25519)\nPrivateKey: ODIyNjAzODQ2MjgwODAxMjI2NDUxOTAyMDQxNDIyNjI=\n";
+
+    #[test]
+    fn the_rfc_example_keys_load_and_give_the_rfc_ds() {
+        let (_d, path) = files("Kexample.net.+013+55648", RFC6605_PUBLIC, RFC6605_PRIVATE);
+        let key = load_key(&path, &name("example.net.")).unwrap();
+        assert_eq!((key.tag, key.flags, key.algorithm), (55648, 257, Algorithm::EcdsaP256Sha256));
+        assert!(key.timing.legacy, "v1.2: no timing metadata, always published and active");
+        assert_eq!(
+            key.ds_text(DigestType::Sha256),
+            "example.net. IN DS 55648 13 2 B4C8C1FE2E7477127B27115656AD6256F424625BF5C1E2770CE6D6E37DF61D17"
+        );
+        let (_d, path) = files("Kexample.com.+015+03613", RFC8080_PUBLIC, RFC8080_PRIVATE);
+        let key = load_key(&path, &name("EXAMPLE.com.")).unwrap();
+        assert_eq!((key.tag, key.algorithm), (3613, Algorithm::Ed25519));
+        assert_eq!(
+            key.ds_text(DigestType::Sha256),
+            "example.com. IN DS 3613 15 2 3AA5AB37EFCE57F737FC1627013FEE07BDF241BD10F3B1964AB55C78E79A304B"
+        );
+    }
+
+    #[test]
+    fn timestamps_read_and_write_as_bind_does() {
+        // As dnssec-keygen wrote them.
+        let t = parse_timestamp("20261202091724").unwrap();
+        assert_eq!(format_timestamp(t), "20261202091724");
+        assert_eq!(format_ctime(t), "Wed Dec  2 09:17:24 2026");
+        assert_eq!(parse_timestamp("19700101000000"), Some(0));
+        assert_eq!(format_ctime(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(format_ctime(parse_timestamp("20240229235959").unwrap()), "Thu Feb 29 23:59:59 2024");
+        for bad in ["2026120209172", "202612020917245", "2026120209172x", "20261302091724", "20260230000000", ""] {
+            assert_eq!(parse_timestamp(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(
+            parse_file_name("Kexample.com.+013+01234.key"),
+            Some(FileName { zone: "example.com".into(), algorithm: 13, tag: 1234 })
+        );
+        assert_eq!(
+            parse_file_name("K.+015+65535.private"),
+            Some(FileName { zone: ".".into(), algorithm: 15, tag: 65535 })
+        );
+        for bad in [
+            "example.com.+013+01234.key",
+            "Kexample.com.+13+01234.key",
+            "Kexample.com.+013+1234.key",
+            "Kexample.com.+013+01234.ds",
+        ] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+        assert_eq!(file_stem(&name("example.com."), Algorithm::EcdsaP256Sha256, 577), "Kexample.com.+013+00577");
+        assert_eq!(file_stem(&Name::root(), Algorithm::Ed25519, 20326), "K.+015+20326");
+    }
+
+    /// A BIND v1.3 pair of RFC 8080's key with the given timing lines (`.key` comments and
+    /// `.private` fields).
+    fn timed(key_comments: &str, private_fields: &str) -> (tempfile::TempDir, PathBuf) {
+        let private = RFC8080_PRIVATE.replace("v1.2", "v1.3") + private_fields;
+        files("Kexample.com.+015+03613", &format!("{key_comments}{RFC8080_PUBLIC}"), &private)
+    }
+
+    #[test]
+    fn timing_metadata_from_both_files() {
+        let (_d, path) = timed(
+            "; This is a key-signing key, keyid 3613, for example.com.\n; Created: 20260101000000 (Thu Jan  1 00:00:00 2026)\n; Publish: 20260102000000 (Fri Jan  2 00:00:00 2026)\n; Inactive: 20260301000000 (x)\n",
+            "Created: 20260101000000\nPublish: 20260102000000\nActivate: 20260103000000\nDelete: 20260401000000\nSyncPublish: 20260103000000\n",
+        );
+        let t = load_key(&path, &name("example.com.")).unwrap().timing;
+        let at = |s| parse_timestamp(s);
+        assert_eq!(
+            t,
+            Timing {
+                created: at("20260101000000"),
+                publish: at("20260102000000"),
+                activate: at("20260103000000"),
+                // Only in the .key file: taken from there.
+                inactive: at("20260301000000"),
+                delete: at("20260401000000"),
+                legacy: false,
+            }
+        );
+        // v1.3 without any timing: neither published nor signing.
+        let (_d, path) = timed("", "");
+        let t = load_key(&path, &name("example.com.")).unwrap().timing;
+        assert_eq!(t, Timing::default());
+        assert!(!t.published_at(u64::MAX) && !t.signs_at(u64::MAX));
+    }
+
+    fn err(key_comments: &str, private_fields: &str) -> String {
+        let (_d, path) = timed(key_comments, private_fields);
+        load_key(&path, &name("example.com.")).unwrap_err().to_string().replace(&*_d.path().to_string_lossy(), "D")
+    }
+
+    #[test]
+    fn bad_timing_is_an_error_at_its_place() {
+        assert_eq!(
+            err("; Activate: 20260103000000 (x)\n", "Activate: 20260104000000\n"),
+            "D/Kexample.com.+015+03613.key:1:3: Activate here is 20260103000000, but D/Kexample.com.+015+03613.private:4:1 says 20260104000000 (dnssec-settime changes both)"
+        );
+        assert_eq!(
+            err("; Publish: 2026010300000 (x)\n", ""),
+            "D/Kexample.com.+015+03613.key:1:12: expected a time in UTC, YYYYMMDDHHMMSS, got \"2026010300000\""
+        );
+        assert_eq!(
+            err("", "Delete:  tomorrow\n"),
+            "D/Kexample.com.+015+03613.private:4:10: expected a time in UTC, YYYYMMDDHHMMSS, got \"tomorrow\""
+        );
+        assert_eq!(err("", "Colour: blue\n"), "D/Kexample.com.+015+03613.private:4:1: unknown field \"Colour\"");
+    }
+
+    /// Each way a pair can be wrong, with the message and place it gets.
+    #[test]
+    fn bad_pairs_are_errors_naming_the_file() {
+        let ecdsa_public = RFC6605_PUBLIC.replace("example.net.", "example.com.");
+        let cases: Vec<(&str, String, String, &str)> = vec![
+            (
+                "Kexample.com.+015+03613",
+                RFC8080_PUBLIC.replace("example.com.", "example.org."),
+                RFC8080_PRIVATE.into(),
+                ".key:1:1: the key is for example.org., not for the zone example.com.",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                RFC8080_PUBLIC.into(),
+                RFC8080_PRIVATE.replace("15 (ED25519)", "13 (ECDSAP256SHA256)"),
+                ".private:2:12: algorithm 13 here, 15 in D/Kexample.com.+015+03613.key",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                RFC8080_PUBLIC.into(),
+                RFC8080_PRIVATE.replace("ODIyNjAz", "ODIyNjAy"),
+                ".private:3:13: this private key does not make the public key in D/Kexample.com.+015+03613.key",
+            ),
+            (
+                "Kexample.com.+013+55648",
+                ecdsa_public.clone(),
+                RFC6605_PRIVATE.replace("GU6SnQ", "GU6SnR"),
+                ".private:3:13: this private key does not make the public key in D/Kexample.com.+013+55648.key",
+            ),
+            (
+                "Kexample.com.+015+03614",
+                RFC8080_PUBLIC.into(),
+                RFC8080_PRIVATE.into(),
+                ".key: the name says algorithm 15 and key tag 3614; the key is algorithm 15 with key tag 3613",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                RFC8080_PUBLIC.replace(" 15 ", " 8 "),
+                RFC8080_PRIVATE.into(),
+                ".key:1:35: algorithm 8 is not one weiche signs with (13 ECDSAP256SHA256, 15 ED25519)",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                RFC8080_PUBLIC.replace("257", "385"),
+                RFC8080_PRIVATE.into(),
+                ".key:1:29: flags must be 257 (KSK or CSK) or 256 (ZSK), got 385",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                RFC8080_PUBLIC.replace("l02W", "l02"),
+                RFC8080_PRIVATE.into(),
+                ".key:1:38: public key: not base64",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                RFC8080_PUBLIC.replace("l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4=", "AAAA"),
+                RFC8080_PRIVATE.into(),
+                ".key:1:38: an algorithm 15 public key is 32 bytes, this one is 3",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                RFC8080_PUBLIC.into(),
+                RFC8080_PRIVATE.replace("Private-key-format: v1.2\n", ""),
+                ".private:1:1: expected `Private-key-format: v1.3` on the first line",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                format!("{RFC8080_PUBLIC}{RFC8080_PUBLIC}"),
+                RFC8080_PRIVATE.into(),
+                ".key:2:1: a second record: a .key file holds one DNSKEY",
+            ),
+            (
+                "Kexample.com.+015+03613",
+                "; nothing\n".into(),
+                RFC8080_PRIVATE.into(),
+                ".key:1:1: no DNSKEY record in the file",
+            ),
+        ];
+        for (stem, key, private, want) in cases {
+            let (d, path) = files(stem, &key, &private);
+            let got = load_key(&path, &name("example.com.")).unwrap_err().to_string();
+            let got = got.replace(&*d.path().to_string_lossy(), "D");
+            assert!(got.starts_with(&format!("D/{stem}{want}")), "got  {got}\nwant D/{stem}{want}");
+        }
+        // The .private file is missing.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Kexample.com.+015+03613.key");
+        std::fs::write(&path, RFC8080_PUBLIC).unwrap();
+        let got = load_key(&path, &name("example.com.")).unwrap_err();
+        assert!(
+            matches!(&got, KeyError::MissingPrivate { path } if path.ends_with("Kexample.com.+015+03613.private")),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn a_zone_directory_holds_only_that_zones_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |stem: &str, key: &str, private: &str| {
+            std::fs::write(dir.path().join(format!("{stem}.key")), key).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.private")), private).unwrap();
+        };
+        write("Kexample.com.+015+03613", RFC8080_PUBLIC, RFC8080_PRIVATE);
+        write("Kexample.net.+013+55648", RFC6605_PUBLIC, RFC6605_PRIVATE);
+        std::fs::write(dir.path().join("README"), "not a key").unwrap();
+        let keys = load_zone_keys(dir.path(), &name("Example.COM.")).unwrap();
+        assert_eq!(keys.iter().map(|k| k.tag).collect::<Vec<_>>(), [3613]);
+        let keys = load_zone_keys(dir.path(), &name("example.net.")).unwrap();
+        assert_eq!(keys.iter().map(|k| k.tag).collect::<Vec<_>>(), [55648]);
+        assert!(load_zone_keys(dir.path(), &name("example.org.")).unwrap().is_empty());
+        // One bad key of the zone fails the zone.
+        write("Kexample.net.+013+55649", RFC6605_PUBLIC, RFC6605_PRIVATE);
+        let e = load_zone_keys(dir.path(), &name("example.net.")).unwrap_err().to_string();
+        assert!(e.contains("Kexample.net.+013+55649.key: the name says"), "{e}");
+        let e = load_zone_keys(&dir.path().join("nope"), &name("example.net.")).unwrap_err().to_string();
+        assert!(e.contains("nope: cannot read the key directory"), "{e}");
+    }
+
+    /// A key for `active_at`, with the given flags and timing (key material from a fixed seed).
+    fn key(flags: u16, algorithm: Algorithm, seed: u8, timing: Timing) -> Key {
+        let (signer, public_key) = match algorithm {
+            Algorithm::Ed25519 => {
+                let pair = Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap();
+                let public = pair.public_key().as_ref().to_vec();
+                (Signer::Ed25519(pair), public)
+            }
+            Algorithm::EcdsaP256Sha256 => {
+                let rng = ring::rand::SystemRandom::new();
+                let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng).unwrap();
+                let public = pair.public_key().as_ref()[1..].to_vec();
+                (Signer::Ecdsa(pair), public)
+            }
+        };
+        let tag = records::key_tag(&records::dnskey_rdata(flags, algorithm.number(), &public_key));
+        Key {
+            zone: name("example.com."),
+            flags,
+            algorithm,
+            public_key,
+            tag,
+            timing,
+            path: PathBuf::from(format!("K{seed}.key")),
+            signer,
+        }
+    }
+
+    /// Every combination of Publish, Activate, Inactive and Delete, each left out, past or
+    /// future, for a KSK and a ZSK: published and signing as BIND's intervals say.
+    #[test]
+    fn active_at_every_combination_of_timing() {
+        const NOW: Timestamp = 1_000_000;
+        let options = [None, Some(NOW - 10), Some(NOW), Some(NOW + 10)];
+        let mut combinations = 0;
+        for publish in options {
+            for activate in options {
+                for inactive in options {
+                    for delete in options {
+                        let timing = Timing { created: Some(0), publish, activate, inactive, delete, legacy: false };
+                        // The rule written as intervals: [from, until).
+                        let within = |from: Option<Timestamp>, until: [Option<Timestamp>; 2]| {
+                            from.is_some_and(|f| f <= NOW) && until.iter().flatten().all(|&u| NOW < u)
+                        };
+                        let signs = within(activate, [inactive, delete]);
+                        let starts = [publish, activate].into_iter().flatten().min();
+                        let published = within(starts, [delete, None]);
+                        for flags in [FLAGS_KSK, FLAGS_ZSK] {
+                            let keys = [key(flags, Algorithm::Ed25519, 1, timing)];
+                            let a = active_at(&keys, NOW);
+                            let what = format!("flags {flags}, {timing:?}");
+                            assert_eq!(a.published.len(), usize::from(published), "published: {what}");
+                            assert_eq!(a.zone_signers.len(), usize::from(signs), "zone signer: {what}");
+                            assert_eq!(
+                                a.key_signers.len(),
+                                usize::from(signs && flags == FLAGS_KSK),
+                                "key signer: {what}"
+                            );
+                            combinations += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(combinations, 4 * 4 * 4 * 4 * 2);
+        // Legacy keys (no metadata at all) publish and sign always.
+        let keys = [key(FLAGS_KSK, Algorithm::Ed25519, 1, Timing { legacy: true, ..Timing::default() })];
+        let a = active_at(&keys, NOW);
+        assert_eq!((a.published.len(), a.zone_signers.len(), a.key_signers.len()), (1, 1, 1));
+    }
+
+    #[test]
+    fn ksk_and_zsk_split_the_work_per_algorithm() {
+        let on = Timing { publish: Some(0), activate: Some(0), ..Timing::default() };
+        let pre_published = Timing { publish: Some(0), activate: Some(500), ..Timing::default() };
+        let keys = [
+            key(FLAGS_KSK, Algorithm::Ed25519, 1, on),
+            key(FLAGS_ZSK, Algorithm::Ed25519, 2, on),
+            key(FLAGS_ZSK, Algorithm::Ed25519, 3, pre_published),
+            // An algorithm with a CSK only: its KSK signs the zone too.
+            key(FLAGS_KSK, Algorithm::EcdsaP256Sha256, 4, on),
+        ];
+        let tags = |v: &[&Key]| v.iter().map(|k| k.path.to_string_lossy().into_owned()).collect::<Vec<_>>();
+        let a = active_at(&keys, 100);
+        assert_eq!(tags(&a.published), ["K1.key", "K2.key", "K3.key", "K4.key"]);
+        assert_eq!(tags(&a.zone_signers), ["K2.key", "K4.key"]);
+        assert_eq!(tags(&a.key_signers), ["K1.key", "K4.key"]);
+        // The new ZSK is active: both ZSKs sign (the old one until it is made inactive).
+        let a = active_at(&keys, 500);
+        assert_eq!(tags(&a.zone_signers), ["K2.key", "K3.key", "K4.key"]);
+        // With the ZSK gone, the Ed25519 KSK signs the zone as a CSK.
+        let keys = [
+            key(FLAGS_KSK, Algorithm::Ed25519, 1, on),
+            key(FLAGS_ZSK, Algorithm::Ed25519, 2, Timing { inactive: Some(50), ..on }),
+        ];
+        let a = active_at(&keys, 100);
+        assert_eq!(tags(&a.zone_signers), ["K1.key"]);
+        assert_eq!(tags(&a.published), ["K1.key", "K2.key"]);
+    }
+
+    /// keygen → files → load → sign with ring → verify with hickory-proto, a second
+    /// implementation; a changed message or signature does not verify.
+    #[test]
+    fn made_keys_load_and_sign_what_hickory_verifies() {
+        use hickory_proto::dnssec::{Algorithm as HAlg, PublicKey, PublicKeyBuf};
+        let dir = tempfile::tempdir().unwrap();
+        let rng = ring::rand::SystemRandom::new();
+        let zone = name("example.com.");
+        let now = parse_timestamp("20261202091724").unwrap();
+        for (algorithm, theirs) in
+            [(Algorithm::EcdsaP256Sha256, HAlg::ECDSAP256SHA256), (Algorithm::Ed25519, HAlg::ED25519)]
+        {
+            for flags in [FLAGS_KSK, FLAGS_ZSK] {
+                let path = super::super::keygen::generate_into(dir.path(), &zone, algorithm, flags, now, &rng).unwrap();
+                let key = load_key(&path, &zone).unwrap();
+                assert_eq!((key.algorithm, key.flags), (algorithm, flags));
+                assert_eq!(
+                    key.timing,
+                    Timing { created: Some(now), publish: Some(now), activate: Some(now), ..Timing::default() }
+                );
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path.with_extension("private")).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600);
+                let message = b"RRSIG RDATA and the RRset in canonical form";
+                let signature = key.sign(message).unwrap();
+                assert_eq!(signature.len(), 64);
+                let public = PublicKeyBuf::new(key.public_key.clone(), theirs);
+                public.verify(message, &signature).unwrap();
+                assert!(public.verify(b"another message", &signature).is_err());
+                let mut bad = signature.clone();
+                bad[10] ^= 1;
+                assert!(public.verify(message, &bad).is_err());
+            }
+        }
+        let keys = load_zone_keys(dir.path(), &zone).unwrap();
+        assert_eq!(keys.len(), 4);
+        let a = active_at(&keys, now);
+        assert_eq!((a.published.len(), a.zone_signers.len(), a.key_signers.len()), (4, 2, 2));
+        assert!(active_at(&keys, now - 1).published.is_empty());
+    }
+}
