@@ -95,7 +95,7 @@ fn help_names_the_commands_and_flags() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for word in ["serve", "check", "--listen", "--zones", "--config", "--log-format"] {
+    for word in ["serve", "check", "keygen", "ds", "--listen", "--zones", "--config", "--log-format"] {
         assert!(s.contains(word), "--help lacks {word}:\n{s}");
     }
 }
