@@ -311,6 +311,17 @@ fn ds(d: &DsArgs) -> ExitCode {
             );
             continue;
         }
+        if !key.timing.published_at(now) {
+            let from = key
+                .timing
+                .publish
+                .or(key.timing.activate)
+                .map_or_else(|| "no Publish time".to_string(), keys::format_timestamp);
+            eprintln!(
+                "weiche: {}: not published yet ({from}): give the parent its DS once the DNSKEY has been served long enough",
+                key.path.display()
+            );
+        }
         println!("{}", key.ds_text(digest));
         printed += 1;
     }

@@ -737,9 +737,11 @@ fn keys_made_by_dnssec_keygen_load_and_give_dnssec_dsfromkeys_ds() {
     let zsk15 = bind(&["-a", "ED25519", "-P", "20250101000000", "-A", "20250102000000", "-D", "20300201000000"]);
     // Deleted already: weiche ds leaves it out.
     let gone = bind(&["-a", "15", "-f", "KSK", "-P", "20190101000000", "-A", "20190101000000", "-D", "20200101000000"]);
+    // Not published yet: weiche ds prints it and says so.
+    let later = bind(&["-a", "13", "-f", "KSK", "-P", "20370101000000", "-A", "20370102000000"]);
     let zone = weiche::model::name::Name::parse("example.test.", None).unwrap();
     let loaded = keys::load_zone_keys(dir.path(), &zone).unwrap();
-    assert_eq!(loaded.len(), 5);
+    assert_eq!(loaded.len(), 6);
     let by_stem = |stem: &str| loaded.iter().find(|k| k.path.file_stem().unwrap().to_str() == Some(stem)).unwrap();
     let t = |s: &str| keys::parse_timestamp(s);
     let k = by_stem(&ksk15);
@@ -760,11 +762,26 @@ fn keys_made_by_dnssec_keygen_load_and_give_dnssec_dsfromkeys_ds() {
         hickory_proto::dnssec::PublicKey::verify(&public, b"signed by a BIND key", &signature).unwrap();
     }
     let ds = lines(&run_ok(BIN, &["ds", "example.test", "--dir", d]));
-    let stems = [ksk13.clone(), zsk13, ksk15.clone(), zsk15];
+    let stems = [ksk13.clone(), zsk13, ksk15.clone(), zsk15, later.clone()];
     assert_eq!(ds, dsfromkey(dir.path(), &stems, "SHA-256"));
-    assert_eq!(ds.len(), 2);
+    assert_eq!(ds.len(), 3);
     let ds384 = lines(&run_ok(BIN, &["ds", "example.test", "--dir", d, "--digest", "4"]));
     assert_eq!(ds384, dsfromkey(dir.path(), &stems, "SHA-384"));
     let (_, _, stderr) = run(&["ds", "example.test", "--dir", d]);
     assert!(stderr.contains(&format!("{gone}.key: left out: deleted since 20200101000000")), "{stderr}");
+    assert!(stderr.contains(&format!("{later}.key: not published yet (20370101000000)")), "{stderr}");
+    // CDS, as `dnssec-dsfromkey -C` makes it; CDNSKEY, the .key file's DNSKEY under another type.
+    use weiche::dnssec::records::DigestType;
+    for stem in [&ksk13, &ksk15] {
+        let k = by_stem(stem);
+        let file = dir.path().join(format!("{stem}.key"));
+        let file = file.to_str().unwrap();
+        for (digest, name) in [(DigestType::Sha256, "SHA-256"), (DigestType::Sha384, "SHA-384")] {
+            assert_eq!(k.cds_text(digest), run_ok("dnssec-dsfromkey", &["-C", "-a", name, file]).trim());
+        }
+        let dnskey = std::fs::read_to_string(file).unwrap();
+        let dnskey = dnskey.lines().find(|l| !l.starts_with(';')).unwrap().replace(' ', "");
+        assert_eq!(k.dnskey_text().replace(' ', ""), dnskey);
+        assert_eq!(k.cdnskey_text().replace(' ', ""), dnskey.replace("INDNSKEY", "INCDNSKEY"));
+    }
 }
