@@ -585,13 +585,12 @@ pub fn load_key(path: &Path, zone: &Name) -> Result<Key, KeyError> {
     // BIND reads the timing from the .private file (v1.3); the .key file's comments repeat it
     // for people. If they disagree, a person edited one: say so rather than guess.
     let mut timing = private.timing;
+    let mut written_in_key = public.timing;
     for (field, key_at) in &public.timing_at {
-        let ours = *timing_field(&mut public.timing.clone(), field).expect("a timing field");
-        let theirs = *timing_field(&mut timing, field).expect("a timing field");
-        match theirs {
-            None if !private.timing.legacy => {
-                *timing_field(&mut timing, field).expect("a timing field") = ours;
-            }
+        let ours = *timing_field(&mut written_in_key, field).expect("a timing field");
+        let slot = timing_field(&mut timing, field).expect("a timing field");
+        match *slot {
+            None if !private.timing.legacy => *slot = ours,
             Some(v) if Some(v) != ours => {
                 let private_at = private.timing_at.iter().find(|(f, _)| f == field).map(|(_, a)| a.to_string());
                 return Err(mismatch(
