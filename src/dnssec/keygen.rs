@@ -159,3 +159,82 @@ pub fn generate_into(
     }
     Err(KeygenError::NoFreeName { dir: dir.to_path_buf(), tries: TRIES })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dnssec::{FLAGS_ZSK, keys};
+
+    // The same bytes every time: the same key every time.
+    #[allow(deprecated)]
+    fn fixed() -> ring::test::rand::FixedByteRandom {
+        ring::test::rand::FixedByteRandom { byte: 7 }
+    }
+
+    fn name(s: &str) -> Name {
+        Name::parse(s, None).unwrap()
+    }
+
+    #[test]
+    fn files_are_what_bind_writes() {
+        let now = keys::parse_timestamp("20261202091724").unwrap();
+        let k = generate(&name("example.com."), Algorithm::Ed25519, FLAGS_KSK, now, &fixed()).unwrap();
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
+        let public = data_encoding::BASE64.encode(pair.public_key().as_ref());
+        let tag = records::key_tag(&records::dnskey_rdata(257, 15, pair.public_key().as_ref()));
+        assert_eq!(k.stem, format!("Kexample.com.+015+{tag:05}"));
+        assert_eq!(
+            k.key_file,
+            format!(
+                "; This is a key-signing key, keyid {tag}, for example.com.\n\
+                 ; Created: 20261202091724 (Wed Dec  2 09:17:24 2026)\n\
+                 ; Publish: 20261202091724 (Wed Dec  2 09:17:24 2026)\n\
+                 ; Activate: 20261202091724 (Wed Dec  2 09:17:24 2026)\n\
+                 example.com. IN DNSKEY 257 3 15 {public}\n"
+            )
+        );
+        assert_eq!(
+            k.private_file,
+            format!(
+                "Private-key-format: v1.3\nAlgorithm: 15 (ED25519)\nPrivateKey: {}\n\
+                 Created: 20261202091724\nPublish: 20261202091724\nActivate: 20261202091724\n",
+                data_encoding::BASE64.encode(&[7; 32])
+            )
+        );
+        let k = generate(&name("example.com."), Algorithm::EcdsaP256Sha256, FLAGS_ZSK, now, &fixed()).unwrap();
+        assert!(k.key_file.starts_with("; This is a zone-signing key, keyid "), "{}", k.key_file);
+        assert!(k.private_file.contains("\nAlgorithm: 13 (ECDSAP256SHA256)\nPrivateKey: "), "{}", k.private_file);
+    }
+
+    #[test]
+    fn a_taken_name_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = name("example.com.");
+        let first = generate_into(dir.path(), &zone, Algorithm::Ed25519, FLAGS_KSK, 0, &fixed()).unwrap();
+        let before = std::fs::read(first.with_extension("private")).unwrap();
+        // The fixed source makes the same key, and so the same name, every time.
+        let again = generate_into(dir.path(), &zone, Algorithm::Ed25519, FLAGS_KSK, 1, &fixed()).unwrap_err();
+        assert!(matches!(again, KeygenError::NoFreeName { tries: 16, .. }), "{again}");
+        assert_eq!(std::fs::read(first.with_extension("private")).unwrap(), before);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        // A directory that is not there.
+        let e = generate_into(&dir.path().join("nope"), &zone, Algorithm::Ed25519, FLAGS_KSK, 0, &fixed()).unwrap_err();
+        assert!(e.to_string().contains("nope/Kexample.com.+015+") && e.to_string().contains("cannot write"), "{e}");
+    }
+
+    #[test]
+    fn pkcs8_of_another_layout_is_refused() {
+        let rng = ring::rand::SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let (private, public) = p256_from_pkcs8(doc.as_ref()).unwrap();
+        assert_eq!((private.len(), public.len()), (32, 64));
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng).unwrap();
+        assert_eq!(&pair.public_key().as_ref()[1..], public);
+        let mut other = doc.as_ref().to_vec();
+        other[10] ^= 1;
+        assert!(matches!(p256_from_pkcs8(&other), Err(KeygenError::Pkcs8)));
+        assert!(matches!(p256_from_pkcs8(&doc.as_ref()[..100]), Err(KeygenError::Pkcs8)));
+        let ed = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        assert!(matches!(p256_from_pkcs8(ed.as_ref()), Err(KeygenError::Pkcs8)));
+    }
+}
