@@ -30,12 +30,14 @@
 //! | `monitor/` | probes, rise/fall hysteresis, verdict updates |
 //! | `publish/` | the pure core, `driver`, `admin` (operator state file), `status` (the `/status` view) |
 //! | `dns/` | `wire` (parse, write; allocation-free), `service` (the one entry point per message: parse once, then query, transfer, NOTIFY or signed request), `answer` (the authoritative algorithm), `xfr` (AXFR, IXFR, NOTIFY in), `server` (listeners), `udp` (recvmmsg/sendmmsg), `rrl` (response rate limiting for UDP and XDP), `tcp` (connections, their limits, eviction of idle ones), `xdp/` (opt-in AF_XDP path: `bpf`, `rings`, `frames`, `workers`), `stats` (query counters) |
+//! | `dnssec/` | `keys` (BIND key files: read, check, timing metadata, which keys publish and sign when: pure), `keygen` (new keys in BIND's format), `records` (DNSKEY RDATA, key tag, DS, CDS, CDNSKEY); signing is not here yet |
 //! | `transfer/` | `tsig` (RFC 8945 signing and verifying), `secondaries` (NOTIFY out) |
 //! | `ops/` | `api` (HTTP), `control` (the command channel), `client` (the CLI's side), `events` (numbering, the recent ones, subscribers), `journal` (events on disk: append, rotate, read back), `notify` (webhooks, commands), `page` (the status page: HTML, script, style, embedded) |
 
 pub mod cluster;
 pub mod config;
 pub mod dns;
+pub mod dnssec;
 pub mod fatal;
 pub mod load;
 pub mod model;

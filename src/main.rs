@@ -44,6 +44,56 @@ enum Command {
     /// commands, the log level, [transfer] and [keys] take effect at once; settings such as
     /// listen addresses are named and wait for a restart. A file with an error changes nothing.
     Reload(ClientArgs),
+    /// Make DNSSEC keys for a zone in BIND's format (Kzone.+AAA+TTTTT.key and .private): a CSK
+    /// by default, or a KSK and a ZSK. Created, Publish and Activate are set to now. Prints the
+    /// new files' names.
+    Keygen(KeygenArgs),
+    /// Print the DS records of a zone's KSKs and CSKs, to give the registrar (as
+    /// dnssec-dsfromkey prints them).
+    Ds(DsArgs),
+}
+
+#[derive(Args, Clone)]
+struct KeygenArgs {
+    /// The zone, e.g. example.com
+    zone: String,
+    /// The key directory.
+    #[arg(long, short = 'K', value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// 13 (ECDSAP256SHA256) or 15 (ED25519).
+    #[arg(long, short, value_name = "N", default_value_t = 13, value_parser = parse_algorithm)]
+    algorithm: u8,
+    /// A KSK (flags 257) and a ZSK (flags 256) instead of one CSK.
+    #[arg(long)]
+    ksk_zsk: bool,
+}
+
+#[derive(Args, Clone)]
+struct DsArgs {
+    /// The zone, e.g. example.com
+    zone: String,
+    /// The key directory.
+    #[arg(long, short = 'K', value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// 2 (SHA-256) or 4 (SHA-384).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_digest)]
+    digest: u8,
+}
+
+fn parse_algorithm(s: &str) -> Result<u8, String> {
+    match s {
+        "13" | "ECDSAP256SHA256" | "ecdsap256sha256" => Ok(13),
+        "15" | "ED25519" | "ed25519" => Ok(15),
+        _ => Err("weiche makes keys of algorithm 13 (ECDSAP256SHA256) or 15 (ED25519)".into()),
+    }
+}
+
+fn parse_digest(s: &str) -> Result<u8, String> {
+    match s {
+        "2" => Ok(2),
+        "4" => Ok(4),
+        _ => Err("digest type 2 (SHA-256) or 4 (SHA-384)".into()),
+    }
 }
 
 /// How to reach a running weiche's HTTP API.
@@ -190,8 +240,100 @@ fn main() -> ExitCode {
                 out
             },
         ),
+        Some(Command::Keygen(k)) => keygen(&k),
+        Some(Command::Ds(d)) => ds(&d),
         None => serve(cli.serve),
     }
+}
+
+fn zone_name(zone: &str) -> Result<weiche::model::name::Name, String> {
+    weiche::model::name::Name::parse(zone, Some(&weiche::model::name::Name::root())).map_err(|e| format!("zone: {e}"))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn keygen(k: &KeygenArgs) -> ExitCode {
+    use weiche::dnssec::{Algorithm, FLAGS_KSK, FLAGS_ZSK, keygen};
+    let zone = match zone_name(&k.zone) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("weiche: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let algorithm = Algorithm::from_number(k.algorithm).expect("checked by the parser");
+    let flags: &[u16] = if k.ksk_zsk { &[FLAGS_KSK, FLAGS_ZSK] } else { &[FLAGS_KSK] };
+    let rng = ring::rand::SystemRandom::new();
+    let now = unix_now();
+    for &f in flags {
+        match keygen::generate_into(&k.dir, &zone, algorithm, f, now, &rng) {
+            Ok(path) => println!(
+                "{}",
+                path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+            ),
+            Err(e) => {
+                eprintln!("weiche: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn ds(d: &DsArgs) -> ExitCode {
+    use weiche::dnssec::{keys, records::DigestType};
+    let zone = match zone_name(&d.zone) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("weiche: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let digest = DigestType::from_number(d.digest).expect("checked by the parser");
+    let all = match keys::load_zone_keys(&d.dir, &zone) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("weiche: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = unix_now();
+    let mut printed = 0;
+    for key in all.iter().filter(|k| k.is_ksk()) {
+        // A deleted key's DS would point the parent at a key the zone no longer has.
+        if key.timing.delete.is_some_and(|t| t <= now) {
+            eprintln!(
+                "weiche: {}: left out: deleted since {}",
+                key.path.display(),
+                keys::format_timestamp(key.timing.delete.unwrap_or(0))
+            );
+            continue;
+        }
+        if !key.timing.published_at(now) {
+            let from = key
+                .timing
+                .publish
+                .or(key.timing.activate)
+                .map_or_else(|| "no Publish time".to_string(), keys::format_timestamp);
+            eprintln!(
+                "weiche: {}: not published yet ({from}): give the parent its DS once the DNSKEY has been served long enough",
+                key.path.display()
+            );
+        }
+        println!("{}", key.ds_text(digest));
+        printed += 1;
+    }
+    if printed == 0 {
+        eprintln!(
+            "weiche: no KSK or CSK (flags 257) for {zone} in {}: make one with weiche keygen {}",
+            d.dir.display(),
+            d.zone
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn connect(args: &ClientArgs) -> Result<weiche::ops::client::Api, String> {

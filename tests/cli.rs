@@ -95,7 +95,7 @@ fn help_names_the_commands_and_flags() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for word in ["serve", "check", "--listen", "--zones", "--config", "--log-format"] {
+    for word in ["serve", "check", "keygen", "ds", "--listen", "--zones", "--config", "--log-format"] {
         assert!(s.contains(word), "--help lacks {word}:\n{s}");
     }
 }
@@ -653,4 +653,135 @@ fn wrap(line: &str, width: usize) -> Vec<String> {
     }
     out.push(cur);
     out
+}
+
+/// Runs a program; its exit code and stdout, or a panic with its stderr.
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{program} {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+/// Sorted lines: DS lines compared as sets.
+fn lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// What `dnssec-dsfromkey` prints for the KSKs among `stems` in `dir`, with digest `digest`.
+fn dsfromkey(dir: &std::path::Path, stems: &[String], digest: &str) -> Vec<String> {
+    let mut out = String::new();
+    for stem in stems {
+        let key = dir.join(format!("{stem}.key"));
+        if std::fs::read_to_string(&key).unwrap().contains("DNSKEY 257 ") {
+            out += &run_ok("dnssec-dsfromkey", &["-a", digest, key.to_str().unwrap()]);
+        }
+    }
+    lines(&out)
+}
+
+#[test]
+fn keygen_then_ds_agrees_with_dnssec_dsfromkey() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let csk = run_ok(BIN, &["keygen", "example.test", "--dir", d]);
+    let pair = run_ok(BIN, &["keygen", "example.test", "--dir", d, "--algorithm", "15", "--ksk-zsk"]);
+    let stems: Vec<String> = csk.lines().chain(pair.lines()).map(str::to_string).collect();
+    assert_eq!(stems.len(), 3, "{csk}{pair}");
+    assert!(stems[0].starts_with("Kexample.test.+013+") && stems[1].starts_with("Kexample.test.+015+"), "{stems:?}");
+    for stem in &stems {
+        let private = dir.path().join(format!("{stem}.private"));
+        assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600, "{stem}");
+        assert!(dir.path().join(format!("{stem}.key")).exists());
+    }
+    let ds = lines(&run_ok(BIN, &["ds", "example.test", "--dir", d]));
+    let ds384 = lines(&run_ok(BIN, &["ds", "example.test.", "--dir", d, "--digest", "4"]));
+    // The CSK and the KSK, not the ZSK.
+    assert_eq!(ds.len(), 2, "{ds:?}");
+    assert!(ds.iter().all(|l| l.starts_with("example.test. IN DS ") && l.contains(" 2 ")), "{ds:?}");
+    assert_eq!(ds384.len(), 2, "{ds384:?}");
+    // A zone with no keys is an error, and says how to make one.
+    let (code, _, stderr) = run(&["ds", "example.org", "--dir", d]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no KSK or CSK (flags 257) for example.org. in"), "{stderr}");
+    if !common::have_tool("dnssec-dsfromkey", "apt-get install bind9-utils") {
+        return;
+    }
+    assert_eq!(ds, dsfromkey(dir.path(), &stems, "SHA-256"));
+    assert_eq!(ds384, dsfromkey(dir.path(), &stems, "SHA-384"));
+}
+
+#[test]
+fn keys_made_by_dnssec_keygen_load_and_give_dnssec_dsfromkeys_ds() {
+    if !common::have_tool("dnssec-keygen", "apt-get install bind9-utils")
+        || !common::have_tool("dnssec-dsfromkey", "apt-get install bind9-utils")
+    {
+        return;
+    }
+    use weiche::dnssec::keys;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let bind = |args: &[&str]| -> String {
+        let mut all = vec!["-q", "-K", d];
+        all.extend_from_slice(args);
+        all.push("example.test");
+        run_ok("dnssec-keygen", &all).trim().to_string()
+    };
+    let ksk13 = bind(&["-a", "13", "-f", "KSK"]);
+    let zsk13 = bind(&["-a", "13"]);
+    let ksk15 =
+        bind(&["-a", "15", "-f", "KSK", "-P", "20250101000000", "-A", "20250102000000", "-I", "20300101000000"]);
+    let zsk15 = bind(&["-a", "ED25519", "-P", "20250101000000", "-A", "20250102000000", "-D", "20300201000000"]);
+    // Deleted already: weiche ds leaves it out.
+    let gone = bind(&["-a", "15", "-f", "KSK", "-P", "20190101000000", "-A", "20190101000000", "-D", "20200101000000"]);
+    // Not published yet: weiche ds prints it and says so.
+    let later = bind(&["-a", "13", "-f", "KSK", "-P", "20370101000000", "-A", "20370102000000"]);
+    let zone = weiche::model::name::Name::parse("example.test.", None).unwrap();
+    let loaded = keys::load_zone_keys(dir.path(), &zone).unwrap();
+    assert_eq!(loaded.len(), 6);
+    let by_stem = |stem: &str| loaded.iter().find(|k| k.path.file_stem().unwrap().to_str() == Some(stem)).unwrap();
+    let t = |s: &str| keys::parse_timestamp(s);
+    let k = by_stem(&ksk15);
+    assert_eq!(
+        (k.timing.publish, k.timing.activate, k.timing.inactive, k.timing.delete),
+        (t("20250101000000"), t("20250102000000"), t("20300101000000"), None)
+    );
+    assert_eq!(by_stem(&zsk15).timing.delete, t("20300201000000"));
+    assert!(by_stem(&ksk13).is_ksk() && !by_stem(&zsk13).is_ksk());
+    // BIND's keys sign what hickory-proto verifies.
+    for k in &loaded {
+        let algorithm = match k.algorithm.number() {
+            13 => hickory_proto::dnssec::Algorithm::ECDSAP256SHA256,
+            _ => hickory_proto::dnssec::Algorithm::ED25519,
+        };
+        let public = hickory_proto::dnssec::PublicKeyBuf::new(k.public_key.clone(), algorithm);
+        let signature = k.sign(b"signed by a BIND key").unwrap();
+        hickory_proto::dnssec::PublicKey::verify(&public, b"signed by a BIND key", &signature).unwrap();
+    }
+    let ds = lines(&run_ok(BIN, &["ds", "example.test", "--dir", d]));
+    let stems = [ksk13.clone(), zsk13, ksk15.clone(), zsk15, later.clone()];
+    assert_eq!(ds, dsfromkey(dir.path(), &stems, "SHA-256"));
+    assert_eq!(ds.len(), 3);
+    let ds384 = lines(&run_ok(BIN, &["ds", "example.test", "--dir", d, "--digest", "4"]));
+    assert_eq!(ds384, dsfromkey(dir.path(), &stems, "SHA-384"));
+    let (_, _, stderr) = run(&["ds", "example.test", "--dir", d]);
+    assert!(stderr.contains(&format!("{gone}.key: left out: deleted since 20200101000000")), "{stderr}");
+    assert!(stderr.contains(&format!("{later}.key: not published yet (20370101000000)")), "{stderr}");
+    // CDS, as `dnssec-dsfromkey -C` makes it; CDNSKEY, the .key file's DNSKEY under another type.
+    use weiche::dnssec::records::DigestType;
+    for stem in [&ksk13, &ksk15] {
+        let k = by_stem(stem);
+        let file = dir.path().join(format!("{stem}.key"));
+        let file = file.to_str().unwrap();
+        for (digest, name) in [(DigestType::Sha256, "SHA-256"), (DigestType::Sha384, "SHA-384")] {
+            assert_eq!(k.cds_text(digest), run_ok("dnssec-dsfromkey", &["-C", "-a", name, file]).trim());
+        }
+        let dnskey = std::fs::read_to_string(file).unwrap();
+        let dnskey = dnskey.lines().find(|l| !l.starts_with(';')).unwrap().replace(' ', "");
+        assert_eq!(k.dnskey_text().replace(' ', ""), dnskey);
+        assert_eq!(k.cdnskey_text().replace(' ', ""), dnskey.replace("INDNSKEY", "INCDNSKEY"));
+    }
 }
