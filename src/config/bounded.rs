@@ -6,6 +6,20 @@
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static MAX_ZONE_FILE_SIZE: AtomicU64 = AtomicU64::new(crate::config::DEFAULT_ZONE_FILE_LIMIT);
+
+/// The most bytes one zone file may have (`[server] zone_file_limit`).
+pub fn max_zone_file_size() -> u64 {
+    MAX_ZONE_FILE_SIZE.load(Ordering::Relaxed)
+}
+
+/// Sets the zone file limit for every read from now on (at start, and when weiche.toml is
+/// read again).
+pub fn set_max_zone_file_size(bytes: u64) {
+    MAX_ZONE_FILE_SIZE.store(bytes, Ordering::Relaxed);
+}
 
 /// The most bytes weiche.toml may have.
 pub const CONFIG_LIMIT: u64 = 16 << 20;

@@ -6,21 +6,8 @@
 //! BIND accepts) is kept, as the master-file escape `\DDD` for that octet.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use crate::config::DEFAULT_ZONE_FILE_LIMIT as DEFAULT_MAX_FILE_SIZE;
-
-static MAX_FILE_SIZE: AtomicU64 = AtomicU64::new(DEFAULT_MAX_FILE_SIZE);
-
-/// The most bytes one zone file may have (`[server] zone_file_limit`).
-pub fn max_file_size() -> u64 {
-    MAX_FILE_SIZE.load(Ordering::Relaxed)
-}
-
-/// Sets the limit for every read from now on (at start, and when weiche.toml is read again).
-pub fn set_max_file_size(bytes: u64) {
-    MAX_FILE_SIZE.store(bytes, Ordering::Relaxed);
-}
+pub use crate::config::bounded::{max_zone_file_size as max_file_size, set_max_zone_file_size as set_max_file_size};
 
 /// The bytes of a regular file of at most [`max_file_size`] bytes; errors say why not, in
 /// words that follow the file's name.
@@ -100,7 +87,7 @@ mod tests {
         // The limit is process-wide: other tests read far smaller files than this one.
         set_max_file_size(1999);
         let e = read_bytes(&f);
-        set_max_file_size(DEFAULT_MAX_FILE_SIZE);
+        set_max_file_size(crate::config::DEFAULT_ZONE_FILE_LIMIT);
         assert_eq!(e.unwrap_err(), "is 2000 bytes, over the limit of 1999 (zone_file_limit in weiche.toml)");
     }
 

@@ -57,17 +57,7 @@ pub struct ReloadReply {
     pub error: Option<String>,
 }
 
-/// The event journal in `state_dir/journal/`, and whether events reach it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalStatus {
-    /// Its folder (None: no journal; `server.state_dir` is not set).
-    pub dir: Option<String>,
-    /// Whether the latest write succeeded (None: no journal). While false, new events are kept
-    /// in memory and written once the disk takes them again.
-    pub persisted: Option<bool>,
-    /// Why the latest write failed.
-    pub error: Option<String>,
-}
+pub use crate::ops::events::JournalStatus;
 
 /// Where drains, manual-failback holds and serials are kept across restarts, and whether the
 /// latest of them is on disk.

@@ -194,12 +194,32 @@ impl Event {
     }
 }
 
+/// The event journal in `state_dir/journal/`, and whether events reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// Its folder (None: no journal; `server.state_dir` is not set).
+    pub dir: Option<String>,
+    /// Whether the latest write succeeded (None: no journal). While false, new events are kept
+    /// in memory and written once the disk takes them again.
+    pub persisted: Option<bool>,
+    /// Why the latest write failed.
+    pub error: Option<String>,
+}
+
+/// Where events are kept beyond memory (`ops::journal::Writer`, the journal on disk).
+pub trait Sink: Send + Sync {
+    /// Keeps `e`; never waits on the disk.
+    fn append(&self, e: &Event);
+    /// Whether what was appended reaches the disk.
+    fn status(&self) -> JournalStatus;
+}
+
 /// The recent events, the subscribers to new ones, and the way to the journal on disk.
 pub struct Journal {
     next: u64,
     recent: VecDeque<Event>,
     tx: broadcast::Sender<Event>,
-    disk: Option<crate::ops::journal::Writer>,
+    disk: Option<Box<dyn Sink>>,
 }
 
 impl Default for Journal {
@@ -221,13 +241,13 @@ impl Journal {
     }
 
     /// Appends every event from now on to the journal on disk through `writer`.
-    pub fn keep_on_disk(&mut self, writer: crate::ops::journal::Writer) {
-        self.disk = Some(writer);
+    pub fn keep_on_disk(&mut self, writer: impl Sink + 'static) {
+        self.disk = Some(Box::new(writer));
     }
 
     /// Whether events reach the journal on disk (all None without one).
-    pub fn disk_status(&self) -> crate::ops::doc::JournalStatus {
-        self.disk.as_ref().map(crate::ops::journal::Writer::status).unwrap_or_default()
+    pub fn disk_status(&self) -> JournalStatus {
+        self.disk.as_ref().map(|d| d.status()).unwrap_or_default()
     }
 
     /// Numbers, stamps, logs, keeps and broadcasts an event.

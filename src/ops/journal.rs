@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::ops::doc::JournalStatus;
+use crate::ops::events::JournalStatus;
 use crate::ops::events::{Event, EventKind, KEEP};
 
 /// The journal's folder inside `state_dir`.
@@ -452,6 +452,16 @@ impl Writer {
             persisted: Some(health.error.is_none()),
             error: health.error.clone(),
         }
+    }
+}
+
+impl crate::ops::events::Sink for Writer {
+    fn append(&self, e: &Event) {
+        Writer::append(self, e);
+    }
+
+    fn status(&self) -> JournalStatus {
+        Writer::status(self)
     }
 }
 

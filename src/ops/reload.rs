@@ -154,7 +154,7 @@ async fn reload(current: &mut Config, live: &Live, control: &Control) -> ReloadR
     }
     live.transfer.store(Arc::new(new.transfer.clone()));
     live.notifiers.send_replace(Notifiers { webhooks: new.webhooks.clone(), commands: new.commands.clone() });
-    crate::load::read::set_max_file_size(new.zone_file_limit);
+    crate::config::bounded::set_max_zone_file_size(new.zone_file_limit);
     if !restart.is_empty() {
         warn!(file = %name, settings = %restart.join(", "), "configuration changes that take effect at the next restart");
     }
