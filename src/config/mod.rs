@@ -747,8 +747,11 @@ impl Config {
             None => DEFAULT_TCP_PER_CLIENT.min(tcp_max_connections),
         };
         let events_keep = events_keep_of(s.events_keep.as_ref(), &err)?;
-        let log_level = spec.log.level.unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        let log_level = spec.log.level.unwrap_or_else(|| "info".into()).trim().to_string();
+        // Levels and targets are ASCII. tracing-subscriber's parser slices the untrimmed text at
+        // the trimmed text's offsets, and panics on a character of several bytes there (found
+        // by fuzzing): such text never reaches it.
+        if !log_level.is_ascii() || tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(FileError::new(
                 &file,
                 0,
@@ -858,6 +861,18 @@ impl Config {
 mod tests {
     use super::*;
     use crate::model::position::locate;
+
+    /// Found by fuzzing: a level with leading space and a character of several bytes made
+    /// tracing-subscriber's filter parser panic; it is an error with the allowed values.
+    #[test]
+    fn a_log_level_that_is_no_filter_is_an_error_not_a_panic() {
+        for level in [" \u{386a}=,+0o", "inf\u{f6}", "\u{3000}d\u{e9}bug"] {
+            let e = Config::from_text(None, &format!("[log]\nlevel = \"{level}\"\n")).unwrap_err().to_string();
+            assert!(e.contains("is not a level or filter"), "{level:?}: {e}");
+        }
+        let c = Config::from_text(None, "[log]\nlevel = \" debug \"\n").unwrap();
+        assert_eq!(c.log_level, "debug");
+    }
 
     #[test]
     fn durations() {
