@@ -165,12 +165,8 @@ async fn reload(current: &mut Config, live: &Live, control: &Control) -> ReloadR
         (false, false) => format!("applied: {}; at the next restart: {}", changed.join(", "), restart.join(", ")),
     };
     info!(file = %name, "configuration reloaded: {what}");
-    // What needs a restart keeps its running value; the rest is the new file's.
-    let mut kept = new;
-    for setting in &restart {
-        keep_running(setting, current, &mut kept);
-    }
-    *current = kept;
+    // What needs a restart keeps its running value, so that the next reload still names it.
+    apply_live(current, new, changed.contains(&"log.level"));
     let error = (!problems.is_empty()).then(|| problems.join("; "));
     control.configured(
         ConfigStatus { file: Some(name), loaded_at: Some(now()), last_error: error.clone() },
@@ -184,29 +180,15 @@ async fn reload(current: &mut Config, live: &Live, control: &Control) -> ReloadR
     }
 }
 
-/// Puts the running value of a restart-only `setting` back into `new`, so that the next reload
-/// still names it until a restart takes it.
-fn keep_running(setting: &str, running: &Config, new: &mut Config) {
-    match setting {
-        "listen" => new.listen = running.listen.clone(),
-        "zones" => new.zones_dir = running.zones_dir.clone(),
-        "udp_payload" => new.udp_payload = running.udp_payload,
-        "tcp_idle_timeout" => new.tcp_idle_timeout = running.tcp_idle_timeout,
-        "tcp_max_connections" => new.tcp_max_connections = running.tcp_max_connections,
-        "tcp_max_connections_per_client" => new.tcp_max_connections_per_client = running.tcp_max_connections_per_client,
-        "udp_workers" => new.udp_workers = running.udp_workers,
-        "xdp" => new.xdp = running.xdp.clone(),
-        "reload_interval" => new.reload_interval = running.reload_interval,
-        "state_dir" => new.state_dir = running.state_dir.clone(),
-        "api.listen" => new.api_listen = running.api_listen,
-        "api.token_file" => new.api_token = running.api_token.clone(),
-        "log.format" => new.log_format = running.log_format,
-        "log.level" => new.log_level = running.log_level.clone(),
-        "cluster" => new.cluster = running.cluster.clone(),
-        "rrl" => new.rrl = running.rrl,
-        "probe_source" => new.probe_source = running.probe_source,
-        "events_keep" => new.events_keep = running.events_keep,
-        _ => {}
+/// Takes into `running` what a reload applies at once from `new` (the log level only when
+/// it could be applied); everything else keeps its running value until a restart.
+fn apply_live(running: &mut Config, new: Config, log_level: bool) {
+    running.webhooks = new.webhooks;
+    running.commands = new.commands;
+    running.transfer = new.transfer;
+    running.zone_file_limit = new.zone_file_limit;
+    if log_level {
+        running.log_level = new.log_level;
     }
 }
 
@@ -236,8 +218,8 @@ mod tests {
         let k2 = config("[keys.x]\nsecret = \"c2VjcmV0LWI=\"\n");
         assert_eq!(differences(&k1, &k2).0, ["transfer"]);
         // What needs a restart keeps its running value, so a second reload names it again.
-        let mut kept = new.clone();
-        keep_running("listen", &old, &mut kept);
+        let mut kept = old.clone();
+        apply_live(&mut kept, new.clone(), false);
         assert_eq!(kept.listen, old.listen);
         assert_eq!(differences(&kept, &new).1, ["listen"]);
     }
