@@ -96,6 +96,27 @@ struct Target {
     agreed: Health,
 }
 
+impl Target {
+    /// This member's own verdict (Unknown before its first probe).
+    fn own_verdict(&self) -> Health {
+        self.own.as_ref().map_or(Health::Unknown, |u| u.state.verdict)
+    }
+}
+
+/// Which peer votes count now: from a member heard, and no older than `dead_after`.
+#[derive(Clone, Copy)]
+struct Fresh {
+    connected: Set,
+    now: Instant,
+    dead_after: Duration,
+}
+
+impl Fresh {
+    fn vote(self, m: usize, v: &Option<PeerVote>) -> Option<PeerVote> {
+        v.filter(|v| self.connected.contains(m) && self.now.saturating_duration_since(v.at) < self.dead_after)
+    }
+}
+
 /// What to do after a step: updates for the publisher, events, operator writes to apply.
 #[derive(Debug, Default)]
 pub struct Step {
@@ -227,6 +248,10 @@ impl Peers {
         self.primary
     }
 
+    fn fresh(&self, now: Instant) -> Fresh {
+        Fresh { connected: self.connected, now, dead_after: self.dead_after() }
+    }
+
     fn me(&self) -> usize {
         self.cluster.me
     }
@@ -262,11 +287,7 @@ impl Peers {
 
     /// Whether this member's own probes have judged `key` yet.
     pub fn has_own_verdict(&self, key: &ProbeKey) -> bool {
-        self.wire_of
-            .get(key)
-            .and_then(|w| self.targets.get(w))
-            .and_then(|t| t.own.as_ref())
-            .is_some_and(|u| u.state.verdict != Health::Unknown)
+        self.wire_of.get(key).and_then(|w| self.targets.get(w)).is_some_and(|t| t.own_verdict() != Health::Unknown)
     }
 
     /// This member's own probe result.
@@ -395,17 +416,13 @@ impl Peers {
     /// Decides one target; when its verdict moves (or `own` is a fresh result to pass on),
     /// adds the publisher's update to `step`.
     fn decide(&mut self, w: &str, own: Option<Update>, now: Instant, step: &mut Step) {
-        let dead_after = self.dead_after();
+        let fresh = self.fresh(now);
         let me = self.me();
-        let connected = self.connected;
         let local_decides = !self.primary && self.serving == Serving::Normal;
         let primary = self.primary;
         let weights: Vec<u32> = (0..self.cluster.members.len()).map(|m| self.weight(m)).collect();
         let t = self.targets.get_mut(w).expect("a known target");
-        let local = t.own.as_ref().map_or(Health::Unknown, |u| u.state.verdict);
-        let fresh = |m: usize, v: &Option<PeerVote>| {
-            v.filter(|v| connected.contains(m) && now.saturating_duration_since(v.at) < dead_after)
-        };
+        let local = t.own_verdict();
         let fresh_probe = own.is_some();
         let before = t.agreed;
         let (after, why) = if local_decides {
@@ -414,7 +431,7 @@ impl Peers {
             (before, None)
         } else {
             let reports = std::iter::once((weights[me], local))
-                .chain(t.peers.iter().enumerate().filter_map(|(m, v)| fresh(m, v).map(|v| (weights[m], v.local))));
+                .chain(t.peers.iter().enumerate().filter_map(|(m, v)| fresh.vote(m, v).map(|v| (weights[m], v.local))));
             let seen = |h: Health| if h == Health::Down { "down" } else { "up" };
             let voted = vote::cluster_verdict(before, reports);
             // Nothing decided here yet: take what the heaviest peer holds.
@@ -423,7 +440,7 @@ impl Peers {
                     t.peers
                         .iter()
                         .enumerate()
-                        .filter_map(|(m, v)| fresh(m, v).map(|v| (weights[m], m, v.cluster)))
+                        .filter_map(|(m, v)| fresh.vote(m, v).map(|v| (weights[m], m, v.cluster)))
                         .filter(|(_, _, h)| *h != Health::Unknown)
                         .max_by_key(|(w, _, _)| *w)
                 })
@@ -436,7 +453,7 @@ impl Peers {
                     weight += weights[me];
                 }
                 for (m, v) in t.peers.iter().enumerate() {
-                    if fresh(m, v).is_some_and(|v| v.local == h) {
+                    if fresh.vote(m, v).is_some_and(|v| v.local == h) {
                         who.push(&self.cluster.members[m].name);
                         weight += weights[m];
                     }
@@ -525,11 +542,8 @@ impl Peers {
     /// served here.
     pub fn reports(&mut self, sent_ms: u64, serials: &[ZoneSerial]) -> Vec<(usize, Message)> {
         let me = self.me();
-        let votes: Vec<Vote> = self
-            .targets
-            .iter()
-            .map(|(w, t)| Vote::new(w.clone(), t.own.as_ref().map_or(Health::Unknown, |u| u.state.verdict), t.agreed))
-            .collect();
+        let votes: Vec<Vote> =
+            self.targets.iter().map(|(w, t)| Vote::new(w.clone(), t.own_verdict(), t.agreed)).collect();
         let ops = self.ops();
         let head = Header {
             from: self.cluster.members[me].name.clone(),
@@ -592,7 +606,7 @@ impl Peers {
         let Some(t) = self.wire_of.get(key).and_then(|w| self.targets.get(w)) else {
             return Vec::new();
         };
-        let dead_after = self.dead_after();
+        let fresh = self.fresh(now);
         let me = self.me();
         self.cluster
             .members
@@ -600,11 +614,9 @@ impl Peers {
             .enumerate()
             .map(|(m, x)| {
                 let h = if m == me {
-                    t.own.as_ref().map_or(Health::Unknown, |u| u.state.verdict)
+                    t.own_verdict()
                 } else {
-                    t.peers[m]
-                        .filter(|v| self.connected.contains(m) && now.saturating_duration_since(v.at) < dead_after)
-                        .map_or(Health::Unknown, |v| v.local)
+                    fresh.vote(m, &t.peers[m]).map_or(Health::Unknown, |v| v.local)
                 };
                 (x.name.clone(), h)
             })
@@ -636,20 +648,14 @@ impl Peers {
 
     /// How many targets some heard member (this one included) sees otherwise than the cluster.
     pub fn dissent(&self, now: Instant) -> usize {
-        let dead_after = self.dead_after();
+        let fresh = self.fresh(now);
         self.targets
             .values()
             .filter(|t| {
-                let own = t.own.as_ref().map_or(Health::Unknown, |u| u.state.verdict);
+                let own = t.own_verdict();
                 let differs = |h: Health| h != Health::Unknown && t.agreed != Health::Unknown && h != t.agreed;
                 differs(own)
-                    || t.peers.iter().enumerate().any(|(m, v)| {
-                        v.is_some_and(|v| {
-                            self.connected.contains(m)
-                                && now.saturating_duration_since(v.at) < dead_after
-                                && differs(v.local)
-                        })
-                    })
+                    || t.peers.iter().enumerate().any(|(m, v)| fresh.vote(m, v).is_some_and(|v| differs(v.local)))
             })
             .count()
     }
