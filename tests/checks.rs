@@ -387,13 +387,7 @@ fn smtp_starttls_passes_with_a_trusted_certificate_for_the_host() {
         check("other.example.test")
     );
     std::fs::write(zones.join("ca.test.toml"), zone(&pools)).unwrap();
-    let dns_port = external_port(dns_ip);
-    let api_port = loop {
-        let p = external_port(dns_ip);
-        if p != dns_port {
-            break p;
-        }
-    };
+    let (dns_port, api_port) = two_external_ports(dns_ip);
     let (dns, api) = (format!("{dns_ip}:{dns_port}"), format!("{dns_ip}:{api_port}"));
     let _weiche = Killed(
         std::process::Command::new(env!("CARGO_BIN_EXE_weiche"))

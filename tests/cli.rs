@@ -207,13 +207,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn operator_commands_talk_to_the_api() {
-    let port = external_port("127.0.0.24");
-    let api_port = loop {
-        let p = external_port("127.0.0.24");
-        if p != port {
-            break p;
-        }
-    };
+    let (port, api_port) = common::two_external_ports("127.0.0.24");
     let (dns, api) = (format!("127.0.0.24:{port}"), format!("127.0.0.24:{api_port}"));
     let mut child = Killed(
         Command::new(BIN)

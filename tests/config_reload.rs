@@ -78,13 +78,9 @@ struct Weiche {
 
 impl Weiche {
     fn start(dir: &Path, ip: &str, config: impl Fn(&str, &str) -> String) -> Weiche {
-        let dns: std::net::SocketAddr = format!("{ip}:{}", external_port(ip)).parse().unwrap();
-        let api: std::net::SocketAddr = loop {
-            let p = external_port(ip);
-            if p != dns.port() {
-                break format!("{ip}:{p}").parse().unwrap();
-            }
-        };
+        let (dns_port, api_port) = two_external_ports(ip);
+        let dns: std::net::SocketAddr = format!("{ip}:{dns_port}").parse().unwrap();
+        let api: std::net::SocketAddr = format!("{ip}:{api_port}").parse().unwrap();
         let cfg = dir.join("weiche.toml");
         std::fs::write(&cfg, config(&dns.to_string(), &api.to_string())).unwrap();
         let log = dir.join("weiche.log");

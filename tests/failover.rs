@@ -255,13 +255,7 @@ fn a_failed_verification_logs_no_error_line_of_its_own() {
          targets = [{{ address = \"{tls}\", priority = 1 }}]\n"
     );
     std::fs::write(zones.join("tls.test.toml"), zone(&pools)).unwrap();
-    let dns_port = external_port(dns_ip);
-    let api_port = loop {
-        let p = external_port(dns_ip);
-        if p != dns_port {
-            break p;
-        }
-    };
+    let (dns_port, api_port) = two_external_ports(dns_ip);
     let log = dir.path().join("weiche.log");
     let _weiche = Killed(
         std::process::Command::new(env!("CARGO_BIN_EXE_weiche"))

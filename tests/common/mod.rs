@@ -462,6 +462,18 @@ pub fn external_port(ip: &str) -> u16 {
     panic!("no port free for UDP and TCP on {ip}");
 }
 
+/// Two different ports free for UDP and TCP on `ip` (see [`external_port`]): the DNS and API
+/// ports of a program the test starts.
+pub fn two_external_ports(ip: &str) -> (u16, u16) {
+    let first = external_port(ip);
+    loop {
+        let second = external_port(ip);
+        if second != first {
+            return (first, second);
+        }
+    }
+}
+
 /// Two listening backends on the same port: a primary at `p` and a secondary at `sec`.
 pub fn backend_pair(p: &str, sec: &str) -> (u16, Backend, Backend) {
     let mut ports = Ports::reserve(&[p, sec]);
