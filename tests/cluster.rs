@@ -194,19 +194,33 @@ fn pool_zone(port: u16, p: &str, sec: &str) -> String {
     ))
 }
 
+/// Three members a (5), b (6), c (8) on 127.0.`net`.1-3, serving `pool_zone` (as `edit` changes
+/// it) with a primary backend at 127.0.`net`.11 and a secondary at .12.
+struct Trio {
+    port: u16,
+    primary: Backend,
+    secondary: Backend,
+    ms: Vec<Server>,
+}
+
+/// [`Trio`], once every member answers the primary.
+fn trio(net: u8, minority: Minority, edit: impl Fn(String) -> String) -> Trio {
+    let ip = |host: u8| format!("127.0.{net}.{host}");
+    let (p, sec) = (ip(11), ip(12));
+    let (port, primary, secondary) = backend_pair(&p, &sec);
+    let zone = edit(pool_zone(port, &p, &sec));
+    let (a, b, c) = (ip(1), ip(2), ip(3));
+    let ms = members(&[(&a, 5, false), (&b, 6, false), (&c, 8, false)], &zone, minority);
+    wait_all(&ms.iter().collect::<Vec<_>>(), "www.ex.test.", &[&p], Duration::from_secs(10));
+    Trio { port, primary, secondary, ms }
+}
+
 /// A backend dies: every member fails over, at about the same moment, with the event naming
 /// the members that saw it down.
 #[test]
 fn a_dead_backend_fails_over_on_every_member() {
-    let (port, mut primary_backend, _sec) = backend_pair("127.0.42.11", "127.0.42.12");
-    let zone = pool_zone(port, "127.0.42.11", "127.0.42.12");
-    let ms = members(
-        &[("127.0.42.1", 5, false), ("127.0.42.2", 6, false), ("127.0.42.3", 8, false)],
-        &zone,
-        Minority::Withdraw,
-    );
+    let Trio { port: _, primary: mut primary_backend, secondary: _sec, ms } = trio(42, Minority::Withdraw, |z| z);
     let all: Vec<&Server> = ms.iter().collect();
-    wait_all(&all, "www.ex.test.", &["127.0.42.11"], Duration::from_secs(10));
     for s in &ms {
         let st = wait_for(
             "every member heard",
@@ -242,15 +256,7 @@ fn a_dead_backend_fails_over_on_every_member() {
 /// down, the cluster's stays up, and no member fails over.
 #[test]
 fn a_backend_unreachable_from_one_member_is_no_failover() {
-    let (port, _p, _sec) = backend_pair("127.0.43.11", "127.0.43.12");
-    let zone = pool_zone(port, "127.0.43.11", "127.0.43.12");
-    let ms = members(
-        &[("127.0.43.1", 5, false), ("127.0.43.2", 6, false), ("127.0.43.3", 8, false)],
-        &zone,
-        Minority::Withdraw,
-    );
-    let all: Vec<&Server> = ms.iter().collect();
-    wait_all(&all, "www.ex.test.", &["127.0.43.11"], Duration::from_secs(10));
+    let Trio { port, primary: _p, secondary: _sec, ms } = trio(43, Minority::Withdraw, |z| z);
     let Some(_cut) = Rules::add(
         "weiche_cluster_probe",
         &["ip saddr 127.0.43.1 ip daddr 127.0.43.11 tcp dport ".to_string() + &port.to_string() + " drop"],
@@ -278,15 +284,8 @@ fn a_backend_unreachable_from_one_member_is_no_failover() {
 /// reaches a once the link heals, and a then serves the majority's answer.
 #[test]
 fn a_partitioned_member_withdraws_and_heals_to_the_majority() {
-    let (port, mut p, _sec) = backend_pair("127.0.44.11", "127.0.44.12");
-    let zone = pool_zone(port, "127.0.44.11", "127.0.44.12");
-    let ms = members(
-        &[("127.0.44.1", 5, false), ("127.0.44.2", 6, false), ("127.0.44.3", 8, false)],
-        &zone,
-        Minority::Withdraw,
-    );
+    let Trio { port: _, primary: mut p, secondary: _sec, ms } = trio(44, Minority::Withdraw, |z| z);
     let all: Vec<&Server> = ms.iter().collect();
-    wait_all(&all, "www.ex.test.", &["127.0.44.11"], Duration::from_secs(10));
     let watcher = Watcher::start(ms.iter().map(|s| s.addr).collect(), "www.ex.test.");
     let Some(cut) = Rules::cut("weiche_cluster_split", "127.0.44.1", &["127.0.44.2", "127.0.44.3"]) else {
         return;
@@ -350,15 +349,8 @@ fn a_partitioned_member_withdraws_and_heals_to_the_majority() {
 /// A drain on any member reaches the others within a second, and so does the undrain.
 #[test]
 fn a_drain_on_one_member_reaches_every_member() {
-    let (port, _p, _sec) = backend_pair("127.0.45.11", "127.0.45.12");
-    let zone = pool_zone(port, "127.0.45.11", "127.0.45.12");
-    let ms = members(
-        &[("127.0.45.1", 5, false), ("127.0.45.2", 6, false), ("127.0.45.3", 8, false)],
-        &zone,
-        Minority::Withdraw,
-    );
+    let Trio { port: _, primary: _p, secondary: _sec, ms } = trio(45, Minority::Withdraw, |z| z);
     let all: Vec<&Server> = ms.iter().collect();
-    wait_all(&all, "www.ex.test.", &["127.0.45.11"], Duration::from_secs(10));
     let (code, body) = json(ms[1].api, "POST", "/targets/127.0.45.11/drain");
     assert_eq!(code, 200, "{body}");
     let took = wait_all(&all, "www.ex.test.", &["127.0.45.12"], Duration::from_secs(1));
@@ -434,16 +426,8 @@ fn a_client_behind_a_resolver_never_gets_the_minoritys_answer() {
     if !have_tool("unbound", "apt-get install unbound") {
         return;
     }
-    let (port, mut p, _sec) = backend_pair("127.0.48.11", "127.0.48.12");
-    let zone = pool_zone(port, "127.0.48.11", "127.0.48.12")
-        .replace("max_answers = 1\n", "max_answers = 1\nttl = 1\nttl_min = 1\n");
-    let ms = members(
-        &[("127.0.48.1", 5, false), ("127.0.48.2", 6, false), ("127.0.48.3", 8, false)],
-        &zone,
-        Minority::Withdraw,
-    );
-    let all: Vec<&Server> = ms.iter().collect();
-    wait_all(&all, "www.ex.test.", &["127.0.48.11"], Duration::from_secs(10));
+    let Trio { port: _, primary: mut p, secondary: _sec, ms } =
+        trio(48, Minority::Withdraw, |z| z.replace("max_answers = 1\n", "max_answers = 1\nttl = 1\nttl_min = 1\n"));
     let u = common::unbound::Unbound::start("127.0.48.20", "ex.test", &ms.iter().map(|s| s.addr).collect::<Vec<_>>());
     wait_for(
         "unbound to answer",
@@ -699,16 +683,9 @@ fn cluster_traffic_at_a_thousand_targets() {
 /// `failback` on one member releases the hold on all of them.
 #[test]
 fn a_failback_on_one_member_releases_the_hold_everywhere() {
-    let (port, mut p, _sec) = backend_pair("127.0.55.11", "127.0.55.12");
-    let zone = pool_zone(port, "127.0.55.11", "127.0.55.12")
-        .replace("max_answers = 1\n", "max_answers = 1\nfailback = \"manual\"\n");
-    let ms = members(
-        &[("127.0.55.1", 5, false), ("127.0.55.2", 6, false), ("127.0.55.3", 8, false)],
-        &zone,
-        Minority::Withdraw,
-    );
+    let Trio { port: _, primary: mut p, secondary: _sec, ms } =
+        trio(55, Minority::Withdraw, |z| z.replace("max_answers = 1\n", "max_answers = 1\nfailback = \"manual\"\n"));
     let all: Vec<&Server> = ms.iter().collect();
-    wait_all(&all, "www.ex.test.", &["127.0.55.11"], Duration::from_secs(10));
     p.down();
     wait_all(&all, "www.ex.test.", &["127.0.55.12"], Duration::from_secs(10));
     p.up();
@@ -732,15 +709,7 @@ fn a_failback_on_one_member_releases_the_hold_everywhere() {
 #[test]
 fn forged_peer_messages_change_nothing() {
     use weiche::cluster::wire;
-    let (port, _p, _sec) = backend_pair("127.0.56.11", "127.0.56.12");
-    let zone = pool_zone(port, "127.0.56.11", "127.0.56.12");
-    let ms = members(
-        &[("127.0.56.1", 5, false), ("127.0.56.2", 6, false), ("127.0.56.3", 8, false)],
-        &zone,
-        Minority::Withdraw,
-    );
-    let all: Vec<&Server> = ms.iter().collect();
-    wait_all(&all, "www.ex.test.", &["127.0.56.11"], Duration::from_secs(10));
+    let Trio { port: _, primary: _p, secondary: _sec, ms } = trio(56, Minority::Withdraw, |z| z);
     let rejected = |reason: &str| {
         let (_, text) = http(ms[0].api, "GET", "/metrics", None);
         let line = format!("weiche_cluster_rejected_total{{reason=\"{reason}\"}} ");
@@ -784,12 +753,9 @@ fn freeze_keeps_the_agreed_answer_and_local_decides_alone() {
     for (minority, net, want) in [(Minority::Freeze, 57, "11"), (Minority::Local, 58, "12")] {
         let ip_of = |host: u8| format!("127.0.{net}.{host}");
         let (p_ip, sec_ip) = (ip_of(11), ip_of(12));
-        let (port, mut p, _sec) = backend_pair(&p_ip, &sec_ip);
-        let zone =
-            pool_zone(port, &p_ip, &sec_ip).replace("max_answers = 1\n", "max_answers = 1\nttl = 60\nttl_min = 3\n");
+        let Trio { port: _, primary: mut p, secondary: _sec, ms } =
+            trio(net, minority, |z| z.replace("max_answers = 1\n", "max_answers = 1\nttl = 60\nttl_min = 3\n"));
         let (a, b, c) = (ip_of(1), ip_of(2), ip_of(3));
-        let ms = members(&[(&a, 5, false), (&b, 6, false), (&c, 8, false)], &zone, minority);
-        wait_all(&ms.iter().collect::<Vec<_>>(), "www.ex.test.", &[&p_ip], Duration::from_secs(10));
         assert_eq!(ttl(&ms[0], "www.ex.test."), 60);
         let Some(_cut) = Rules::cut(&format!("weiche_cluster_minority_{net}"), &a, &[&b, &c]) else {
             return;
