@@ -156,7 +156,7 @@ pub async fn serve(
         None => None,
     };
     // The first load is awaited: nothing is served before the zones are.
-    let mut watcher = load::watch::Watcher::new(&config.zones_dir);
+    let mut watcher = load::watch::Watcher::new(&config.zones_dir).signing(config.dnssec.clone());
     let (watcher, first) = tokio::task::spawn_blocking(move || {
         let r = watcher.reconcile(true);
         (watcher, r)

@@ -297,6 +297,7 @@ pub fn entry_of(zone: Zone) -> ZoneEntry {
     let rd = soa.rdatas().next().expect("one SOA");
     let serial = u32::from_be_bytes(rd[rd.len() - 20..rd.len() - 16].try_into().expect("4 bytes"));
     let mut entry = ZoneEntry {
+        dnssec: None,
         soa: soa.clone(),
         negative_soa: Default::default(),
         zone: Arc::new(zone),

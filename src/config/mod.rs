@@ -259,6 +259,66 @@ struct ConfigSpec {
     cluster: Option<Spanned<cluster::ClusterSpec>>,
     #[serde(default)]
     rrl: RrlSpec,
+    #[serde(default)]
+    dnssec: DnssecSpec,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DnssecSpec {
+    keys: Option<Spanned<String>>,
+    zones: Option<Spanned<Vec<String>>>,
+    validity: Option<Spanned<String>>,
+}
+
+/// `[dnssec]`: which zones weiche signs, with keys from which directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dnssec {
+    /// Where the zones' keys are, in BIND's files (`weiche keygen` writes them).
+    pub key_dir: PathBuf,
+    pub zones: Vec<Name>,
+    /// How long a signature is valid; it is made again halfway through.
+    pub validity: Duration,
+}
+
+impl Dnssec {
+    pub fn signs(&self, apex: &Name) -> bool {
+        self.zones.iter().any(|z| z.key() == apex.key())
+    }
+}
+
+fn dnssec_of(
+    d: DnssecSpec,
+    base: &Path,
+    err: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<Option<Dnssec>, FileError> {
+    let Some(zones_spec) = d.zones else {
+        if let Some(k) = d.keys.as_ref().or(d.validity.as_ref()) {
+            return Err(err(k.span(), "dnssec: name the zones to sign: zones = [\"example.com\"]".into()));
+        }
+        return Ok(None);
+    };
+    let mut zones = Vec::new();
+    for z in zones_spec.get_ref() {
+        let name = Name::parse(z, Some(&Name::root()))
+            .map_err(|e| err(zones_spec.span(), format!("dnssec zones: {z:?} is not a zone name: {e}")))?;
+        zones.push(name);
+    }
+    let Some(keys) = d.keys else {
+        return Err(err(
+            zones_spec.span(),
+            "dnssec: give the key directory: keys = \"/var/lib/weiche/keys\" (weiche keygen ZONE --dir DIR makes keys)"
+                .into(),
+        ));
+    };
+    let validity = ranged_duration(
+        d.validity.as_ref(),
+        Duration::from_secs(14 * 86400),
+        Duration::from_secs(86400)..=Duration::from_secs(366 * 86400),
+        "dnssec validity",
+        err,
+    )?;
+    Ok(Some(Dnssec { key_dir: base.join(keys.get_ref()), zones, validity }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -619,6 +679,8 @@ pub struct Config {
     /// `[cluster]`, if configured.
     pub cluster: Option<cluster::Cluster>,
     pub rrl: Rrl,
+    /// `[dnssec]`, if any zone is signed.
+    pub dnssec: Option<Dnssec>,
 }
 
 /// TCP connections one client may hold unless configured (or the total, if that is smaller).
@@ -829,7 +891,9 @@ impl Config {
         let transfer = transfer_of(&keys, spec.transfer, &err)?;
         let cluster = spec.cluster.map(|c| cluster::cluster_of(c, &keys, &err)).transpose()?;
         let rrl = rrl_of(spec.rrl, &err)?;
+        let dnssec = dnssec_of(spec.dnssec, base, &err)?;
         Ok(Config {
+            dnssec,
             cluster,
             transfer,
             rrl,

@@ -8,9 +8,11 @@
 use std::cell::Cell;
 
 use crate::dns::wire::{Owner, Query, Section, Writer, flags, rcode};
+use crate::dnssec::sign::canonical_cmp;
 use crate::model::rtype;
+use crate::model::signed::EntrySigs;
 use crate::model::snapshot::{Snapshot, ZoneEntry};
-use crate::model::zone::{APEX, NONE, NodeId, Zone};
+use crate::model::zone::{APEX, NONE, NodeId, RRset, Zone};
 
 /// Longest CNAME chain followed inside a zone.
 const MAX_CHAIN: usize = 8;
@@ -49,6 +51,8 @@ pub fn respond(snap: &Snapshot, q: &Query<'_>, tcp: bool, udp_payload: u16, out:
         chain: [NONE; MAX_CHAIN],
         apex_off: 0,
         domain: 0,
+        dnssec_ok: q.edns.is_some_and(|e| e.dnssec_ok),
+        last_link: None,
     };
     match q.edns {
         _ if q.multiple_opt => r.rcode = rcode::FORMERR as u16,
@@ -76,6 +80,10 @@ struct Resolver<'q, 'w, 'b> {
     apex_off: u16,
     /// [`Outcome::domain`].
     domain: u8,
+    /// The query set DO: signatures and denials go with the answer, in a signed zone.
+    dnssec_ok: bool,
+    /// The chain place of the NSEC written last.
+    last_link: Option<usize>,
 }
 
 /// Where a name lands in a zone.
@@ -146,7 +154,7 @@ impl Resolver<'_, '_, '_> {
             Found::Encloser(ce) => {
                 let node = zone.node(ce);
                 if node.cut != NONE {
-                    return self.referral(zone, node.cut, hops);
+                    return self.referral(entry, node.cut, hops);
                 }
                 if node.wildcard_child {
                     let mut star = [0u8; crate::model::name::MAX_NAME_LEN];
@@ -158,12 +166,37 @@ impl Resolver<'_, '_, '_> {
                             if hops == 0 {
                                 self.domain = (key.len() - ce_key.len()) as u8;
                             }
-                            return self.node(entry, id, owner, hops);
+                            self.node(entry, id, owner, hops);
+                            // The name itself does not exist: the NSEC that covers it.
+                            if let Some(sigs) = self.sigs(entry) {
+                                let at = sigs.zone.covering(zone, key, canonical_cmp);
+                                // NODATA at the wildcard may have written this one already.
+                                if self.last_link != Some(at) {
+                                    self.link(entry, sigs, at);
+                                }
+                            }
+                            return;
                         }
                     }
                 }
                 self.rcode = rcode::NXDOMAIN as u16;
                 self.negative(entry, zone.neg_ttl);
+                if let Some(sigs) = self.sigs(entry) {
+                    // An NSEC covering the name, and one covering the wildcard of its closest
+                    // encloser (often the same).
+                    let at = sigs.zone.covering(zone, key, canonical_cmp);
+                    self.link(entry, sigs, at);
+                    let mut star = [0u8; crate::model::name::MAX_NAME_LEN];
+                    let ce_key = &key[key.len() - node.name.wire().len()..];
+                    if ce_key.len() + 2 <= star.len() {
+                        star[..2].copy_from_slice(b"\x01*");
+                        star[2..2 + ce_key.len()].copy_from_slice(ce_key);
+                        let wild = sigs.zone.covering(zone, &star[..2 + ce_key.len()], canonical_cmp);
+                        if wild != at {
+                            self.link(entry, sigs, wild);
+                        }
+                    }
+                }
             }
         }
     }
@@ -173,7 +206,7 @@ impl Resolver<'_, '_, '_> {
         let qtype = self.q.qtype;
         let node = zone.node(id);
         if node.cut != NONE && !(node.cut == id && qtype == rtype::DS) {
-            return self.referral(zone, node.cut, hops);
+            return self.referral(entry, node.cut, hops);
         }
         if qtype != rtype::CNAME
             && let Some(cname) = node.rrset(rtype::CNAME)
@@ -183,8 +216,8 @@ impl Resolver<'_, '_, '_> {
                 return;
             }
             self.chain[hops] = id;
-            if !self.w.rrset(Section::Answer, owner, cname, cname.ttl) {
-                self.w.truncated = true;
+            let sig = self.sigs(entry).and_then(|s| s.zone.sig(id, rtype::CNAME));
+            if !self.signed(Section::Answer, owner, cname, sig) {
                 return;
             }
             let target = cname.rdatas().next().expect("a CNAME has one target");
@@ -212,8 +245,10 @@ impl Resolver<'_, '_, '_> {
             let fam = p.family(if qtype == rtype::ANY && p.a.rrset.count == 0 { rtype::AAAA } else { qtype });
             let set = &fam.rrset;
             if set.count == 0 {
-                return self.negative(entry, nodata_ttl);
+                self.negative(entry, nodata_ttl);
+                return self.nodata_proof(entry, id, None);
             }
+            let sigs = self.sigs(entry).map(|s| s.pools[node.pool as usize].family(set.rtype));
             let fits = match p.max_answers {
                 Some(max) if set.count > max => {
                     let start = ROTATION.with(|c| {
@@ -224,27 +259,84 @@ impl Resolver<'_, '_, '_> {
                         % set.count as usize;
                     let rdatas = set.rdatas().cycle().skip(start).take(max as usize);
                     self.w.rdatas(Section::Answer, owner, set.rtype, set.ttl, rdatas, max)
+                        && sigs
+                            .and_then(|(_, w)| w.get(start))
+                            .is_none_or(|sig| self.w.rrset(Section::Answer, owner, sig, set.ttl))
                 }
-                _ => self.w.rrset(Section::Answer, owner, set, set.ttl),
+                _ => {
+                    self.w.rrset(Section::Answer, owner, set, set.ttl)
+                        && sigs.is_none_or(|(sig, _)| self.w.rrset(Section::Answer, owner, sig, set.ttl))
+                }
             };
             if !fits {
                 self.w.truncated = true;
             }
             return;
         }
-        let set = match qtype {
-            rtype::ANY => node.rrsets.first(),
+        let sigs = self.sigs(entry);
+        let (set, sig) = match qtype {
+            rtype::ANY => (node.rrsets.first(), node.rrsets.first().and_then(|s| sigs?.zone.sig(id, s.rtype))),
             // The SOA is served with the zone's current serial.
-            rtype::SOA if id == APEX => Some(&entry.soa),
-            _ => node.rrset(qtype),
+            rtype::SOA if id == APEX => (Some(&entry.soa), sigs.map(|s| &s.soa)),
+            // A signed zone's keys, made by weiche.
+            rtype::DNSKEY | rtype::CDS | rtype::CDNSKEY if id == APEX && entry.dnssec.is_some() => {
+                match entry.dnssec.as_ref().and_then(|d| d.zone.apex_set(qtype)) {
+                    Some((set, sig)) => (Some(set), sigs.map(|_| sig)),
+                    None => (None, None),
+                }
+            }
+            _ => (node.rrset(qtype), node.rrset(qtype).and_then(|_| sigs?.zone.sig(id, qtype))),
         };
         match set {
             Some(set) => {
-                if !self.w.rrset(Section::Answer, owner, set, set.ttl) {
-                    self.w.truncated = true;
-                }
+                self.signed(Section::Answer, owner, set, sig);
             }
-            None => self.negative(entry, nodata_ttl),
+            None => {
+                self.negative(entry, nodata_ttl);
+                self.nodata_proof(
+                    entry,
+                    id,
+                    Some(self.q.key()).filter(|_| hops == 0 && node.rrsets.is_empty() && node.pool == NONE),
+                );
+            }
+        }
+    }
+
+    /// The zone's signatures, when the query wants them.
+    fn sigs<'e>(&self, entry: &'e ZoneEntry) -> Option<&'e EntrySigs> {
+        entry.dnssec.as_ref().filter(|_| self.dnssec_ok)
+    }
+
+    /// Writes `set` and its RRSIG (if any), with the set's TTL; TC if they do not fit.
+    fn signed(&mut self, section: Section, owner: Owner<'_>, set: &RRset, sig: Option<&RRset>) -> bool {
+        let fits = self.w.rrset(section, owner, set, set.ttl)
+            && sig.is_none_or(|sig| sig.count == 0 || self.w.rrset(section, owner, sig, set.ttl));
+        if !fits {
+            self.w.truncated = true;
+        }
+        fits
+    }
+
+    /// The NSEC at chain place `at`, and its RRSIG, in the authority section.
+    fn link(&mut self, entry: &ZoneEntry, sigs: &EntrySigs, at: usize) {
+        let zone = &*entry.zone;
+        self.last_link = Some(at);
+        let (nsec, sig) = sigs.link(zone, at);
+        let owner = zone.node(sigs.zone.chain[at].node).name.wire();
+        self.signed(Section::Authority, Owner::Name(owner), nsec, Some(sig));
+    }
+
+    /// NODATA's proof: the NSEC of the node, or for an empty non-terminal (`ent`, its key) the
+    /// NSEC that covers it.
+    fn nodata_proof(&mut self, entry: &ZoneEntry, id: NodeId, ent: Option<&[u8]>) {
+        let Some(sigs) = self.sigs(entry) else { return };
+        match sigs.zone.link_of(id) {
+            Some(at) => self.link(entry, sigs, at),
+            None => {
+                let key = ent.unwrap_or_else(|| entry.zone.node(id).name.wire());
+                let at = sigs.zone.covering(&entry.zone, key, canonical_cmp);
+                self.link(entry, sigs, at);
+            }
         }
     }
 
@@ -256,11 +348,18 @@ impl Resolver<'_, '_, '_> {
         let ttl = ttl.min(entry.soa.ttl);
         if !self.w.apex_rr(Section::Authority, self.apex_off, rtype::SOA, ttl, &entry.negative_soa) {
             self.w.truncated = true;
+            return;
+        }
+        if let Some(sigs) = self.sigs(entry)
+            && !self.w.rrset(Section::Authority, Owner::Name(entry.zone.apex.wire()), &sigs.soa, ttl)
+        {
+            self.w.truncated = true;
         }
     }
 
     /// A delegation: the child's NS in authority, glue in additional, no AA.
-    fn referral(&mut self, zone: &Zone, cut: NodeId, hops: usize) {
+    fn referral(&mut self, entry: &ZoneEntry, cut: NodeId, hops: usize) {
+        let zone = &*entry.zone;
         if hops > 0 {
             // Inside a CNAME chain the answer so far stands; the resolver follows the target.
             return;
@@ -272,6 +371,26 @@ impl Resolver<'_, '_, '_> {
         if !self.w.rrset(Section::Authority, Owner::Name(node.name.wire()), ns, ns.ttl) {
             self.w.truncated = true;
             return;
+        }
+        if let Some(sigs) = self.sigs(entry) {
+            // A secure delegation's DS, or the NSEC that proves there is none.
+            match (node.rrset(rtype::DS), sigs.zone.link_of(cut)) {
+                (Some(ds), _) => {
+                    if !self.signed(
+                        Section::Authority,
+                        Owner::Name(node.name.wire()),
+                        ds,
+                        sigs.zone.sig(cut, rtype::DS),
+                    ) {
+                        return;
+                    }
+                }
+                (None, Some(at)) => self.link(entry, sigs, at),
+                (None, None) => {}
+            }
+            if self.w.truncated {
+                return;
+            }
         }
         for &g in node.glue.iter() {
             let glue = zone.node(g);

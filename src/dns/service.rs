@@ -248,6 +248,7 @@ mod tests {
         ];
         let zone = Zone::build(name("example.test."), records, Vec::new(), vec!["t.zone".into()]).unwrap();
         let mut entry = ZoneEntry {
+            dnssec: None,
             soa: zone.soa().clone(),
             negative_soa: Default::default(),
             zone: Arc::new(zone),

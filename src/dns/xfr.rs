@@ -260,6 +260,7 @@ mod tests {
         let added = history::zone_records(&zone).into_iter().filter(|r| r.rtype == rtype::TXT).collect();
         let history = History::default().with(Diff { from: 1, to: 2, removed: Vec::new(), added });
         let mut entry = ZoneEntry {
+            dnssec: None,
             soa: ZoneEntry::soa_with_serial(&zone, 2),
             negative_soa: Default::default(),
             zone: Arc::new(zone),

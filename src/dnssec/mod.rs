@@ -2,8 +2,9 @@
 //!
 //! Owns keys in BIND's file format (`keys`: reading, checking, which are published and which
 //! sign at a given time), making new ones (`keygen`), and the records derived from a key
-//! (`records`: DNSKEY RDATA, key tags, DS, CDS and CDNSKEY). Signing answers is not here yet
-//! (issue 17).
+//! (`records`: DNSKEY RDATA, key tags, DS, CDS and CDNSKEY), the bytes an RRSIG signs (`sign`:
+//! canonical form, RRSIG and NSEC RDATA), and signing a zone (`zone`: its loaded RRsets and NSEC
+//! chain when it loads, its pools' answers per snapshot, cached).
 //!
 //! It never does cryptography of its own: keys are made, checked and used by `ring`; this room
 //! only reads and writes the formats around them. It imports `model` (names, positions) and
@@ -12,6 +13,8 @@
 pub mod keygen;
 pub mod keys;
 pub mod records;
+pub mod sign;
+pub mod zone;
 
 /// The DNSSEC algorithms weiche signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

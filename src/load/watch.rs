@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::config::Dnssec;
+use crate::dnssec::zone::SignedZone;
 use crate::load::loader::{self, DirError, Kind, ZoneFile};
 use crate::model::history::{self, Rec};
 use crate::model::zone::Zone;
@@ -48,6 +50,8 @@ pub struct ZoneFileState {
     pub loaded_at: Option<SystemTime>,
     /// Why the latest version was not loaded (None: it was).
     pub last_error: Option<String>,
+    /// The signatures of `served`, in a zone weiche signs.
+    pub signed: Option<Arc<SignedZone>>,
 }
 
 /// The records (all but the SOA and pool answers) a reload removed and added, for IXFR.
@@ -80,11 +84,85 @@ pub struct Watcher {
     tracked: BTreeMap<PathBuf, Tracked>,
     /// Changed files waiting to be seen unchanged once more before loading.
     pending: BTreeMap<PathBuf, Vec<Signature>>,
+    dnssec: Option<Dnssec>,
+    /// The key directory as last seen: a change signs every signed zone again.
+    keys_seen: Vec<(std::ffi::OsString, Signature)>,
 }
 
 impl Watcher {
     pub fn new(dir: &Path) -> Watcher {
-        Watcher { dir: dir.into(), tracked: BTreeMap::new(), pending: BTreeMap::new() }
+        Watcher {
+            dir: dir.into(),
+            tracked: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            dnssec: None,
+            keys_seen: Vec::new(),
+        }
+    }
+
+    /// Signs the zones `dnssec` names.
+    pub fn signing(mut self, dnssec: Option<Dnssec>) -> Watcher {
+        self.dnssec = dnssec;
+        self
+    }
+
+    fn key_files(&self) -> Vec<(std::ffi::OsString, Signature)> {
+        let Some(d) = &self.dnssec else { return Vec::new() };
+        let mut out: Vec<_> = std::fs::read_dir(&d.key_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| (e.file_name(), signature(&e.path())))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Signs `zone` if weiche signs it: None if it does not, else the signatures or why not.
+    fn sign(&self, zone: &Zone) -> Option<Result<Arc<SignedZone>, String>> {
+        let d = self.dnssec.as_ref().filter(|d| d.signs(&zone.apex))?;
+        Some(sign_with(d, zone).map(Arc::new))
+    }
+
+    /// Signs again the zones whose signatures are due, or all of them when the key directory
+    /// changed. A zone that cannot be signed keeps its last signatures (and says so).
+    fn resign(&mut self, events: &mut Vec<Event>) -> bool {
+        if self.dnssec.is_none() {
+            return false;
+        }
+        let keys = self.key_files();
+        let keys_changed = keys != self.keys_seen;
+        self.keys_seen = keys;
+        let now = unix_now();
+        let due: Vec<PathBuf> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| t.state.signed.as_ref().is_some_and(|s| keys_changed || s.refresh_at <= now))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut changed = false;
+        for path in due {
+            let t = &self.tracked[&path];
+            let Some(zone) = t.state.served.clone() else { continue };
+            match self.sign(&zone).expect("a signed zone") {
+                Ok(signed) => {
+                    info!(zone = %zone.apex, valid_until = %crate::dnssec::keys::format_timestamp(u64::from(signed.window.expiration)), "zone signed again");
+                    self.tracked.get_mut(&path).expect("tracked").state.signed = Some(signed);
+                    changed = true;
+                }
+                Err(e) => {
+                    let until = t.state.signed.as_ref().map_or(0, |s| u64::from(s.window.expiration));
+                    warn!(zone = %zone.apex, error = %e, "zone not signed again; its last signatures keep serving");
+                    let reason = format!(
+                        "cannot sign: {e}; the last signatures keep serving, valid until {}",
+                        crate::dnssec::keys::format_timestamp(until)
+                    );
+                    events
+                        .push(Event { zone: Some(zone.apex.to_string()), ..Event::new(EventKind::ZoneError, reason) });
+                }
+            }
+        }
+        changed
     }
 
     /// Looks at the directory and loads what changed. With `now`, changed files are loaded at
@@ -139,6 +217,7 @@ impl Watcher {
                 changed = true;
             }
         }
+        changed |= self.resign(&mut events);
         if !changed && events.is_empty() {
             return Ok(None);
         }
@@ -166,16 +245,28 @@ impl Watcher {
             warn!(zone = %file.apex, file = %file.path.display(), other = %t.state.file.path.display(), "zone defined by two files; this one is ignored");
             let seen = signatures(std::slice::from_ref(&file.path));
             let last_error = Some(format!("zone also defined by {}", t.state.file.path.display()));
-            let state =
-                ZoneFileState { files: vec![file.path.clone()], file, served: None, loaded_at: None, last_error };
+            let state = ZoneFileState {
+                files: vec![file.path.clone()],
+                file,
+                served: None,
+                loaded_at: None,
+                last_error,
+                signed: None,
+            };
             self.tracked.insert(state.file.path.clone(), Tracked { state, seen });
             return false;
         }
         let load = loader::load(file.clone());
         let seen = signatures(&load.files);
         let previous = self.tracked.remove(&file.path).map(|t| t.state);
-        let state = match load.result {
-            Ok(zone) => {
+        let signed = load.result.as_ref().ok().and_then(|z| self.sign(z));
+        let result = match (load.result, signed) {
+            (Ok(_), Some(Err(e))) => Err(vec![e]),
+            (Ok(z), s) => Ok((z, s.map(|s| s.expect("checked")))),
+            (Err(errors), _) => Err(errors.iter().map(ToString::to_string).collect()),
+        };
+        let state = match result {
+            Ok((zone, signed)) => {
                 let reason = format!(
                     "serial {}, {} records, {} pools, from {}",
                     zone.serial,
@@ -195,10 +286,12 @@ impl Watcher {
                     served: Some(zone),
                     loaded_at: Some(SystemTime::now()),
                     last_error: None,
+                    signed,
                 }
             }
             Err(errors) => {
-                let (served, loaded_at) = previous.map_or((None, None), |p| (p.served, p.loaded_at));
+                let (served, loaded_at, signed) =
+                    previous.map_or((None, None, None), |p| (p.served, p.loaded_at, p.signed));
                 let keeps = if served.is_some() { "the previous version keeps serving" } else { "zone not served" };
                 for e in &errors {
                     warn!(zone = %file.apex, "{e}");
@@ -206,13 +299,32 @@ impl Watcher {
                 let reason = format!("{} error(s), first: {}; {keeps}", errors.len(), errors[0]);
                 events.push(Event { zone: Some(file.apex.to_string()), ..Event::new(EventKind::ZoneError, reason) });
                 metrics::counter!("weiche_zone_loads_total", "result" => "failed").increment(1);
-                ZoneFileState { file, files: load.files, served, loaded_at, last_error: Some(errors[0].to_string()) }
+                let last_error = Some(errors[0].clone());
+                ZoneFileState { file, files: load.files, served, loaded_at, last_error, signed }
             }
         };
         let changed = state.last_error.is_none();
         self.tracked.insert(state.file.path.clone(), Tracked { state, seen });
         changed
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Loads `zone`'s keys from the key directory and signs it now.
+pub fn sign_with(d: &Dnssec, zone: &Zone) -> Result<SignedZone, String> {
+    let keys = crate::dnssec::keys::load_zone_keys(&d.key_dir, &zone.apex).map_err(|e| e.to_string())?;
+    if keys.is_empty() {
+        let e = crate::dnssec::zone::ZoneSignError::NoKeys {
+            zone: zone.apex.to_string(),
+            dir: d.key_dir.display().to_string(),
+        };
+        return Err(e.to_string());
+    }
+    let validity = u32::try_from(d.validity.as_secs()).unwrap_or(u32::MAX);
+    crate::dnssec::zone::sign_zone(zone, Arc::new(keys), unix_now(), validity).map_err(|e| e.to_string())
 }
 
 /// The difference between two versions of a zone in everything but the SOA and pool answers.

@@ -8,5 +8,6 @@ pub mod name;
 pub mod pool;
 pub mod position;
 pub mod rtype;
+pub mod signed;
 pub mod snapshot;
 pub mod zone;

@@ -117,6 +117,8 @@ pub struct ZoneEntry {
     /// `soa`'s RDATA compressed once for negative answers (see [`ApexRdata`]).
     pub negative_soa: ApexRdata,
     pub history: Arc<crate::model::history::History>,
+    /// The signatures served with DO=1, in a zone weiche signs.
+    pub dnssec: Option<crate::model::signed::EntrySigs>,
 }
 
 /// RDATA whose names under the zone apex end in a pointer to the apex. A response always has

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::cluster::peers::Serving;
+use crate::dnssec::zone::SignedZone;
 use crate::load::watch::{Reload, ZoneDiff, ZoneFileState};
 use crate::model::chart::{Admin, Failback, Health, Mode};
 use crate::model::history;
@@ -195,16 +196,24 @@ impl Publisher {
         self.tracked.values().filter_map(|t| t.served.as_ref())
     }
 
+    /// What is served, and signed with what: a zone signed again is a change too.
+    fn served_and_signed(&self) -> Vec<(*const Zone, Option<*const SignedZone>)> {
+        self.tracked
+            .values()
+            .filter_map(|t| Some((Arc::as_ptr(t.served.as_ref()?), t.signed.as_ref().map(Arc::as_ptr))))
+            .collect()
+    }
+
     /// Takes the loader's new picture of the zones directory. New targets start unknown,
     /// unchanged ones keep their verdicts, removed ones are forgotten.
     pub fn set_zones(&mut self, reload: Reload, now: Now) {
         self.out.events.extend(reload.events);
-        let before: Vec<*const Zone> = self.served().map(Arc::as_ptr).collect();
+        let before = self.served_and_signed();
         let old =
             std::mem::replace(&mut self.tracked, reload.zones.into_iter().map(|z| (z.file.path.clone(), z)).collect());
         self.out.garbage.push(Box::new(old));
         self.diffs.extend(reload.diffs);
-        let after: Vec<*const Zone> = self.served().map(Arc::as_ptr).collect();
+        let after = self.served_and_signed();
         if before != after {
             self.reindex();
             let keys: HashSet<&ProbeKey> = self.index.users.keys().collect();
@@ -644,7 +653,8 @@ impl Publisher {
     /// Builds the next snapshot of every served zone, with an event for each pool whose answer
     /// changed (`reason` says what caused it).
     fn publish(&mut self, reason: &str, now: Now) {
-        let served: Vec<Arc<Zone>> = self.served().cloned().collect();
+        let served: Vec<(Arc<Zone>, Option<Arc<SignedZone>>)> =
+            self.tracked.values().filter_map(|t| Some((t.served.clone()?, t.signed.clone()))).collect();
         let previous = self.current.clone();
         let mut entries = Vec::with_capacity(served.len());
         let mut answered = HashMap::new();
@@ -652,7 +662,7 @@ impl Publisher {
         let mut events = Vec::new();
         let mut judged = HashSet::new();
         let mut wake_at: Option<Instant> = None;
-        for zone in served {
+        for (zone, signed) in served {
             let mut answers = Vec::with_capacity(zone.pools.len());
             let zone_keys = &self.index.per_zone[&(Arc::as_ptr(&zone) as usize)];
             for (pi, pool) in zone.pools.iter().enumerate() {
@@ -700,7 +710,16 @@ impl Publisher {
                 answers.push(answer);
             }
             let prev = previous.zone(&zone.apex.key());
-            entries.push(self.served_entry(zone, answers.into(), prev));
+            let mut entry = self.served_entry(zone, answers.into(), prev);
+            if let Some(signed) = signed {
+                match signed.entry_sigs(&entry.zone, &entry.soa, &entry.answers) {
+                    Ok(sigs) => entry.dnssec = Some(sigs),
+                    Err(e) => {
+                        tracing::error!(zone = %entry.zone.apex, error = %e, "pool answers could not be signed; served unsigned")
+                    }
+                }
+            }
+            entries.push(entry);
         }
         self.answered = answered;
         self.judged = judged;
@@ -734,6 +753,7 @@ impl Publisher {
     /// state file, keyed by a hash of the content.
     fn served_entry(&mut self, zone: Arc<Zone>, answers: Arc<[PoolAnswer]>, prev: Option<&ZoneEntry>) -> ZoneEntry {
         let mut e = ZoneEntry {
+            dnssec: None,
             soa: zone.soa().clone(),
             negative_soa: Default::default(),
             zone,

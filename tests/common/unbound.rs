@@ -20,23 +20,48 @@ pub struct Unbound {
 impl Unbound {
     /// unbound on `ip`, a free port, asking nothing but the `stubs` (nameservers of `zone`).
     pub fn start(ip: &str, zone: &str, stubs: &[SocketAddr]) -> Unbound {
-        let stub_addrs: String = stubs.iter().map(|s| format!("  stub-addr: {}@{}\n", s.ip(), s.port())).collect();
+        Self::start_with(ip, &[(zone, stubs)], &[])
+    }
+
+    /// unbound asking the nameservers of each zone of `stubs`, and nothing else. With trust
+    /// `anchors` (DS or DNSKEY records in zone-file form), it validates (and logs why an answer
+    /// is bogus); without, it does not.
+    pub fn start_with(ip: &str, stubs: &[(&str, &[SocketAddr])], anchors: &[String]) -> Unbound {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let port = external_port(ip);
-        // No validator (no trust anchor, no DS lookups), no prefetch and no serving of expired
-        // answers (the defaults, spelled out because the measurement depends on them). Queries
-        // leave from a loopback address, so nothing but the stub on 127.0.0.x can be reached,
-        // and every other name is refused before any lookup.
+        let mut zones = String::new();
+        for (zone, _) in stubs {
+            zones += &format!("  local-zone: \"{zone}.\" transparent\n");
+        }
+        let mut stub_zones = String::new();
+        for (zone, addrs) in stubs {
+            stub_zones += &format!("stub-zone:\n  name: \"{zone}.\"\n");
+            for s in addrs.iter() {
+                stub_zones += &format!("  stub-addr: {}@{}\n", s.ip(), s.port());
+            }
+        }
+        let validation = if anchors.is_empty() {
+            "  module-config: \"iterator\"\n".to_string()
+        } else {
+            let mut v = "  module-config: \"validator iterator\"\n  val-log-level: 2\n".to_string();
+            for a in anchors {
+                v += &format!("  trust-anchor: \"{a}\"\n");
+            }
+            v
+        };
+        // No prefetch and no serving of expired answers (the defaults, spelled out because the
+        // measurements depend on them). Queries leave from a loopback address, so nothing but
+        // the stubs on 127.0.0.x can be reached, and every other name is refused before any
+        // lookup.
         let conf = format!(
             "server:\n  interface: {ip}@{port}\n  port: {port}\n  outgoing-interface: {ip}\n  do-ip6: no\n\
              \x20 do-daemonize: no\n  chroot: \"\"\n  username: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n\
              \x20 use-syslog: no\n  logfile: \"\"\n  verbosity: 1\n  num-threads: 1\n\
-             \x20 access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n  module-config: \"iterator\"\n\
+             \x20 access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n{validation}\
              \x20 qname-minimisation: no\n  prefetch: no\n  serve-expired: no\n  cache-min-ttl: 0\n\
-             \x20 local-zone: \".\" refuse\n  local-zone: \"{zone}.\" transparent\n\
-             remote-control:\n  control-enable: no\n\
-             stub-zone:\n  name: \"{zone}.\"\n{stub_addrs}"
+             \x20 local-zone: \".\" refuse\n{zones}\
+             remote-control:\n  control-enable: no\n{stub_zones}"
         );
         let path = dir.path().join("unbound.conf");
         std::fs::write(&path, conf).unwrap();
@@ -61,6 +86,14 @@ impl Unbound {
         v.sort();
         let ttl = m.answers.first().map_or(0, |a| a.ttl);
         Some((v, ttl))
+    }
+
+    /// unbound's whole reply to `name`/`rt`, asked with AD set (so a validated reply says so).
+    pub fn ask(&self, name: &str, rt: RecordType) -> Option<Message> {
+        let mut q = query(name, rt, Some(1232));
+        q.metadata.authentic_data = true;
+        let raw = udp_raw(self.addr, &q.to_vec().unwrap(), Duration::from_millis(2000))?;
+        Message::from_vec(&raw).ok()
     }
 
     pub fn log(&self) -> String {

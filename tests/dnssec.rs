@@ -1,0 +1,373 @@
+//! DNSSEC: signed answers that follow failover (issue 17).
+//!
+//! weiche signs a zone with keys made as `weiche keygen` makes them. hickory-proto, a second
+//! implementation, verifies every signature in its answers; unbound, with the zone's DS as its
+//! only trust anchor, validates each kind of answer (AD=1) before, during and after a failover;
+//! and a byte flipped on the way is bogus.
+//!
+//! Without unbound installed the unbound tests say they skipped (see `common::skip`); with
+//! WEICHE_REQUIRE_INTEROP=1 (set by .ci/run) they fail instead.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::unbound::Unbound;
+use common::*;
+use hickory_proto::dnssec::Verifier;
+use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use weiche::dnssec::keys::Key;
+use weiche::dnssec::records::DigestType;
+
+const ZONE: &str = "signed.test";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A KSK and a ZSK for `zone` in `dir`, as `weiche keygen` makes them; the zone's keys as
+/// weiche loads them.
+fn make_keys(dir: &Path, zone: &str) -> Vec<Key> {
+    use weiche::dnssec::{Algorithm, FLAGS_KSK, FLAGS_ZSK, keygen, keys};
+    let rng = ring::rand::SystemRandom::new();
+    let apex = weiche::model::name::Name::parse(&format!("{zone}."), None).unwrap();
+    let now = unix_now() - 60;
+    for flags in [FLAGS_KSK, FLAGS_ZSK] {
+        keygen::generate_into(dir, &apex, Algorithm::EcdsaP256Sha256, flags, now, &rng).unwrap();
+    }
+    keys::load_zone_keys(dir, &apex).unwrap()
+}
+
+/// The DS records (SHA-256) of a zone's KSKs, as zone-file lines.
+fn ds_of(keys: &[Key]) -> Vec<String> {
+    keys.iter().filter(|k| k.is_ksk()).map(|k| k.ds_text(DigestType::Sha256)).collect()
+}
+
+fn signing(key_dir: &Path, zones: &[&str]) -> impl FnOnce(&mut weiche::Config) {
+    let d = weiche::config::Dnssec {
+        key_dir: key_dir.to_path_buf(),
+        zones: zones.iter().map(|z| weiche::model::name::Name::parse(&format!("{z}."), None).unwrap()).collect(),
+        validity: Duration::from_secs(14 * 86400),
+    };
+    move |c: &mut weiche::Config| c.dnssec = Some(d)
+}
+
+/// The parent zone: static names, a wildcard, an empty non-terminal, a CNAME into a pool, and
+/// a secure (`sec`, with `ds`) and an insecure (`insec`) delegation to `child`.
+fn parent_zone(port: u16, p: &str, sec: &str, child: &str, ds: &[String]) -> String {
+    let ds: String = ds.iter().map(|l| format!("sec {}\n", l.split_once(" IN ").unwrap().1)).collect();
+    format!(
+        "records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 600\n@ NS ns1\nns1 A 127.0.0.53\n\
+         static A 192.0.2.10\nstatic TXT \"hello\"\nalias CNAME www\n*.wild TXT \"wild\"\nx.ent A 192.0.2.11\n\
+         sec NS ns.sec\nns.sec A {child}\n{ds}insec NS ns.insec\nns.insec A {child}\n\"\"\"\n\
+         [pools.www]\nttl = 2\nttl_min = 1\n\
+         check = {{ type = \"tcp\", port = {port}, interval = \"250ms\", timeout = \"200ms\", fall = 2, rise = 2 }}\n\
+         targets = [{{ address = \"{p}\", priority = 1 }}, {{ address = \"{sec}\", priority = 2 }}]\n"
+    )
+}
+
+fn child_zone(zone: &str, ip: &str) -> String {
+    format!("$ORIGIN {zone}.\n$TTL 3600\n@ SOA ns hm 1 1h 10m 14d 600\n@ NS ns\nns A {ip}\nwww A 192.0.2.77\n")
+}
+
+/// Asks with DO=1 (or not).
+fn ask(addr: SocketAddr, name: &str, rt: RecordType, dnssec_ok: bool) -> Message {
+    let mut q = query(name, rt, Some(1232));
+    q.edns.as_mut().unwrap().set_dnssec_ok(dnssec_ok);
+    let r = tcp(addr, &q);
+    assert!(!r.metadata.truncation);
+    r
+}
+
+fn dnskeys(addr: SocketAddr, zone: &str) -> Vec<DNSKEY> {
+    let r = ask(addr, &format!("{zone}."), RecordType::DNSKEY, true);
+    r.answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            RData::DNSSEC(DNSSECRData::DNSKEY(k)) => Some(k.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Verifies every RRset in the answer and authority sections with hickory-proto against
+/// `keys`; returns the (name, type) of the RRsets verified. An RRset with no RRSIG fails,
+/// except a delegation's NS (not signed by the parent, RFC 4035 §2.2).
+fn verify_all(m: &Message, keys: &[DNSKEY]) -> Vec<(String, RecordType)> {
+    let mut sets: BTreeMap<(String, RecordType), Vec<&Record>> = BTreeMap::new();
+    let mut sigs: Vec<(&Record, &RRSIG)> = Vec::new();
+    for r in m.answers.iter().chain(&m.authorities) {
+        match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(s)) => sigs.push((r, s)),
+            _ => sets.entry((r.name.to_lowercase().to_string(), r.record_type())).or_default().push(r),
+        }
+    }
+    let referral = !m.metadata.authoritative;
+    let mut verified = Vec::new();
+    for ((name, rt), records) in &sets {
+        if referral && *rt == RecordType::NS {
+            continue;
+        }
+        let mine: Vec<&RRSIG> = sigs
+            .iter()
+            .filter(|(r, s)| r.name.to_lowercase().to_string() == *name && s.input().type_covered == *rt)
+            .map(|(_, s)| *s)
+            .collect();
+        assert!(!mine.is_empty(), "{name} {rt} has no RRSIG in {m}");
+        for sig in mine {
+            let key = keys
+                .iter()
+                .find(|k| k.calculate_key_tag().unwrap() == sig.input().key_tag)
+                .unwrap_or_else(|| panic!("no DNSKEY with tag {} for {name} {rt}", sig.input().key_tag));
+            key.verify_rrsig(&records[0].name, DNSClass::IN, sig, records.iter().copied())
+                .unwrap_or_else(|e| panic!("{name} {rt}: the RRSIG does not verify: {e}\n{m}"));
+        }
+        verified.push((name.clone(), *rt));
+    }
+    verified
+}
+
+#[test]
+fn every_signature_in_every_kind_of_answer_verifies_with_a_second_implementation() {
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = make_keys(keydir.path(), ZONE);
+    let (port, _p, _s) = backend_pair("127.0.70.1", "127.0.70.2");
+    let zone = parent_zone(port, "127.0.70.1", "127.0.70.2", "127.0.70.9", &ds_of(&keys));
+    let s = Server::start_with("127.0.70.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    let dnskey = dnskeys(s.addr, ZONE);
+    assert_eq!(dnskey.len(), 2, "the KSK and the ZSK are published");
+    let n = |l: &str| format!("{l}.{ZONE}.");
+    // (name, type asked, rcode, RRsets that must be there and verify)
+    type Case = (&'static str, RecordType, ResponseCode, &'static [(&'static str, RecordType)]);
+    let cases: &[Case] = &[
+        ("@", RecordType::DNSKEY, ResponseCode::NoError, &[("@", RecordType::DNSKEY)]),
+        ("@", RecordType::SOA, ResponseCode::NoError, &[("@", RecordType::SOA)]),
+        ("@", RecordType::CDS, ResponseCode::NoError, &[("@", RecordType::CDS)]),
+        ("@", RecordType::CDNSKEY, ResponseCode::NoError, &[("@", RecordType::CDNSKEY)]),
+        ("static", RecordType::A, ResponseCode::NoError, &[("static", RecordType::A)]),
+        ("static", RecordType::TXT, ResponseCode::NoError, &[("static", RecordType::TXT)]),
+        // NODATA: the SOA and the name's NSEC.
+        ("static", RecordType::AAAA, ResponseCode::NoError, &[("@", RecordType::SOA), ("static", RecordType::NSEC)]),
+        // NXDOMAIN: the NSEC covering the name (and the one covering the wildcard, here the same).
+        ("nope", RecordType::A, ResponseCode::NXDomain, &[("@", RecordType::SOA)]),
+        // A wildcard's answer, and the NSEC that says the name itself does not exist.
+        ("a.wild", RecordType::TXT, ResponseCode::NoError, &[("a.wild", RecordType::TXT)]),
+        ("a.wild", RecordType::A, ResponseCode::NoError, &[("@", RecordType::SOA), ("*.wild", RecordType::NSEC)]),
+        // An empty non-terminal: NODATA, the NSEC that covers it.
+        ("ent", RecordType::A, ResponseCode::NoError, &[("@", RecordType::SOA)]),
+        // The pool, and a CNAME into it.
+        ("www", RecordType::A, ResponseCode::NoError, &[("www", RecordType::A)]),
+        ("www", RecordType::AAAA, ResponseCode::NoError, &[("@", RecordType::SOA), ("www", RecordType::NSEC)]),
+        ("alias", RecordType::A, ResponseCode::NoError, &[("alias", RecordType::CNAME), ("www", RecordType::A)]),
+        // Delegations: a DS, or the NSEC that proves there is none.
+        ("www.sec", RecordType::A, ResponseCode::NoError, &[("sec", RecordType::DS)]),
+        ("www.insec", RecordType::A, ResponseCode::NoError, &[("insec", RecordType::NSEC)]),
+        ("sec", RecordType::DS, ResponseCode::NoError, &[("sec", RecordType::DS)]),
+        ("insec", RecordType::DS, ResponseCode::NoError, &[("@", RecordType::SOA), ("insec", RecordType::NSEC)]),
+    ];
+    for &(label, rt, rcode, want) in cases {
+        let qname = if label == "@" { format!("{ZONE}.") } else { n(label) };
+        let r = ask(s.addr, &qname, rt, true);
+        assert_eq!(r.metadata.response_code, rcode, "{qname} {rt}: {r}");
+        let verified = verify_all(&r, &dnskey);
+        for &(l, t) in want {
+            let name = if l == "@" { format!("{ZONE}.") } else { n(l) };
+            assert!(verified.contains(&(name.clone(), t)), "{qname} {rt}: {name} {t} not verified in {r}");
+        }
+        let nsecs = r.authorities.iter().filter(|a| a.record_type() == RecordType::NSEC).count();
+        if rcode == ResponseCode::NXDomain || (r.answers.is_empty() && r.metadata.authoritative) {
+            assert!(nsecs >= 1, "{qname} {rt}: a denial needs an NSEC: {r}");
+        }
+        // Without DO: no DNSSEC records beyond what was asked for.
+        let plain = ask(s.addr, &qname, rt, false);
+        let dnssec_types = [RecordType::RRSIG, RecordType::NSEC];
+        assert!(
+            plain.answers.iter().chain(&plain.authorities).all(|a| !dnssec_types.contains(&a.record_type())),
+            "{qname} {rt} without DO: {plain}"
+        );
+    }
+}
+
+/// Relays UDP from `listen` to `to`; flips a byte in the signature of every A answer for
+/// `tamper` (the last byte before the OPT record). Stops when dropped.
+struct Relay {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(ip: &str, to: SocketAddr, tamper: &'static str) -> Relay {
+        let sock = UdpSocket::bind((ip, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let ip = ip.to_string();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 65535];
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !stopped.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+                let Some(mut reply) = udp_raw_from(&ip, to, &buf[..n]) else { continue };
+                if let Ok(m) = Message::from_vec(&reply) {
+                    let q = &m.queries[0];
+                    if q.query_type() == RecordType::A
+                        && q.name().to_lowercase().to_string() == tamper
+                        && m.answers.iter().any(|a| a.record_type() == RecordType::RRSIG)
+                    {
+                        let at = reply.len() - 12;
+                        reply[at] ^= 0x01;
+                    }
+                }
+                let _ = sock.send_to(&reply, from);
+            }
+        });
+        Relay { addr, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn udp_raw_from(ip: &str, to: SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind((ip, 0)).ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(1000))).ok()?;
+    sock.send_to(msg, to).ok()?;
+    let mut buf = vec![0u8; 65535];
+    let n = sock.recv(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// Asks unbound until its reply satisfies `ok` (up to `limit`); returns the last reply.
+fn until(u: &Unbound, name: &str, rt: RecordType, limit: Duration, ok: impl Fn(&Message) -> bool) -> Message {
+    let mut last = None;
+    let done = wait_until(limit, || {
+        last = u.ask(name, rt);
+        last.as_ref().is_some_and(&ok)
+    });
+    let last = last.unwrap_or_else(|| panic!("no reply from unbound for {name} {rt}\n{}", u.log()));
+    assert!(done.is_some(), "{name} {rt}: unbound's last reply: {last}\nunbound's log:\n{}", u.log());
+    last
+}
+
+fn a_records(m: &Message) -> Vec<String> {
+    m.answers.iter().filter_map(|a| if let RData::A(a) = &a.data { Some(a.0.to_string()) } else { None }).collect()
+}
+
+#[test]
+fn unbound_validates_every_kind_of_answer_and_follows_a_failover() {
+    if !have_tool("unbound", "apt-get install unbound") {
+        return;
+    }
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = make_keys(keydir.path(), ZONE);
+    let child_keys = make_keys(keydir.path(), &format!("sec.{ZONE}"));
+    let (port, mut primary, _secondary) = backend_pair("127.0.71.1", "127.0.71.2");
+    let zone = parent_zone(port, "127.0.71.1", "127.0.71.2", "127.0.71.9", &ds_of(&child_keys));
+    let parent = Server::start_with("127.0.71.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    let sec = format!("sec.{ZONE}");
+    let insec = format!("insec.{ZONE}");
+    let child = Server::start_with(
+        "127.0.71.9",
+        &[
+            (&format!("{sec}.zone"), &child_zone(&sec, "127.0.71.9")),
+            (&format!("{insec}.zone"), &child_zone(&insec, "127.0.71.9")),
+        ],
+        signing(keydir.path(), &[&sec]),
+    );
+    let anchors = ds_of(&keys);
+    let u = Unbound::start_with(
+        "127.0.71.100",
+        &[(ZONE, &[parent.addr]), (&sec, &[child.addr]), (&insec, &[child.addr])],
+        &anchors,
+    );
+    let limit = Duration::from_secs(10);
+    let secure =
+        |rcode: ResponseCode| move |m: &Message| m.metadata.response_code == rcode && m.metadata.authentic_data;
+    let n = |l: &str| format!("{l}.{ZONE}.");
+    // A static name.
+    let r = until(&u, &n("static"), RecordType::A, limit, secure(ResponseCode::NoError));
+    assert_eq!(a_records(&r), ["192.0.2.10"]);
+    // NXDOMAIN and NODATA.
+    let r = until(&u, &n("nope"), RecordType::A, limit, secure(ResponseCode::NXDomain));
+    assert!(r.answers.is_empty());
+    let r = until(&u, &n("static"), RecordType::AAAA, limit, secure(ResponseCode::NoError));
+    assert!(r.answers.is_empty(), "{r}");
+    until(&u, &n("ent"), RecordType::A, limit, |m| secure(ResponseCode::NoError)(m) && m.answers.is_empty());
+    // A wildcard, and NODATA at a wildcard.
+    let r = until(&u, &n("x.wild"), RecordType::TXT, limit, secure(ResponseCode::NoError));
+    assert_eq!(r.answers.iter().filter(|a| a.record_type() == RecordType::TXT).count(), 1, "{r}");
+    until(&u, &n("y.wild"), RecordType::A, limit, |m| secure(ResponseCode::NoError)(m) && m.answers.is_empty());
+    // The pool before a failover, and a CNAME into it.
+    let r = until(&u, &n("www"), RecordType::A, limit, secure(ResponseCode::NoError));
+    assert_eq!(a_records(&r), ["127.0.71.1"]);
+    let r = until(&u, &n("alias"), RecordType::A, limit, secure(ResponseCode::NoError));
+    assert_eq!(a_records(&r), ["127.0.71.1"]);
+    until(&u, &n("www"), RecordType::AAAA, limit, |m| secure(ResponseCode::NoError)(m) && m.answers.is_empty());
+    // A secure delegation: the child's answer validates through the parent's DS.
+    let r = until(&u, &format!("www.{sec}."), RecordType::A, limit, secure(ResponseCode::NoError));
+    assert_eq!(a_records(&r), ["192.0.2.77"]);
+    // An insecure delegation: the parent proves there is no DS (secure), the child's answer is
+    // insecure (answered, no AD), never bogus.
+    until(&u, &format!("{insec}."), RecordType::DS, limit, |m| {
+        secure(ResponseCode::NoError)(m) && m.answers.is_empty()
+    });
+    let r = until(&u, &format!("www.{insec}."), RecordType::A, limit, |m| {
+        m.metadata.response_code == ResponseCode::NoError
+    });
+    assert_eq!(a_records(&r), ["192.0.2.77"]);
+    assert!(!r.metadata.authentic_data, "an insecure delegation's answer is not authenticated: {r}");
+    // Failover: the primary's backend stops; unbound validates the secondary.
+    primary.down();
+    let r = until(&u, &n("www"), RecordType::A, Duration::from_secs(15), |m| {
+        secure(ResponseCode::NoError)(m) && a_records(m) == ["127.0.71.2"]
+    });
+    assert!(r.metadata.authentic_data);
+    until(&u, &n("alias"), RecordType::A, Duration::from_secs(15), |m| {
+        secure(ResponseCode::NoError)(m) && a_records(m) == ["127.0.71.2"]
+    });
+    // Failback.
+    primary.up();
+    until(&u, &n("www"), RecordType::A, Duration::from_secs(15), |m| {
+        secure(ResponseCode::NoError)(m) && a_records(m) == ["127.0.71.1"]
+    });
+    assert!(!u.log().contains("validation failure"), "unbound saw a bogus answer:\n{}", u.log());
+}
+
+#[test]
+fn a_byte_flipped_on_the_way_is_bogus() {
+    if !have_tool("unbound", "apt-get install unbound") {
+        return;
+    }
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = make_keys(keydir.path(), ZONE);
+    let (port, _p, _s) = backend_pair("127.0.72.1", "127.0.72.2");
+    let zone = parent_zone(port, "127.0.72.1", "127.0.72.2", "127.0.72.9", &[]);
+    let s = Server::start_with("127.0.72.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    let relay = Relay::start("127.0.72.60", s.addr, "static.signed.test.");
+    let u = Unbound::start_with("127.0.72.100", &[(ZONE, &[relay.addr])], &ds_of(&keys));
+    let n = |l: &str| format!("{l}.{ZONE}.");
+    // Untouched answers validate through the relay...
+    until(&u, &n("www"), RecordType::A, Duration::from_secs(10), |m| m.metadata.authentic_data);
+    // ...the tampered one is bogus: SERVFAIL, and unbound says why.
+    let r = until(&u, &n("static"), RecordType::A, Duration::from_secs(10), |m| {
+        m.metadata.response_code == ResponseCode::ServFail
+    });
+    assert!(r.answers.is_empty());
+    assert!(u.log().contains("validation failure"), "unbound's log:\n{}", u.log());
+}
