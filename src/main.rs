@@ -659,25 +659,56 @@ fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Zones weiche signs are signed as serve signs them: a key problem leaves the zone out.
+    let signed: Vec<Option<Result<weiche::dnssec::zone::SignedZone, String>>> = loads
+        .iter()
+        .map(|l| {
+            let d = config.dnssec.as_ref()?;
+            let z = l.result.as_ref().ok().filter(|z| d.signs(&z.apex))?;
+            Some(weiche::load::watch::sign_with(d, z))
+        })
+        .collect();
     let mut problems = 0;
-    for l in &loads {
-        match &l.result {
-            Ok(z) => {
+    let mut bad = 0;
+    let mut left_out = Vec::new();
+    for (l, signed) in loads.iter().zip(&signed) {
+        match (&l.result, signed) {
+            (Ok(z), Some(Err(e))) => {
+                eprintln!("{}: zone {}: cannot sign: {e}", l.file.path.display(), z.apex);
+                problems += 1;
+            }
+            (Ok(z), signed) => {
+                let dnssec = match signed {
+                    Some(Ok(s)) => format!(
+                        ", signed with {} key(s) until {}",
+                        s.keys.len(),
+                        weiche::dnssec::keys::format_timestamp(u64::from(s.window.expiration))
+                    ),
+                    _ => String::new(),
+                };
                 println!(
-                    "{}: zone {} OK: serial {}, {} records, {} pools",
+                    "{}: zone {} OK: serial {}, {} records, {} pools{dnssec}",
                     l.file.path.display(),
                     z.apex,
                     z.serial,
                     z.record_count,
                     z.pools.len()
                 );
+                continue;
             }
-            Err(errors) => {
+            (Err(errors), _) => {
                 for e in errors {
                     eprintln!("{e}");
                 }
                 problems += errors.len();
             }
+        }
+        bad += 1;
+        left_out.push(l.file.apex.to_string());
+    }
+    if let Some(d) = &config.dnssec {
+        for z in d.zones.iter().filter(|z| !loads.iter().any(|l| l.file.apex.key() == z.key())) {
+            eprintln!("WARNING: [dnssec] zones names {z}, which is not in {}", config.zones_dir.display());
         }
     }
     if let Some(c) = &config.cluster {
@@ -687,7 +718,6 @@ fn check(args: &CheckArgs) -> ExitCode {
             print_report(Some(&l.file.path), &weiche::cluster::report::ns_reach(c, &z.apex, &ns));
         }
     }
-    let bad = loads.iter().filter(|l| l.result.is_err()).count();
     let good = loads.len() - bad;
     let strict = if args.strict { "" } else { " (weiche check --strict fails on this)" };
     let refused = "serve would answer REFUSED to every query until one";
@@ -699,8 +729,6 @@ fn check(args: &CheckArgs) -> ExitCode {
     } else if good == 0 {
         eprintln!("WARNING: {problems} problem(s) in {bad} of {bad} zone(s): no zone loads, so {refused} does{strict}");
     } else if bad > 0 {
-        let left_out: Vec<String> =
-            loads.iter().filter(|l| l.result.is_err()).map(|l| l.file.apex.to_string()).collect();
         eprintln!(
             "WARNING: {problems} problem(s) in {bad} of {} zone(s): serve leaves out {} and serves the other \
              {good}{strict}",

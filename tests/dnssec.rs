@@ -371,3 +371,105 @@ fn a_byte_flipped_on_the_way_is_bogus() {
     assert!(r.answers.is_empty());
     assert!(u.log().contains("validation failure"), "unbound's log:\n{}", u.log());
 }
+
+/// An AXFR of `zone` from `addr` with TSIG key `xfr`, in zone-file form (one SOA).
+fn axfr_text(ip: &str, addr: SocketAddr, zone: &str) -> String {
+    let out = std::process::Command::new("dig")
+        .args(["-b", ip, &format!("@{}", addr.ip()), "-p", &addr.port().to_string(), zone, "AXFR", "+onesoa"])
+        .args(["+nocomments", "+nocmd", "+nostats", "-y", &format!("hmac-sha256:xfr:{}", common::knot::SECRET)])
+        .output()
+        .unwrap();
+    // Without the transfer's TSIG record.
+    let text: String = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains("\tTSIG\t"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(text.contains("RRSIG"), "the AXFR of {zone}: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+/// `ldns-verify-zone` and `kzonecheck --dnssec on` on a zone's text.
+fn verify_zone_file(text: &str, zone: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zone");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new("ldns-verify-zone").arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ldns-verify-zone: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        text.lines().enumerate().map(|(i, l)| format!("{:3} {l}\n", i + 1)).collect::<String>()
+    );
+    let out =
+        std::process::Command::new("kzonecheck").args(["-o", zone, "--dnssec", "on"]).arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "kzonecheck: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_signed_hidden_primary_feeds_knot_and_a_failover_reaches_validating_resolvers() {
+    if !have_tool("knotd", "apt-get install knot")
+        || !have_tool("dig", "apt-get install dnsutils")
+        || !have_tool("ldns-verify-zone", "apt-get install ldnsutils")
+        || !have_tool("kzonecheck", "apt-get install knot-dnssecutils")
+        || !have_tool("unbound", "apt-get install unbound")
+    {
+        return;
+    }
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = make_keys(keydir.path(), ZONE);
+    let (p, sec) = ("127.0.73.1", "127.0.73.2");
+    let (port, mut primary, _secondary) = backend_pair(p, sec);
+    let zone = parent_zone(port, p, sec, "127.0.73.9", &[]);
+    let knot_ip = "127.0.73.54";
+    let knot_port = external_port(knot_ip);
+    let cfg = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[keys.xfr]\nalgorithm = \"hmac-sha256\"\nsecret = \"{}\"\n\
+         [transfer]\nallow = [{{ from = \"127.0.0.0/8\", key = \"xfr\" }}]\n\
+         notify = [{{ to = \"{knot_ip}:{knot_port}\", key = \"xfr\" }}]\nnotify_source = \"127.0.73.53\"\n",
+        common::knot::SECRET
+    );
+    std::fs::write(cfg.path().join("weiche.toml"), text).unwrap();
+    let transfer = weiche::Config::load(Some(&cfg.path().join("weiche.toml"))).unwrap().transfer;
+    let sign = signing(keydir.path(), &[ZONE]);
+    let s = Server::start_with("127.0.73.53", &[("signed.test.toml", &zone)], |c| {
+        c.transfer = transfer;
+        sign(c)
+    });
+    // The primary's AXFR is a complete signed zone.
+    verify_zone_file(&axfr_text("127.0.73.53", s.addr, &format!("{ZONE}.")), ZONE);
+    let knot = common::knot::Knot::start(knot_ip, knot_port, s.addr, &[ZONE]);
+    let www = format!("www.{ZONE}.");
+    assert!(
+        wait_until(Duration::from_secs(15), || knot.a(&www) == vec![ip(p)]).is_some(),
+        "Knot never served the zone:\n{}",
+        knot.log()
+    );
+    // A resolver that asks only Knot validates its answers.
+    let knot_addr: SocketAddr = knot.addr.parse().unwrap();
+    let u = Unbound::start_with("127.0.73.100", &[(ZONE, &[knot_addr])], &ds_of(&keys));
+    let secure = |want: &'static str| {
+        move |m: &Message| {
+            m.metadata.response_code == ResponseCode::NoError && m.metadata.authentic_data && a_records(m) == [want]
+        }
+    };
+    until(&u, &www, RecordType::A, Duration::from_secs(10), secure("127.0.73.1"));
+    until(&u, &format!("nope.{ZONE}."), RecordType::A, Duration::from_secs(10), |m| {
+        m.metadata.response_code == ResponseCode::NXDomain && m.metadata.authentic_data
+    });
+    // Failover: the signed answer reaches Knot by NOTIFY and transfer, and the resolver
+    // validates it there.
+    primary.down();
+    until(&u, &www, RecordType::A, Duration::from_secs(20), secure("127.0.73.2"));
+    verify_zone_file(&axfr_text(knot_ip, knot_addr, &format!("{ZONE}.")), ZONE);
+    primary.up();
+    until(&u, &www, RecordType::A, Duration::from_secs(20), secure("127.0.73.1"));
+    assert!(!u.log().contains("validation failure"), "unbound saw a bogus answer:\n{}", u.log());
+}

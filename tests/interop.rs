@@ -7,80 +7,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::knot::{Knot, SECRET};
 use common::*;
-
-const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
-
-struct Knot {
-    child: Child,
-    log: std::path::PathBuf,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Knot {
-    /// knotd as a secondary of `primary` for `zones`, listening on `ip`:`port`.
-    fn start(ip: &str, port: u16, primary: std::net::SocketAddr, zones: &[&str]) -> Knot {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let zone_list: String = zones
-            .iter()
-            .map(|z| format!("  - domain: {z}\n    master: primary\n    acl: notify_from_primary\n"))
-            .collect();
-        let conf = format!(
-            "server:\n    listen: {ip}@{port}\n    rundir: {d}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
-             log:\n  - target: stderr\n    any: info\n\
-             database:\n    storage: {d}/db\n\
-             key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
-             remote:\n  - id: primary\n    address: {}@{}\n    via: {ip}\n    key: xfr\n\
-             acl:\n  - id: notify_from_primary\n    address: {}\n    key: xfr\n    action: notify\n\
-             template:\n  - id: default\n    storage: {d}\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: changes\n\
-             zone:\n{zone_list}",
-            primary.ip(),
-            primary.port(),
-            primary.ip()
-        );
-        std::fs::write(dir.path().join("knot.conf"), conf).unwrap();
-        let log = dir.path().join("knot.log");
-        let child = Command::new("knotd")
-            .arg("-c")
-            .arg(dir.path().join("knot.conf"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Knot { child, log, addr: format!("{ip}:{port}"), _dir: dir }
-    }
-
-    fn a(&self, name: &str) -> Vec<std::net::Ipv4Addr> {
-        let addr = self.addr.parse().unwrap();
-        let r = udp_raw(
-            addr,
-            &query(name, hickory_proto::rr::RecordType::A, None).to_vec().unwrap(),
-            Duration::from_millis(500),
-        );
-        let Some(raw) = r else { return vec![] };
-        let m = hickory_proto::op::Message::from_vec(&raw).unwrap();
-        m.answers
-            .iter()
-            .filter_map(|a| if let hickory_proto::rr::RData::A(a) = &a.data { Some(a.0) } else { None })
-            .collect()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The weiche config text for a primary that lets `secondary` transfer with the key and
 /// notifies it.

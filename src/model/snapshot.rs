@@ -155,10 +155,13 @@ impl ApexRdata {
 
 impl ZoneEntry {
     /// Every record of the zone but the SOA, pools as their current answers, in a stable order.
+    /// A signed zone's come with their signatures, its keys and its NSEC chain: a complete
+    /// signed zone for secondaries.
     pub fn records(&self) -> Vec<Rec> {
         let zone = &self.zone;
         let mut out = Vec::with_capacity(zone.record_count + zone.pools.len() * 2);
-        for node in &zone.nodes {
+        let sigs = self.dnssec.as_ref();
+        for (id, node) in zone.nodes.iter().enumerate() {
             for set in node.rrsets.iter().filter(|s| s.rtype != rtype::SOA) {
                 history::push_set(&mut out, &node.name, set);
             }
@@ -166,6 +169,27 @@ impl ZoneEntry {
                 let a = &self.answers[node.pool as usize];
                 history::push_set(&mut out, &node.name, &a.a.rrset);
                 history::push_set(&mut out, &node.name, &a.aaaa.rrset);
+                if let Some(s) = sigs {
+                    let p = &s.pools[node.pool as usize];
+                    history::push_set(&mut out, &node.name, &p.a);
+                    history::push_set(&mut out, &node.name, &p.aaaa);
+                }
+            }
+            let Some(s) = sigs else { continue };
+            if id == 0 {
+                history::push_set(&mut out, &node.name, &s.soa);
+                for (set, sig) in s.zone.apex.iter() {
+                    history::push_set(&mut out, &node.name, set);
+                    history::push_set(&mut out, &node.name, sig);
+                }
+            }
+            for sig in s.zone.rrsigs[id].iter() {
+                history::push_set(&mut out, &node.name, sig);
+            }
+            if let Some(at) = s.zone.link_of(id as u32) {
+                let (nsec, sig) = s.link(zone, at);
+                history::push_set(&mut out, &node.name, nsec);
+                history::push_set(&mut out, &node.name, sig);
             }
         }
         out

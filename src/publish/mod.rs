@@ -712,6 +712,9 @@ impl Publisher {
             let prev = previous.zone(&zone.apex.key());
             let mut entry = self.served_entry(zone, answers.into(), prev);
             if let Some(signed) = signed {
+                // Every change moves signatures, which the differences do not hold: IXFR of a
+                // signed zone is a full transfer (RFC 1995 §4).
+                entry.history = Default::default();
                 match signed.entry_sigs(&entry.zone, &entry.soa, &entry.answers) {
                     Ok(sigs) => entry.dnssec = Some(sigs),
                     Err(e) => {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod galera;
+pub mod knot;
 pub mod nft;
 pub mod unbound;
 
