@@ -473,3 +473,190 @@ fn a_signed_hidden_primary_feeds_knot_and_a_failover_reaches_validating_resolver
     until(&u, &www, RecordType::A, Duration::from_secs(20), secure("127.0.73.1"));
     assert!(!u.log().contains("validation failure"), "unbound saw a bogus answer:\n{}", u.log());
 }
+
+/// Sets a timing field (`Activate`, `Inactive`, `Delete`, …) of the key pair `stem` in `dir`
+/// to `when`, in both files as BIND writes them, and puts the pair in place atomically
+/// (`.private` first: weiche looks for `.key` files).
+fn retime(dir: &Path, stem: &str, fields: &[(&str, u64)]) {
+    use weiche::dnssec::keys::{format_ctime, format_timestamp};
+    for ext in ["private", "key"] {
+        let path = dir.join(format!("{stem}.{ext}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                !fields.iter().any(|(f, _)| l.starts_with(&format!("{f}:")) || l.starts_with(&format!("; {f}:")))
+            })
+            .map(String::from)
+            .collect();
+        for (f, when) in fields {
+            if ext == "private" {
+                lines.push(format!("{f}: {}", format_timestamp(*when)));
+            } else {
+                let at = lines.iter().position(|l| !l.starts_with(';')).unwrap();
+                lines.insert(at, format!("; {f}: {} ({})", format_timestamp(*when), format_ctime(*when)));
+            }
+        }
+        let tmp = dir.join(format!(".{stem}.{ext}.tmp"));
+        std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+}
+
+/// A new key for `zone` made outside the key directory, retimed, then moved in.
+fn add_key(dir: &Path, zone: &str, flags: u16, fields: &[(&str, u64)]) -> u16 {
+    let staging = tempfile::tempdir().unwrap();
+    let apex = weiche::model::name::Name::parse(&format!("{zone}."), None).unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let path = weiche::dnssec::keygen::generate_into(
+        staging.path(),
+        &apex,
+        weiche::dnssec::Algorithm::EcdsaP256Sha256,
+        flags,
+        unix_now(),
+        &rng,
+    )
+    .unwrap();
+    let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+    retime(staging.path(), &stem, fields);
+    std::fs::rename(staging.path().join(format!("{stem}.private")), dir.join(format!("{stem}.private"))).unwrap();
+    std::fs::rename(staging.path().join(format!("{stem}.key")), dir.join(format!("{stem}.key"))).unwrap();
+    weiche::dnssec::keys::load_key(&dir.join(format!("{stem}.key")), &apex).unwrap().tag
+}
+
+/// The key tags of the RRSIGs over the answer to `name`/`rt`, asked of weiche directly.
+fn signed_by(addr: SocketAddr, name: &str, rt: RecordType) -> Vec<u16> {
+    ask(addr, name, rt, true)
+        .answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(s)) if s.input().type_covered == rt => Some(s.input().key_tag),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_zsk_rollover_by_pre_publication_never_shows_a_resolver_bogus() {
+    if !have_tool("unbound", "apt-get install unbound") {
+        return;
+    }
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = make_keys(keydir.path(), ZONE);
+    let old_zsk = keys.iter().find(|k| !k.is_ksk()).unwrap();
+    let old = (old_zsk.tag, old_zsk.path.file_stem().unwrap().to_str().unwrap().to_string());
+    let (port, _p, _s) = backend_pair("127.0.74.1", "127.0.74.2");
+    // Every TTL 2 s, so that the roll's waits (a DNSKEY TTL each) are seconds.
+    let zone = parent_zone(port, "127.0.74.1", "127.0.74.2", "127.0.74.9", &[])
+        .replace("$TTL 3600", "$TTL 2")
+        .replace("@ SOA ns1 hm 1 1h 10m 14d 600", "@ SOA ns1 hm 1 1h 10m 14d 2");
+    let s = Server::start_with("127.0.74.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    let u = Unbound::start_with("127.0.74.100", &[(ZONE, &[s.addr])], &ds_of(&keys));
+    let n = |l: &str| format!("{l}.{ZONE}.");
+    let secure = |m: &Message| m.metadata.authentic_data && m.metadata.response_code != ResponseCode::ServFail;
+    until(&u, &n("static"), RecordType::A, Duration::from_secs(10), secure);
+    assert_eq!(signed_by(s.addr, &n("static"), RecordType::A), [old.0]);
+    // The roll: the new ZSK is published now and signs from T+5 s; the old one stops signing
+    // then and is removed at T+10 s. Only key files change.
+    let t = unix_now();
+    let new = add_key(keydir.path(), ZONE, weiche::dnssec::FLAGS_ZSK, &[("Publish", t), ("Activate", t + 5)]);
+    retime(keydir.path(), &old.1, &[("Inactive", t + 5), ("Delete", t + 10)]);
+    // Pre-published: both keys in the DNSKEY set, the old one signing.
+    let tags = |addr| dnskeys(addr, ZONE).iter().map(|k| k.calculate_key_tag().unwrap()).collect::<Vec<_>>();
+    assert!(
+        wait_until(Duration::from_secs(3), || tags(s.addr).contains(&new)).is_some(),
+        "the new ZSK is not published"
+    );
+    assert!(tags(s.addr).contains(&old.0));
+    // A resolver asking throughout (its cache kept) validates every answer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(14);
+    let mut asked = 0;
+    let mut phases = (false, false);
+    while std::time::Instant::now() < deadline {
+        for (name, rt) in [(n("static"), RecordType::A), (n("www"), RecordType::A), (n("nope"), RecordType::A)] {
+            let r = u.ask(&name, rt).expect("unbound answers");
+            assert!(secure(&r), "{name} {rt} during the roll: {r}\nunbound's log:\n{}", u.log());
+            asked += 1;
+        }
+        let by = signed_by(s.addr, &n("static"), RecordType::A);
+        phases.0 |= by == [new];
+        phases.1 |= !tags(s.addr).contains(&old.0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(phases.0, "the new ZSK never signed");
+    assert!(phases.1, "the old ZSK was never removed");
+    assert_eq!(tags(s.addr).len(), 2, "the KSK and the new ZSK remain");
+    assert!(!u.log().contains("validation failure"), "unbound saw a bogus answer:\n{}", u.log());
+    eprintln!("{asked} answers validated across the ZSK roll");
+    // A KSK roll starts the same way: the new KSK published, CDS and CDNSKEY name both.
+    let ksk = add_key(keydir.path(), ZONE, weiche::dnssec::FLAGS_KSK, &[("Publish", t), ("Activate", t + 3600)]);
+    let cds_tags = || {
+        ask(s.addr, &format!("{ZONE}."), RecordType::CDS, true)
+            .answers
+            .iter()
+            .filter_map(|a| match &a.data {
+                RData::DNSSEC(DNSSECRData::CDS(c)) => Some(c.key_tag()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(wait_until(Duration::from_secs(3), || cds_tags().contains(&ksk)).is_some(), "CDS: {:?}", cds_tags());
+    assert_eq!(cds_tags().len(), 2);
+}
+
+/// `weiche check ARGS`: its exit code, and stdout then stderr.
+fn check(args: &[&str], config: &Path) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weiche"))
+        .arg("check")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), said)
+}
+
+#[test]
+fn key_problems_are_errors_naming_the_file_and_the_last_signatures_keep_serving() {
+    // weiche check, as serve: no keys, then keys, then a broken key file.
+    let dir = tempfile::tempdir().unwrap();
+    let (zones, keydir) = (dir.path().join("zones"), dir.path().join("keys"));
+    std::fs::create_dir_all(&zones).unwrap();
+    std::fs::create_dir_all(&keydir).unwrap();
+    std::fs::write(zones.join("signed.test.zone"), child_zone(ZONE, "127.0.75.9")).unwrap();
+    std::fs::write(zones.join("plain.test.zone"), child_zone("plain.test", "127.0.75.9")).unwrap();
+    let cfg = dir.path().join("weiche.toml");
+    std::fs::write(&cfg, "[server]\nzones = \"zones\"\n[dnssec]\nkeys = \"keys\"\nzones = [\"signed.test\"]\n")
+        .unwrap();
+    let (code, said) = check(&[], &cfg);
+    assert_eq!(code, 0, "serve starts (with the other zone): {said}");
+    assert!(said.contains("cannot sign: no key of signed.test. in"), "{said}");
+    assert!(said.contains("serve leaves out signed.test."), "{said}");
+    assert_eq!(check(&["--strict"], &cfg).0, 1);
+    let keys = make_keys(&keydir, ZONE);
+    let (code, said) = check(&["--strict"], &cfg);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("zone signed.test. OK") && said.contains("signed with 2 key(s) until"), "{said}");
+    let broken = keydir.join("Ksigned.test.+013+00001.key");
+    std::fs::write(&broken, "signed.test. IN DNSKEY 256 3 13 bm90IGEga2V5\n").unwrap();
+    let (code, said) = check(&["--strict"], &cfg);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("Ksigned.test.+013+00001"), "the broken file is named: {said}");
+    std::fs::remove_file(&broken).unwrap();
+    // A running server whose keys break keeps its last signatures, and says so.
+    let (port, _p, _s) = backend_pair("127.0.75.1", "127.0.75.2");
+    let zone = parent_zone(port, "127.0.75.1", "127.0.75.2", "127.0.75.9", &[]);
+    let s = Server::start_with("127.0.75.53", &[("signed.test.toml", &zone)], signing(&keydir, &[ZONE]));
+    let dnskey = dnskeys(s.addr, ZONE);
+    let since = last_event_seq(s.api);
+    std::fs::write(&broken, "signed.test. IN DNSKEY 256 3 13 bm90IGEga2V5\n").unwrap();
+    let e = wait_for_event(s.api, since, "zone_error", |e| {
+        e["kind"] == "zone_error" && e["reason"].as_str().is_some_and(|r| r.contains("cannot sign"))
+    });
+    let reason = e["reason"].as_str().unwrap();
+    assert!(reason.contains("Ksigned.test.+013+00001") && reason.contains("the last signatures keep serving"), "{e}");
+    let r = ask(s.addr, &format!("static.{ZONE}."), RecordType::A, true);
+    assert!(verify_all(&r, &dnskey).contains(&(format!("static.{ZONE}."), RecordType::A)));
+    drop(keys);
+}
