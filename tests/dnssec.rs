@@ -660,3 +660,44 @@ fn key_problems_are_errors_naming_the_file_and_the_last_signatures_keep_serving(
     assert!(verify_all(&r, &dnskey).contains(&(format!("static.{ZONE}."), RecordType::A)));
     drop(keys);
 }
+
+#[test]
+fn delv_agrees() {
+    if !have_tool("delv", "apt-get install bind9-dnsutils") {
+        return;
+    }
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = make_keys(keydir.path(), ZONE);
+    let (port, _p, _s) = backend_pair("127.0.76.1", "127.0.76.2");
+    let zone = parent_zone(port, "127.0.76.1", "127.0.76.2", "127.0.76.9", &[]);
+    let s = Server::start_with("127.0.76.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    // BIND's trust-anchors statement, with the zone's DS.
+    let anchors: String = ds_of(&keys)
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!("  {} static-ds {} {} {} \"{}\";\n", f[0], f[3], f[4], f[5], f[6])
+        })
+        .collect();
+    let file = keydir.path().join("anchors.conf");
+    std::fs::write(&file, format!("trust-anchors {{\n{anchors}}};\n")).unwrap();
+    let n = |l: &str| format!("{l}.{ZONE}.");
+    for (name, rt, want) in [
+        (n("static"), "A", "; fully validated"),
+        (n("www"), "A", "; fully validated"),
+        (n("alias"), "A", "; fully validated"),
+        (n("a.wild"), "TXT", "; fully validated"),
+        (n("nope"), "A", "; negative response, fully validated"),
+        (n("static"), "AAAA", "; negative response, fully validated"),
+    ] {
+        let out = std::process::Command::new("delv")
+            .args(["-b", "127.0.76.54", &format!("@{}", s.addr.ip()), "-p", &s.addr.port().to_string()])
+            .arg("-a")
+            .arg(&file)
+            .args([&format!("+root={ZONE}"), &name, rt])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(want), "delv {name} {rt}: {said}");
+    }
+}
