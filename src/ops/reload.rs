@@ -90,6 +90,7 @@ pub fn differences(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'stat
         xdp => "xdp", reload_interval => "reload_interval", state_dir => "state_dir",
         api_listen => "api.listen", api_token => "api.token_file", log_format => "log.format",
         cluster => "cluster", rrl => "rrl", probe_source => "probe_source", events_keep => "events_keep",
+        dnssec => "dnssec",
     );
     (live, restart)
 }
