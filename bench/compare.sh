@@ -8,6 +8,7 @@
 #   tcp       TCP, the static name, queries pipelined on 8 connections
 #   latency   UDP, the static name at a fixed rate (--half-qps, half of what saturates dnsperf
 #             here): p50/p99/p99.9 of every query's round trip
+#   static-do, pool-do, nxdomain-do: the same with DO=1 (dnsperf -D)
 # and once per server: load time and memory (PSS of the whole process group) for a zone of
 # 1,000,000 records. The figure that ranks servers is queries per server CPU-second: dnsperf
 # saturates near 150k q/s on this machine, well below what the fast servers can do.
@@ -25,6 +26,8 @@
 #        WEICHE=path/to/binary (default: build target/release/weiche)
 #        WEICHE_BASE=path/to/binary for the server "weiche-base": an earlier build measured beside
 #        this one (e.g. the commit before a change), over sockets like "weiche"
+#        weiche-signed: weiche signing example.test ([dnssec], a CSK made by weiche keygen);
+#        knot-signed: Knot signing it online (mod-onlinesign, its own automatic keys)
 #        RRL_RATE=1000000 for the server "weiche-rrl": weiche with response rate limiting on at
 #        this rate (the default is above what dnsperf sends, so every query is accounted for and
 #        none is limited: the cost of the accounting)
@@ -60,7 +63,8 @@ for s in $SERVERS; do
     knot | knot-xdp) command -v knotd >/dev/null || need+=(knot) ;;
     nsd) command -v nsd >/dev/null || need+=(nsd) ;;
     gdnsd) command -v gdnsd >/dev/null || need+=(gdnsd) ;;
-    weiche | weiche-xdp | weiche-rrl) ;;
+    knot-signed) command -v knotd >/dev/null || need+=(knot) ;;
+    weiche | weiche-xdp | weiche-rrl | weiche-signed) ;;
     weiche-base) [[ -x "${WEICHE_BASE:-}" ]] || { echo "compare.sh: weiche-base needs WEICHE_BASE=binary" >&2; exit 2; } ;;
     *) echo "compare.sh: unknown server $s (weiche knot nsd gdnsd weiche-xdp knot-xdp weiche-base weiche-rrl)" >&2; exit 2 ;;
   esac
@@ -87,6 +91,7 @@ prepare() { # server set -> config dir $WORK/cfg/server-set
   local s="${1%-xdp}" set="$2" d="$WORK/cfg/$1-$2"
   s="${s%-base}"
   s="${s%-rrl}"
+  s="${s%-signed}"
   rm -rf "$d" && mkdir -p "$d"
   local zone file
   if [[ $set == bench ]]; then zone=example.test; else zone=big.test; fi
@@ -136,6 +141,9 @@ zone:
   - domain: $zone
     file: $file
 EOF
+      if [[ $1 == knot-signed ]]; then
+        echo "    module: mod-onlinesign" >>"$d/knot.conf"
+      fi
       if [[ $1 == knot-xdp ]]; then
         sed -i "s/^log:/xdp:\n    listen: lo@$PORT\n    udp: on\n    tcp: off\nlog:/" "$d/knot.conf"
       fi
@@ -166,6 +174,14 @@ zone:
     name: $zone
     zonefile: "$file"
 EOF
+      ;;
+    weiche)
+      if [[ $1 == weiche-signed ]]; then
+        rm -rf "$d.keys" && mkdir -p "$d.keys"
+        "$WEICHE" keygen "$zone" --dir "$d.keys" >/dev/null
+        printf '[server]\nlisten = ["%s:%s"]\nzones = "%s"\n[api]\nlisten = "off"\n[dnssec]\nkeys = "%s"\nzones = ["%s"]\n' \
+          "$ADDR" "$PORT" "$d" "$d.keys" "$zone" >"$d.toml"
+      fi
       ;;
     gdnsd)
       mkdir -p "$d/etc/zones" "$d/run" "$d/state"
@@ -249,7 +265,8 @@ start_server() { # server set
       printf '[server]\nlisten = ["%s:%s"]\nzones = "%s"\n[api]\nlisten = "off"\n[rrl]\nresponses_per_second = %s\n' \
         "$ADDR" "$PORT" "$d" "${RRL_RATE:-1000000}" >"$WORK/run/weiche-rrl.toml"
       setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --config "$WORK/run/weiche-rrl.toml" >"$log" 2>&1 & ;;
-    knot | knot-xdp) setsid taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$log" 2>&1 & ;;
+    weiche-signed) setsid taskset -c "$SERVER_CPU" "$WEICHE" serve --config "$d.toml" >"$log" 2>&1 & ;;
+    knot | knot-xdp | knot-signed) setsid taskset -c "$SERVER_CPU" knotd -c "$d/knot.conf" >"$log" 2>&1 & ;;
     nsd) setsid taskset -c "$SERVER_CPU" nsd -d -c "$d/nsd.conf" >"$log" 2>&1 & ;;
     gdnsd) setsid taskset -c "$SERVER_CPU" gdnsd -f -c "$d/etc" start >"$log" 2>&1 & ;;
   esac
@@ -285,8 +302,9 @@ wait_soa() { # zone timeout-s -> seconds waited
 [[ -s "$OUT" ]] || printf 'round\tserver\tcase\tqps\tlost\tsrv_cpu_s\tqueries\tus_per_query\tkq_per_cpu_s\tp50_us\tp99_us\tp999_us\trcodes\tanswer\tcli_cpu_pct\n' >"$OUT"
 
 measure() { # round server case
-  local qfile="$WORK/q/$3.txt" mode=udp rate=() ans log="$WORK/run/dnsperf-$2-$3.log"
+  local qfile="$WORK/q/${3%-do}.txt" mode=udp rate=() ans log="$WORK/run/dnsperf-$2-$3.log"
   [[ $3 == tcp ]] && mode=tcp
+  [[ $3 == *-do ]] && rate=(-D)
   [[ $3 == latency ]] && rate=(-Q "$HALF_QPS" -v)
   ans=$(dig +short -b "$SRC" @"$ADDR" -p "$PORT" "$(head -1 "$qfile" | cut -d' ' -f1)" A | paste -sd, || true)
   taskset -c "$CLIENT_CPU" dnsperf -m "$mode" -s "$ADDR" -p "$PORT" -a "$SRC" -c 8 -T 1 -q 100 -l "$WARMUP" \

@@ -701,3 +701,99 @@ fn delv_agrees() {
         assert!(said.contains(want), "delv {name} {rt}: {said}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The signing core, without sockets: what signing a loaded zone makes.
+
+fn loaded(text: &str) -> weiche::model::zone::Zone {
+    use weiche::load::loader::{Kind, ZoneFile, load_bytes};
+    let file = ZoneFile {
+        apex: weiche::model::name::Name::parse(&format!("{ZONE}."), None).unwrap(),
+        path: std::path::PathBuf::from(format!("/nonexistent/{ZONE}.toml")),
+        kind: Kind::Toml,
+    };
+    load_bytes(file, text.as_bytes().to_vec()).result.unwrap()
+}
+
+fn keys_at(dir: &Path) -> Arc<Vec<Key>> {
+    Arc::new(make_keys(dir, ZONE))
+}
+
+#[test]
+fn the_chain_lists_every_authoritative_name_in_canonical_order_with_its_types() {
+    use weiche::dnssec::sign::nsec_types;
+    let keydir = tempfile::tempdir().unwrap();
+    let zone = loaded(&parent_zone(9, "192.0.2.1", "192.0.2.2", "192.0.2.9", &[]));
+    let now = unix_now();
+    let signed = weiche::dnssec::zone::sign_zone(&zone, keys_at(keydir.path()), now, 14 * 86400).unwrap();
+    let chain: Vec<String> =
+        signed.sigs.chain.iter().map(|l| zone.node(l.node).name.to_string().to_lowercase()).collect();
+    // Not the empty non-terminals (ent, wild) nor the glue below the cuts (ns.sec, ns.insec).
+    let want = ["", "alias.", "x.ent.", "insec.", "ns1.", "sec.", "static.", "*.wild.", "www."];
+    assert_eq!(chain, want.iter().map(|l| format!("{l}{ZONE}.")).collect::<Vec<_>>());
+    let types = |at: usize| {
+        let l = &signed.sigs.chain[at];
+        l.nsec
+            .rdatas()
+            .next()
+            .map(|rd| nsec_types(rd).into_iter().map(|t| RecordType::from(t).to_string()).collect::<Vec<_>>())
+    };
+    assert_eq!(types(0).unwrap(), ["NS", "SOA", "RRSIG", "NSEC", "DNSKEY", "CDS", "CDNSKEY"]);
+    assert_eq!(types(3).unwrap(), ["NS", "RRSIG", "NSEC"], "an insecure delegation: no DS");
+    // The pool's NSEC is made per snapshot, with the families it answers then.
+    assert_eq!(signed.sigs.chain[8].nsec.count, 0);
+    // Signatures: none below a cut, only DS at a secure cut, none over the SOA (per snapshot).
+    let id = |n: &str| {
+        zone.node_id(&weiche::model::name::Name::parse(&format!("{n}.{ZONE}."), None).unwrap().key()).unwrap()
+    };
+    assert!(signed.sigs.rrsigs[id("ns.sec") as usize].is_empty());
+    assert!(signed.sigs.rrsigs[id("insec") as usize].is_empty(), "the NS of a delegation is not signed");
+    assert_eq!(signed.sigs.rrsigs[id("static") as usize].len(), 2, "A and TXT");
+    assert!(signed.sigs.sig(0, weiche::model::rtype::SOA).is_none());
+    assert!(signed.sigs.sig(0, weiche::model::rtype::NS).is_some());
+}
+
+#[test]
+fn the_window_starts_on_the_hour_and_signing_again_is_due_halfway_or_at_a_key_event() {
+    let keydir = tempfile::tempdir().unwrap();
+    let zone = loaded(&parent_zone(9, "192.0.2.1", "192.0.2.2", "192.0.2.9", &[]));
+    let keys = keys_at(keydir.path());
+    let now = unix_now();
+    let hour = now - now % 3600;
+    let a = weiche::dnssec::zone::sign_zone(&zone, keys.clone(), now, 14 * 86400).unwrap();
+    assert_eq!((u64::from(a.window.inception), u64::from(a.window.expiration)), (hour - 3600, hour + 14 * 86400));
+    assert_eq!(a.refresh_at, hour + 7 * 86400);
+    // Signed again within the hour: the same window and generation (cluster members agree).
+    let b = weiche::dnssec::zone::sign_zone(&zone, keys.clone(), hour + 3599, 14 * 86400).unwrap();
+    assert_eq!((a.window, a.sigs.generation), (b.window, b.sigs.generation));
+    let c = weiche::dnssec::zone::sign_zone(&zone, keys, hour + 3600, 14 * 86400).unwrap();
+    assert_ne!(a.sigs.generation, c.sigs.generation);
+    // A key that activates tomorrow makes signing due then.
+    add_key(keydir.path(), ZONE, weiche::dnssec::FLAGS_ZSK, &[("Publish", now), ("Activate", now + 86400)]);
+    let keys = Arc::new(weiche::dnssec::keys::load_zone_keys(keydir.path(), &zone.apex).unwrap());
+    let d = weiche::dnssec::zone::sign_zone(&zone, keys, now, 14 * 86400).unwrap();
+    assert_eq!(d.refresh_at, now + 86400);
+    assert_eq!(d.sigs.apex_set(weiche::model::rtype::DNSKEY).unwrap().0.count, 3, "the new key is published");
+}
+
+#[test]
+fn zones_that_cannot_be_signed_say_why() {
+    use weiche::dnssec::zone::sign_zone;
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = keys_at(keydir.path());
+    let now = unix_now();
+    let own = loaded(&parent_zone(9, "192.0.2.1", "192.0.2.2", "192.0.2.9", &[]).replace(
+        "static A 192.0.2.10",
+        "static A 192.0.2.10\n@ DNSKEY 256 3 13 ewPAoO+mpjNIyUgxYwbhjBmCmCSj9cKtC2vjvi34cAMA3lOUIf1t1LFIBwk7crfmMFLsanDjc/RPasy5CHbzgg==",
+    ));
+    let e = sign_zone(&own, keys.clone(), now, 14 * 86400).unwrap_err().to_string();
+    assert!(e.contains("signed.test. has DNSKEY records in the zone file") && e.contains("remove them"), "{e}");
+    let zone = loaded(&parent_zone(9, "192.0.2.1", "192.0.2.2", "192.0.2.9", &[]));
+    let e = sign_zone(&zone, keys.clone(), now - 86400, 14 * 86400).unwrap_err().to_string();
+    assert!(
+        e.contains("no key of signed.test. signs at") && e.contains("no key is active") && e.contains("Activate"),
+        "{e}"
+    );
+    let e = sign_zone(&zone, Arc::new(Vec::new()), now, 14 * 86400).unwrap_err().to_string();
+    assert!(e.contains("there are no keys"), "{e}");
+}

@@ -15,8 +15,11 @@ use crate::model::signed::{EntrySigs, Link, PoolSigs, ZoneSigs};
 use crate::model::snapshot::PoolAnswer;
 use crate::model::zone::{NONE, RRset, Zone};
 
-/// Signatures are dated this long before the signing time: clocks of resolvers run behind.
+/// Signatures are dated from the start of the hour they are made in, less this: clocks of
+/// resolvers run behind. Whole hours make the window the same on every cluster member that
+/// signs within the hour.
 const INCEPTION_SKEW: u64 = 3600;
+const WINDOW_STEP: u64 = 3600;
 
 /// Most signatures of pool answers (and SOAs) kept per zone; beyond it the cache starts over.
 const CACHE_LIMIT: usize = 100_000;
@@ -106,9 +109,10 @@ pub fn sign_zone(zone: &Zone, keys: Arc<Vec<Key>>, now: Timestamp, validity: u32
     if active.key_signers.is_empty() {
         return Err(no_active("no KSK or CSK is active"));
     }
+    let base = now - now % WINDOW_STEP;
     let window = Window {
-        inception: now.saturating_sub(INCEPTION_SKEW) as u32,
-        expiration: now.saturating_add(u64::from(validity)) as u32,
+        inception: base.saturating_sub(INCEPTION_SKEW) as u32,
+        expiration: base.saturating_add(u64::from(validity)) as u32,
     };
     let signer = apex.wire();
     let sign = |owner: &Name, set: &RRset, with: &[&Key]| {
@@ -188,14 +192,27 @@ pub fn sign_zone(zone: &Zone, keys: Arc<Vec<Key>>, now: Timestamp, validity: u32
             links.push(Link { node: id, nsec, sig });
         }
     }
+    let generation = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (window.inception, window.expiration).hash(&mut h);
+        for k in &active.zone_signers {
+            k.tag.hash(&mut h);
+        }
+        apex_sets.iter().for_each(|(set, _)| set.data.hash(&mut h));
+        h.finish()
+    };
     let sigs = ZoneSigs {
+        generation,
         rrsigs: rrsigs.into(),
         apex: apex_sets.into(),
         chain: links.into(),
         link_of: link_of.into(),
         pool_links: pool_links.into(),
     };
-    let refresh = now + u64::from(validity / 2);
+    // Halfway through: at least half the validity less an hour from now (validity is a day or
+    // more).
+    let refresh = base + u64::from(validity / 2);
     let zone_signers = active.zone_signers.iter().map(|k| k.tag).collect();
     Ok(SignedZone {
         refresh_at: next_key_event(&keys, now).map_or(refresh, |t| t.min(refresh)),

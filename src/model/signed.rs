@@ -31,6 +31,10 @@ pub struct ZoneSigs {
     pub link_of: Box<[u32]>,
     /// Per pool (by index): its node's place in `chain`.
     pub pool_links: Box<[u32]>,
+    /// What was signed with what, for when: a hash of the validity window and the keys. The
+    /// same on every cluster member that signs the same zone with the same keys in the same
+    /// hour, and part of the zone's content hash, so that signing again moves the serial.
+    pub generation: u64,
 }
 
 impl ZoneSigs {
@@ -88,6 +92,12 @@ pub struct EntrySigs {
 }
 
 impl EntrySigs {
+    /// The signatures of a loaded zone before a snapshot's are made (they count in its
+    /// content hash).
+    pub fn of_zone(zone: Arc<ZoneSigs>) -> EntrySigs {
+        EntrySigs { zone, soa: RRset::default(), pools: Arc::new([]) }
+    }
+
     /// The NSEC at chain place `at` and its RRSIG, as served now.
     pub fn link(&self, zone: &Zone, at: usize) -> (&RRset, &RRset) {
         let l = &self.zone.chain[at];

@@ -209,6 +209,7 @@ impl ZoneEntry {
     pub fn content_hash(&self) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.zone.content_hash.hash(&mut h);
+        self.dnssec.as_ref().map(|d| d.zone.generation).hash(&mut h);
         for a in self.answers.iter() {
             (&a.a.rrset.data, a.a.rrset.ttl, &a.aaaa.rrset.data, a.aaaa.rrset.ttl).hash(&mut h);
         }

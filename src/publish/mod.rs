@@ -710,7 +710,7 @@ impl Publisher {
                 answers.push(answer);
             }
             let prev = previous.zone(&zone.apex.key());
-            let mut entry = self.served_entry(zone, answers.into(), prev);
+            let mut entry = self.served_entry(zone, answers.into(), prev, signed.as_deref());
             if let Some(signed) = signed {
                 // Every change moves signatures, which the differences do not hold: IXFR of a
                 // signed zone is a full transfer (RFC 1995 §4).
@@ -718,6 +718,7 @@ impl Publisher {
                 match signed.entry_sigs(&entry.zone, &entry.soa, &entry.answers) {
                     Ok(sigs) => entry.dnssec = Some(sigs),
                     Err(e) => {
+                        entry.dnssec = None;
                         tracing::error!(zone = %entry.zone.apex, error = %e, "pool answers could not be signed; served unsigned")
                     }
                 }
@@ -754,9 +755,15 @@ impl Publisher {
     /// A zone entry with its serial: unchanged content keeps the serial (and history); a change
     /// takes the next one and is recorded for IXFR. The serial survives restarts through the
     /// state file, keyed by a hash of the content.
-    fn served_entry(&mut self, zone: Arc<Zone>, answers: Arc<[PoolAnswer]>, prev: Option<&ZoneEntry>) -> ZoneEntry {
+    fn served_entry(
+        &mut self,
+        zone: Arc<Zone>,
+        answers: Arc<[PoolAnswer]>,
+        prev: Option<&ZoneEntry>,
+        signed: Option<&SignedZone>,
+    ) -> ZoneEntry {
         let mut e = ZoneEntry {
-            dnssec: None,
+            dnssec: signed.map(|s| crate::model::signed::EntrySigs::of_zone(s.sigs.clone())),
             soa: zone.soa().clone(),
             negative_soa: Default::default(),
             zone,
