@@ -229,8 +229,27 @@ fn build() -> World {
     write("example.com.toml", EXAMPLE_COM);
     write("child.example.com.zone", CHILD);
     write("example.net.zone", &example_net(2026120101, ""));
+    // example.org: example.com's names, pools and delegations, signed (DO=1 answers carry
+    // RRSIGs and NSEC denials). weiche makes the DNSSEC records itself.
+    let own = ["DNSKEY", "RRSIG", "NSEC ", "NSEC3PARAM"];
+    let signed: String =
+        EXAMPLE_COM.lines().filter(|l| !own.iter().any(|t| l.contains(t))).map(|l| format!("{l}\n")).collect();
+    write("example.org.toml", &signed);
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("a key directory");
+    let org = weiche::model::name::Name::parse("example.org.", None).expect("a name");
+    weiche::dnssec::keygen::generate_into(
+        &keys,
+        &org,
+        weiche::dnssec::Algorithm::EcdsaP256Sha256,
+        weiche::dnssec::FLAGS_KSK,
+        1_700_000_000,
+        &ring::rand::SystemRandom::new(),
+    )
+    .expect("a key");
+    let dnssec = weiche::config::Dnssec { key_dir: keys, zones: vec![org], validity: Duration::from_secs(14 * 86400) };
 
-    let mut watcher = Watcher::new(dir.path());
+    let mut watcher = Watcher::new(dir.path()).signing(Some(dnssec));
     let mut publisher = Publisher::new(AdminState::default());
     let reload = |watcher: &mut Watcher, p: &mut Publisher| {
         let r = watcher.reconcile(true).expect("read the zones directory").expect("zones changed");

@@ -715,8 +715,12 @@ impl Publisher {
                 // Every change moves signatures, which the differences do not hold: IXFR of a
                 // signed zone is a full transfer (RFC 1995 §4).
                 entry.history = Default::default();
+                let started = std::time::Instant::now();
                 match signed.entry_sigs(&entry.zone, &entry.soa, &entry.answers) {
-                    Ok(sigs) => entry.dnssec = Some(sigs),
+                    Ok(sigs) => {
+                        entry.dnssec = Some(sigs);
+                        tracing::debug!(zone = %entry.zone.apex, pools = entry.answers.len(), elapsed_us = started.elapsed().as_micros() as u64, "pool answers signed");
+                    }
                     Err(e) => {
                         entry.dnssec = None;
                         tracing::error!(zone = %entry.zone.apex, error = %e, "pool answers could not be signed; served unsigned")
