@@ -107,6 +107,42 @@ fn signed_owner(owner: &[u8], labels: u8, out: &mut Vec<u8>) {
     }
 }
 
+/// The RRSIG RDATA before its signature (RFC 4034 §3.1): what is covered, how, for when, and
+/// by whom (`signer`, the zone's apex, in lower case).
+pub fn rrsig_head(set: &RRset, algorithm: u8, labels: u8, window: Window, tag: u16, signer: &[u8]) -> Vec<u8> {
+    let mut rdata = Vec::with_capacity(18 + signer.len() + 64);
+    rdata.extend_from_slice(&set.rtype.to_be_bytes());
+    rdata.push(algorithm);
+    rdata.push(labels);
+    rdata.extend_from_slice(&set.ttl.to_be_bytes());
+    rdata.extend_from_slice(&window.expiration.to_be_bytes());
+    rdata.extend_from_slice(&window.inception.to_be_bytes());
+    rdata.extend_from_slice(&tag.to_be_bytes());
+    rdata.extend(signer[..wire_len(signer)].iter().map(u8::to_ascii_lowercase));
+    rdata
+}
+
+/// What a signature signs (RFC 4034 §3.1.8.1): the RRSIG RDATA `head`, then each record of
+/// `set` in canonical form (§6.2: owner and names in RDATA in lower case, the owner as the
+/// wildcard for fewer `labels`) and canonical order (§6.3: by RDATA, duplicates once).
+pub fn signed_data(owner: &[u8], labels: u8, set: &RRset, head: &[u8]) -> Vec<u8> {
+    let mut rrs: Vec<Cow<'_, [u8]>> = set.rdatas().map(|rd| canonical_rdata(set.rtype, rd)).collect();
+    rrs.sort();
+    rrs.dedup();
+    let mut name = Vec::with_capacity(MAX_NAME_LEN);
+    signed_owner(owner, labels, &mut name);
+    let mut message = head.to_vec();
+    for rd in &rrs {
+        message.extend_from_slice(&name);
+        message.extend_from_slice(&set.rtype.to_be_bytes());
+        message.extend_from_slice(&1u16.to_be_bytes());
+        message.extend_from_slice(&set.ttl.to_be_bytes());
+        message.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        message.extend_from_slice(rd);
+    }
+    message
+}
+
 /// Signs `set`, owned by `owner` (wire form) with `labels` as the RRSIG's label count, with each
 /// of `keys`: one RRSIG per key, as one RRset with the TTL of `set`. `signer` is the zone's apex.
 pub fn sign_rrset(
@@ -117,31 +153,10 @@ pub fn sign_rrset(
     keys: &[&Key],
     window: Window,
 ) -> Result<RRset, SignError> {
-    let mut rrs: Vec<Cow<'_, [u8]>> = set.rdatas().map(|rd| canonical_rdata(set.rtype, rd)).collect();
-    rrs.sort();
-    rrs.dedup();
-    let mut head_owner = Vec::with_capacity(MAX_NAME_LEN);
-    signed_owner(owner, labels, &mut head_owner);
     let mut sigs = Vec::with_capacity(keys.len());
     for key in keys {
-        let mut rdata = Vec::with_capacity(18 + signer.len() + 64);
-        rdata.extend_from_slice(&set.rtype.to_be_bytes());
-        rdata.push(key.algorithm.number());
-        rdata.push(labels);
-        rdata.extend_from_slice(&set.ttl.to_be_bytes());
-        rdata.extend_from_slice(&window.expiration.to_be_bytes());
-        rdata.extend_from_slice(&window.inception.to_be_bytes());
-        rdata.extend_from_slice(&key.tag.to_be_bytes());
-        rdata.extend(signer[..wire_len(signer)].iter().map(u8::to_ascii_lowercase));
-        let mut message = rdata.clone();
-        for rd in &rrs {
-            message.extend_from_slice(&head_owner);
-            message.extend_from_slice(&set.rtype.to_be_bytes());
-            message.extend_from_slice(&1u16.to_be_bytes());
-            message.extend_from_slice(&set.ttl.to_be_bytes());
-            message.extend_from_slice(&(rd.len() as u16).to_be_bytes());
-            message.extend_from_slice(rd);
-        }
+        let mut rdata = rrsig_head(set, key.algorithm.number(), labels, window, key.tag, signer);
+        let message = signed_data(owner, labels, set, &rdata);
         let signature =
             key.sign(&message).map_err(|_| SignError { tag: key.tag, path: key.path.display().to_string() })?;
         rdata.extend_from_slice(&signature);
@@ -250,6 +265,53 @@ mod tests {
         assert_eq!(&canonical_rdata(rtype::NAPTR, &naptr)[8..], &wire("x.example.")[..]);
         // TXT is not touched.
         assert!(matches!(canonical_rdata(rtype::TXT, b"\x02AB"), Cow::Borrowed(b"\x02AB")));
+    }
+
+    /// What we sign is byte for byte what hickory-proto, a second implementation, would:
+    /// owners and names in RDATA in lower case, a wildcard's owner, RDATA in canonical order
+    /// (RFC 4034 §6.2, §6.3, RFC 4035 §5.3.2). (A duplicate record, which our zones never hold,
+    /// hickory signs twice; we sign it once, as RFC 4034 §6.3 and unbound do.)
+    #[test]
+    fn the_signed_data_is_what_hickory_proto_makes() {
+        use hickory_proto::dnssec::rdata::sig::SigInput;
+        use hickory_proto::dnssec::{Algorithm as HAlg, TBS};
+        use hickory_proto::rr::{DNSClass, Name as HName, RData, Record, RecordType, SerialNumber, rdata};
+        let window = Window { inception: 1_796_000_000, expiration: 1_797_209_600 };
+        let signer = wire("Example.COM.");
+        let cases: Vec<(&str, &str, RRset, Vec<RData>)> = vec![
+            (
+                "WWW.Example.com.",
+                "WWW.Example.com.",
+                RRset::new(rtype::A, 300, [[192, 0, 2, 3], [192, 0, 2, 1], [192, 0, 2, 2]]),
+                [3, 1, 2].map(|d| RData::A(std::net::Ipv4Addr::new(192, 0, 2, d).into())).to_vec(),
+            ),
+            (
+                "a.B.wild.example.com.",
+                "*.wild.example.com.",
+                RRset::new(rtype::MX, 60, [[&[0u8, 10][..], &wire("Mail.EXAMPLE.com.")].concat()]),
+                vec![RData::MX(rdata::MX::new(10, HName::from_ascii("Mail.EXAMPLE.com.").unwrap()))],
+            ),
+        ];
+        for (owner, signed_as, set, theirs) in cases {
+            let labels = rrsig_labels(&wire(signed_as));
+            let head = rrsig_head(&set, 13, labels, window, 4242, &signer);
+            let ours = signed_data(&wire(owner), labels, &set, &head);
+            let name = HName::from_ascii(owner).unwrap();
+            let records: Vec<Record> =
+                theirs.into_iter().map(|d| Record::from_rdata(name.clone(), set.ttl, d)).collect();
+            let input = SigInput {
+                type_covered: RecordType::from(set.rtype),
+                algorithm: HAlg::ECDSAP256SHA256,
+                num_labels: labels,
+                original_ttl: set.ttl,
+                sig_expiration: SerialNumber::new(window.expiration),
+                sig_inception: SerialNumber::new(window.inception),
+                key_tag: 4242,
+                signer_name: HName::from_ascii("Example.COM.").unwrap(),
+            };
+            let tbs = TBS::from_input(&name, DNSClass::IN, &input, records.iter()).unwrap();
+            assert_eq!(ours, tbs.as_ref(), "{owner} {}", set.rtype);
+        }
     }
 
     #[test]
