@@ -797,3 +797,20 @@ fn zones_that_cannot_be_signed_say_why() {
     let e = sign_zone(&zone, Arc::new(Vec::new()), now, 14 * 86400).unwrap_err().to_string();
     assert!(e.contains("there are no keys"), "{e}");
 }
+
+#[test]
+fn keys_that_arrive_later_sign_the_zone_and_it_is_served() {
+    let keydir = tempfile::tempdir().unwrap();
+    let (port, _p, _s) = backend_pair("127.0.77.1", "127.0.77.2");
+    let zone = parent_zone(port, "127.0.77.1", "127.0.77.2", "127.0.77.9", &[]);
+    let s = Server::start_with("127.0.77.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    // No key: the zone is not served unsigned.
+    let r = ask(s.addr, &format!("static.{ZONE}."), RecordType::A, true);
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{r}");
+    // Keys made while it runs: signed and served, no SIGHUP.
+    make_keys(keydir.path(), ZONE);
+    let served = wait_until(Duration::from_secs(5), || dnskeys(s.addr, ZONE).len() == 2);
+    assert!(served.is_some(), "the zone was not signed when its keys appeared");
+    let r = ask(s.addr, &format!("static.{ZONE}."), RecordType::A, true);
+    assert!(verify_all(&r, &dnskeys(s.addr, ZONE)).contains(&(format!("static.{ZONE}."), RecordType::A)));
+}

@@ -126,17 +126,13 @@ impl Watcher {
 
     /// Signs again the zones whose signatures are due, or all of them when the key directory
     /// changed. A zone that cannot be signed keeps its last signatures (and says so).
-    fn resign(&mut self, events: &mut Vec<Event>) -> bool {
-        if self.dnssec.is_none() {
-            return false;
-        }
-        let keys = self.key_files();
-        let keys_changed = keys != self.keys_seen;
-        self.keys_seen = keys;
+    /// `signed_now`: the zones this look loaded (and signed) already.
+    fn resign(&mut self, keys_changed: bool, signed_now: &[PathBuf], events: &mut Vec<Event>) -> bool {
         let now = unix_now();
         let due: Vec<PathBuf> = self
             .tracked
             .iter()
+            .filter(|(p, _)| !signed_now.contains(p))
             .filter(|(_, t)| t.state.signed.as_ref().is_some_and(|s| keys_changed || s.refresh_at <= now))
             .map(|(p, _)| p.clone())
             .collect();
@@ -185,22 +181,31 @@ impl Watcher {
             }
         }
         self.pending.retain(|p, _| found.iter().any(|f| &f.path == p));
+        // A change in the key directory signs every signed zone again, and retries the zones
+        // that could not be signed (as SIGHUP retries every failed load).
+        let keys = self.key_files();
+        let keys_changed = keys != self.keys_seen;
+        self.keys_seen = keys;
+        let mut loaded = Vec::new();
         for file in found {
             let known_files =
                 self.tracked.get(&file.path).map_or_else(|| vec![file.path.clone()], |t| t.state.files.clone());
             let now_sig = signatures(&known_files);
             // Unchanged files are not read again, except on SIGHUP one whose last load failed:
             // what failed may have been outside the file (a permission, a missing include).
-            let retry = |t: &Tracked| now && t.state.last_error.is_some();
-            if self.tracked.get(&file.path).is_some_and(|t| t.seen == now_sig && !retry(t)) {
+            let unchanged = self.tracked.get(&file.path).is_some_and(|t| t.seen == now_sig);
+            let retry = unchanged
+                && self.tracked.get(&file.path).is_some_and(|t| (now || keys_changed) && t.state.last_error.is_some());
+            if unchanged && !retry {
                 self.pending.remove(&file.path);
                 continue;
             }
-            if !now && self.pending.get(&file.path) != Some(&now_sig) {
+            if !now && !retry && self.pending.get(&file.path) != Some(&now_sig) {
                 self.pending.insert(file.path.clone(), now_sig);
                 continue;
             }
             self.pending.remove(&file.path);
+            loaded.push(file.path.clone());
             changed |= self.load(file, &mut events, &mut diffs);
         }
         // A plain zone file that another zone now includes is a fragment, not a zone.
@@ -217,7 +222,7 @@ impl Watcher {
                 changed = true;
             }
         }
-        changed |= self.resign(&mut events);
+        changed |= self.resign(keys_changed, &loaded, &mut events);
         if !changed && events.is_empty() {
             return Ok(None);
         }
