@@ -143,6 +143,8 @@ fn every_signature_in_every_kind_of_answer_verifies_with_a_second_implementation
     let s = Server::start_with("127.0.70.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
     let dnskey = dnskeys(s.addr, ZONE);
     assert_eq!(dnskey.len(), 2, "the KSK and the ZSK are published");
+    // The same zone unsigned, to compare answers without DO byte for byte.
+    let plain_server = Server::start("127.0.70.54", &[("signed.test.toml", &zone)]);
     let n = |l: &str| format!("{l}.{ZONE}.");
     // (name, type asked, rcode, RRsets that must be there and verify)
     type Case = (&'static str, RecordType, ResponseCode, &'static [(&'static str, RecordType)]);
@@ -185,8 +187,15 @@ fn every_signature_in_every_kind_of_answer_verifies_with_a_second_implementation
         if rcode == ResponseCode::NXDomain || (r.answers.is_empty() && r.metadata.authoritative) {
             assert!(nsecs >= 1, "{qname} {rt}: a denial needs an NSEC: {r}");
         }
-        // Without DO: no DNSSEC records beyond what was asked for.
+        // Without DO: what the unsigned zone answers, byte for byte (but for the keys, which
+        // only a signed zone has).
         let plain = ask(s.addr, &qname, rt, false);
+        if ![RecordType::DNSKEY, RecordType::CDS, RecordType::CDNSKEY].contains(&rt) {
+            let mut q = query(&qname, rt, Some(1232));
+            q.metadata.id = 4711;
+            let bytes = |addr| udp_raw(addr, &q.to_vec().unwrap(), Duration::from_secs(1)).unwrap();
+            assert_eq!(bytes(s.addr), bytes(plain_server.addr), "{qname} {rt} without DO");
+        }
         let dnssec_types = [RecordType::RRSIG, RecordType::NSEC];
         assert!(
             plain.answers.iter().chain(&plain.authorities).all(|a| !dnssec_types.contains(&a.record_type())),
@@ -794,6 +803,7 @@ fn zones_that_cannot_be_signed_say_why() {
         e.contains("no key of signed.test. signs at") && e.contains("no key is active") && e.contains("Activate"),
         "{e}"
     );
+    assert!(keys.iter().all(|k| e.contains(&k.path.display().to_string())), "each key's file is named: {e}");
     let e = sign_zone(&zone, Arc::new(Vec::new()), now, 14 * 86400).unwrap_err().to_string();
     assert!(e.contains("there are no keys"), "{e}");
 }

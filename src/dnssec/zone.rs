@@ -60,9 +60,10 @@ fn describe_keys(keys: &[Key]) -> String {
     keys.iter()
         .map(|k| {
             format!(
-                "{} {} (Activate {}, Inactive {}, Delete {})",
+                "{} {} ({}: Activate {}, Inactive {}, Delete {})",
                 if k.is_ksk() { "KSK" } else { "ZSK" },
                 k.tag,
+                k.path.display(),
                 t(k.timing.activate),
                 t(k.timing.inactive),
                 t(k.timing.delete)
