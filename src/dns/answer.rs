@@ -118,6 +118,17 @@ fn lower_key(wire: &[u8], buf: &mut [u8; crate::model::name::MAX_NAME_LEN]) -> u
     n
 }
 
+/// `*.` and `ce_key` in `buf`, if it fits in a name.
+fn wildcard_key<'b>(ce_key: &[u8], buf: &'b mut [u8; crate::model::name::MAX_NAME_LEN]) -> Option<&'b [u8]> {
+    let len = ce_key.len() + 2;
+    if len > buf.len() {
+        return None;
+    }
+    buf[..2].copy_from_slice(b"\x01*");
+    buf[2..len].copy_from_slice(ce_key);
+    Some(&buf[..len])
+}
+
 thread_local! {
     static ROTATION: Cell<u32> = const { Cell::new(0) };
 }
@@ -156,28 +167,25 @@ impl Resolver<'_, '_, '_> {
                 if node.cut != NONE {
                     return self.referral(entry, node.cut, hops);
                 }
-                if node.wildcard_child {
-                    let mut star = [0u8; crate::model::name::MAX_NAME_LEN];
-                    let ce_key = &key[key.len() - node.name.wire().len()..];
-                    if ce_key.len() + 2 <= star.len() {
-                        star[..2].copy_from_slice(b"\x01*");
-                        star[2..2 + ce_key.len()].copy_from_slice(ce_key);
-                        if let Some(id) = zone.node_id(&star[..2 + ce_key.len()]) {
-                            if hops == 0 {
-                                self.domain = (key.len() - ce_key.len()) as u8;
-                            }
-                            self.node(entry, id, owner, hops);
-                            // The name itself does not exist: the NSEC that covers it.
-                            if let Some(sigs) = self.sigs(entry) {
-                                let at = sigs.zone.covering(zone, key, canonical_cmp);
-                                // NODATA at the wildcard may have written this one already.
-                                if self.last_link != Some(at) {
-                                    self.link(entry, sigs, at);
-                                }
-                            }
-                            return;
+                let ce_key = &key[key.len() - node.name.wire().len()..];
+                let mut star = [0u8; crate::model::name::MAX_NAME_LEN];
+                if node.wildcard_child
+                    && let Some(star) = wildcard_key(ce_key, &mut star)
+                    && let Some(id) = zone.node_id(star)
+                {
+                    if hops == 0 {
+                        self.domain = (key.len() - ce_key.len()) as u8;
+                    }
+                    self.node(entry, id, owner, hops);
+                    // The name itself does not exist: the NSEC that covers it.
+                    if let Some(sigs) = self.sigs(entry) {
+                        let at = sigs.zone.covering(zone, key, canonical_cmp);
+                        // NODATA at the wildcard may have written this one already.
+                        if self.last_link != Some(at) {
+                            self.link(entry, sigs, at);
                         }
                     }
+                    return;
                 }
                 self.rcode = rcode::NXDOMAIN as u16;
                 self.negative(entry, zone.neg_ttl);
@@ -186,12 +194,8 @@ impl Resolver<'_, '_, '_> {
                     // encloser (often the same).
                     let at = sigs.zone.covering(zone, key, canonical_cmp);
                     self.link(entry, sigs, at);
-                    let mut star = [0u8; crate::model::name::MAX_NAME_LEN];
-                    let ce_key = &key[key.len() - node.name.wire().len()..];
-                    if ce_key.len() + 2 <= star.len() {
-                        star[..2].copy_from_slice(b"\x01*");
-                        star[2..2 + ce_key.len()].copy_from_slice(ce_key);
-                        let wild = sigs.zone.covering(zone, &star[..2 + ce_key.len()], canonical_cmp);
+                    if let Some(star) = wildcard_key(ce_key, &mut star) {
+                        let wild = sigs.zone.covering(zone, star, canonical_cmp);
                         if wild != at {
                             self.link(entry, sigs, wild);
                         }
@@ -246,7 +250,7 @@ impl Resolver<'_, '_, '_> {
             let set = &fam.rrset;
             if set.count == 0 {
                 self.negative(entry, nodata_ttl);
-                return self.nodata_proof(entry, id, None);
+                return self.nodata_proof(entry, id);
             }
             let sigs = self.sigs(entry).map(|s| s.pools[node.pool as usize].family(set.rtype));
             let fits = match p.max_answers {
@@ -293,11 +297,7 @@ impl Resolver<'_, '_, '_> {
             }
             None => {
                 self.negative(entry, nodata_ttl);
-                self.nodata_proof(
-                    entry,
-                    id,
-                    Some(self.q.key()).filter(|_| hops == 0 && node.rrsets.is_empty() && node.pool == NONE),
-                );
+                self.nodata_proof(entry, id);
             }
         }
     }
@@ -326,18 +326,15 @@ impl Resolver<'_, '_, '_> {
         self.signed(Section::Authority, Owner::Name(owner), nsec, Some(sig));
     }
 
-    /// NODATA's proof: the NSEC of the node, or for an empty non-terminal (`ent`, its key) the
-    /// NSEC that covers it.
-    fn nodata_proof(&mut self, entry: &ZoneEntry, id: NodeId, ent: Option<&[u8]>) {
+    /// NODATA's proof: the NSEC of the node, or for an empty non-terminal the NSEC that covers
+    /// it.
+    fn nodata_proof(&mut self, entry: &ZoneEntry, id: NodeId) {
         let Some(sigs) = self.sigs(entry) else { return };
-        match sigs.zone.link_of(id) {
-            Some(at) => self.link(entry, sigs, at),
-            None => {
-                let key = ent.unwrap_or_else(|| entry.zone.node(id).name.wire());
-                let at = sigs.zone.covering(&entry.zone, key, canonical_cmp);
-                self.link(entry, sigs, at);
-            }
-        }
+        let at = sigs
+            .zone
+            .link_of(id)
+            .unwrap_or_else(|| sigs.zone.covering(&entry.zone, entry.zone.node(id).name.wire(), canonical_cmp));
+        self.link(entry, sigs, at);
     }
 
     /// NXDOMAIN or NODATA: the zone's SOA in the authority section.
