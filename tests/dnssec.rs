@@ -77,6 +77,25 @@ fn child_zone(zone: &str, ip: &str) -> String {
     format!("$ORIGIN {zone}.\n$TTL 3600\n@ SOA ns hm 1 1h 10m 14d 600\n@ NS ns\nns A {ip}\nwww A 192.0.2.77\n")
 }
 
+/// weiche serving the parent zone signed on `{net}.53`, its pool's backends on `{net}.1` and
+/// `{net}.2`, delegations to `{net}.9`; with keys made (or none yet).
+struct Signed {
+    s: Server,
+    keys: Vec<Key>,
+    keydir: tempfile::TempDir,
+    _backends: (Backend, Backend),
+}
+
+fn signed_server(net: &str, with_keys: bool) -> Signed {
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = if with_keys { make_keys(keydir.path(), ZONE) } else { Vec::new() };
+    let (port, p, sec) = backend_pair(&format!("{net}.1"), &format!("{net}.2"));
+    // `sec` is a secure delegation: any DS will do here (the zone's own).
+    let zone = parent_zone(port, &format!("{net}.1"), &format!("{net}.2"), &format!("{net}.9"), &ds_of(&keys));
+    let s = Server::start_with(&format!("{net}.53"), &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    Signed { s, keys, keydir, _backends: (p, sec) }
+}
+
 /// Asks with DO=1 (or not).
 fn ask(addr: SocketAddr, name: &str, rt: RecordType, dnssec_ok: bool) -> Message {
     let mut q = query(name, rt, Some(1232));
@@ -136,14 +155,11 @@ fn verify_all(m: &Message, keys: &[DNSKEY]) -> Vec<(String, RecordType)> {
 
 #[test]
 fn every_signature_in_every_kind_of_answer_verifies_with_a_second_implementation() {
-    let keydir = tempfile::tempdir().unwrap();
-    let keys = make_keys(keydir.path(), ZONE);
-    let (port, _p, _s) = backend_pair("127.0.70.1", "127.0.70.2");
-    let zone = parent_zone(port, "127.0.70.1", "127.0.70.2", "127.0.70.9", &ds_of(&keys));
-    let s = Server::start_with("127.0.70.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    let Signed { s, .. } = signed_server("127.0.70", true);
     let dnskey = dnskeys(s.addr, ZONE);
     assert_eq!(dnskey.len(), 2, "the KSK and the ZSK are published");
     // The same zone unsigned, to compare answers without DO byte for byte.
+    let zone = std::fs::read_to_string(s.zone_path("signed.test.toml")).unwrap();
     let plain_server = Server::start("127.0.70.54", &[("signed.test.toml", &zone)]);
     let n = |l: &str| format!("{l}.{ZONE}.");
     // (name, type asked, rcode, RRsets that must be there and verify)
@@ -193,8 +209,11 @@ fn every_signature_in_every_kind_of_answer_verifies_with_a_second_implementation
         if ![RecordType::DNSKEY, RecordType::CDS, RecordType::CDNSKEY].contains(&rt) {
             let mut q = query(&qname, rt, Some(1232));
             q.metadata.id = 4711;
-            let bytes = |addr| udp_raw(addr, &q.to_vec().unwrap(), Duration::from_secs(1)).unwrap();
-            assert_eq!(bytes(s.addr), bytes(plain_server.addr), "{qname} {rt} without DO");
+            // Each server's own serial (moved by its own pool history) is left out.
+            let bytes = |addr| without_serial(udp_raw(addr, &q.to_vec().unwrap(), Duration::from_secs(1)).unwrap());
+            // (Once both pools' verdicts are steady: a TTL is shorter while one is pending.)
+            let same = wait_until(Duration::from_secs(5), || bytes(s.addr) == bytes(plain_server.addr));
+            assert!(same.is_some(), "{qname} {rt} without DO: {:?}\n{:?}", bytes(s.addr), bytes(plain_server.addr));
         }
         let dnssec_types = [RecordType::RRSIG, RecordType::NSEC];
         assert!(
@@ -202,6 +221,21 @@ fn every_signature_in_every_kind_of_answer_verifies_with_a_second_implementation
             "{qname} {rt} without DO: {plain}"
         );
     }
+}
+
+/// A response with the serial of its SOA (if it has one) zeroed, where it stands in the bytes.
+fn without_serial(mut raw: Vec<u8>) -> Vec<u8> {
+    let m = Message::from_vec(&raw).unwrap();
+    let soa = m.answers.iter().chain(&m.authorities).find_map(|r| match &r.data {
+        RData::SOA(soa) => Some((soa.serial, soa.refresh)),
+        _ => None,
+    });
+    if let Some((serial, refresh)) = soa {
+        let pattern = [serial.to_be_bytes(), (refresh as u32).to_be_bytes()].concat();
+        let at = raw.windows(8).position(|w| w == pattern).expect("the SOA's serial and refresh");
+        raw[at..at + 4].fill(0);
+    }
+    raw
 }
 
 /// Relays UDP from `listen` to `to`; flips a byte in the signature of every A answer for
@@ -363,11 +397,7 @@ fn a_byte_flipped_on_the_way_is_bogus() {
     if !have_tool("unbound", "apt-get install unbound") {
         return;
     }
-    let keydir = tempfile::tempdir().unwrap();
-    let keys = make_keys(keydir.path(), ZONE);
-    let (port, _p, _s) = backend_pair("127.0.72.1", "127.0.72.2");
-    let zone = parent_zone(port, "127.0.72.1", "127.0.72.2", "127.0.72.9", &[]);
-    let s = Server::start_with("127.0.72.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    let Signed { s, keys, .. } = signed_server("127.0.72", true);
     let relay = Relay::start("127.0.72.60", s.addr, "static.signed.test.");
     let u = Unbound::start_with("127.0.72.100", &[(ZONE, &[relay.addr])], &ds_of(&keys));
     let n = |l: &str| format!("{l}.{ZONE}.");
@@ -675,11 +705,7 @@ fn delv_agrees() {
     if !have_tool("delv", "apt-get install bind9-dnsutils") {
         return;
     }
-    let keydir = tempfile::tempdir().unwrap();
-    let keys = make_keys(keydir.path(), ZONE);
-    let (port, _p, _s) = backend_pair("127.0.76.1", "127.0.76.2");
-    let zone = parent_zone(port, "127.0.76.1", "127.0.76.2", "127.0.76.9", &[]);
-    let s = Server::start_with("127.0.76.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    let Signed { s, keys, keydir, .. } = signed_server("127.0.76", true);
     // BIND's trust-anchors statement, with the zone's DS.
     let anchors: String = ds_of(&keys)
         .iter()
@@ -810,10 +836,7 @@ fn zones_that_cannot_be_signed_say_why() {
 
 #[test]
 fn keys_that_arrive_later_sign_the_zone_and_it_is_served() {
-    let keydir = tempfile::tempdir().unwrap();
-    let (port, _p, _s) = backend_pair("127.0.77.1", "127.0.77.2");
-    let zone = parent_zone(port, "127.0.77.1", "127.0.77.2", "127.0.77.9", &[]);
-    let s = Server::start_with("127.0.77.53", &[("signed.test.toml", &zone)], signing(keydir.path(), &[ZONE]));
+    let Signed { s, keydir, .. } = signed_server("127.0.77", false);
     // No key: the zone is not served unsigned.
     let r = ask(s.addr, &format!("static.{ZONE}."), RecordType::A, true);
     assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{r}");
