@@ -551,7 +551,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    init_logging(&config);
+    if let Err(e) = init_logging(&config) {
+        eprintln!("weiche: {e}");
+        return ExitCode::FAILURE;
+    }
     weiche::fatal::install_panic_hook(Some(std::time::Duration::from_secs(10)));
     raise_fd_limit();
     let bound = weiche::Sockets::bind(&config.listen);
@@ -608,13 +611,30 @@ fn raise_fd_limit() {
     }
 }
 
-fn init_logging(config: &Config) {
+/// Sets up logging at `log.level`, or at `WEICHE_LOG` if set; a `WEICHE_LOG` that is no level
+/// or filter is an error (as a bad `log.level` is), not a panic or a silent default.
+fn init_logging(config: &Config) -> Result<(), String> {
     use tracing_subscriber::prelude::*;
     // The certificate verifier logs an ERROR of its own, with no target or check, at every
     // failed verification: the probe's cause already says it, once, on the target's event and in
     // /status. WEICHE_LOG can bring it back (rustls_platform_verifier=debug).
     let directive = |level: &str| format!("{level},rustls_platform_verifier=off");
-    let from_env = tracing_subscriber::EnvFilter::try_from_env("WEICHE_LOG").ok();
+    let from_env = match std::env::var("WEICHE_LOG") {
+        Ok(v) if v.trim().is_empty() => None,
+        // Levels and targets are ASCII; tracing-subscriber's parser panics on some other text
+        // (see config::log.level), so such text never reaches it.
+        Ok(v) => match tracing_subscriber::EnvFilter::try_new(v.trim()).ok().filter(|_| v.is_ascii()) {
+            Some(f) => Some(f),
+            None => {
+                return Err(format!(
+                    "WEICHE_LOG={v:?} is not a level or filter (error, warn, info, debug, trace, or e.g. \
+                     \"info,weiche::monitor=debug\")"
+                ));
+            }
+        },
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(v)) => return Err(format!("WEICHE_LOG={v:?} is not text")),
+    };
     let overridden = from_env.is_some();
     let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(directive(&config.log_level)));
     // A reload of weiche.toml may change the level (unless WEICHE_LOG sets it).
@@ -634,6 +654,7 @@ fn init_logging(config: &Config) {
             handle.reload(filter).map_err(|e| e.to_string())
         });
     }
+    Ok(())
 }
 
 /// Validates what `serve` would load. The exit code says whether `serve` would start (so a

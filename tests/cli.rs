@@ -393,6 +393,23 @@ const CLUSTER: &str = "[keys.peers]\nsecret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2Vj
     { name = \"b\", site = \"ams\", address = \"198.51.100.1:8553\" },\n\
     { name = \"c\", site = \"zrh\", address = \"203.0.113.1:8553\", witness = true },\n]\n";
 
+#[test]
+fn a_weiche_log_that_is_no_filter_is_an_error_not_a_panic() {
+    // A leading space and a character of several bytes made tracing-subscriber's parser panic.
+    for bad in [" é", "info,weiche=nonsense", "ä"] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--api", "off", "--zones"])
+            .arg(repo_zones())
+            .env("WEICHE_LOG", bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {err}");
+        assert!(err.contains("WEICHE_LOG=") && err.contains("is not a level or filter"), "{bad:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
 /// Runs `serve` with `cfg` and waits (at most 10 s) for it to give up; a server that starts
 /// instead fails the test.
 fn serve_refuses(cfg: &std::path::Path) -> String {
