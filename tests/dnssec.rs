@@ -452,8 +452,9 @@ fn verify_zone_file(text: &str, zone: &str) {
 }
 
 #[test]
-fn a_signed_hidden_primary_feeds_knot_and_a_failover_reaches_validating_resolvers() {
+fn a_signed_hidden_primary_feeds_knot_and_nsd_and_a_failover_reaches_validating_resolvers() {
     if !have_tool("knotd", "apt-get install knot")
+        || !have_tool("nsd", "apt-get install nsd")
         || !have_tool("dig", "apt-get install dnsutils")
         || !have_tool("ldns-verify-zone", "apt-get install ldnsutils")
         || !have_tool("kzonecheck", "apt-get install knot-dnssecutils")
@@ -468,11 +469,14 @@ fn a_signed_hidden_primary_feeds_knot_and_a_failover_reaches_validating_resolver
     let zone = parent_zone(port, p, sec, "127.0.73.9", &[]);
     let knot_ip = "127.0.73.54";
     let knot_port = external_port(knot_ip);
+    let nsd_ip = "127.0.73.55";
+    let nsd_port = external_port(nsd_ip);
     let cfg = tempfile::tempdir().unwrap();
     let text = format!(
         "[keys.xfr]\nalgorithm = \"hmac-sha256\"\nsecret = \"{}\"\n\
          [transfer]\nallow = [{{ from = \"127.0.0.0/8\", key = \"xfr\" }}]\n\
-         notify = [{{ to = \"{knot_ip}:{knot_port}\", key = \"xfr\" }}]\nnotify_source = \"127.0.73.53\"\n",
+         notify = [{{ to = \"{knot_ip}:{knot_port}\", key = \"xfr\" }}, {{ to = \"{nsd_ip}:{nsd_port}\", key = \"xfr\" }}]\n\
+         notify_source = \"127.0.73.53\"\n",
         common::knot::SECRET
     );
     std::fs::write(cfg.path().join("weiche.toml"), text).unwrap();
@@ -491,26 +495,36 @@ fn a_signed_hidden_primary_feeds_knot_and_a_failover_reaches_validating_resolver
         "Knot never served the zone:\n{}",
         knot.log()
     );
-    // A resolver that asks only Knot validates its answers.
+    let nsd = common::nsd::Nsd::start(nsd_ip, nsd_port, s.addr, &[ZONE]);
+    // Resolvers that ask only Knot, or only NSD, validate their answers.
     let knot_addr: SocketAddr = knot.addr.parse().unwrap();
     let u = Unbound::start_with("127.0.73.100", &[(ZONE, &[knot_addr])], &ds_of(&keys));
+    let un = Unbound::start_with("127.0.73.101", &[(ZONE, &[nsd.addr])], &ds_of(&keys));
     let secure = |want: &'static str| {
         move |m: &Message| {
             m.metadata.response_code == ResponseCode::NoError && m.metadata.authentic_data && a_records(m) == [want]
         }
     };
-    until(&u, &www, RecordType::A, Duration::from_secs(10), secure("127.0.73.1"));
-    until(&u, &format!("nope.{ZONE}."), RecordType::A, Duration::from_secs(10), |m| {
-        m.metadata.response_code == ResponseCode::NXDomain && m.metadata.authentic_data
-    });
-    // Failover: the signed answer reaches Knot by NOTIFY and transfer, and the resolver
-    // validates it there.
+    for u in [&u, &un] {
+        until(u, &www, RecordType::A, Duration::from_secs(15), secure("127.0.73.1"));
+        until(u, &format!("nope.{ZONE}."), RecordType::A, Duration::from_secs(10), |m| {
+            m.metadata.response_code == ResponseCode::NXDomain && m.metadata.authentic_data
+        });
+    }
+    // Failover: the signed answer reaches Knot and NSD by NOTIFY and transfer, and the
+    // resolvers validate it there.
     primary.down();
-    until(&u, &www, RecordType::A, Duration::from_secs(20), secure("127.0.73.2"));
+    for u in [&u, &un] {
+        until(u, &www, RecordType::A, Duration::from_secs(20), secure("127.0.73.2"));
+    }
     verify_zone_file(&axfr_text(knot_ip, knot_addr, &format!("{ZONE}.")), ZONE);
+    verify_zone_file(&axfr_text(nsd_ip, nsd.addr, &format!("{ZONE}.")), ZONE);
     primary.up();
-    until(&u, &www, RecordType::A, Duration::from_secs(20), secure("127.0.73.1"));
-    assert!(!u.log().contains("validation failure"), "unbound saw a bogus answer:\n{}", u.log());
+    for u in [&u, &un] {
+        until(u, &www, RecordType::A, Duration::from_secs(20), secure("127.0.73.1"));
+        assert!(!u.log().contains("validation failure"), "unbound saw a bogus answer:\n{}", u.log());
+    }
+    drop(nsd);
 }
 
 /// Sets a timing field (`Activate`, `Inactive`, `Delete`, …) of the key pair `stem` in `dir`

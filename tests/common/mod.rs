@@ -5,6 +5,7 @@
 pub mod galera;
 pub mod knot;
 pub mod nft;
+pub mod nsd;
 pub mod unbound;
 
 use std::io::{Read, Write};
