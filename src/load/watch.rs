@@ -76,7 +76,14 @@ pub struct Reload {
 struct Tracked {
     state: ZoneFileState,
     seen: Vec<Signature>,
+    /// After a failed signing, when to try again unless the keys change (seconds since the
+    /// epoch; 0: whenever due).
+    resign_after: u64,
 }
+
+/// How long a zone that could not be signed again waits before the next try (a change in the
+/// key directory tries at once): one event and one WARN per wait, not per look.
+const RESIGN_RETRY: u64 = 600;
 
 /// The zones directory and what was last loaded from it.
 pub struct Watcher {
@@ -133,7 +140,9 @@ impl Watcher {
             .tracked
             .iter()
             .filter(|(p, _)| !signed_now.contains(p))
-            .filter(|(_, t)| t.state.signed.as_ref().is_some_and(|s| keys_changed || s.refresh_at <= now))
+            .filter(|(_, t)| {
+                t.state.signed.as_ref().is_some_and(|s| keys_changed || (s.refresh_at <= now && t.resign_after <= now))
+            })
             .map(|(p, _)| p.clone())
             .collect();
         let mut changed = false;
@@ -143,7 +152,9 @@ impl Watcher {
             match self.sign(&zone).expect("a signed zone") {
                 Ok(signed) => {
                     info!(zone = %zone.apex, valid_until = %crate::dnssec::keys::format_timestamp(u64::from(signed.window.expiration)), "zone signed again");
-                    self.tracked.get_mut(&path).expect("tracked").state.signed = Some(signed);
+                    let t = self.tracked.get_mut(&path).expect("tracked");
+                    t.state.signed = Some(signed);
+                    t.resign_after = 0;
                     changed = true;
                 }
                 Err(e) => {
@@ -155,6 +166,7 @@ impl Watcher {
                     );
                     events
                         .push(Event { zone: Some(zone.apex.to_string()), ..Event::new(EventKind::ZoneError, reason) });
+                    self.tracked.get_mut(&path).expect("tracked").resign_after = now + RESIGN_RETRY;
                 }
             }
         }
@@ -258,7 +270,7 @@ impl Watcher {
                 last_error,
                 signed: None,
             };
-            self.tracked.insert(state.file.path.clone(), Tracked { state, seen });
+            self.tracked.insert(state.file.path.clone(), Tracked { state, seen, resign_after: 0 });
             return false;
         }
         let load = loader::load(file.clone());
@@ -309,7 +321,7 @@ impl Watcher {
             }
         };
         let changed = state.last_error.is_none();
-        self.tracked.insert(state.file.path.clone(), Tracked { state, seen });
+        self.tracked.insert(state.file.path.clone(), Tracked { state, seen, resign_after: 0 });
         changed
     }
 }
