@@ -289,6 +289,14 @@ impl Resolver<'_, '_, '_> {
                     None => (None, None),
                 }
             }
+            // A signed zone's NSEC at this name, as served now.
+            rtype::NSEC if entry.dnssec.is_some() => {
+                let d = entry.dnssec.as_ref().expect("signed");
+                match d.zone.link_of(id).map(|at| d.link(zone, at)) {
+                    Some((nsec, sig)) => (Some(nsec), sigs.map(|_| sig)),
+                    None => (None, None),
+                }
+            }
             _ => (node.rrset(qtype), node.rrset(qtype).and_then(|_| sigs?.zone.sig(id, qtype))),
         };
         match set {
