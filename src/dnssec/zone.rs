@@ -167,7 +167,6 @@ pub fn sign_zone(zone: &Zone, keys: Arc<Vec<Key>>, now: Timestamp, validity: u32
         .collect();
     chain.sort_by(|&a, &b| canonical_cmp(zone.node(a).name.wire(), zone.node(b).name.wire()));
     let mut link_of = vec![NONE; zone.nodes.len()];
-    let mut pool_links = vec![NONE; zone.pools.len()];
     let mut pool_nsec = vec![(Vec::new(), Vec::new()); zone.pools.len()];
     let mut links = Vec::with_capacity(chain.len());
     for (at, &id) in chain.iter().enumerate() {
@@ -184,7 +183,6 @@ pub fn sign_zone(zone: &Zone, keys: Arc<Vec<Key>>, now: Timestamp, validity: u32
         }
         link_of[id as usize] = at as u32;
         if node.pool != NONE {
-            pool_links[node.pool as usize] = at as u32;
             pool_nsec[node.pool as usize] = (next.to_vec(), types);
             links.push(Link { node: id, nsec: RRset::default(), sig: RRset::default() });
         } else {
@@ -209,7 +207,6 @@ pub fn sign_zone(zone: &Zone, keys: Arc<Vec<Key>>, now: Timestamp, validity: u32
         apex: apex_sets.into(),
         chain: links.into(),
         link_of: link_of.into(),
-        pool_links: pool_links.into(),
     };
     // Halfway through: at least half the validity less an hour from now (validity is a day or
     // more).

@@ -29,8 +29,6 @@ pub struct ZoneSigs {
     pub chain: Box<[Link]>,
     /// Per node: its place in `chain`, or NONE (empty non-terminals, names below a cut).
     pub link_of: Box<[u32]>,
-    /// Per pool (by index): its node's place in `chain`.
-    pub pool_links: Box<[u32]>,
     /// What was signed with what, for when: a hash of the validity window and the keys. The
     /// same on every cluster member that signs the same zone with the same keys in the same
     /// hour, and part of the zone's content hash, so that signing again moves the serial.
