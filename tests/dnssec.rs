@@ -860,10 +860,27 @@ fn keys_that_arrive_later_sign_the_zone_and_it_is_served() {
     // No key: the zone is not served unsigned.
     let r = ask(s.addr, &format!("static.{ZONE}."), RecordType::A, true);
     assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{r}");
+    let zone_status = || json(s.api, "GET", "/status").1["zones"][0].clone();
+    let z = zone_status();
+    assert!(z["last_error"].as_str().is_some_and(|e| e.contains("no key of signed.test.")), "{z}");
+    assert!(z.get("dnssec").is_none(), "{z}");
     // Keys made while it runs: signed and served, no SIGHUP.
-    make_keys(keydir.path(), ZONE);
+    let keys = make_keys(keydir.path(), ZONE);
     let served = wait_until(Duration::from_secs(5), || dnskeys(s.addr, ZONE).len() == 2);
     assert!(served.is_some(), "the zone was not signed when its keys appeared");
     let r = ask(s.addr, &format!("static.{ZONE}."), RecordType::A, true);
     assert!(verify_all(&r, &dnskeys(s.addr, ZONE)).contains(&(format!("static.{ZONE}."), RecordType::A)));
+    // /status says how the zone is signed, and with which keys.
+    let z = zone_status();
+    let d = &z["dnssec"];
+    assert!(d["valid_until"].as_str().is_some_and(|t| t.starts_with("20")), "{z}");
+    let listed: Vec<(u64, &str, bool)> = d["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["tag"].as_u64().unwrap(), k["role"].as_str().unwrap(), k["signing"] == true))
+        .collect();
+    for k in &keys {
+        assert!(listed.contains(&(u64::from(k.tag), if k.is_ksk() { "KSK" } else { "ZSK" }, true)), "{z}");
+    }
 }

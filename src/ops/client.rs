@@ -145,6 +145,27 @@ pub fn status_table(st: &Status) -> String {
             or_dash(z.serial),
             or_dash(z.loaded_at.as_ref())
         );
+        if let Some(d) = &z.dnssec {
+            let keys: Vec<String> = d
+                .keys
+                .iter()
+                .map(|k| {
+                    let state = match (k.signing, k.published) {
+                        (true, _) => "signing",
+                        (false, true) => "published",
+                        (false, false) => "not published",
+                    };
+                    format!("{} {} {state}", k.role, k.tag)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  signed, valid until {}, signed again {}; keys: {}",
+                d.valid_until,
+                d.next_signing,
+                keys.join(", ")
+            );
+        }
     }
     for p in &st.pools {
         let _ = writeln!(out);
@@ -316,6 +337,34 @@ mod tests {
         );
         assert!(!t.contains("HELD"), "{t}");
         assert!(!t.contains("PERSISTED"), "{t}");
+    }
+
+    #[test]
+    fn a_signed_zone_shows_until_when_and_its_keys() {
+        use crate::ops::doc::{DnssecStatus, KeyStatus};
+        let mut st = crate::ops::doc::tests::sample();
+        let key = |tag, role: &str, signing| KeyStatus {
+            tag,
+            algorithm: 13,
+            role: role.into(),
+            published: true,
+            signing,
+            file: format!("/k/Kexample.com.+013+{tag:05}.key"),
+        };
+        st.zones[0].dnssec = Some(DnssecStatus {
+            signed_at: "2026-12-02T12:00:00.000Z".into(),
+            valid_until: "2026-12-16T12:00:00.000Z".into(),
+            next_signing: "2026-12-09T12:00:00.000Z".into(),
+            keys: vec![key(12345, "KSK", true), key(23456, "ZSK", true), key(34567, "ZSK", false)],
+        });
+        let t = status_table(&st);
+        assert!(
+            t.contains(
+                "  signed, valid until 2026-12-16T12:00:00.000Z, signed again 2026-12-09T12:00:00.000Z; keys: \
+                 KSK 12345 signing, ZSK 23456 signing, ZSK 34567 published\n"
+            ),
+            "{t}"
+        );
     }
 
     #[test]

@@ -86,6 +86,32 @@ pub struct ZoneStatus {
     pub loaded_at: Option<String>,
     /// Why the latest version of the file was not loaded (None: it was), with file:line:col.
     pub last_error: Option<String>,
+    /// How a zone weiche signs is signed (absent for an unsigned zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<DnssecStatus>,
+}
+
+/// The signatures a zone is served with, and its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnssecStatus {
+    /// When the signatures served now were made, and until when they are valid (RFC 3339).
+    pub signed_at: String,
+    pub valid_until: String,
+    /// When weiche signs again (halfway through, or a key's next timing event).
+    pub next_signing: String,
+    pub keys: Vec<KeyStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyStatus {
+    pub tag: u16,
+    pub algorithm: u8,
+    /// KSK (flags 257: signs the keys, or everything as a CSK when no ZSK signs) or ZSK.
+    pub role: String,
+    /// In the DNSKEY RRset now; signing now.
+    pub published: bool,
+    pub signing: bool,
+    pub file: String,
 }
 
 /// One pool: its policies, its answer per address family, its targets.
@@ -422,6 +448,7 @@ pub(crate) mod tests {
                 files: vec!["zones/example.com.toml".into()],
                 loaded_at: Some("2026-11-21T00:00:00.000Z".into()),
                 last_error: None,
+                dnssec: None,
             }],
             pools: vec![PoolStatus {
                 pool: "www.example.com.".into(),

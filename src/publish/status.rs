@@ -15,6 +15,29 @@ use crate::ops::doc::{
 };
 use crate::ops::events::Event;
 
+fn dnssec_status(s: &crate::dnssec::zone::SignedZone) -> crate::ops::doc::DnssecStatus {
+    let at = |t: u64| rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(t));
+    let active = crate::dnssec::keys::active_at(&s.keys, s.signed_at);
+    let keys = s
+        .keys
+        .iter()
+        .map(|k| crate::ops::doc::KeyStatus {
+            tag: k.tag,
+            algorithm: k.algorithm.number(),
+            role: if k.is_ksk() { "KSK" } else { "ZSK" }.into(),
+            published: active.published.iter().any(|p| std::ptr::eq(*p, k)),
+            signing: active.zone_signers.iter().chain(&active.key_signers).any(|p| std::ptr::eq(*p, k)),
+            file: k.path.display().to_string(),
+        })
+        .collect();
+    crate::ops::doc::DnssecStatus {
+        signed_at: at(s.signed_at),
+        valid_until: at(u64::from(s.window.expiration)),
+        next_signing: at(s.refresh_at),
+        keys,
+    }
+}
+
 impl Publisher {
     /// Everything an operator wants to see at a glance (the `/status` document), with `recent`
     /// events.
@@ -31,6 +54,7 @@ impl Publisher {
                 files: t.files.iter().map(|f| f.display().to_string()).collect(),
                 loaded_at: t.loaded_at.map(rfc3339),
                 last_error: t.last_error.clone(),
+                dnssec: t.signed.as_ref().map(|s| dnssec_status(s)),
             })
             .collect();
         let mut pools = Vec::new();
