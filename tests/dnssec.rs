@@ -884,3 +884,54 @@ fn keys_that_arrive_later_sign_the_zone_and_it_is_served() {
         assert!(listed.contains(&(u64::from(k.tag), if k.is_ksk() { "KSK" } else { "ZSK" }, true)), "{z}");
     }
 }
+
+/// Corners found in review: the DS of a child zone served by the same server comes from the
+/// parent; QTYPE=RRSIG gets the name's RRSIGs; a wildcard delegation's referral keeps its
+/// sections in order.
+#[test]
+fn a_child_served_beside_its_parent_an_rrsig_query_and_a_wildcard_delegation() {
+    let keydir = tempfile::tempdir().unwrap();
+    let keys = make_keys(keydir.path(), ZONE);
+    let sec = format!("sec.{ZONE}");
+    let child_keys = make_keys(keydir.path(), &sec);
+    let (port, _p, _s) = backend_pair("127.0.78.1", "127.0.78.2");
+    let zone = parent_zone(port, "127.0.78.1", "127.0.78.2", "127.0.78.9", &ds_of(&child_keys))
+        .replace("static A 192.0.2.10", "static A 192.0.2.10\n*.wcut NS ns1");
+    let s = Server::start_with(
+        "127.0.78.53",
+        &[("signed.test.toml", &zone), (&format!("{sec}.zone"), &child_zone(&sec, "127.0.78.9"))],
+        signing(keydir.path(), &[ZONE, &sec]),
+    );
+    let parent_keys = dnskeys(s.addr, ZONE);
+    // DS at the child's apex: the parent's DS, signed by the parent (RFC 4035 §3.1.4.1).
+    let r = ask(s.addr, &format!("{sec}."), RecordType::DS, true);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(verify_all(&r, &parent_keys).contains(&(format!("{sec}."), RecordType::DS)), "{r}");
+    // Everything else at the child's apex comes from the child.
+    let r = ask(s.addr, &format!("{sec}."), RecordType::SOA, true);
+    assert!(r.metadata.authoritative && r.answers.iter().any(|a| a.record_type() == RecordType::SOA), "{r}");
+    assert!(verify_all(&r, &dnskeys(s.addr, &sec)).contains(&(format!("{sec}."), RecordType::SOA)));
+    // QTYPE=RRSIG: the name's RRSIGs (A, TXT, NSEC), not a NODATA that contradicts its NSEC.
+    let r = ask(s.addr, &format!("static.{ZONE}."), RecordType::RRSIG, true);
+    let mut covered: Vec<RecordType> = r
+        .answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(s)) => Some(s.input().type_covered),
+            _ => None,
+        })
+        .collect();
+    covered.sort();
+    assert_eq!(covered, [RecordType::A, RecordType::TXT, RecordType::NSEC], "{r}");
+    // A name under a wildcard delegation: a referral, its sections in order (authority, then
+    // additional), what is in authority signed.
+    let r = ask(s.addr, &format!("a.wcut.{ZONE}."), RecordType::A, true);
+    assert!(!r.metadata.authoritative, "{r}");
+    assert!(
+        r.authorities.iter().all(|a| [RecordType::NS, RecordType::NSEC, RecordType::RRSIG].contains(&a.record_type())),
+        "{r}"
+    );
+    assert!(r.additionals.iter().all(|a| a.record_type() == RecordType::A), "{r}");
+    verify_all(&r, &parent_keys);
+    drop(keys);
+}

@@ -144,10 +144,18 @@ impl Resolver<'_, '_, '_> {
             self.rcode = rcode::REFUSED as u16;
             return;
         }
-        let Some((entry, skip)) = snap.find_zone(q.label_count(), |skip| q.suffix_key(skip)) else {
+        let Some((mut entry, mut skip)) = snap.find_zone(q.label_count(), |skip| q.suffix_key(skip)) else {
             self.rcode = rcode::REFUSED as u16;
             return;
         };
+        // The DS of a zone served here is the parent's (RFC 4035 §3.1.4.1): when the parent is
+        // served here too, it answers.
+        if q.qtype == rtype::DS
+            && skip == 0
+            && let Some(parent) = snap.find_zone_from(q.label_count(), 1, |skip| q.suffix_key(skip))
+        {
+            (entry, skip) = parent;
+        }
         if q.qtype == rtype::AXFR || q.qtype == rtype::IXFR {
             self.rcode = rcode::REFUSED as u16;
             return;
@@ -177,8 +185,10 @@ impl Resolver<'_, '_, '_> {
                         self.domain = (key.len() - ce_key.len()) as u8;
                     }
                     self.node(entry, id, owner, hops);
-                    // The name itself does not exist: the NSEC that covers it.
-                    if let Some(sigs) = self.sigs(entry) {
+                    // The name itself does not exist: the NSEC that covers it (not after a
+                    // referral, whose glue is written already, nor a SERVFAIL).
+                    let plain = zone.node(id).cut == NONE && self.rcode != rcode::SERVFAIL as u16;
+                    if let Some(sigs) = self.sigs(entry).filter(|_| plain) {
                         let at = sigs.zone.covering(zone, key, canonical_cmp);
                         // NODATA at the wildcard may have written this one already.
                         if self.last_link != Some(at) {
@@ -277,6 +287,9 @@ impl Resolver<'_, '_, '_> {
             }
             return;
         }
+        if qtype == rtype::RRSIG && self.rrsigs(entry, id, owner) {
+            return;
+        }
         let sigs = self.sigs(entry);
         let (set, sig) = match qtype {
             rtype::ANY => (node.rrsets.first(), node.rrsets.first().and_then(|s| sigs?.zone.sig(id, s.rtype))),
@@ -308,6 +321,33 @@ impl Resolver<'_, '_, '_> {
                 self.nodata_proof(entry, id);
             }
         }
+    }
+
+    /// QTYPE=RRSIG in a signed zone: every RRSIG at the name, as served now (as BIND and Knot
+    /// answer it). False if there are none (an unsigned zone, an empty non-terminal): NODATA.
+    fn rrsigs(&mut self, entry: &ZoneEntry, id: NodeId, owner: Owner<'_>) -> bool {
+        let Some(d) = entry.dnssec.as_ref() else { return false };
+        let node = entry.zone.node(id);
+        let mut sets: Vec<&RRset> = d.zone.rrsigs.get(id as usize).map(|s| s.iter().collect()).unwrap_or_default();
+        if id == APEX {
+            sets.push(&d.soa);
+            sets.extend(d.zone.apex.iter().map(|(_, sig)| sig));
+        }
+        if node.pool != NONE {
+            let p = &d.pools[node.pool as usize];
+            sets.extend([&p.a, &p.aaaa]);
+        }
+        if let Some(at) = d.zone.link_of(id) {
+            sets.push(d.link(&entry.zone, at).1);
+        }
+        sets.retain(|s| s.count > 0);
+        for set in &sets {
+            if !self.w.rrset(Section::Answer, owner, set, set.ttl) {
+                self.w.truncated = true;
+                break;
+            }
+        }
+        !sets.is_empty()
     }
 
     /// The zone's signatures, when the query wants them.

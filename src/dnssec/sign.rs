@@ -62,30 +62,55 @@ pub fn rrsig_labels(owner: &[u8]) -> u8 {
     (n - usize::from(wild)) as u8
 }
 
+/// Where the uncompressed wire name at `at` in `rd` ends, if it is one.
+fn name_end(rd: &[u8], at: usize) -> Option<usize> {
+    let mut i = at;
+    loop {
+        let len = *rd.get(i)? as usize;
+        if len == 0 {
+            return Some(i + 1);
+        }
+        if len > 63 {
+            return None;
+        }
+        i += 1 + len;
+    }
+}
+
+/// `rd` with the `names` names from `at` on in lower case; as stored if it is not laid out so
+/// (the loader checks the types it parses; a record it could not check is signed as it is).
 fn lower_names(rd: &[u8], at: usize, names: usize) -> Cow<'_, [u8]> {
     let mut out = rd.to_vec();
     let mut i = at;
     for _ in 0..names {
-        let n = wire_len(&rd[i..]);
-        out[i..i + n].make_ascii_lowercase();
-        i += n;
+        let Some(end) = name_end(rd, i) else { return Cow::Borrowed(rd) };
+        out[i..end].make_ascii_lowercase();
+        i = end;
     }
     Cow::Owned(out)
 }
 
 /// RDATA in canonical form: names in the types RFC 4034 §6.2 lists (as RFC 6840 §5.1 corrects
-/// it), and that weiche parses, in lower case. Other RDATA is signed as stored.
+/// it; A6 and the obsolete SIG and NXT aside) in lower case. Other RDATA is signed as stored.
 pub fn canonical_rdata(rt: u16, rd: &[u8]) -> Cow<'_, [u8]> {
     match rt {
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => lower_names(rd, 0, 1),
-        rtype::SOA => lower_names(rd, 0, 2),
-        rtype::MX => lower_names(rd, 2, 1),
+        // NS, MD, MF, CNAME, MB, MG, MR, PTR, DNAME: one name.
+        rtype::NS | 3 | 4 | rtype::CNAME | 7 | 8 | 9 | rtype::PTR | rtype::DNAME => lower_names(rd, 0, 1),
+        // SOA, MINFO, RP: two names first.
+        rtype::SOA | 14 | 17 => lower_names(rd, 0, 2),
+        // MX, AFSDB, RT, KX: a number, then a name.
+        rtype::MX | 18 | 21 | 36 => lower_names(rd, 2, 1),
+        // PX: a number, then two names.
+        26 => lower_names(rd, 2, 2),
         rtype::SRV => lower_names(rd, 6, 1),
         rtype::NAPTR => {
             // Order, preference, then flags, services and regexp as character strings.
             let mut i = 4;
             for _ in 0..3 {
-                i += 1 + rd[i] as usize;
+                match rd.get(i) {
+                    Some(&len) => i += 1 + len as usize,
+                    None => return Cow::Borrowed(rd),
+                }
             }
             lower_names(rd, i, 1)
         }
@@ -265,6 +290,23 @@ mod tests {
         assert_eq!(&canonical_rdata(rtype::NAPTR, &naptr)[8..], &wire("x.example.")[..]);
         // TXT is not touched.
         assert!(matches!(canonical_rdata(rtype::TXT, b"\x02AB"), Cow::Borrowed(b"\x02AB")));
+        // Types known by number only (RFC 3597 in the zone file): RP, AFSDB, PX.
+        let rp = [wire("Admin.Example."), wire("TXT.Example.")].concat();
+        assert_eq!(&*canonical_rdata(17, &rp), &[wire("admin.example."), wire("txt.example.")].concat()[..]);
+        let afsdb = [&[0u8, 1][..], &wire("AFS.Example.")].concat();
+        assert_eq!(&canonical_rdata(18, &afsdb)[2..], &wire("afs.example.")[..]);
+        // RDATA that is not laid out as its type says is signed as it is, never a panic (found
+        // in review: `SRV \# 2 0000`, a NAPTR cut short, a name running off the end).
+        for (rt, rd) in [
+            (rtype::SRV, &[0u8, 0][..]),
+            (rtype::NAPTR, &[0, 1, 0, 2][..]),
+            (rtype::NAPTR, &[0, 1, 0, 2, 9, b'U'][..]),
+            (rtype::MX, &[0, 10, 5, b'M', b'a'][..]),
+            (rtype::SOA, &[1, b'A', 0][..]),
+            (26, &[0][..]),
+        ] {
+            assert_eq!(&*canonical_rdata(rt, rd), rd, "{rt}");
+        }
     }
 
     /// What we sign is byte for byte what hickory-proto, a second implementation, would:

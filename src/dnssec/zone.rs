@@ -195,7 +195,7 @@ pub fn sign_zone(zone: &Zone, keys: Arc<Vec<Key>>, now: Timestamp, validity: u32
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (window.inception, window.expiration).hash(&mut h);
-        for k in &active.zone_signers {
+        for k in active.zone_signers.iter().chain(&active.key_signers) {
             k.tag.hash(&mut h);
         }
         apex_sets.iter().for_each(|(set, _)| set.data.hash(&mut h));

@@ -251,7 +251,17 @@ impl Snapshot {
     /// name has above that zone's apex. `suffix_key(skip)` is the lower-case key of the name
     /// without its first `skip` labels.
     pub fn find_zone<'k>(&self, labels: usize, suffix_key: impl Fn(usize) -> &'k [u8]) -> Option<(&ZoneEntry, usize)> {
-        (0..=labels).find_map(|skip| self.index.get(suffix_key(skip)).map(|&i| (&self.zones[i as usize], skip)))
+        self.find_zone_from(labels, 0, suffix_key)
+    }
+
+    /// [`Self::find_zone`] without the first `from` labels: the zones above a name's own.
+    pub fn find_zone_from<'k>(
+        &self,
+        labels: usize,
+        from: usize,
+        suffix_key: impl Fn(usize) -> &'k [u8],
+    ) -> Option<(&ZoneEntry, usize)> {
+        (from..=labels).find_map(|skip| self.index.get(suffix_key(skip)).map(|&i| (&self.zones[i as usize], skip)))
     }
 
     pub fn zone(&self, apex_key: &[u8]) -> Option<&ZoneEntry> {

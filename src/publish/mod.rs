@@ -721,10 +721,18 @@ impl Publisher {
                         entry.dnssec = Some(sigs);
                         tracing::debug!(zone = %entry.zone.apex, pools = entry.answers.len(), elapsed_us = started.elapsed().as_micros() as u64, "pool answers signed");
                     }
-                    Err(e) => {
-                        entry.dnssec = None;
-                        tracing::error!(zone = %entry.zone.apex, error = %e, "pool answers could not be signed; served unsigned")
-                    }
+                    // Never served unsigned (a validator would call it bogus): the zone keeps its
+                    // last signed version, if there is one.
+                    Err(e) => match prev.filter(|p| p.dnssec.is_some()) {
+                        Some(p) => {
+                            tracing::error!(zone = %entry.zone.apex, error = %e, serial = p.serial, "pool answers could not be signed; the zone keeps serving its last signed version");
+                            entry = p.clone();
+                        }
+                        None => {
+                            entry.dnssec = None;
+                            tracing::error!(zone = %entry.zone.apex, error = %e, "pool answers could not be signed; served unsigned");
+                        }
+                    },
                 }
             }
             entries.push(entry);

@@ -288,6 +288,15 @@ fn check_wire(rtype: u16, data: &[u8]) -> std::result::Result<(), String> {
         rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => name_at(0) == Some(data.len()),
         rtype::MX => data.len() > 2 && name_at(2) == Some(data.len()),
         rtype::SOA => name_at(0).and_then(name_at).map(|e| e + 20) == Some(data.len()),
+        // Signing puts the names of these in lower case: they must be where the type says.
+        rtype::SRV => data.len() > 6 && name_at(6) == Some(data.len()),
+        rtype::NAPTR => {
+            let mut at = Some(4).filter(|_| data.len() > 4);
+            for _ in 0..3 {
+                at = at.and_then(|i| data.get(i).map(|&l| i + 1 + l as usize));
+            }
+            at.and_then(name_at) == Some(data.len())
+        }
         _ => true,
     };
     if ok { Ok(()) } else { Err(format!("RFC 3597 RDATA is not a valid {} record", rtype::name(rtype))) }
@@ -344,6 +353,13 @@ mod tests {
         assert!(rd(rtype::A, "\\# 3 c00002").is_err());
         assert!(rd(65280, "\\# 5 0A000001").unwrap_err().msg.contains("says 5 bytes"));
         assert!(rd(65280, "whatever").unwrap_err().msg.contains("RFC 3597"));
+        // SRV and NAPTR in generic form must be laid out as their types say (signing reads the
+        // names in them; found in review).
+        assert!(rd(rtype::SRV, "\\# 2 0000").unwrap_err().msg.contains("not a valid SRV"));
+        assert!(rd(rtype::SRV, "\\# 9 000100020003016100").is_ok());
+        assert!(rd(rtype::NAPTR, "\\# 4 00010002").unwrap_err().msg.contains("not a valid NAPTR"));
+        assert!(rd(rtype::NAPTR, "\\# 8 0001000200000000").is_ok());
+        assert!(rd(rtype::NAPTR, "\\# 8 0001000201550000").is_err(), "no replacement name");
     }
 
     #[test]
