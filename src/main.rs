@@ -623,14 +623,9 @@ fn init_logging(config: &Config) -> Result<(), String> {
         Ok(v) if v.trim().is_empty() => None,
         // Levels and targets are ASCII; tracing-subscriber's parser panics on some other text
         // (see config::log.level), so such text never reaches it.
-        Ok(v) => match tracing_subscriber::EnvFilter::try_new(v.trim()).ok().filter(|_| v.is_ascii()) {
-            Some(f) => Some(f),
-            None => {
-                return Err(format!(
-                    "WEICHE_LOG={v:?} is not a level or filter (error, warn, info, debug, trace, or e.g. \
-                     \"info,weiche::monitor=debug\")"
-                ));
-            }
+        Ok(v) => match weiche::config::check_log_filter(v.trim()) {
+            Ok(()) => Some(tracing_subscriber::EnvFilter::new(v.trim())),
+            Err(e) => return Err(format!("WEICHE_LOG={v:?} {e}")),
         },
         Err(std::env::VarError::NotPresent) => None,
         Err(std::env::VarError::NotUnicode(v)) => return Err(format!("WEICHE_LOG={v:?} is not text")),

@@ -222,6 +222,22 @@ fn ranged_count<T: Copy + PartialOrd + std::fmt::Display>(
     }
 }
 
+/// Checks a log filter (`log.level`, `WEICHE_LOG`): a level, or `target=level` directives
+/// separated by commas. Levels and targets are ASCII letters, digits, `_`, `:`, `-` and `.`.
+/// Span and field filters (`[...]`, `{...}`) are refused: their values are regular
+/// expressions, and one a few hundred bytes long made tracing-subscriber take 2 GiB and
+/// minutes to build (found by fuzzing). tracing-subscriber's parser also panicked on text of
+/// several-byte characters (found by fuzzing): such text never reaches it.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_:-.=,".contains(c);
+    if filter.len() > 1024 || !filter.chars().all(allowed) || tracing_subscriber::EnvFilter::try_new(filter).is_err() {
+        return Err("is not a level or filter: error, warn, info, debug or trace, or target=level directives \
+             separated by commas (e.g. \"info,weiche::monitor=debug\"; span and field filters are not taken)"
+            .into());
+    }
+    Ok(())
+}
+
 /// A size like `512MiB`, `1GiB`, `64KiB` or a plain number of bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -810,16 +826,8 @@ impl Config {
         };
         let events_keep = events_keep_of(s.events_keep.as_ref(), &err)?;
         let log_level = spec.log.level.unwrap_or_else(|| "info".into()).trim().to_string();
-        // Levels and targets are ASCII. tracing-subscriber's parser slices the untrimmed text at
-        // the trimmed text's offsets, and panics on a character of several bytes there (found
-        // by fuzzing): such text never reaches it.
-        if !log_level.is_ascii() || tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            return Err(FileError::new(
-                &file,
-                0,
-                0,
-                format!("log.level {log_level:?} is not a level or filter (error, warn, info, debug, trace)"),
-            ));
+        if let Err(e) = check_log_filter(&log_level) {
+            return Err(FileError::new(&file, 0, 0, format!("log.level {log_level:?} {e}")));
         }
         let api_listen = match &spec.api.listen {
             None => parse_api_listen(DEFAULT_API).expect("valid default"),
@@ -936,6 +944,29 @@ mod tests {
         }
         let c = Config::from_text(None, "[log]\nlevel = \" debug \"\n").unwrap();
         assert_eq!(c.log_level, "debug");
+        let c = Config::from_text(None, "[log]\nlevel = \"warn,weiche::monitor=debug\"\n").unwrap();
+        assert_eq!(c.log_level, "warn,weiche::monitor=debug");
+    }
+
+    /// Found by fuzzing: a log.level with a field filter, whose value tracing-subscriber builds
+    /// into an automaton, took 2 GiB (and another minutes) for a few hundred bytes of config.
+    /// Span and field filters are refused before they reach it, at once.
+    #[test]
+    fn a_log_level_with_a_field_filter_is_an_error_not_gigabytes() {
+        for input in [
+            &include_bytes!("../../fuzz/regressions/config/oom-log-level-regex")[..],
+            &include_bytes!("../../fuzz/regressions/config/slow-log-level-regex")[..],
+        ] {
+            let text = String::from_utf8_lossy(input);
+            let started = std::time::Instant::now();
+            let e = Config::from_text(None, &text).unwrap_err().to_string();
+            assert!(e.contains("span and field filters are not taken"), "{e}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+        for level in ["info,weiche[probe]=debug", "weiche[{addr=192.0.2.1}]=trace", "info,weiche=debug{"] {
+            let e = Config::from_text(None, &format!("[log]\nlevel = \"{level}\"\n")).unwrap_err().to_string();
+            assert!(e.contains("is not a level or filter"), "{level}: {e}");
+        }
     }
 
     #[test]
