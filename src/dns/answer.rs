@@ -328,26 +328,25 @@ impl Resolver<'_, '_, '_> {
     fn rrsigs(&mut self, entry: &ZoneEntry, id: NodeId, owner: Owner<'_>) -> bool {
         let Some(d) = entry.dnssec.as_ref() else { return false };
         let node = entry.zone.node(id);
-        let mut sets: Vec<&RRset> = d.zone.rrsigs.get(id as usize).map(|s| s.iter().collect()).unwrap_or_default();
-        if id == APEX {
-            sets.push(&d.soa);
-            sets.extend(d.zone.apex.iter().map(|(_, sig)| sig));
-        }
-        if node.pool != NONE {
+        let at_node = d.zone.rrsigs.get(id as usize).into_iter().flatten();
+        let at_apex = (id == APEX).then(|| std::iter::once(&d.soa).chain(d.zone.apex.iter().map(|(_, sig)| sig)));
+        let of_pool = (node.pool != NONE).then(|| {
             let p = &d.pools[node.pool as usize];
-            sets.extend([&p.a, &p.aaaa]);
-        }
-        if let Some(at) = d.zone.link_of(id) {
-            sets.push(d.link(&entry.zone, at).1);
-        }
-        sets.retain(|s| s.count > 0);
-        for set in &sets {
+            [&p.a, &p.aaaa]
+        });
+        let of_nsec = d.zone.link_of(id).map(|at| d.link(&entry.zone, at).1);
+        let mut any = false;
+        for set in at_node.chain(at_apex.into_iter().flatten()).chain(of_pool.into_iter().flatten()).chain(of_nsec) {
+            if set.count == 0 {
+                continue;
+            }
+            any = true;
             if !self.w.rrset(Section::Answer, owner, set, set.ttl) {
                 self.w.truncated = true;
                 break;
             }
         }
-        !sets.is_empty()
+        any
     }
 
     /// The zone's signatures, when the query wants them.

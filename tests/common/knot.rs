@@ -1,7 +1,7 @@
 //! knotd as a secondary of weiche: transfers with TSIG (key `xfr`, [`SECRET`]), is told of
 //! changes by NOTIFY, and serves what it transferred.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{query, udp_raw};
@@ -10,7 +10,8 @@ use super::{query, udp_raw};
 pub const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
 
 pub struct Knot {
-    child: Child,
+    /// Killed when this is dropped, before its directory goes.
+    _child: super::Killed,
     log: std::path::PathBuf,
     pub addr: String,
     _dir: tempfile::TempDir,
@@ -48,7 +49,7 @@ impl Knot {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Knot { child, log, addr: format!("{ip}:{port}"), _dir: dir }
+        Knot { _child: super::Killed(child), log, addr: format!("{ip}:{port}"), _dir: dir }
     }
 
     pub fn a(&self, name: &str) -> Vec<std::net::Ipv4Addr> {
@@ -68,12 +69,5 @@ impl Knot {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

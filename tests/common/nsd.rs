@@ -1,12 +1,13 @@
 //! NSD as a secondary of weiche: transfers with TSIG (key `xfr`, `knot::SECRET`), is told of
 //! changes by NOTIFY, and serves what it transferred.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use super::knot::SECRET;
 
 pub struct Nsd {
-    child: Child,
+    /// Killed when this is dropped, before its directory goes.
+    _child: super::Killed,
     log: std::path::PathBuf,
     pub addr: std::net::SocketAddr,
     _dir: tempfile::TempDir,
@@ -45,17 +46,10 @@ impl Nsd {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Nsd { child, log, addr: format!("{ip}:{port}").parse().unwrap(), _dir: dir }
+        Nsd { _child: super::Killed(child), log, addr: format!("{ip}:{port}").parse().unwrap(), _dir: dir }
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Nsd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -2,7 +2,7 @@
 //! with a stub zone pointing at weiche (one or more nameservers), and nothing else reachable.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hickory_proto::op::Message;
@@ -11,7 +11,8 @@ use hickory_proto::rr::{RData, RecordType};
 use super::{external_port, query, udp_raw};
 
 pub struct Unbound {
-    child: Child,
+    /// Killed when this is dropped, before its directory goes.
+    _child: super::Killed,
     pub addr: SocketAddr,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -74,7 +75,7 @@ impl Unbound {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Unbound { child, addr: format!("{ip}:{port}").parse().unwrap(), log, _dir: dir }
+        Unbound { _child: super::Killed(child), addr: format!("{ip}:{port}").parse().unwrap(), log, _dir: dir }
     }
 
     /// The A answer for `name` and its TTL as unbound hands it out (None: no reply in time).
@@ -98,12 +99,5 @@ impl Unbound {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
