@@ -33,10 +33,23 @@ zones = "zones"
 
 pub const DEFAULT_UDP_PAYLOAD: u16 = 1232;
 
+/// The longest duration any setting takes. Every key has its own range too; this one keeps
+/// a duration nobody means (`400000000000years`) from ever reaching a clock's arithmetic.
+pub const LONGEST_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
 /// Parses `500ms`, `2s`, `1m`, `1h`, and whatever else humantime reads (`1m30s`, `1min`,
-/// `2 hours`). A bare number is refused even where humantime takes it (`0`): a unit left out is
-/// more likely a mistake than a meaning.
+/// `2 hours`), up to [`LONGEST_DURATION`]. A bare number is refused even where humantime takes
+/// it (`0`): a unit left out is more likely a mistake than a meaning.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_any_duration(s)?;
+    if d > LONGEST_DURATION {
+        return Err(format!("{:?} is longer than any setting takes (at most 366d)", s.trim()));
+    }
+    Ok(d)
+}
+
+/// [`parse_duration`] without the ceiling, for spans of history (`--since 2y`).
+pub fn parse_any_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration; write it like 500ms, 2s, 1m or 1h");
     let text = s.trim();
     if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit()) {
@@ -229,10 +242,22 @@ fn ranged_count<T: Copy + PartialOrd + std::fmt::Display>(
 /// minutes to build (found by fuzzing). tracing-subscriber's parser also panicked on text of
 /// several-byte characters (found by fuzzing): such text never reaches it.
 pub fn check_log_filter(filter: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "_:-.=,".contains(c);
-    if filter.len() > 1024 || !filter.chars().all(allowed) || tracing_subscriber::EnvFilter::try_new(filter).is_err() {
-        return Err("is not a level or filter: error, warn, info, debug or trace, or target=level directives \
-             separated by commas (e.g. \"info,weiche::monitor=debug\"; span and field filters are not taken)"
+    let level = |l: &str| ["off", "error", "warn", "info", "debug", "trace"].iter().any(|n| n.eq_ignore_ascii_case(l));
+    let target = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "_:-.".contains(c));
+    // A word alone is a level: tracing-subscriber would take `warning` for a target name and
+    // log nothing at all.
+    let directive = |d: &str| match d.trim().split_once('=') {
+        Some((t, l)) => target(t.trim()) && level(l.trim()),
+        None => level(d.trim()),
+    };
+    if filter.trim().is_empty()
+        || filter.len() > 1024
+        || !filter.split(',').all(directive)
+        || tracing_subscriber::EnvFilter::try_new(filter).is_err()
+    {
+        return Err("is not a level or filter: off, error, warn, info, debug or trace, or target=level \
+             directives separated by commas (e.g. \"info,weiche::monitor=debug\"; span and field filters \
+             are not taken)"
             .into());
     }
     Ok(())
@@ -643,7 +668,7 @@ fn rrl_of(r: RrlSpec, err: &impl Fn(std::ops::Range<usize>, String) -> FileError
 #[serde(deny_unknown_fields)]
 struct LogSpec {
     format: Option<LogFormat>,
-    level: Option<String>,
+    level: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
@@ -825,10 +850,14 @@ impl Config {
             None => DEFAULT_TCP_PER_CLIENT.min(tcp_max_connections),
         };
         let events_keep = events_keep_of(s.events_keep.as_ref(), &err)?;
-        let log_level = spec.log.level.unwrap_or_else(|| "info".into()).trim().to_string();
-        if let Err(e) = check_log_filter(&log_level) {
-            return Err(FileError::new(&file, 0, 0, format!("log.level {log_level:?} {e}")));
-        }
+        let log_level = match &spec.log.level {
+            None => "info".to_string(),
+            Some(l) => {
+                let level = l.get_ref().trim().to_string();
+                check_log_filter(&level).map_err(|e| err(l.span(), format!("log.level {level:?} {e}")))?;
+                level
+            }
+        };
         let api_listen = match &spec.api.listen {
             None => parse_api_listen(DEFAULT_API).expect("valid default"),
             Some(l) => parse_api_listen(l.get_ref()).map_err(|m| err(l.span(), format!("api.listen: {m}")))?,
@@ -942,8 +971,15 @@ mod tests {
             let e = Config::from_text(None, &format!("[log]\nlevel = \"{level}\"\n")).unwrap_err().to_string();
             assert!(e.contains("is not a level or filter"), "{level:?}: {e}");
         }
+        // A word that is no level would be taken for a target name, and nothing would be logged.
+        for level in ["warning", "", " ", "info,5", "weiche=loud", "=debug", "info,,debug"] {
+            let e = Config::from_text(None, &format!("[log]\nlevel = \"{level}\"\n")).unwrap_err().to_string();
+            assert!(e.contains(":2:9: log.level") && e.contains("is not a level or filter"), "{level:?}: {e}");
+        }
         let c = Config::from_text(None, "[log]\nlevel = \" debug \"\n").unwrap();
         assert_eq!(c.log_level, "debug");
+        let c = Config::from_text(None, "[log]\nlevel = \"WARN,hyper=off\"\n").unwrap();
+        assert_eq!(c.log_level, "WARN,hyper=off");
         let c = Config::from_text(None, "[log]\nlevel = \"warn,weiche::monitor=debug\"\n").unwrap();
         assert_eq!(c.log_level, "warn,weiche::monitor=debug");
     }
@@ -982,6 +1018,12 @@ mod tests {
         assert_eq!(parse_duration(" 1min ").map_err(|_| ()), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("2x"), Err("\"2x\" is not a duration; write it like 500ms, 2s, 1m or 1h".into()));
+        assert_eq!(parse_duration("366d"), Ok(LONGEST_DURATION));
+        assert_eq!(
+            parse_duration("400000000000years"),
+            Err("\"400000000000years\" is longer than any setting takes (at most 366d)".into())
+        );
+        assert!(parse_any_duration("2years").is_ok(), "history may reach further back");
     }
 
     #[test]

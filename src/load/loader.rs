@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::load::read::IncludeBudget;
 use crate::load::zone_toml::{self, ZoneSpec};
 use crate::load::zonefile::{self, Source};
 use crate::model::name::Name;
@@ -163,12 +164,14 @@ fn load_toml(
     let mut records = Vec::new();
     let mut errors = Vec::new();
     let include_span = include.as_ref().map_or(0..0, |i| i.span());
+    let mut budget = IncludeBudget::new(text.len());
     for inc in include.map(|i| i.into_inner().into_vec()).unwrap_or_default() {
         let inc_path = file.path.parent().unwrap_or(Path::new(".")).join(&inc);
-        match crate::load::read::read_bytes(&inc_path).map(crate::load::read::master_text) {
+        // Watched even when it cannot be read: its appearing loads the zone again.
+        files.push(inc_path.clone());
+        match budget.read(&inc_path) {
             Ok(t) => {
-                let parsed = zonefile::parse(Source::file(&t, &inc_path), &file.apex);
-                files.push(inc_path);
+                let parsed = zonefile::parse_within(Source::file(&t, &inc_path), &file.apex, &mut budget);
                 files.extend(parsed.includes);
                 records.extend(parsed.records);
                 errors.extend(parsed.errors);
@@ -193,11 +196,13 @@ fn load_toml(
             start += 2;
         }
         let (line, col) = crate::model::position::locate(text, start);
-        let parsed = zonefile::parse(Source { text: inline.get_ref(), file: path.clone(), line, col }, &file.apex);
+        let src = Source { text: inline.get_ref(), file: path.clone(), line, col };
+        let parsed = zonefile::parse_within(src, &file.apex, &mut budget);
         files.extend(parsed.includes);
         records.extend(parsed.records);
         errors.extend(parsed.errors);
     }
+    files.extend(pools.side_files(&file.path));
     let pools = zone_toml::pools_of(pools, path, text, &file.apex, &mut errors);
     (records, pools, errors)
 }

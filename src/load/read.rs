@@ -15,6 +15,45 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
     crate::config::bounded::read(path, max_file_size(), "zone_file_limit in weiche.toml")
 }
 
+/// Most files one zone may include, counting every `$INCLUDE` and `include`, however deep.
+pub const MAX_INCLUDES: usize = 256;
+
+/// What a zone's includes may still read. A zone is its file and everything that file
+/// includes: together they are held to `zone_file_limit` and [`MAX_INCLUDES`] files, so a few
+/// lines that include each other many times over cannot take minutes or gigabytes.
+#[derive(Debug)]
+pub struct IncludeBudget {
+    files: usize,
+    bytes: u64,
+    limit: u64,
+}
+
+impl IncludeBudget {
+    /// The budget of a zone whose own file is `first` bytes.
+    pub fn new(first: usize) -> Self {
+        IncludeBudget { files: 0, bytes: first as u64, limit: max_file_size() }
+    }
+
+    /// The text of one more included master file, if the zone may read it; errors follow the
+    /// file's name.
+    pub fn read(&mut self, path: &Path) -> Result<String, String> {
+        if self.files >= MAX_INCLUDES {
+            return Err(format!("the zone already includes {MAX_INCLUDES} files, the most one zone may"));
+        }
+        self.files += 1;
+        let bytes = read_bytes(path)?;
+        self.bytes += bytes.len() as u64;
+        if self.bytes > self.limit {
+            return Err(format!(
+                "brings the zone file and its includes to {} bytes, over the limit of {} for all of them \
+                 together (zone_file_limit in weiche.toml)",
+                self.bytes, self.limit
+            ));
+        }
+        Ok(master_text(bytes))
+    }
+}
+
 /// A master file's text: UTF-8 as it is, any other byte as its `\DDD` escape (after an
 /// unescaped backslash, as the three digits alone, which is the same octet).
 pub fn master_text(bytes: Vec<u8>) -> String {
@@ -77,6 +116,21 @@ mod tests {
         assert_eq!(read_bytes(&fifo).unwrap_err(), "is a FIFO; only regular files are read", "and it did not block");
         assert_eq!(read_bytes(Path::new("/dev/zero")).unwrap_err(), "is a device; only regular files are read");
         assert!(read_bytes(&dir.path().join("missing")).unwrap_err().contains("No such file"));
+    }
+
+    /// One file of 600 bytes included twice, under a limit of 1000: each fits, both don't.
+    #[test]
+    fn a_zone_and_its_includes_share_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("big.part");
+        std::fs::write(&f, format!("; {}\n", "x".repeat(597))).unwrap();
+        let mut budget = IncludeBudget { files: 0, bytes: 0, limit: 1000 };
+        assert!(budget.read(&f).is_ok());
+        assert_eq!(
+            budget.read(&f).unwrap_err(),
+            "brings the zone file and its includes to 1200 bytes, over the limit of 1000 for all of them \
+             together (zone_file_limit in weiche.toml)"
+        );
     }
 
     #[test]

@@ -357,8 +357,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Looks at the directory every `interval`, and at once on SIGHUP or when `asked` is notified
-/// (`weiche reload`), on a blocking thread; sends each [`Reload`] to the publisher. Memory a
+/// Looks at the directory every `interval`, and at once when `asked` is notified (SIGHUP and
+/// `weiche reload`, after weiche.toml was read again: a new `zone_file_limit` applies to the
+/// zones read then), on a blocking thread; sends each [`Reload`] to the publisher. Memory a
 /// reload freed is given back to the system here too. Ends when the publisher is gone.
 pub async fn watch(
     mut watcher: Watcher,
@@ -369,16 +370,11 @@ pub async fn watch(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let now = tokio::select! {
             _ = tick.tick() => false,
-            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                info!("SIGHUP: reloading zones");
-                true
-            }
             _ = asked.notified() => {
-                info!("reload asked: reloading zones");
+                info!("reload asked (SIGHUP or weiche reload): reloading zones");
                 true
             }
             _ = tx.closed() => return,
@@ -477,9 +473,10 @@ mod tests {
         assert_eq!(r.events[0].kind, Some(EventKind::ZoneError));
         // A look with nothing changed leaves it alone.
         assert!(w.reconcile(false).unwrap().is_none());
-        // The include appears: the next look that sees it settled loads the zone.
+        // The include appears: the next look that sees it settled loads the zone, no SIGHUP.
         std::fs::write(dir.path().join("example.com.zone"), ZONE).unwrap();
-        let r = w.reconcile(true).unwrap().unwrap();
+        assert!(w.reconcile(false).unwrap().is_none(), "seen once");
+        let r = w.reconcile(false).unwrap().expect("loaded once the include is there");
         assert_eq!(served(&r), [("example.com.".into(), 1)]);
         // A change of permissions alone is a change: the file is read again.
         let f = dir.path().join("example.com.toml");
@@ -487,6 +484,28 @@ mod tests {
         assert!(w.reconcile(false).unwrap().is_none(), "seen once");
         let r = w.reconcile(false).unwrap().expect("read again after chmod");
         assert_eq!(r.events[0].kind, Some(EventKind::ZoneLoaded));
+    }
+
+    /// A `$INCLUDE` or a check's credentials file that is missing is watched all the same:
+    /// when it appears, the next looks load the zone, without a SIGHUP.
+    #[test]
+    fn missing_includes_and_side_files_are_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.zone"), format!("{ZONE}$INCLUDE later.part\n")).unwrap();
+        let toml = "records = \"\"\"\n$TTL 3600\n@ SOA ns1 hm 1 1h 10m 14d 300\n@ NS ns1\nns1 A 192.0.2.53\n\"\"\"\n\
+                    [checks.db]\ntype = \"galera\"\ncredentials_file = \"db.cnf\"\n\
+                    [pools.db]\ncheck = \"db\"\ntargets = [{ address = \"192.0.2.1\", priority = 1 }]\n";
+        std::fs::write(dir.path().join("example.net.toml"), toml).unwrap();
+        let mut w = Watcher::new(dir.path());
+        let r = w.reconcile(true).unwrap().unwrap();
+        assert!(r.zones.iter().all(|z| z.served.is_none()), "{:?}", r.zones);
+        std::fs::write(dir.path().join("later.part"), "later A 192.0.2.7\n").unwrap();
+        std::fs::write(dir.path().join("db.cnf"), "[client]\nuser = weiche\npassword = x\n").unwrap();
+        assert!(w.reconcile(false).unwrap().is_none(), "seen once");
+        let r = w.reconcile(false).unwrap().expect("loaded once the files are there");
+        let mut zones = served(&r);
+        zones.sort();
+        assert_eq!(zones, [("example.com.".into(), 1), ("example.net.".into(), 1)]);
     }
 
     /// Zone names ignore case, file names too: two files for one zone serve it once.

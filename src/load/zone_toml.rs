@@ -206,6 +206,40 @@ pub struct ZonePools {
     pools: BTreeMap<Spanned<String>, Spanned<PoolSpec>>,
 }
 
+impl ZonePools {
+    /// The files the checks name (`credentials_file`, `tls_ca`), relative to `zone_file`'s
+    /// folder, whether they can be read or not: a change to one, or its appearing, loads the
+    /// zone again.
+    pub fn side_files(&self, zone_file: &Path) -> Vec<std::path::PathBuf> {
+        let dir = zone_file.parent().unwrap_or(Path::new("."));
+        fn inline(r: &CheckRef) -> Option<&CheckSpec> {
+            match r {
+                CheckRef::Inline(c) => Some(c),
+                CheckRef::Named(_) => None,
+            }
+        }
+        fn of_list(l: &CheckList) -> Vec<&CheckSpec> {
+            match l {
+                CheckList::One(r) => inline(r).into_iter().collect(),
+                CheckList::Many(v) => v.iter().filter_map(|r| inline(r.get_ref())).collect(),
+            }
+        }
+        let mut specs: Vec<&CheckSpec> = self.checks.values().map(Spanned::get_ref).collect();
+        for p in self.pools.values().map(Spanned::get_ref) {
+            specs.extend(of_list(p.check.get_ref()));
+            for t in p.targets.get_ref() {
+                specs.extend(t.get_ref().check.as_ref().map(|c| of_list(c.get_ref())).unwrap_or_default());
+            }
+        }
+        specs
+            .into_iter()
+            .flat_map(|c| [&c.credentials_file, &c.tls_ca])
+            .flatten()
+            .map(|f| dir.join(f.get_ref()))
+            .collect()
+    }
+}
+
 impl ZoneSpec {
     pub fn split(self) -> (Option<Spanned<String>>, Option<Spanned<OneOrMany>>, ZonePools) {
         (self.records, self.include, ZonePools { checks: self.checks, pools: self.pools })
@@ -229,9 +263,9 @@ fn check_of(
     let dur =
         |v: &Option<Spanned<String>>, default: Duration, what: &str| duration_field(v.as_ref(), default, what, &cerr);
     let interval = dur(&s.interval, Duration::from_secs(10), "interval")?;
-    if interval < MIN_INTERVAL {
+    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
         let span = s.interval.as_ref().map(Spanned::span).unwrap_or(at.clone());
-        return Err(err(span, ctx(format!("interval must be at least {}ms", MIN_INTERVAL.as_millis()))));
+        return Err(err(span, ctx(format!("interval must be {}ms to 1h, got {interval:?}", MIN_INTERVAL.as_millis()))));
     }
     let timeout = dur(&s.timeout, Duration::from_secs(2).min(interval / 2), "timeout")?;
     if timeout >= interval || timeout.is_zero() {
@@ -317,10 +351,12 @@ fn check_of(
                 Some(v) => {
                     let lag =
                         parse_duration(v.get_ref()).map_err(|m| cerr(v.span(), format!("max_replication_lag: {m}")))?;
-                    if lag < Duration::from_secs(1) {
+                    if !(Duration::from_secs(1)..=MAX_REPLICATION_LAG).contains(&lag) {
                         return Err(cerr(
                             v.span(),
-                            "max_replication_lag must be at least 1s (the server counts whole seconds)".into(),
+                            format!(
+                                "max_replication_lag must be 1s to 1d (the server counts whole seconds), got {lag:?}"
+                            ),
                         ));
                     }
                     Some(lag)
@@ -337,10 +373,8 @@ fn check_of(
                     return Err(cerr(span, format!("{field} is only for smtp checks with starttls = true")));
                 }
             }
-            if let Some(h) = &s.host
-                && rustls::pki_types::ServerName::try_from(h.get_ref().as_str()).is_err()
-            {
-                return Err(cerr(h.span(), format!("host {:?} is not a DNS name or an address", h.get_ref())));
+            if let Some(h) = &s.host {
+                service_host(h, &cerr)?;
             }
             if let Some(h) = &s.helo
                 && !is_helo_name(h.get_ref())
@@ -367,6 +401,19 @@ fn check_of(
             let path = s.path.map(Spanned::into_inner).unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
                 return Err(err(path_at, ctx(format!("path must start with '/', got {path:?}"))));
+            }
+            if path.chars().any(|c| c.is_control() || c.is_whitespace())
+                || reqwest::Url::parse(&format!("http://h{path}")).is_err()
+            {
+                return Err(err(
+                    path_at,
+                    ctx(format!("path {path:?} is not a URL path (no spaces or control characters)")),
+                ));
+            }
+            // The name the service is asked for (Host header and SNI), not where to connect: a
+            // DNS name or an address, never a port, a path or a header's worth of text.
+            if let Some(h) = &s.host {
+                service_host(h, &cerr)?;
             }
             let mut statuses = Vec::new();
             for st in s.expect_status.unwrap_or_default() {
@@ -483,10 +530,8 @@ fn sql_login(
             return Err(cerr(span, format!("{field} is only for {} checks with tls = true", s.kind.name())));
         }
     }
-    if let Some(h) = &s.host
-        && rustls::pki_types::ServerName::try_from(h.get_ref().as_str()).is_err()
-    {
-        return Err(cerr(h.span(), format!("host {:?} is not a DNS name or an address", h.get_ref())));
+    if let Some(h) = &s.host {
+        service_host(h, cerr)?;
     }
     let ca = match &s.tls_ca {
         None => None,
@@ -594,10 +639,17 @@ fn pool_of(
     }
     let failback_delay = match &s.failback_delay {
         None => Duration::ZERO,
-        Some(d) => parse_duration(d.get_ref()).unwrap_or_else(|m| {
-            errors.push(err(d.span(), format!("failback_delay: {m}")));
-            Duration::ZERO
-        }),
+        Some(d) => match parse_duration(d.get_ref()) {
+            Ok(t) if t <= MAX_FAILBACK_DELAY => t,
+            Ok(t) => {
+                errors.push(err(d.span(), format!("failback_delay must be 0s to 7d, got {t:?}")));
+                Duration::ZERO
+            }
+            Err(m) => {
+                errors.push(err(d.span(), format!("failback_delay: {m}")));
+                Duration::ZERO
+            }
+        },
     };
     let max_answers = match s.max_answers {
         Some(m) if *m.get_ref() == 0 => {
@@ -627,6 +679,10 @@ fn pool_of(
                 continue;
             }
         };
+        if let Some(why) = no_host(address) {
+            errors.push(err(t.address.span(), format!("target address {address}: {why}")));
+            continue;
+        }
         let priority = *t.priority.get_ref();
         if !(1..=255).contains(&priority) {
             errors.push(err(t.priority.span(), format!("target priority must be 1..=255, got {priority}")));
@@ -645,6 +701,14 @@ fn pool_of(
         let probe = match &t.probe {
             None => (address, None),
             Some(p) => match parse_probe(p.get_ref()) {
+                Some((a, _)) if no_host(a).is_some() => {
+                    errors.push(err(p.span(), format!("probe {:?}: {}", p.get_ref(), no_host(a).unwrap_or_default())));
+                    continue;
+                }
+                Some((_, Some(0))) => {
+                    errors.push(err(p.span(), format!("probe {:?}: the port must be 1..=65535", p.get_ref())));
+                    continue;
+                }
                 Some(a) => a,
                 None => {
                     errors.push(err(p.span(), format!("probe {:?} is not ADDRESS or ADDRESS:PORT", p.get_ref())));
@@ -724,6 +788,31 @@ fn pool_of(
 }
 
 /// `ADDRESS` or `ADDRESS:PORT` (`[V6]:PORT`): the address, and the port if one is given.
+/// A check's `host`, the name the service is asked for (Host header, SNI, the certificate's
+/// name): a DNS name or an address, never a port, a path or a header's worth of text.
+fn service_host(
+    h: &Spanned<String>,
+    cerr: &impl Fn(std::ops::Range<usize>, String) -> FileError,
+) -> Result<(), FileError> {
+    let t = h.get_ref().as_str();
+    let name = !t.is_empty() && t.len() <= 253 && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if t.parse::<IpAddr>().is_ok() || (name && rustls::pki_types::ServerName::try_from(t).is_ok()) {
+        return Ok(());
+    }
+    Err(cerr(h.span(), format!("host {t:?} is not a DNS name or an address (no port, path or spaces)")))
+}
+
+/// Why `a` can be no target or probe: it names no one host (`0.0.0.0`, `::`, a multicast or
+/// the broadcast address), or None.
+fn no_host(a: IpAddr) -> Option<&'static str> {
+    match a {
+        _ if a.is_unspecified() => Some("the unspecified address names no host"),
+        _ if a.is_multicast() => Some("a multicast address names no one host"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address names no one host"),
+        _ => None,
+    }
+}
+
 fn parse_probe(s: &str) -> Option<(IpAddr, Option<u16>)> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Some((a.ip(), Some(a.port())));
@@ -1033,7 +1122,7 @@ targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
         let (_, e) = pools("[checks.a]\ntype = \"tcp\"\n");
         assert!(e[0].contains("needs a port"), "{e:?}");
         let (_, e) = pools("[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"100ms\"\n");
-        assert!(e[0].contains("at least 250ms"), "{e:?}");
+        assert!(e[0].contains("interval must be 250ms to 1h, got 100ms"), "{e:?}");
     }
 
     fn one_check(text: &str) -> Check {
@@ -1061,6 +1150,91 @@ targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
             "[checks.c]\ntype = \"dns\"\nname = \"example.net\"\nqtype = \"TXT\"\nexpect_answer = \"192.0.2.1\"\n",
         );
         assert!(matches!(&c.probe, Probe::Dns { answer: Some(ExpectAnswer::Contains(t)), .. } if t == "192.0.2.1"));
+    }
+
+    /// Durations nobody means, hosts that are no host name, and addresses that name no one
+    /// host: errors with the allowed values, where before `serve` panicked on the first (an
+    /// Instant plus 4*10^11 years) or probed forever in vain.
+    #[test]
+    fn absurd_values_in_checks_and_pools() {
+        let pool = |extra: &str, target: &str| {
+            format!(
+                "[checks.c]\ntype = \"tcp\"\nport = 1\n[pools.www]\ncheck = \"c\"\n{extra}targets = [{{ {target} }}]\n"
+            )
+        };
+        let t = "address = \"192.0.2.1\", priority = 1";
+        let cases = [
+            (
+                "[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"400000000000years\"\n".to_string(),
+                "example.com.toml:4:12: check \"a\": interval: \"400000000000years\" is longer than any setting takes",
+            ),
+            (
+                "[checks.a]\ntype = \"tcp\"\nport = 1\ninterval = \"2h\"\n".to_string(),
+                "example.com.toml:4:12: check \"a\": interval must be 250ms to 1h, got 7200s",
+            ),
+            (
+                pool("failback_delay = \"8d\"\n", t),
+                "example.com.toml:6:18: pool \"www\": failback_delay must be 0s to 7d, got 691200s",
+            ),
+            (
+                pool("failback_delay = \"400000000000years\"\n", t),
+                "example.com.toml:6:18: pool \"www\": failback_delay: \"400000000000years\" is longer than any setting takes",
+            ),
+            (
+                "[checks.a]\ntype = \"mysql\"\ncredentials_file = \"x\"\nmax_replication_lag = \"2d\"\n".to_string(),
+                "example.com.toml:4:23: check \"a\": max_replication_lag must be 1s to 1d",
+            ),
+            (
+                "[checks.a]\ntype = \"http\"\nhost = \"www.example.com\\r\\nX-Evil: 1\"\n".to_string(),
+                "example.com.toml:3:8: check \"a\": host \"www.example.com\\r\\nX-Evil: 1\" is not a DNS name",
+            ),
+            (
+                "[checks.a]\ntype = \"http\"\nhost = \"localhost:8080\"\n".to_string(),
+                "example.com.toml:3:8: check \"a\": host",
+            ),
+            (
+                "[checks.a]\ntype = \"https\"\nhost = \"exa mple.com\"\n".to_string(),
+                "example.com.toml:3:8: check \"a\": host",
+            ),
+            (
+                "[checks.a]\ntype = \"http\"\nhost = \"example.net/x\"\n".to_string(),
+                "example.com.toml:3:8: check \"a\": host",
+            ),
+            (
+                "[checks.a]\ntype = \"http\"\npath = \"/a b\"\n".to_string(),
+                "example.com.toml:3:8: check \"a\": path \"/a b\" is not a URL path",
+            ),
+            (
+                pool("", "address = \"0.0.0.0\", priority = 1"),
+                "example.com.toml:6:24: pool \"www\": target address 0.0.0.0: the unspecified address names no host",
+            ),
+            (
+                pool("", "address = \"::\", priority = 1"),
+                "example.com.toml:6:24: pool \"www\": target address ::: the unspecified",
+            ),
+            (
+                pool("", "address = \"224.0.0.1\", priority = 1"),
+                "example.com.toml:6:24: pool \"www\": target address 224.0.0.1: a multicast",
+            ),
+            (
+                pool("", "address = \"255.255.255.255\", priority = 1"),
+                "example.com.toml:6:24: pool \"www\": target address 255.255.255.255: the broadcast",
+            ),
+            (
+                pool("", &format!("{t}, probe = \"127.0.0.1:0\"")),
+                "example.com.toml:6:59: pool \"www\": probe \"127.0.0.1:0\": the port must be 1..=65535",
+            ),
+            (
+                pool("", &format!("{t}, probe = \"0.0.0.0\"")),
+                "example.com.toml:6:59: pool \"www\": probe \"0.0.0.0\": the unspecified address",
+            ),
+        ];
+        for (text, want) in cases {
+            let (_, e) = pools(&text);
+            assert!(e.len() == 1 && e[0].starts_with(want), "{text}\n{e:?}");
+        }
+        let c = one_check("[checks.c]\ntype = \"https\"\nhost = \"2001:db8::1\"\npath = \"/health?x=1\"\n");
+        assert!(matches!(c.probe, Probe::Http { host: Some(ref h), .. } if h == "2001:db8::1"));
     }
 
     #[test]
@@ -1277,7 +1451,7 @@ targets = [{ address = "192.0.2.20", priority = 1, probe = "10.0.0.20:8080" }]
             ),
             (
                 format!("type = \"mysql\"\ncredentials_file = \"{cf}\"\nmax_replication_lag = \"500ms\"\n"),
-                "5:23: check \"a\": max_replication_lag must be at least 1s".into(),
+                "5:23: check \"a\": max_replication_lag must be 1s to 1d".into(),
             ),
             (
                 format!("type = \"mysql\"\ncredentials_file = \"{cf}\"\ntls = true\ntls_ca = \"{cf}\"\n"),

@@ -245,6 +245,12 @@ pub fn is_helo_name(s: &str) -> bool {
 
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
 pub const MIN_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+/// A check less often than hourly is no health check.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// The longest `failback_delay`: a week.
+pub const MAX_FAILBACK_DELAY: Duration = Duration::from_secs(7 * 86_400);
+/// The longest `max_replication_lag`: a day.
+pub const MAX_REPLICATION_LAG: Duration = Duration::from_secs(86_400);
 
 /// Ready-made values for other modules' tests.
 #[cfg(test)]

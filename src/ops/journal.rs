@@ -270,7 +270,7 @@ pub fn parse_since(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(at) = humantime::parse_rfc3339_weak(t) {
         return Ok(at);
     }
-    let back = crate::config::parse_duration(t)
+    let back = crate::config::parse_any_duration(t)
         .map_err(|_| format!("{text:?} is neither a duration (24h, 7d, 90m) nor a time (2026-11-21T00:00:00Z)"))?;
     Ok(now.checked_sub(back).unwrap_or(SystemTime::UNIX_EPOCH))
 }

@@ -105,15 +105,13 @@ pub async fn run(mut current: Config, live: Live, control: Control, mut asks: mp
         let ask = tokio::select! {
             Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => None,
             ask = asks.recv() => match ask {
-                Some(a) => {
-                    // The zones are looked at too, as SIGHUP does.
-                    live.zones.notify_one();
-                    Some(a)
-                }
+                Some(a) => Some(a),
                 None => return,
             },
         };
         let reply = reload(&mut current, &live, &control).await;
+        // Then the zones are looked at, under what was just applied (zone_file_limit).
+        live.zones.notify_one();
         if let Some(ask) = ask {
             let _ = ask.send(reply);
         }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use lexer::{Lexer, Tok};
 
+use crate::load::read::IncludeBudget;
 use crate::model::name::Name;
 use crate::model::rtype;
 
@@ -58,7 +59,14 @@ pub struct Parsed {
 
 /// Parses master-file text for a zone whose origin is `origin`.
 pub fn parse(src: Source<'_>, origin: &Name) -> Parsed {
-    let mut p = Parser { out: Parsed::default(), depth: 0 };
+    let mut budget = IncludeBudget::new(src.text.len());
+    parse_within(src, origin, &mut budget)
+}
+
+/// [`parse`], for a text that is one of several of a zone (a TOML zone's includes and
+/// records), whose `$INCLUDE`s share the zone's `budget`.
+pub fn parse_within(src: Source<'_>, origin: &Name, budget: &mut IncludeBudget) -> Parsed {
+    let mut p = Parser { out: Parsed::default(), depth: 0, budget };
     let mut state = State { origin: origin.clone(), default_ttl: None, last_ttl: None, last_owner: None };
     p.parse_text(&src, &mut state);
     p.out
@@ -71,12 +79,13 @@ struct State {
     last_owner: Option<Name>,
 }
 
-struct Parser {
+struct Parser<'b> {
     out: Parsed,
     depth: usize,
+    budget: &'b mut IncludeBudget,
 }
 
-impl Parser {
+impl Parser<'_> {
     fn parse_text(&mut self, src: &Source<'_>, st: &mut State) {
         let mut lx = Lexer::new(src.text);
         let place = |line: u32, col: u32| {
@@ -214,14 +223,14 @@ impl Parser {
                     return Err(at(t, format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} files (a loop?)")));
                 }
                 let path = src.file.parent().unwrap_or(Path::new(".")).join(t.text);
-                let text = crate::load::read::read_bytes(&path)
-                    .map(crate::load::read::master_text)
+                // Watched even when it cannot be read: its appearing loads the zone again.
+                self.out.includes.push(path.clone());
+                let text = (self.budget.read(&path))
                     .map_err(|e| at(t, format!("cannot read $INCLUDE file {}: {e}", path.display())))?;
                 let origin = match toks.get(2) {
                     Some(o) => rdata::parse_name(o.text, &st.origin).map_err(|m| at(o, m))?,
                     None => st.origin.clone(),
                 };
-                self.out.includes.push(path.clone());
                 let inner = Source::file(&text, &path);
                 // RFC 1035 §5.1: the included file's $ORIGIN does not leak back.
                 let saved_origin = std::mem::replace(&mut st.origin, origin);
@@ -339,5 +348,25 @@ mod tests {
         assert!(p.errors[0].msg.contains("nested deeper"), "{:?}", p.errors);
         let p = parse(Source::file("$INCLUDE missing.zone\n", &main), &origin());
         assert!(p.errors[0].msg.contains("cannot read"));
+        assert_eq!(p.includes, [dir.path().join("missing.zone")], "watched, so its appearing is seen");
+    }
+
+    /// Ten lines that each include the next file, five deep, would read 10^5 files (and eight
+    /// deep 10^8): a zone reads at most MAX_INCLUDES files, and all of them together are held
+    /// to zone_file_limit.
+    #[test]
+    fn includes_that_fan_out_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 1..=5 {
+            std::fs::write(dir.path().join(format!("f{n}.part")), format!("$INCLUDE f{}.part\n", n + 1).repeat(10))
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("f6.part"), "www 60 A 192.0.2.1\n").unwrap();
+        let started = std::time::Instant::now();
+        let p = parse(Source::file("$INCLUDE f1.part\n", &dir.path().join("main.zone")), &origin());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(p.includes.len() <= crate::load::read::MAX_INCLUDES + MAX_ERRORS, "{}", p.includes.len());
+        let e = p.errors.iter().find(|e| e.msg.contains("the most one zone may")).expect("an error");
+        assert!(e.msg.starts_with("cannot read $INCLUDE file"), "{e}");
     }
 }

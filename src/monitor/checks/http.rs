@@ -25,6 +25,7 @@ impl HttpProbe {
         crate::config::install_crypto_provider();
         let scheme = if *tls { "https" } else { "http" };
         let host_part = match host {
+            Some(h) if h.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{h}]"),
             Some(h) => h.clone(),
             None if addr.is_ipv6() => format!("[{}]", addr.ip()),
             None => addr.ip().to_string(),
