@@ -103,7 +103,8 @@ pub async fn serve(
             .map_err(ServeError::Api)?;
     }
     // What a reload of weiche.toml changes while serving.
-    let live = ops::reload::Live::new(&config);
+    let mut live = ops::reload::Live::new(&config);
+    let zone_asks = live.zone_asks.take().expect("a new Live has them");
     let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
     let _secondaries = AbortOnDrop(tokio::spawn(transfer::secondaries::run(changed, live.transfer.clone())));
     let (admin, state_writer, mut writing) = match config.state_dir.as_deref() {
@@ -229,8 +230,7 @@ pub async fn serve(
         warn!(zones_dir = %config.zones_dir.display(), "no zone is served: every query is answered REFUSED until a zone file loads");
     }
     let (reloads_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
-    let _watch =
-        AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx, live.zones.clone())));
+    let _watch = AbortOnDrop(tokio::spawn(load::watch::watch(watcher, config.reload_interval, reloads_tx, zone_asks)));
     let (asks, asked) = tokio::sync::mpsc::unbounded_channel();
     driver.set_reloader(asks);
     let _reloader = AbortOnDrop(tokio::spawn(ops::reload::run(config.clone(), live, leave.clone(), asked)));

@@ -209,6 +209,15 @@ fn load_config(args: &CommonArgs) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, None | Some(Command::Serve(_))) {
+        // Output into a pipe closed early (`weiche events | head`) ends the command quietly, as
+        // it does other Unix tools, instead of a panic in println!. The server keeps Rust's
+        // default (a closed socket is an error to handle, not a signal).
+        // SAFETY: setting a signal's disposition to the default before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Serve(args)) => serve(args),

@@ -212,3 +212,39 @@ fn a_broken_config_changes_nothing_and_says_why() {
     assert_eq!(code, 200, "{body}");
     wait_for("the undrain at the new webhook", Duration::from_secs(5), || new_hook.got("\"undrain\""), |g| *g);
 }
+
+/// `weiche reload` answers for the zones too: a zone file that does not load makes it exit 1
+/// naming the file, line and column (the previous version keeps serving); a `zone_file_limit`
+/// raised in the same reload applies to the zones read then.
+#[test]
+fn a_reload_that_leaves_a_zone_unloaded_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    zones(dir.path(), "127.0.63.9");
+    let config = |dns: &str, api: &str, limit: &str| {
+        format!(
+            "[server]\nlisten = [\"{dns}\"]\nzones = \"zones\"\nzone_file_limit = \"{limit}\"\n[api]\nlisten = \"{api}\"\n"
+        )
+    };
+    let w = Weiche::start(dir.path(), "127.0.63.1", |dns, api| config(dns, api, "1MiB"));
+    let (code, out, err) = w.reload();
+    assert_eq!((code, out.as_str()), (0, "configuration reloaded; zones looked at\n  no setting changed\n"), "{err}");
+    // A broken edit: the reload says which file did not load, and the old version serves on.
+    let file = dir.path().join("zones/rl.test.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, good.replace("ns A 192.0.2.53", "ns A 192.0.2.999")).unwrap();
+    let (code, out, err) = w.reload();
+    assert_eq!(code, 1, "{out}{err}");
+    let want = format!("{}:5:", file.display());
+    assert!(err.contains("1 zone file(s) not loaded") && err.contains(&want), "{err}");
+    assert_eq!(udp(w.dns, &query("rl.test.", RecordType::SOA, None)).metadata.response_code, ResponseCode::NoError);
+    // A zone over the limit, and the limit raised in the same reload: the zone loads.
+    std::fs::write(&file, format!("{good}\n# {}\n", "x".repeat(4000))).unwrap();
+    std::fs::write(&w.cfg, config(&w.dns.to_string(), &w.api.to_string(), "2KiB")).unwrap();
+    let (code, out, err) = w.reload();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("over the limit of 2048"), "{err}");
+    std::fs::write(&w.cfg, config(&w.dns.to_string(), &w.api.to_string(), "8KiB")).unwrap();
+    let (code, out, err) = w.reload();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("applied: zone_file_limit"), "{out}");
+}

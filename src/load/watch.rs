@@ -241,6 +241,18 @@ impl Watcher {
         Ok(Some(Reload { zones: self.tracked.values().map(|t| t.state.clone()).collect(), events, diffs }))
     }
 
+    /// The zone files whose latest version is not loaded, each with its first error.
+    pub fn failures(&self) -> Vec<String> {
+        self.tracked
+            .values()
+            .filter_map(|t| {
+                let e = t.state.last_error.as_deref()?;
+                let path = t.state.file.path.display().to_string();
+                Some(if e.starts_with(&path) { e.to_string() } else { format!("{path}: {e}") })
+            })
+            .collect()
+    }
+
     fn included_elsewhere(&self, path: &Path) -> bool {
         self.tracked
             .values()
@@ -365,16 +377,18 @@ pub async fn watch(
     mut watcher: Watcher,
     interval: Duration,
     tx: mpsc::UnboundedSender<Reload>,
-    asked: std::sync::Arc<tokio::sync::Notify>,
+    mut asked: mpsc::UnboundedReceiver<crate::ops::reload::ZonesAsk>,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
     loop {
+        let mut reply = None;
         let now = tokio::select! {
             _ = tick.tick() => false,
-            _ = asked.notified() => {
+            Some(ask) = asked.recv() => {
                 info!("reload asked (SIGHUP or weiche reload): reloading zones");
+                reply = Some(ask);
                 true
             }
             _ = tx.closed() => return,
@@ -386,14 +400,21 @@ pub async fn watch(
         .await
         .expect("zone loading panicked");
         watcher = w;
-        match result {
+        let failed = match result {
             Ok(Some(reload)) => {
                 if tx.send(reload).is_err() {
                     return;
                 }
+                watcher.failures()
             }
-            Ok(None) => {}
-            Err(e) => warn!(error = %e, "zones not reloaded; serving what was loaded"),
+            Ok(None) => watcher.failures(),
+            Err(e) => {
+                warn!(error = %e, "zones not reloaded; serving what was loaded");
+                vec![format!("zones not reloaded: {e}")]
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(failed);
         }
     }
 }

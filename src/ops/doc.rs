@@ -55,6 +55,9 @@ pub struct ReloadReply {
     /// Settings the file changes that take effect at the next restart.
     pub restart: Vec<String>,
     pub error: Option<String>,
+    /// Zone files not loaded after the reload looked at them, each with its first error.
+    #[serde(default)]
+    pub zone_errors: Vec<String>,
 }
 
 pub use crate::ops::events::JournalStatus;

@@ -11,7 +11,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::config::{Config, NotifyCommand, Transfer, Webhook};
@@ -39,16 +39,26 @@ pub fn on_log_level(hook: impl Fn(&str) -> Result<(), String> + Send + Sync + 's
     let _ = LOG_LEVEL.set(Box::new(hook));
 }
 
+/// Asks the zone watcher to look at the zones now; answered with the zone files that are not
+/// loaded, each with its first error.
+pub type ZonesAsk = oneshot::Sender<Vec<String>>;
+
+/// How long a reload waits for the zones to be read before it answers that they still are.
+const ZONES_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the running server reads its live settings from.
 pub struct Live {
     pub transfer: crate::config::SharedTransfer,
     pub notifiers: watch::Sender<Notifiers>,
     /// Asks the zone watcher to look at the zones now (as SIGHUP does).
-    pub zones: Arc<Notify>,
+    pub zones: mpsc::UnboundedSender<ZonesAsk>,
+    /// The other end of `zones`, for the watcher (taken when it starts).
+    pub zone_asks: Option<mpsc::UnboundedReceiver<ZonesAsk>>,
 }
 
 impl Live {
     pub fn new(config: &Config) -> Live {
+        let (zones, zone_asks) = mpsc::unbounded_channel();
         Live {
             transfer: config.transfer.clone().shared(),
             notifiers: watch::channel(Notifiers {
@@ -56,7 +66,8 @@ impl Live {
                 commands: config.commands.clone(),
             })
             .0,
-            zones: Arc::new(Notify::new()),
+            zones,
+            zone_asks: Some(zone_asks),
         }
     }
 }
@@ -109,13 +120,45 @@ pub async fn run(mut current: Config, live: Live, control: Control, mut asks: mp
                 None => return,
             },
         };
-        let reply = reload(&mut current, &live, &control).await;
-        // Then the zones are looked at, under what was just applied (zone_file_limit).
-        live.zones.notify_one();
+        let mut reply = reload(&mut current, &live, &control).await;
+        // Then the zones are looked at, under what was just applied (zone_file_limit); a reload
+        // that was asked for answers with what they came to.
+        let (tx, rx) = oneshot::channel();
+        let _ = live.zones.send(tx);
         if let Some(ask) = ask {
+            match tokio::time::timeout(ZONES_WAIT, rx).await {
+                Ok(Ok(failed)) => zones_came_to(&mut reply, failed),
+                Ok(Err(_)) => zones_came_to(&mut reply, vec!["the zone watcher is gone".into()]),
+                Err(_) => zones_came_to(
+                    &mut reply,
+                    vec![format!(
+                        "the zones were still being read after {}s; weiche status shows how they end",
+                        ZONES_WAIT.as_secs()
+                    )],
+                ),
+            }
             let _ = ask.send(reply);
         }
     }
+}
+
+/// Adds to a reload's answer the zone files that are not loaded: the reload did not fully
+/// happen while any is (their previous versions keep serving, where there were any).
+fn zones_came_to(reply: &mut ReloadReply, failed: Vec<String>) {
+    if failed.is_empty() {
+        return;
+    }
+    let zones = format!(
+        "{} zone file(s) not loaded (the previous version of each keeps serving, if there was one): {}",
+        failed.len(),
+        failed.join("; ")
+    );
+    reply.ok = false;
+    reply.error = Some(match reply.error.take() {
+        Some(e) => format!("{e}; {zones}"),
+        None => zones,
+    });
+    reply.zone_errors = failed;
 }
 
 fn now() -> String {
@@ -140,7 +183,7 @@ async fn reload(current: &mut Config, live: &Live, control: &Control) -> ReloadR
                 ConfigStatus { file: Some(name), loaded_at: None, last_error: Some(e.clone()) },
                 Some(event),
             );
-            return ReloadReply { ok: false, changed: Vec::new(), restart: Vec::new(), error: Some(e) };
+            return ReloadReply { ok: false, error: Some(e), ..Default::default() };
         }
     };
     let (changed, restart) = differences(current, &new);
@@ -176,6 +219,7 @@ async fn reload(current: &mut Config, live: &Live, control: &Control) -> ReloadR
         changed: changed.iter().map(|s| s.to_string()).collect(),
         restart: restart.iter().map(|s| s.to_string()).collect(),
         error,
+        zone_errors: Vec::new(),
     }
 }
 

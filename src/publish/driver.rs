@@ -543,7 +543,15 @@ async fn write_state(
             None => {}
             Some(None) => {
                 if let Err(e) = save(&file, &last, false).await {
-                    error!("{e}; the next start skips the serials this run may have served");
+                    if file.path.exists() {
+                        error!(
+                            "{e}; at the next start, zones whose content changed since the file was written move past the serials this run may have served; a zone whose content is back to what the file holds gets the serial it holds"
+                        );
+                    } else {
+                        error!(
+                            "{e}; no state file was ever written: at the next start serials begin again from the zone files, and may be below those this run served"
+                        );
+                    }
                 }
                 return;
             }

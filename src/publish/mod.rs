@@ -140,6 +140,10 @@ pub struct Publisher {
     admin: AdminState,
     /// The serials the state file held at start.
     restored_serials: BTreeMap<String, (u32, u64)>,
+    /// How many serials a run between the last clean stop and this start may have served
+    /// without writing them down (its state file could not be written): a zone whose content
+    /// changed since moves past them.
+    restored_gap: u32,
     /// The first probe round is done: from now on, changes move serials.
     settled: bool,
     /// How pool names are served: a cluster member out of the majority withdraws or freezes.
@@ -165,6 +169,8 @@ impl Publisher {
             answered: HashMap::new(),
             judged: HashSet::new(),
             restored_serials: admin.serials.clone(),
+            // After an unclean stop the serials were moved already (StateFile::open).
+            restored_gap: if admin.running { 0 } else { admin.lost_serials(std::time::SystemTime::now()) },
             admin,
             settled: false,
             serving: Serving::Normal,
@@ -838,12 +844,17 @@ impl Publisher {
                 let soa = ZoneEntry::soa_with_serial(&e.zone, e.serial);
                 self.announce(&e.zone, e.serial, soa);
             }
-            // Before the first probe round is done (or a zone's first load), answers settle:
-            // the serial is the one restored if the content is the same, else the next.
+            // Before the first probe round is done, answers settle: the serial is the one
+            // restored if the content is the same, else one past any a run since the last
+            // clean stop may have served unwritten. A zone loaded later (or removed and added
+            // again) goes on from the last serial this run served it with.
             None => {
-                e.serial = match self.restored_serials.get(&hold_key(&e.zone.apex)) {
+                let restored = self.restored_serials.get(&name);
+                let known = if self.settled { self.admin.serials.get(&name) } else { restored };
+                let gap = if known == restored { self.restored_gap } else { 0 };
+                e.serial = match known {
                     Some(&(s, h)) if h == hash => s,
-                    Some(&(s, _)) => history::next_serial(s, e.zone.serial),
+                    Some(&(s, _)) => history::next_serial(s.wrapping_add(gap), e.zone.serial),
                     None => e.zone.serial,
                 };
             }
@@ -1491,6 +1502,46 @@ targets = [{ address = "127.0.0.1", priority = 1 }, { address = "127.0.0.2", pri
         admin.serials.insert("example.com.".into(), (41, hash));
         let b = Bench::with_state(&[("example.com.toml", POOL)], admin);
         assert_eq!(b.serial(), 41, "same content: the same serial");
+    }
+
+    /// A clean stop's state file does not prove that no run came between: one whose state
+    /// file could not be written may have served later serials. Changed content moves past
+    /// them (ten a second since the clean stop's write); the same content keeps its serial.
+    #[test]
+    fn changed_content_after_a_clean_stop_skips_what_an_unwritten_run_may_have_served() {
+        let saved_at = std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 100;
+        let mut admin = AdminState { running: false, saved_at: Some(saved_at), ..Default::default() };
+        admin.serials.insert("example.com.".into(), (7, 0));
+        let b = Bench::with_state(&[("example.com.toml", POOL)], admin.clone());
+        assert!((7 + 1000..7 + 1100).contains(&b.serial()), "{}", b.serial());
+        let hash = b.p.snapshot().zones[0].content_hash();
+        admin.serials.insert("example.com.".into(), (7, hash));
+        assert_eq!(Bench::with_state(&[("example.com.toml", POOL)], admin).serial(), 7);
+    }
+
+    /// A zone removed and added again goes on from the serial this run last served it with,
+    /// not from the one the state file held at start.
+    #[test]
+    fn a_zone_removed_and_added_again_never_goes_back() {
+        let mut admin = AdminState::default();
+        admin.serials.insert("example.com.".into(), (10, 0));
+        let mut b = Bench::with_state(&[("example.com.toml", POOL)], admin);
+        b.both_up();
+        assert_eq!(b.serial(), 11);
+        b.probe("127.0.0.1:80", false);
+        assert_eq!(b.serial(), 12, "the answer moved");
+        let file = b.dir.path().join("example.com.toml");
+        std::fs::remove_file(&file).unwrap();
+        b.reload();
+        assert!(b.p.snapshot().zones.is_empty());
+        // Before, the serial restored at start (10, then 11 for other content) came back.
+        b.write("example.com.toml", POOL);
+        let again = b.serial();
+        assert!(again == 12 || history::serial_gt(again, 12), "{again}");
+        std::fs::remove_file(&file).unwrap();
+        b.reload();
+        b.write("example.com.toml", &POOL.replace("127.0.0.1", "127.0.0.4"));
+        assert!(history::serial_gt(b.serial(), again), "{} after {again}", b.serial());
     }
 
     /// Issue 13: served 2026112010 while the state file kept 2026112008, then a restart must
