@@ -204,6 +204,7 @@ fn load_config(args: &CommonArgs) -> Result<Config, String> {
     if let Some(z) = &args.zones {
         config.zones_dir = z.clone();
     }
+    config.host_problems()?;
     Ok(config)
 }
 
@@ -354,7 +355,14 @@ fn connect(args: &ClientArgs) -> Result<weiche::ops::client::Api, String> {
     let addr = args.api.or(from_config).unwrap_or_else(|| weiche::config::DEFAULT_API.parse().expect("valid"));
     let token = match &args.token_file {
         Some(f) => Some(
-            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?.trim().to_string(),
+            weiche::config::bounded::read_text(
+                f,
+                weiche::config::bounded::SECRET_LIMIT,
+                "the most a token file may have",
+            )
+            .map_err(|e| format!("cannot read {}: {e}", f.display()))?
+            .trim()
+            .to_string(),
         ),
         None => config.and_then(|c| c.api_token),
     };
@@ -730,6 +738,9 @@ fn check(args: &CheckArgs) -> ExitCode {
         }
         bad += 1;
         left_out.push(l.file.apex.to_string());
+    }
+    for (path, why) in weiche::load::loader::misnamed(&config.zones_dir) {
+        eprintln!("WARNING: {} is not loaded: its name is no zone name ({why})", path.display());
     }
     if let Some(d) = &config.dnssec {
         for z in d.zones.iter().filter(|z| !loads.iter().any(|l| l.file.apex.key() == z.key())) {

@@ -160,6 +160,19 @@ pub(crate) fn cluster_of(
             Some(s) => s.get_ref().clone(),
             None => name.clone(),
         };
+        // Sites are counted as written: two spellings would be two sites, and the quorum
+        // arithmetic would count on a site that is not there.
+        if let Some(o) = members.iter().find(|o| o.site != site && o.site.eq_ignore_ascii_case(&site)) {
+            let span = m.site.as_ref().map_or(m.name.span(), Spanned::span);
+            return Err(err(
+                span,
+                format!(
+                    "cluster member {name:?}: site {site:?} differs from member {:?}'s site {:?} only in case; \
+                     write one site the same way everywhere",
+                    o.name, o.site
+                ),
+            ));
+        }
         let text = m.address.get_ref();
         let address = text
             .parse::<SocketAddr>()

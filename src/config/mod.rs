@@ -67,6 +67,12 @@ fn keys_of(
     let mut named: BTreeMap<String, crate::config::keys::Key> = BTreeMap::new();
     for (name, k) in keys {
         let span = k.span();
+        // A key's name is a DNS name on the wire (TSIG): two that differ in case or a final dot
+        // are one key to a peer, and which secret would be used would be a guess.
+        let wire = |n: &str| n.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(other) = named.keys().find(|o| wire(o) == wire(&name)) {
+            return Err(err(span, format!("key {name:?} and key {other:?} are one name on the wire; rename one")));
+        }
         let k = k.into_inner();
         let key = match (&k.file, &k.secret) {
             (Some(f), None) => {
@@ -145,6 +151,14 @@ fn transfer_of(
                 let to = to.map_err(|_| {
                     err(n.to.span(), format!("transfer notify: {:?} is not ADDRESS or ADDRESS:PORT", n.to.get_ref()))
                 })?;
+                if to.ip().is_unspecified() || to.ip().is_multicast() || to.port() == 0 {
+                    return Err(err(
+                        n.to.span(),
+                        format!(
+                            "transfer notify: {to} is no secondary's address (an address of one host, port 1..=65535)"
+                        ),
+                    ));
+                }
                 Ok(NotifyTarget { to, key: key_ref(&n.key)? })
             })
             .collect()
@@ -155,7 +169,7 @@ fn transfer_of(
         let span = z.span();
         let z = z.into_inner();
         let apex = Name::parse(&format!("{}.", zone.trim_end_matches('.')), None)
-            .map_err(|e| err(span, format!("transfer zone {zone:?}: {e}")))?;
+            .map_err(|e| err(span.clone(), format!("transfer zone {zone:?}: {e}")))?;
         let zt = ZoneTransfer {
             allow: match z.allow {
                 Some(a) => allows(a)?,
@@ -166,7 +180,12 @@ fn transfer_of(
                 None => default.notify.clone(),
             },
         };
-        zones.insert(apex.key(), zt);
+        if zones.insert(apex.key(), zt).is_some() {
+            return Err(err(
+                span,
+                format!("transfer zone {zone:?} is given twice (zone names ignore case and the final dot)"),
+            ));
+        }
     }
     let notify_source = match &t.notify_source {
         None => None,
@@ -524,7 +543,7 @@ struct ApiSpec {
 #[serde(deny_unknown_fields)]
 struct ServerSpec {
     listen: Option<Vec<Spanned<String>>>,
-    zones: Option<String>,
+    zones: Option<Spanned<String>>,
     udp_payload: Option<Spanned<u16>>,
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<usize>>,
@@ -740,6 +759,36 @@ pub fn parse_api_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     s.parse().map(Some).map_err(|_| format!("{s:?} is not ADDRESS:PORT or \"off\""))
 }
 
+impl Config {
+    /// What only this host can say of the settings: `probe_source` is one of its addresses,
+    /// the `xdp` interface is there, `state_dir` is not a file. `check` and `serve` both ask,
+    /// so that `check` passes what `serve` starts with.
+    pub fn host_problems(&self) -> Result<(), String> {
+        let file = self.file.as_ref().map_or("<built-in configuration>".into(), |f| f.display().to_string());
+        if let Some(ip) = self.probe_source
+            && let Err(e) = std::net::UdpSocket::bind((ip, 0))
+        {
+            return Err(format!(
+                "{file}: probe_source {ip} is not an address of this host ({e}); every probe would fail"
+            ));
+        }
+        if let Some(i) = &self.xdp {
+            let c = std::ffi::CString::new(i.as_str()).map_err(|_| format!("{file}: xdp: {i:?} holds a NUL"))?;
+            // SAFETY: a valid NUL-terminated name.
+            if unsafe { libc::if_nametoindex(c.as_ptr()) } == 0 {
+                return Err(format!("{file}: xdp: this host has no network interface {i:?}"));
+            }
+        }
+        if let Some(d) = &self.state_dir
+            && d.exists()
+            && !d.is_dir()
+        {
+            return Err(format!("{file}: state_dir {} is not a directory", d.display()));
+        }
+        Ok(())
+    }
+}
+
 /// The API listens beyond loopback only with a token, however its address was given (`source`:
 /// `api.listen`, `--api`, ...): whoever reaches it could read the status and drain every server.
 pub fn check_api_access(listen: SocketAddr, token: Option<&str>, source: &str) -> Result<(), String> {
@@ -776,6 +825,9 @@ impl Config {
                     format!("listen: {:?} is not ADDRESS:PORT (e.g. 127.0.0.1:1053 or [::1]:53)", l.get_ref()),
                 )
             })?;
+            if listen.contains(&addr) {
+                return Err(err(l.span(), format!("listen: {addr} is listed twice")));
+            }
             listen.push(addr);
         }
         if listen.is_empty() {
@@ -862,6 +914,10 @@ impl Config {
             None => parse_api_listen(DEFAULT_API).expect("valid default"),
             Some(l) => parse_api_listen(l.get_ref()).map_err(|m| err(l.span(), format!("api.listen: {m}")))?,
         };
+        if let Some(a) = api_listen.filter(|a| listen.contains(a)) {
+            let span = spec.api.listen.as_ref().map_or(0..0, Spanned::span);
+            return Err(err(span, format!("api.listen: {a} is a DNS listen address too; give the API its own port")));
+        }
         let api_token = match &spec.api.token_file {
             None => None,
             Some(f) => {
@@ -926,7 +982,24 @@ impl Config {
         }
         let keys = keys_of(spec.keys, base, &err)?;
         let transfer = transfer_of(&keys, spec.transfer, &err)?;
+        let zones_dir = match &s.zones {
+            None => base.join("zones"),
+            Some(z) if z.get_ref().trim().is_empty() => {
+                return Err(err(z.span(), "zones: give the directory of zone files (e.g. \"zones\")".into()));
+            }
+            Some(z) => base.join(z.get_ref()),
+        };
+        let cluster_span = spec.cluster.as_ref().map_or(0..0, Spanned::span);
         let cluster = spec.cluster.map(|c| cluster::cluster_of(c, &keys, &err)).transpose()?;
+        if let Some(c) = cluster.as_ref().filter(|c| listen.contains(&c.listen)) {
+            return Err(err(
+                cluster_span,
+                format!(
+                    "cluster: this member receives peers at {}, a DNS listen address too; give it its own port",
+                    c.listen
+                ),
+            ));
+        }
         let rrl = rrl_of(spec.rrl, &err)?;
         let dnssec = dnssec_of(spec.dnssec, base, &err)?;
         Ok(Config {
@@ -942,7 +1015,7 @@ impl Config {
             events_keep,
             file: path.map(Path::to_path_buf),
             listen,
-            zones_dir: base.join(s.zones.unwrap_or_else(|| "zones".into())),
+            zones_dir,
             udp_payload,
             tcp_idle_timeout,
             tcp_max_connections,
@@ -1109,6 +1182,67 @@ mod tests {
         assert_eq!(Config::load(Some(&p)).unwrap().events_keep, 256 << 10);
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("65536"), Ok(65536));
+    }
+
+    /// Settings that each parse but cannot work together or at all: two sockets on one
+    /// address, a NOTIFY to nobody, one name twice, an empty zones directory. Before, `check`
+    /// said OK and `serve` failed at a bind or dropped one silently.
+    #[test]
+    fn clashing_and_empty_settings_are_errors() {
+        let key = |n: &str| format!("[keys.{n}]\nsecret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=\"\n");
+        for (text, want) in [
+            (
+                "[server]\nlisten = [\"127.0.0.71:15353\", \"127.0.0.71:15353\"]\n".to_string(),
+                "weiche.toml:2:31: listen: 127.0.0.71:15353 is listed twice",
+            ),
+            (
+                "[server]\nlisten = [\"127.0.0.71:15353\"]\n[api]\nlisten = \"127.0.0.71:15353\"\n".to_string(),
+                "weiche.toml:4:10: api.listen: 127.0.0.71:15353 is a DNS listen address too",
+            ),
+            (
+                format!(
+                    "[server]\nlisten = [\"127.0.0.71:8553\"]\n{}[cluster]\nmember = \"a\"\nkey = \"c\"\nmembers = [{{ name = \"a\", address = \"127.0.0.71:8553\" }}, {{ name = \"b\", address = \"127.0.0.72\" }}]\n",
+                    key("c")
+                ),
+                "weiche.toml:5:1: cluster: this member receives peers at 127.0.0.71:8553, a DNS listen address too",
+            ),
+            (
+                "[transfer]\nnotify = [{ to = \"127.0.0.1:0\" }]\n".to_string(),
+                "weiche.toml:2:18: transfer notify: 127.0.0.1:0 is no secondary's address",
+            ),
+            ("[transfer]\nnotify = [{ to = \"0.0.0.0\" }]\n".to_string(), "weiche.toml:2:18: transfer notify: 0.0.0.0:53 is no"),
+            (
+                "[transfer.zone.\"example.com\"]\nallow = [{ from = \"127.0.0.1\" }]\n[transfer.zone.\"EXAMPLE.COM.\"]\nallow = [{ from = \"127.0.0.2\" }]\n".to_string(),
+                "transfer zone \"example.com\" is given twice",
+            ),
+            (format!("{}{}", key("XFR"), key("xfr")), "weiche.toml:3:1: key \"xfr\" and key \"XFR\" are one name on the wire"),
+            ("[server]\nzones = \"\"\n".to_string(), "weiche.toml:2:9: zones: give the directory of zone files"),
+            (
+                format!(
+                    "{}[cluster]\nmember = \"a\"\nkey = \"c\"\nmembers = [{{ name = \"a\", site = \"DC1\", address = \"127.0.0.71\" }}, {{ name = \"b\", site = \"dc1\", address = \"127.0.0.72\" }}, {{ name = \"c\", address = \"127.0.0.73\" }}]\n",
+                    key("c")
+                ),
+                "cluster member \"b\": site \"dc1\" differs from member \"a\"'s site \"DC1\" only in case",
+            ),
+        ] {
+            let e = load(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}\n{e}");
+        }
+    }
+
+    /// What only the host can tell, asked by `check` and `serve` alike.
+    #[test]
+    fn host_problems_are_found_before_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load("[server]\nprobe_source = \"127.0.0.1\"\n").unwrap().host_problems().is_ok());
+        let e = load("[server]\nprobe_source = \"192.0.2.77\"\n").unwrap().host_problems().unwrap_err();
+        assert!(e.contains("probe_source 192.0.2.77 is not an address of this host"), "{e}");
+        let e = load("[server]\nxdp = \"nosuch0\"\n").unwrap().host_problems().unwrap_err();
+        assert!(e.contains("xdp: this host has no network interface \"nosuch0\""), "{e}");
+        let file = dir.path().join("state");
+        std::fs::write(&file, "").unwrap();
+        let e = load(&format!("[server]\nstate_dir = \"{}\"\n", file.display())).unwrap().host_problems().unwrap_err();
+        assert!(e.contains("is not a directory"), "{e}");
     }
 
     /// `text` loaded as a `weiche.toml` of its own.

@@ -490,7 +490,10 @@ pub fn file_stem(zone: &Name, algorithm: Algorithm, tag: u16) -> String {
 /// Reads and checks one key pair: `path` is the `.key` file, and `zone` the zone it must be for.
 pub fn load_key(path: &Path, zone: &Name) -> Result<Key, KeyError> {
     let file: Arc<Path> = Arc::from(path);
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| KeyError::Read { path: p.to_path_buf(), source });
+    let read = |p: &Path| {
+        crate::config::bounded::read_text(p, crate::config::bounded::SECRET_LIMIT, "the most a key file may have")
+            .map_err(|e| KeyError::Read { path: p.to_path_buf(), source: std::io::Error::other(e) })
+    };
     let private_path = path.with_extension("private");
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let named = parse_file_name(file_name).ok_or_else(|| KeyError::FileName {

@@ -54,7 +54,7 @@ pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
         let Some(fname) = path.file_name().and_then(|f| f.to_str()) else {
             continue;
         };
-        if fname.starts_with('.') || !path.is_file() {
+        if fname.starts_with('.') {
             continue;
         }
         let (stem, kind) = match (fname.strip_suffix(".zone"), fname.strip_suffix(".toml")) {
@@ -62,6 +62,11 @@ pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
             (_, Some(s)) => (s, Kind::Toml),
             _ => continue,
         };
+        // A directory named like a zone is not one; anything else so named (a FIFO, a link to
+        // nothing) is loaded, and fails with its reason, rather than being left out unseen.
+        if path.is_dir() {
+            continue;
+        }
         let apex = match Name::parse(&format!("{stem}."), None) {
             Ok(n) => n,
             Err(_) => continue,
@@ -70,6 +75,26 @@ pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// Files in `dir` named like zone files whose names are no zone names (`ex..ample.zone`, a
+/// label over 63 characters), with why: they are not loaded, and `check` and `serve` say so.
+pub fn misnamed(dir: &Path) -> Vec<(PathBuf, String)> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<(PathBuf, String)> = rd
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let fname = path.file_name()?.to_str()?;
+            let stem = fname.strip_suffix(".zone").or_else(|| fname.strip_suffix(".toml"))?;
+            if fname.starts_with('.') || path.is_dir() {
+                return None;
+            }
+            let why = Name::parse(&format!("{stem}."), None).err()?;
+            Some((path, why.to_string()))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Loads every zone of `dir`. A `.zone` file included by another zone's file is a fragment, not
@@ -219,6 +244,30 @@ mod tests {
 
     /// A byte that is not UTF-8 in a master file is kept as that byte (BIND accepts it); in a
     /// TOML file, which must be UTF-8, it is an error at its line and column.
+    /// Files named like zone files are never left out unseen: a FIFO or a link to nothing is
+    /// loaded and fails with its reason; a name that is no zone name is listed as such.
+    #[test]
+    fn files_named_like_zones_are_loaded_or_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.test.zone");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling.test.zone")).unwrap();
+        std::fs::write(dir.path().join("ex..ample.zone"), ZONE).unwrap();
+        std::fs::create_dir(dir.path().join("dir.test.zone")).unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        let mut got: Vec<(String, String)> =
+            loads.iter().map(|l| (l.file.apex.to_string(), errors(l).join(""))).collect();
+        got.sort();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].0 == "dangling.test." && got[0].1.contains("No such file"), "{got:?}");
+        assert!(got[1].0 == "fifo.test." && got[1].1.contains("is a FIFO"), "{got:?}");
+        let m = misnamed(dir.path());
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].0.ends_with("ex..ample.zone"));
+    }
+
     #[test]
     fn bytes_that_are_not_utf8() {
         let dir = tempfile::tempdir().unwrap();

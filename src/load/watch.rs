@@ -94,6 +94,8 @@ pub struct Watcher {
     dnssec: Option<Dnssec>,
     /// The key directory as last seen: a change signs every signed zone again.
     keys_seen: Vec<(std::ffi::OsString, Signature)>,
+    /// Files named like zone files whose names are no zone names, as last warned of.
+    misnamed: Vec<(PathBuf, String)>,
 }
 
 impl Watcher {
@@ -104,6 +106,7 @@ impl Watcher {
             pending: BTreeMap::new(),
             dnssec: None,
             keys_seen: Vec::new(),
+            misnamed: Vec::new(),
         }
     }
 
@@ -178,6 +181,11 @@ impl Watcher {
     /// anything that is served changed, or a load failed.
     pub fn reconcile(&mut self, now: bool) -> Result<Option<Reload>, DirError> {
         let found = loader::scan(&self.dir)?;
+        let misnamed = loader::misnamed(&self.dir);
+        for (path, why) in misnamed.iter().filter(|m| !self.misnamed.contains(m)) {
+            warn!(file = %path.display(), "not loaded: its name is no zone name ({why})");
+        }
+        self.misnamed = misnamed;
         let (mut events, mut diffs) = (Vec::new(), Vec::new());
         let mut changed = false;
         let gone: Vec<PathBuf> =

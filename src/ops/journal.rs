@@ -199,7 +199,7 @@ pub fn restore(layout: &Layout) -> Restored {
     let mut restored = Restored::default();
     let mut newest = true;
     for seg in segments.iter().rev() {
-        let text = match std::fs::read(&seg.path) {
+        let text = match read_segment(layout, &seg.path) {
             Ok(t) => t,
             Err(e) => {
                 warn!(file = %seg.path.display(), error = %e, "cannot read a journal segment; its events are skipped");
@@ -235,16 +235,22 @@ pub fn restore(layout: &Layout) -> Restored {
 
 /// Every event in the journal at or after `since`, oldest first, and the lines skipped. Reads
 /// the newest segments first and stops at one that begins before `since`.
+/// A segment's bytes: a regular file no bigger than the whole journal may be (a FIFO named
+/// like a segment would hang the reader).
+fn read_segment(layout: &Layout, path: &Path) -> Result<Vec<u8>, String> {
+    crate::config::bounded::read(path, layout.keep.max(1 << 20), "events_keep")
+        .map_err(|e| format!("{} {e}", path.display()))
+}
+
 pub fn read_since(layout: &Layout, since: SystemTime) -> io::Result<(Vec<Event>, Vec<Skipped>)> {
     let mut events: Vec<Event> = Vec::new();
     let mut skipped = Vec::new();
     for seg in layout.segments()?.iter().rev() {
-        let text = match std::fs::read(&seg.path) {
-            Ok(t) => t,
+        if std::fs::symlink_metadata(&seg.path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
             // Deleted by rotation since it was listed: everything in it is older still.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-            Err(e) => return Err(e),
-        };
+            break;
+        }
+        let text = read_segment(layout, &seg.path).map_err(io::Error::other)?;
         let (mut found, s) = parse(&seg.path, &text);
         skipped.extend(s);
         let begins_before = found.first().is_some_and(|e| time_of(e).is_some_and(|t| t < since));

@@ -93,6 +93,10 @@ impl AdminState {
     }
 }
 
+/// The most bytes a state file may have: drains, holds and serials of many thousand pools
+/// and zones take a few MiB.
+const STATE_LIMIT: u64 = 256 << 20;
+
 /// Where the state lives (None: not persisted).
 #[derive(Debug, Clone)]
 pub struct StateFile {
@@ -113,11 +117,12 @@ impl StateFile {
     /// Reads the state. A missing file is an empty state; a corrupt one is renamed to
     /// `*.corrupt-<unix time>` and reported in the returned message.
     pub fn load(&self) -> (AdminState, Option<String>) {
-        let text = match std::fs::read_to_string(&self.path) {
+        if std::fs::symlink_metadata(&self.path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return (AdminState::default(), None);
+        }
+        // Bounded, and only a regular file: a FIFO in its place would hang the start.
+        let text = match crate::config::bounded::read_text(&self.path, STATE_LIMIT, "the most a state file may have") {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return (AdminState::default(), None);
-            }
             Err(e) => {
                 return (
                     AdminState::default(),
@@ -198,6 +203,20 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO in the state file's place is refused at once, never read: reading it would hang
+    /// the start.
+    #[test]
+    fn a_fifo_as_the_state_file_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::in_dir(dir.path());
+        let c = std::ffi::CString::new(f.path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (state, problem) = f.load();
+        assert_eq!(state, AdminState::default());
+        assert!(problem.as_deref().is_some_and(|p| p.contains("is a FIFO")), "{problem:?}");
+    }
 
     #[test]
     fn round_trip_and_drain_matching() {
