@@ -263,3 +263,69 @@ fn connections_that_send_a_query_byte_by_byte_give_way_as_idle_ones_do() {
         |&n| n == 1,
     );
 }
+
+/// The HTTP API under the same pressure: 300 connections from one client that send half a
+/// request or nothing hold at most 32 places (the rest are closed at once), none of them past
+/// the header timeout, and another client's request is answered meanwhile. Before, every one
+/// stayed open as long as the client liked, and enough of them used up the file descriptors
+/// that DNS over TCP and probes need.
+#[test]
+fn api_connections_that_send_nothing_give_way() {
+    enough_descriptors(2000);
+    let s = server("127.0.0.76", |_| {});
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            let mut c = tcp_from("127.0.11.1", s.api);
+            if i % 2 == 0 {
+                c.write_all(b"GET /status HTTP/1.1\r\nHost: weiche\r\n").unwrap();
+            }
+            c
+        })
+        .collect();
+    let open = || idle.iter().filter(|c| !closed(c)).count();
+    let held = wait_for("the connections over the client's cap to be closed", Duration::from_secs(5), open, |&n| {
+        n <= weiche::ops::api::MAX_CONNECTIONS_PER_CLIENT
+    });
+    assert!(held > 0, "the first ones are admitted");
+    let mut other = tcp_from("127.0.11.2", s.api);
+    other.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    other.write_all(b"GET /healthz HTTP/1.1\r\nHost: weiche\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = other.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply:?}");
+    let limit = weiche::ops::api::HEADER_TIMEOUT + Duration::from_secs(5);
+    wait_for("the header timeout to close the rest", limit, open, |&n| n == 0);
+}
+
+/// With `[rrl]` on, replies to NOTIFY, to AXFR over UDP and to signed requests are limited as
+/// any other response (before, all 200 of a flood were answered, and each refusal logged a
+/// WARN line: the log too is limited, to one line per kind every 10 s).
+#[test]
+fn transfer_and_notify_datagrams_are_rate_limited_too() {
+    const RATE: usize = 5;
+    let s = server("127.0.0.77", |c| {
+        c.rrl = weiche::config::Rrl { responses_per_second: RATE as u32, slip: 0, ..Default::default() };
+        c.rrl.nxdomains_per_second = RATE as u32;
+        c.rrl.errors_per_second = RATE as u32;
+    });
+    let flood = udp_from("127.0.12.1");
+    // A NOTIFY (opcode 4) and an AXFR, each for abuse.test., in turn.
+    let question = b"\x05abuse\x04test\x00";
+    for i in 0..200u16 {
+        let (flags, qtype): (u16, u16) = if i % 2 == 0 { (0x2000, 6) } else { (0, 252) };
+        let mut m = [&i.to_be_bytes()[..], &flags.to_be_bytes(), &[0, 1, 0, 0, 0, 0, 0, 0]].concat();
+        m.extend_from_slice(question);
+        m.extend_from_slice(&[(qtype >> 8) as u8, qtype as u8, 0, 1]);
+        flood.send_to(&m, s.addr).unwrap();
+    }
+    let mut replies = 0;
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        if flood.recv(&mut buf).is_ok() {
+            replies += 1;
+        }
+    }
+    assert!((1..=2 * RATE).contains(&replies), "{replies} replies to 200 datagrams at {RATE}/s");
+    assert!(metric(s.api, "weiche_rrl_dropped_total", "udp") >= 190 - 2 * RATE as u64);
+}

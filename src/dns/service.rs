@@ -105,6 +105,16 @@ impl Service {
         if q.tsig || q.kind() != Kind::Query {
             let Some(peer) = peer() else { return Reply::Drop };
             xfr::handle(snap, &q, peer, tcp, &self.transfer.load(), self.udp_payload, messages);
+            // A datagram's reply (a refusal, NOTIFY's, a short IXFR) is rate limited as any
+            // other: a spoofed flood of them must not be answered, or reflected, at full rate.
+            if let (Some(rrl), Via::Datagram(now), [_]) = (&self.rrl, via, &messages[..]) {
+                let reply = messages.pop().expect("one");
+                out.clear();
+                out.extend_from_slice(&reply);
+                let (rcode, truncated) = (u16::from(reply[3] & 0x0f), reply[2] & 0x02 != 0);
+                let outcome = Outcome { rcode, qtype: q.qtype, truncated, domain: 0 };
+                return self.limit(rrl, now, || Some(peer), Some(&q), outcome, out);
+            }
             return Reply::Messages;
         }
         let outcome = answer::respond(snap, &q, tcp, self.udp_payload, out);

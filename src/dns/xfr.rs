@@ -23,6 +23,33 @@ const MESSAGE: usize = 16 * 1024;
 const TSIG_ROOM: usize = 256;
 const NOTAUTH: u8 = 9;
 
+/// Refused requests are logged at most once per [`LOG_EVERY`] of each kind (0: a bad
+/// signature, 1: not allowed), with how many were refused unlogged since: a flood of them
+/// must not flood the log. `weiche_xfr_refused_total{reason}` counts every one.
+static REFUSALS: Throttle = Throttle::new();
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+struct Throttle(std::sync::Mutex<[(Option<std::time::Instant>, u64); 2]>);
+
+impl Throttle {
+    const fn new() -> Throttle {
+        Throttle(std::sync::Mutex::new([(None, 0); 2]))
+    }
+
+    /// Some(refusals unlogged since the last line) when one of `kind` is to be logged now.
+    fn due(&self, kind: usize) -> Option<u64> {
+        let mut all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, unlogged) = &mut all[kind];
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            *unlogged += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(unlogged))
+    }
+}
+
 /// Answers `q` (a transfer, a NOTIFY, or any signed message) from `peer` into `out`, one
 /// message per entry; none: send nothing.
 pub fn handle(
@@ -39,7 +66,10 @@ pub fn handle(
         match tsig::verify(q.message, &cfg.keys) {
             Ok(s) => Some(s),
             Err(failure) => {
-                warn!(%peer, problem = %failure.describe(), "signed request refused");
+                if let Some(suppressed) = REFUSALS.due(0) {
+                    warn!(%peer, problem = %failure.describe(), suppressed, "signed request refused");
+                }
+                metrics::counter!("weiche_xfr_refused_total", "reason" => "tsig").increment(1);
                 let mut m = Vec::new();
                 finish(Writer::begin(&mut m, q, MESSAGE), q, base(q));
                 tsig::refuse(&mut m, &failure);
@@ -133,7 +163,10 @@ fn transfer(
     let key = signed.map(|s| &s.key);
     let key_name = key.map(|k| k.name.to_string());
     if !cfg.for_zone(apex).allow.iter().any(|a| a.matches(peer, key)) {
-        warn!(zone = %apex, %peer, key = key_name.as_deref(), "{kind} refused: not allowed by transfer.allow");
+        if let Some(suppressed) = REFUSALS.due(1) {
+            warn!(zone = %apex, %peer, key = key_name.as_deref(), suppressed, "{kind} refused: not allowed by transfer.allow");
+        }
+        metrics::counter!("weiche_xfr_refused_total", "reason" => "not_allowed").increment(1);
         out.push(header_reply(q, rcode::REFUSED, false));
         return;
     }

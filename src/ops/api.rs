@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use tokio::sync::broadcast;
+use tracing::debug;
 
 use crate::model::name::Name;
 use crate::ops::control::{ActionError, Control};
@@ -69,11 +70,88 @@ pub fn router(state: ApiState) -> Router {
     open.merge(guarded).with_state(state)
 }
 
-/// Serves the API on `listener` until the task is dropped.
+/// The most API connections open at once, and from one address: whoever can connect cannot
+/// take every file descriptor (probes and DNS over TCP need them) before a token is asked for.
+pub const MAX_CONNECTIONS: usize = 256;
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+/// A request's headers must arrive within this, and an idle kept-alive connection is closed
+/// after it: a client that sends nothing (or a byte at a time) holds no connection for long.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API on `listener` until the task is dropped: HTTP/1.1 with a header timeout,
+/// at most [`MAX_CONNECTIONS`] connections and [`MAX_CONNECTIONS_PER_CLIENT`] per address
+/// (more are closed at once and counted in `weiche_api_refused_total`).
 pub async fn serve(listener: std::net::TcpListener, state: ApiState) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, router(state)).await
+    let app = router(state);
+    let open = std::sync::Arc::new(std::sync::Mutex::new(Open::default()));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors, most likely: try again shortly rather than spin.
+                debug!(error = %e, "API accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(slot) = Open::admit(&open, peer.ip()) else {
+            metrics::counter!("weiche_api_refused_total").increment(1);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                debug!(client = %peer, error = %e, "API connection ended");
+            }
+        });
+    }
+}
+
+/// API connections open, in all and per address.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    per_client: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// One admitted connection; dropping it frees its place.
+struct Slot {
+    open: std::sync::Arc<std::sync::Mutex<Open>>,
+    client: std::net::IpAddr,
+}
+
+impl Open {
+    fn admit(open: &std::sync::Arc<std::sync::Mutex<Open>>, client: std::net::IpAddr) -> Option<Slot> {
+        let mut o = open.lock().expect("not poisoned");
+        let mine = o.per_client.get(&client).copied().unwrap_or(0);
+        if o.total >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        o.total += 1;
+        o.per_client.insert(client, mine + 1);
+        Some(Slot { open: open.clone(), client })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().expect("not poisoned");
+        o.total -= 1;
+        if let Some(n) = o.per_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                o.per_client.remove(&self.client);
+            }
+        }
+    }
 }
 
 async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
