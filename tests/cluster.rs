@@ -324,6 +324,14 @@ fn a_partitioned_member_withdraws_and_heals_to_the_majority() {
         |d| d.as_array().is_some_and(|a| a.len() == 1),
     );
     assert_eq!(status(&ms[0])["drained"], serde_json::json!([]), "a hears nothing while cut off");
+    // The same drain asked of a, cut off: recorded there and passed on later, but not in force
+    // where it matters yet, and the answer says so (before: 200, "drained").
+    let (code, body) = json(ms[0].api, "POST", "/targets/127.0.44.11/drain");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("on member a only: it is out of the majority")),
+        "{body}"
+    );
     // Heal: a serves the majority's answer within a second, and has the drain.
     drop(cut);
     let healed = Instant::now();

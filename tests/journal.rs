@@ -241,6 +241,10 @@ fn a_restart_reads_the_history_back() {
     let (code, history) = json(s.api, "GET", "/history?since=1h&kind=drain,undrain");
     assert_eq!((code, kinds(&history)), (200, vec!["drain".to_string(), "undrain".to_string()]));
     assert_eq!(json(s.api, "GET", "/history?since=soon").0, 400);
+    // A pool that is not served and no event names: a typo, not an empty history.
+    let (code, body) = json(s.api, "GET", "/history?since=1h&pool=wwww.jr.test.");
+    assert_eq!(code, 404, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("no pool \"wwww.jr.test.\" is served")), "{body}");
     // Running, the command asks the API.
     let api = s.api.to_string();
     let (code, out, err) = events_cli(&["--since", "1h", "--pool", "www.jr.test", "--api", &api], None);

@@ -181,6 +181,7 @@ fn not_done(e: ActionError) -> Response {
         ActionError::NotFound(_) => StatusCode::NOT_FOUND,
         ActionError::Conflict(_) => StatusCode::CONFLICT,
         ActionError::NotPersisted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ActionError::NotAgreed(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(code, e.to_string())
 }
@@ -307,6 +308,14 @@ async fn history(State(s): State<ApiState>, Query(q): Query<HistoryQuery>) -> Re
         q.pool.as_deref().is_none_or(|p| crate::ops::journal::about_pool(e, p))
             && kinds.as_ref().is_none_or(|k| e.kind.is_some_and(|kind| k.contains(&kind.name())))
     });
+    // A pool no event names and none is served by is a typo, not a quiet history.
+    if let Some(p) = q.pool.as_deref().filter(|_| found.is_empty()) {
+        let Ok(status) = s.control.status(0).await else { return gone() };
+        let want = p.trim_end_matches('.');
+        if !status.pools.iter().any(|x| x.pool.trim_end_matches('.').eq_ignore_ascii_case(want)) {
+            return error(StatusCode::NOT_FOUND, format!("no pool {p:?} is served, and no event names it"));
+        }
+    }
     let extra = found.len().saturating_sub(limit);
     found.drain(..extra);
     Json(found).into_response()

@@ -24,6 +24,10 @@ pub enum ActionError {
     /// only (500).
     #[error("{0}")]
     NotPersisted(String),
+    /// It is recorded on this cluster member, which is out of the majority: the members that
+    /// serve do not have it yet, and get it when they hear from this one again (503).
+    #[error("{0}")]
+    NotAgreed(String),
 }
 
 /// What an operator action answers: done in full, or why not.

@@ -474,11 +474,25 @@ impl Driver {
     /// Carries out what an operator's change asked for, writes the state, and answers `done`
     /// with what the write came to (`what` says what was done).
     fn answer_once_written(&mut self, done: oneshot::Sender<Outcome>, what: String) {
+        // A member out of the majority records the change and passes it on, but the members
+        // that serve do not have it until they hear from this one again: not done in full.
+        let minority = self.cluster.as_ref().filter(|c| !c.peers.is_primary()).map(|c| {
+            let st = c.peers.status(Now::read().at);
+            format!(
+                "{what} on member {} only: it is out of the majority (weight {} of {} heard, {} needed), so the \
+                 members serving now do not have it yet; it reaches them when they hear from this member again",
+                st.member, st.heard_weight, st.total_weight, st.quorum
+            )
+        });
         self.core.save_state();
         self.carry_out_then(Some(Box::new(move |written: Persisted| {
-            let _ = done.send(written.map_err(|e| {
-                ActionError::NotPersisted(format!("{what} and served, but {e}: it holds until weiche restarts only"))
-            }));
+            let _ = done.send(match (written, minority) {
+                (Err(e), _) => Err(ActionError::NotPersisted(format!(
+                    "{what} and served, but {e}: it holds until weiche restarts only"
+                ))),
+                (Ok(()), Some(m)) => Err(ActionError::NotAgreed(m)),
+                (Ok(()), None) => Ok(()),
+            });
         })));
     }
 }
