@@ -329,3 +329,44 @@ fn transfer_and_notify_datagrams_are_rate_limited_too() {
     assert!((1..=2 * RATE).contains(&replies), "{replies} replies to 200 datagrams at {RATE}/s");
     assert!(metric(s.api, "weiche_rrl_dropped_total", "udp") >= 190 - 2 * RATE as u64);
 }
+
+/// Clients that send queries and never read the answers: once a connection's write has been
+/// blocked for a second it counts as waiting on its client, so at the bound it gives way to a
+/// new client as an idle one does (before, all eight held their places for the idle timeout).
+#[test]
+fn connections_whose_client_never_reads_give_way_at_the_bound() {
+    let s = server("127.0.0.78", |c| {
+        c.tcp_idle_timeout = Duration::from_secs(30);
+        c.tcp_max_connections = 8;
+        c.tcp_max_connections_per_client = 8;
+    });
+    let q = query("www.abuse.test.", RecordType::A, None).to_vec().unwrap();
+    let framed = [&(q.len() as u16).to_be_bytes()[..], &q].concat();
+    let batch: Vec<u8> = framed.iter().copied().cycle().take(framed.len() * 1000).collect();
+    let stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let c = tcp_from("127.0.13.1", s.addr);
+            // Queries until the server's answers fill both buffers and its writes block (at
+            // most 20 MB or 10 s per connection), never reading one.
+            c.set_nonblocking(true).unwrap();
+            let (start, mut sent) = (Instant::now(), 0usize);
+            let mut w = &c;
+            while sent < 20 << 20 && start.elapsed() < Duration::from_secs(10) {
+                match w.write(&batch) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            c
+        })
+        .collect();
+    // Once they have been blocked a second, a new client gets a place and its answer.
+    let asked = || {
+        let mut c = tcp_from("127.0.13.2", s.addr);
+        c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        ask_tcp(&mut c, &query("www.abuse.test.", RecordType::A, None)).is_some()
+    };
+    wait_for("a new client to be answered", Duration::from_secs(5), asked, |&ok| ok);
+    assert!(stalled.iter().any(closed), "one of the stalled connections gave way");
+}

@@ -151,6 +151,7 @@ impl Table {
     /// Admits a connection from `peer` on socket `fd`, making room as the module says, or
     /// refuses it.
     pub fn admit(self: &Arc<Table>, peer: IpAddr, fd: RawFd) -> Admit {
+        let peer = client_of(peer);
         let mut open = self.open.lock().expect("TCP table");
         let mut evicted = None;
         if open.per_client.get(&peer).copied().unwrap_or(0) >= self.per_client {
@@ -304,19 +305,42 @@ pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Ta
     let _ = tokio::time::timeout(GRACE, async { while conns.join_next().await.is_some() {} }).await;
 }
 
+/// Who a connection counts against for `tcp_max_connections_per_client`: its IPv4 address, or
+/// its IPv6 /64 (one host has a whole /64 to pick addresses from).
+fn client_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_none() => {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & !((1u128 << 64) - 1)))
+        }
+        IpAddr::V6(a) => IpAddr::V4(a.to_ipv4_mapped().expect("mapped")),
+        v4 => v4,
+    }
+}
+
 /// Whether `buf` starts with a whole length-prefixed message.
 fn whole_message(buf: &[u8]) -> bool {
     buf.len() >= 2 && buf.len() >= 2 + u16::from_be_bytes([buf[0], buf[1]]) as usize
 }
 
-/// Writing `f`, which fails when the client has not read for `idle`.
-async fn bounded(idle: Duration, f: impl Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
-    tokio::time::timeout(idle, f).await.unwrap_or_else(|_| {
+/// Writing `f`, which fails when the client has not read for `idle`. A write still blocked
+/// after [`PRESSED_IDLE`] makes the connection one that waits on its client, as an idle one
+/// does: at the bound it may be made to give way, so clients that never read their answers
+/// cannot hold every place for the idle timeout.
+async fn bounded(idle: Duration, ticket: &Ticket, f: impl Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+    let timed_out = || {
         Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "the client did not read its answers within the idle timeout",
         ))
-    })
+    };
+    let mut f = std::pin::pin!(f);
+    if let Ok(done) = tokio::time::timeout(PRESSED_IDLE.min(idle), &mut f).await {
+        return done;
+    }
+    ticket.waiting();
+    let done = tokio::time::timeout(idle.saturating_sub(PRESSED_IDLE), f).await.unwrap_or_else(|_| timed_out());
+    ticket.busy();
+    done
 }
 
 async fn connection(stream: &mut tokio::net::TcpStream, peer: IpAddr, c: Conn, ticket: &Ticket) -> std::io::Result<()> {
@@ -375,11 +399,11 @@ async fn connection(stream: &mut tokio::net::TcpStream, peer: IpAddr, c: Conn, t
                 w.write_u16(out.len() as u16).await?;
                 w.write_all(&out).await?;
                 if flush {
-                    bounded(idle, w.flush()).await?;
+                    bounded(idle, ticket, w.flush()).await?;
                 }
             }
             Reply::Answer => {
-                bounded(idle, async {
+                bounded(idle, ticket, async {
                     w.write_u16(out.len() as u16).await?;
                     w.write_all(&out).await?;
                     if flush { w.flush().await } else { Ok(()) }
@@ -387,7 +411,7 @@ async fn connection(stream: &mut tokio::net::TcpStream, peer: IpAddr, c: Conn, t
                 .await?
             }
             Reply::Messages => {
-                bounded(idle, async {
+                bounded(idle, ticket, async {
                     for m in &special {
                         w.write_u16(m.len() as u16).await?;
                         w.write_all(m).await?;
@@ -398,7 +422,7 @@ async fn connection(stream: &mut tokio::net::TcpStream, peer: IpAddr, c: Conn, t
             }
         }
     }
-    bounded(idle, w.flush()).await
+    bounded(idle, ticket, w.flush()).await
 }
 
 #[cfg(test)]
@@ -407,6 +431,24 @@ mod tests {
 
     /// For tables whose connections have no socket: shutdown(2) fails on it, and does nothing.
     const NO_SOCKET: RawFd = -1;
+
+    /// One IPv6 host may use any address of its /64: they count as one client; IPv4 and
+    /// IPv4-mapped addresses count each on its own.
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_of(ip("2001:db8:1:2:bbbb::7")), ip("2001:db8:1:2::"));
+        assert_ne!(client_of(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_of(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        let t = Table::new(100, 2);
+        let _a = open(&t, "2001:db8::1");
+        let _b = open(&t, "2001:db8::2");
+        // A third address of the same /64 is the same client at its cap: its own connection
+        // waiting longest gives way.
+        assert!(matches!(t.admit(ip("2001:db8::3"), NO_SOCKET), Admit::Open { evicted: Some(Pressure::Client), .. }));
+        let _c = open(&t, "2001:db8:0:1::3");
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
