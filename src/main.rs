@@ -552,15 +552,19 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     if !args.listen.is_empty() {
         config.listen = args.listen;
+        config.from_command_line.push("listen");
     }
     if let Some(f) = args.log_format {
         config.log_format = f;
+        config.from_command_line.push("log.format");
     }
     if let Some(i) = args.xdp {
         config.xdp = Some(i);
+        config.from_command_line.push("xdp");
     }
     if let Some(ApiAddr(a)) = args.api {
         config.api_listen = a;
+        config.from_command_line.push("api.listen");
         if let Some(a) = a
             && let Err(e) = weiche::config::check_api_access(a, config.api_token.as_deref(), "--api")
         {

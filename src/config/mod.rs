@@ -724,6 +724,9 @@ pub struct Config {
     pub probe_source: Option<std::net::IpAddr>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Settings the command line gave (`serve --listen`, `--api`, `--xdp`, `--log-format`),
+    /// by their names in weiche.toml: a reload of the file does not name them as changed.
+    pub from_command_line: Vec<&'static str>,
     /// The HTTP API's address (None: no API).
     pub api_listen: Option<SocketAddr>,
     /// Bearer token the API requires (read from `api.token_file`).
@@ -1027,6 +1030,7 @@ impl Config {
             probe_source,
             log_format: spec.log.format.unwrap_or_default(),
             log_level,
+            from_command_line: Vec::new(),
         })
     }
 }

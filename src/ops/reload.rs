@@ -100,10 +100,31 @@ pub fn differences(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'stat
         tcp_max_connections_per_client => "tcp_max_connections_per_client", udp_workers => "udp_workers",
         xdp => "xdp", reload_interval => "reload_interval", state_dir => "state_dir",
         api_listen => "api.listen", api_token => "api.token_file", log_format => "log.format",
-        cluster => "cluster", rrl => "rrl", probe_source => "probe_source", events_keep => "events_keep",
+        rrl => "rrl", probe_source => "probe_source", events_keep => "events_keep",
         dnssec => "dnssec",
     );
+    if !cluster_eq(old.cluster.as_ref(), new.cluster.as_ref()) {
+        restart.push("cluster");
+    }
+    // What the command line set stays so at the next restart too, whatever the file says.
+    restart.retain(|name| !old.from_command_line.contains(name));
     (live, restart)
+}
+
+/// Whether two `[cluster]` settings are the same, key secret included, wherever in the file
+/// they are written (a line added above `[cluster]` moves nothing).
+fn cluster_eq(a: Option<&crate::config::cluster::Cluster>, b: Option<&crate::config::cluster::Cluster>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            debug_eq(
+                &(a.me, &a.members, a.listen, &a.minority, a.heartbeat),
+                &(b.me, &b.members, b.listen, &b.minority, b.heartbeat),
+            ) && a.key.name == b.key.name
+                && a.key.mac(b"weiche") == b.key.mac(b"weiche")
+        }
+        _ => false,
+    }
 }
 
 /// Reloads on SIGHUP and on each `Ask`, until the asks' channel closes. `current` is what the
@@ -265,5 +286,26 @@ mod tests {
         apply_live(&mut kept, new.clone(), false);
         assert_eq!(kept.listen, old.listen);
         assert_eq!(differences(&kept, &new).1, ["listen"]);
+    }
+
+    /// The cluster is named when its key's secret changes (the key's name is all its Debug
+    /// shows), and not when a line added above `[cluster]` moves it; settings the command line
+    /// gave are not named, whatever the file says of them.
+    #[test]
+    fn the_cluster_and_command_line_settings_are_named_truly() {
+        let cluster = |secret: &str, above: &str| {
+            config(&format!(
+                "{above}[keys.c]\nsecret = \"{secret}\"\n[cluster]\nmember = \"a\"\nkey = \"c\"\n\
+                 members = [{{ name = \"a\", address = \"192.0.2.1\" }}, {{ name = \"b\", address = \"192.0.2.2\" }}]\n"
+            ))
+        };
+        let old = cluster("c2VjcmV0LWE=", "");
+        assert_eq!(differences(&old, &cluster("c2VjcmV0LWE=", "# a comment\n\n")), (vec![], vec![]));
+        let (live, restart) = differences(&old, &cluster("c2VjcmV0LWI=", ""));
+        assert_eq!((live, restart), (vec!["transfer"], vec!["cluster"]));
+        let mut running = config("[server]\nlisten = [\"127.0.0.1:1053\"]\n");
+        running.listen = vec!["127.0.0.1:2053".parse().unwrap()];
+        running.from_command_line.push("listen");
+        assert_eq!(differences(&running, &config("[server]\nlisten = [\"127.0.0.1:1053\"]\n")), (vec![], vec![]));
     }
 }
