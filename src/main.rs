@@ -203,22 +203,13 @@ fn load_config(args: &CommonArgs) -> Result<Config, String> {
     let mut config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
     if let Some(z) = &args.zones {
         config.zones_dir = z.clone();
+        config.from_command_line.push("zones");
     }
-    config.host_problems()?;
     Ok(config)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, None | Some(Command::Serve(_))) {
-        // Output into a pipe closed early (`weiche events | head`) ends the command quietly, as
-        // it does other Unix tools, instead of a panic in println!. The server keeps Rust's
-        // default (a closed socket is an error to handle, not a signal).
-        // SAFETY: setting a signal's disposition to the default before any thread starts.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
     match cli.command {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Serve(args)) => serve(args),
@@ -408,10 +399,20 @@ fn drain(d: DrainArgs, drain: bool) -> ExitCode {
 
 fn events(e: &EventsArgs) -> ExitCode {
     let print = |ev: &weiche::ops::events::Event| {
-        if e.client.json {
-            println!("{}", serde_json::to_string(ev).expect("JSON"));
+        use std::io::Write;
+        let line = if e.client.json {
+            serde_json::to_string(ev).expect("JSON")
         } else {
-            println!("{}", weiche::ops::client::event_line(ev).trim_start());
+            weiche::ops::client::event_line(ev).trim_start().to_string()
+        };
+        // Output into a pipe closed early (`weiche events | head`) ends the command quietly,
+        // as it does other tools, instead of a panic in println!.
+        if let Err(err) = writeln!(std::io::stdout().lock(), "{line}") {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("weiche: cannot write the events: {err}");
+            std::process::exit(1);
         }
     };
     let of_pool =
@@ -572,6 +573,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // After the command line's settings: `--xdp` names the interface that must be here.
+    if let Err(e) = config.host_problems() {
+        eprintln!("weiche: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = init_logging(&config) {
         eprintln!("weiche: {e}");
         return ExitCode::FAILURE;
@@ -685,6 +691,11 @@ fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // What only this host can tell, as serve asks it.
+    if let Err(e) = config.host_problems() {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     if let Some(c) = &config.cluster {
         print_report(None, &weiche::cluster::report::arithmetic(c));
     }

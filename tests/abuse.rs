@@ -326,8 +326,11 @@ fn transfer_and_notify_datagrams_are_rate_limited_too() {
             replies += 1;
         }
     }
-    assert!((1..=2 * RATE).contains(&replies), "{replies} replies to 200 datagrams at {RATE}/s");
-    assert!(metric(s.api, "weiche_rrl_dropped_total", "udp") >= 190 - 2 * RATE as u64);
+    // However long the server took (the limit is per second), most were not answered, and
+    // every one that was not is counted.
+    assert!((1..100).contains(&replies), "{replies} replies to 200 datagrams at {RATE}/s");
+    let dropped = || metric(s.api, "weiche_rrl_dropped_total", "udp") as usize;
+    wait_for("every datagram to be answered or dropped", Duration::from_secs(5), dropped, |&d| d + replies >= 200);
 }
 
 /// Clients that send queries and never read the answers: once a connection's write has been
@@ -345,7 +348,12 @@ fn connections_whose_client_never_reads_give_way_at_the_bound() {
     let batch: Vec<u8> = framed.iter().copied().cycle().take(framed.len() * 1000).collect();
     let stalled: Vec<TcpStream> = (0..8)
         .map(|_| {
-            let c = tcp_from("127.0.13.1", s.addr);
+            // A small receive buffer: the server's answers fill it soon, and its writes block.
+            let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            c.set_recv_buffer_size(4096).unwrap();
+            c.bind(&"127.0.13.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+            c.connect(&s.addr.into()).unwrap();
+            let c: TcpStream = c.into();
             // Queries until the server's answers fill both buffers and its writes block (at
             // most 20 MB or 10 s per connection), never reading one.
             c.set_nonblocking(true).unwrap();
@@ -368,5 +376,20 @@ fn connections_whose_client_never_reads_give_way_at_the_bound() {
         ask_tcp(&mut c, &query("www.abuse.test.", RecordType::A, None)).is_some()
     };
     wait_for("a new client to be answered", Duration::from_secs(5), asked, |&ok| ok);
-    assert!(stalled.iter().any(closed), "one of the stalled connections gave way");
+    // The place was made by shutting a stalled connection down: read what it was sent, and it
+    // ends. The others go on being answered as they are read.
+    let ended = |c: &TcpStream| {
+        c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let (start, mut buf) = (Instant::now(), vec![0u8; 1 << 16]);
+        while start.elapsed() < Duration::from_secs(1) {
+            match (&*c).read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    assert!(stalled.iter().any(ended), "a stalled connection gave way");
 }

@@ -222,7 +222,9 @@ fn a_reload_that_leaves_a_zone_unloaded_says_so() {
     zones(dir.path(), "127.0.63.9");
     let config = |dns: &str, api: &str, limit: &str| {
         format!(
-            "[server]\nlisten = [\"{dns}\"]\nzones = \"zones\"\nzone_file_limit = \"{limit}\"\n[api]\nlisten = \"{api}\"\n"
+            // The zones are looked at only when asked (reload_interval 1h): what loads, loads
+            // because of the reload.
+            "[server]\nlisten = [\"{dns}\"]\nzones = \"zones\"\nzone_file_limit = \"{limit}\"\nreload_interval = \"1h\"\n[api]\nlisten = \"{api}\"\n"
         )
     };
     let w = Weiche::start(dir.path(), "127.0.63.1", |dns, api| config(dns, api, "1MiB"));
@@ -236,6 +238,9 @@ fn a_reload_that_leaves_a_zone_unloaded_says_so() {
     assert_eq!(code, 1, "{out}{err}");
     let want = format!("{}:5:", file.display());
     assert!(err.contains("1 zone file(s) not loaded") && err.contains(&want), "{err}");
+    let (code, body) = json(w.api, "POST", "/reload");
+    assert_eq!(code, 422, "{body}");
+    assert!(body["zone_errors"][0].as_str().is_some_and(|e| e.starts_with(&want)), "{body}");
     assert_eq!(udp(w.dns, &query("rl.test.", RecordType::SOA, None)).metadata.response_code, ResponseCode::NoError);
     // A zone over the limit, and the limit raised in the same reload: the zone loads.
     std::fs::write(&file, format!("{good}\n# {}\n", "x".repeat(4000))).unwrap();

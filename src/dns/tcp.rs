@@ -307,7 +307,7 @@ pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Ta
 
 /// Who a connection counts against for `tcp_max_connections_per_client`: its IPv4 address, or
 /// its IPv6 /64 (one host has a whole /64 to pick addresses from).
-fn client_of(peer: IpAddr) -> IpAddr {
+pub(crate) fn client_of(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V6(a) if a.to_ipv4_mapped().is_none() => {
             IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & !((1u128 << 64) - 1)))
@@ -410,15 +410,17 @@ async fn connection(stream: &mut tokio::net::TcpStream, peer: IpAddr, c: Conn, t
                 })
                 .await?
             }
+            // A transfer, message by message: each is bounded on its own, so one that streams
+            // for long, making progress, is never taken for a client that does not read.
             Reply::Messages => {
-                bounded(idle, ticket, async {
-                    for m in &special {
+                for m in &special {
+                    bounded(idle, ticket, async {
                         w.write_u16(m.len() as u16).await?;
-                        w.write_all(m).await?;
-                    }
-                    w.flush().await
-                })
-                .await?
+                        w.write_all(m).await
+                    })
+                    .await?;
+                }
+                bounded(idle, ticket, w.flush()).await?
             }
         }
     }

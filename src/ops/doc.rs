@@ -320,7 +320,8 @@ pub struct FailbackReply {
     pub pool: String,
 }
 
-/// The body of every answer that is not a 2xx.
+/// The body of every answer that is not a 2xx (a reload's 422 carries its whole
+/// [`ReloadReply`], whose `error` this reads).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,

@@ -199,7 +199,7 @@ pub fn restore(layout: &Layout) -> Restored {
     let mut restored = Restored::default();
     let mut newest = true;
     for seg in segments.iter().rev() {
-        let text = match read_segment(layout, &seg.path) {
+        let text = match read_segment(&seg.path) {
             Ok(t) => t,
             Err(e) => {
                 warn!(file = %seg.path.display(), error = %e, "cannot read a journal segment; its events are skipped");
@@ -235,10 +235,12 @@ pub fn restore(layout: &Layout) -> Restored {
 
 /// Every event in the journal at or after `since`, oldest first, and the lines skipped. Reads
 /// the newest segments first and stops at one that begins before `since`.
-/// A segment's bytes: a regular file no bigger than the whole journal may be (a FIFO named
-/// like a segment would hang the reader).
-fn read_segment(layout: &Layout, path: &Path) -> Result<Vec<u8>, String> {
-    crate::config::bounded::read(path, layout.keep.max(1 << 20), "events_keep")
+/// A segment's bytes: a regular file no bigger than any journal may be (a FIFO named like a
+/// segment would hang the reader).
+fn read_segment(path: &Path) -> Result<Vec<u8>, String> {
+    // Bounded by the largest journal any `events_keep` allows, not the current one: segments
+    // written under a larger setting (or read without weiche.toml) are still read.
+    crate::config::bounded::read(path, crate::config::MAX_EVENTS_KEEP, "the largest events_keep")
         .map_err(|e| format!("{} {e}", path.display()))
 }
 
@@ -250,7 +252,7 @@ pub fn read_since(layout: &Layout, since: SystemTime) -> io::Result<(Vec<Event>,
             // Deleted by rotation since it was listed: everything in it is older still.
             break;
         }
-        let text = read_segment(layout, &seg.path).map_err(io::Error::other)?;
+        let text = read_segment(&seg.path).map_err(io::Error::other)?;
         let (mut found, s) = parse(&seg.path, &text);
         skipped.extend(s);
         let begins_before = found.first().is_some_and(|e| time_of(e).is_some_and(|t| t < since));

@@ -209,6 +209,14 @@ async fn reload(current: &mut Config, live: &Live, control: &Control) -> ReloadR
     };
     let (changed, restart) = differences(current, &new);
     let mut problems = Vec::new();
+    // Settings that wait for a restart, which would refuse them on this host: said now.
+    let mut asked = new.clone();
+    if current.from_command_line.contains(&"xdp") {
+        asked.xdp.clone_from(&current.xdp);
+    }
+    if let Err(e) = asked.host_problems() {
+        problems.push(format!("{e} (the next start would refuse it)"));
+    }
     if changed.contains(&"log.level")
         && let Some(hook) = LOG_LEVEL.get()
         && let Err(e) = hook(&new.log_level)

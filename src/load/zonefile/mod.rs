@@ -352,8 +352,8 @@ mod tests {
     }
 
     /// Ten lines that each include the next file, five deep, would read 10^5 files (and eight
-    /// deep 10^8): a zone reads at most MAX_INCLUDES files, and all of them together are held
-    /// to zone_file_limit.
+    /// deep 10^8): a zone reads at most MAX_INCLUDES includes, and all of them together are
+    /// held to zone_file_limit.
     #[test]
     fn includes_that_fan_out_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
