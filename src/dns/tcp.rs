@@ -258,6 +258,9 @@ pub struct Conn {
 pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Table>) {
     let mut conns = JoinSet::new();
     let mut stopping = conn.stopping.clone();
+    // Failed accepts (out of descriptors, most likely) are logged once per 10 s, with a count:
+    // they come twenty a second while it lasts.
+    let (mut logged, mut unlogged): (Option<tokio::time::Instant>, u64) = (None, 0);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -266,7 +269,14 @@ pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Ta
         let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
-                warn!(error = %e, "TCP accept failed");
+                let now = tokio::time::Instant::now();
+                if logged.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                    warn!(error = %e, failed_since_last = unlogged, "TCP accept failed");
+                    (logged, unlogged) = (Some(now), 0);
+                } else {
+                    unlogged += 1;
+                }
+                metrics::counter!("weiche_tcp_accept_failed_total").increment(1);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

@@ -180,7 +180,7 @@ fn transfer(
         // Up to date (or ahead): just the SOA.
         if theirs.is_some_and(|s| s == current || history::serial_gt(s, current)) {
             out.push(soa_only(q, entry));
-            info!(zone = %apex, %peer, key = key_name.as_deref(), serial = current, "IXFR: already up to date");
+            debug!(zone = %apex, %peer, key = key_name.as_deref(), serial = current, "IXFR: already up to date");
             return;
         }
         if let Some(diffs) = theirs.and_then(|s| entry.history.since(s)) {
