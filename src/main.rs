@@ -757,6 +757,9 @@ fn check(args: &CheckArgs) -> ExitCode {
     for (path, why) in weiche::load::loader::misnamed(&config.zones_dir) {
         eprintln!("WARNING: {} is not loaded: its name is no zone name ({why})", path.display());
     }
+    for w in weiche::load::loader::taken_by_other_zones(&config.zones_dir, &loads) {
+        eprintln!("WARNING: {w}");
+    }
     if let Some(d) = &config.dnssec {
         for z in d.zones.iter().filter(|z| !loads.iter().any(|l| l.file.apex.key() == z.key())) {
             eprintln!("WARNING: [dnssec] zones names {z}, which is not in {}", config.zones_dir.display());

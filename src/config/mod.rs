@@ -198,6 +198,22 @@ fn transfer_of(
                 })?,
         ),
     };
+    // NOTIFYs to targets of notify_source's family leave from it (others from what the system
+    // picks): one that no target shares would be ignored, silently.
+    if let (Some(src), Some(spec)) = (notify_source, &t.notify_source) {
+        let targets: Vec<&NotifyTarget> =
+            default.notify.iter().chain(zones.values().flat_map(|z| z.notify.iter())).collect();
+        if !targets.is_empty() && !targets.iter().any(|n| n.to.is_ipv4() == src.is_ipv4()) {
+            return Err(err(
+                spec.span(),
+                format!(
+                    "transfer notify_source {src}: no notify target is of its address family ({} is not), \
+                     so it would never be used",
+                    targets[0].to
+                ),
+            ));
+        }
+    }
     Ok(Transfer {
         keys: named.values().cloned().collect(),
         default,
@@ -1224,6 +1240,10 @@ mod tests {
             ),
             (format!("{}{}", key("XFR"), key("xfr")), "weiche.toml:3:1: key \"xfr\" and key \"XFR\" are one name on the wire"),
             ("[server]\nzones = \"\"\n".to_string(), "weiche.toml:2:9: zones: give the directory of zone files"),
+            (
+                "[transfer]\nnotify = [{ to = \"192.0.2.1\" }]\nnotify_source = \"2001:db8::1\"\n".to_string(),
+                "weiche.toml:3:17: transfer notify_source [2001:db8::1]:0: no notify target is of its address family",
+            ),
             (
                 format!(
                     "{}[cluster]\nmember = \"a\"\nkey = \"c\"\nmembers = [{{ name = \"a\", site = \"DC1\", address = \"127.0.0.71\" }}, {{ name = \"b\", site = \"dc1\", address = \"127.0.0.72\" }}, {{ name = \"c\", address = \"127.0.0.73\" }}]\n",

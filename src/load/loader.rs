@@ -97,6 +97,32 @@ pub fn misnamed(dir: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
+/// Zone files in `dir` that `loads` (from [`load_dir`]) left out because another zone's file
+/// includes them, where that zone has another name: `example.com.toml` with `include =
+/// "example.net.zone"` reads example.net's file as part of example.com, and example.net is not
+/// served. Each as a warning to print.
+pub fn taken_by_other_zones(dir: &Path, loads: &[ZoneLoad]) -> Vec<String> {
+    let Ok(found) = scan(dir) else { return Vec::new() };
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    found
+        .iter()
+        .filter(|f| !loads.iter().any(|l| l.file.path == f.path))
+        .filter_map(|f| {
+            let me = canon(&f.path);
+            let by = loads.iter().find(|l| l.files.iter().skip(1).any(|inc| canon(inc) == me))?;
+            (by.file.apex.key() != f.apex.key()).then(|| {
+                format!(
+                    "{} is included by {} (zone {}), so zone {} is not served from it",
+                    f.path.display(),
+                    by.file.path.display(),
+                    by.file.apex,
+                    f.apex
+                )
+            })
+        })
+        .collect()
+}
+
 /// Loads every zone of `dir`. A `.zone` file included by another zone's file is a fragment, not
 /// a zone of its own; two files for the same zone are an error.
 pub fn load_dir(dir: &Path) -> Result<Vec<ZoneLoad>, DirError> {
@@ -244,6 +270,27 @@ mod tests {
 
     /// A byte that is not UTF-8 in a master file is kept as that byte (BIND accepts it); in a
     /// TOML file, which must be UTF-8, it is an error at its line and column.
+    /// A zone's file included by a zone of another name is read as part of that one: said, as
+    /// the zone it names is then not served.
+    #[test]
+    fn a_zone_file_taken_by_another_zone_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.net.zone\"\n").unwrap();
+        std::fs::write(dir.path().join("example.net.zone"), ZONE).unwrap();
+        let loads = load_dir(dir.path()).unwrap();
+        let w = taken_by_other_zones(dir.path(), &loads);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("example.net.zone is included by")
+                && w[0].ends_with("so zone example.net. is not served from it"),
+            "{w:?}"
+        );
+        // The usual fragment, named as the zone that includes it, is no news.
+        std::fs::rename(dir.path().join("example.net.zone"), dir.path().join("example.com.zone")).unwrap();
+        std::fs::write(dir.path().join("example.com.toml"), "include = \"example.com.zone\"\n").unwrap();
+        assert!(taken_by_other_zones(dir.path(), &load_dir(dir.path()).unwrap()).is_empty());
+    }
+
     /// Files named like zone files are never left out unseen: a FIFO or a link to nothing is
     /// loaded and fails with its reason; a name that is no zone name is listed as such.
     #[test]

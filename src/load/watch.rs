@@ -272,6 +272,12 @@ impl Watcher {
     fn load(&mut self, file: ZoneFile, events: &mut Vec<Event>, diffs: &mut Vec<ZoneDiff>) -> bool {
         if file.kind == Kind::Plain && self.included_elsewhere(&file.path) {
             // A fragment included by another zone: its changes reload that zone instead.
+            if let Some(by) = self.tracked.values().find(|t| {
+                t.state.file.apex.key() != file.apex.key()
+                    && t.state.files.iter().skip(1).any(|f| same_file(f, &file.path))
+            }) {
+                warn!(file = %file.path.display(), by = %by.state.file.path.display(), "zone {} is not served from this file: it is included by zone {}'s", file.apex, by.state.file.apex);
+            }
             self.tracked.remove(&file.path);
             return false;
         }
