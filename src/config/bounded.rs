@@ -68,6 +68,14 @@ pub fn read_text(path: &Path, max: u64, limit: &str) -> Result<String, String> {
     String::from_utf8(read(path, max, limit)?).map_err(|e| format!("is not UTF-8 text ({e})"))
 }
 
+/// Makes a FIFO at `path`, for tests of what must never be read.
+#[cfg(test)]
+pub(crate) fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().expect("a UTF-8 path")).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path; mkfifo reads it only.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,9 +90,7 @@ mod tests {
         assert_eq!(read(dir.path(), 99, "L"), Err("is a directory; only regular files are read".into()));
         assert_eq!(read(Path::new("/dev/zero"), 99, "L"), Err("is a device; only regular files are read".into()));
         let fifo = dir.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo reads the path only.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        mkfifo(&fifo);
         assert_eq!(read(&fifo, 99, "L"), Err("is a FIFO; only regular files are read".into()));
         std::fs::write(&f, [0xff, 0xfe]).unwrap();
         assert!(read_text(&f, 99, "L").unwrap_err().starts_with("is not UTF-8 text"));

@@ -297,9 +297,7 @@ mod tests {
     fn files_named_like_zones_are_loaded_or_reported() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo.test.zone");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::config::bounded::mkfifo(&fifo);
         std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling.test.zone")).unwrap();
         std::fs::write(dir.path().join("ex..ample.zone"), ZONE).unwrap();
         std::fs::create_dir(dir.path().join("dir.test.zone")).unwrap();

@@ -112,9 +112,7 @@ mod tests {
         assert_eq!(read_bytes(&f).unwrap(), b"hello");
         assert_eq!(read_bytes(dir.path()).unwrap_err(), "is a directory; only regular files are read");
         let fifo = dir.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::config::bounded::mkfifo(&fifo);
         assert_eq!(read_bytes(&fifo).unwrap_err(), "is a FIFO; only regular files are read", "and it did not block");
         assert_eq!(read_bytes(Path::new("/dev/zero")).unwrap_err(), "is a device; only regular files are read");
         assert!(read_bytes(&dir.path().join("missing")).unwrap_err().contains("No such file"));

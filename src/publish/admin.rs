@@ -210,9 +210,7 @@ mod tests {
     fn a_fifo_as_the_state_file_is_refused_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let f = StateFile::in_dir(dir.path());
-        let c = std::ffi::CString::new(f.path.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::config::bounded::mkfifo(&f.path);
         let (state, problem) = f.load();
         assert_eq!(state, AdminState::default());
         assert!(problem.as_deref().is_some_and(|p| p.contains("is a FIFO")), "{problem:?}");
