@@ -44,6 +44,7 @@ pub mod model;
 pub mod monitor;
 pub mod ops;
 pub mod publish;
+pub mod throttle;
 pub mod transfer;
 
 use std::future::Future;

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use crate::cluster::wire::{self, Message, Opener};
 use crate::config::cluster::Cluster;
+use crate::throttle::Throttle;
 
 /// How often a kind of refused message is logged.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -59,7 +60,7 @@ async fn run(
     let mut opener = Opener::new(cluster.clone());
     let mut buf = vec![0u8; 65_536];
     // Per reason: when it was last logged, and how many were refused since.
-    let mut logged: HashMap<&'static str, (Option<tokio::time::Instant>, u64)> = HashMap::new();
+    let mut logged: HashMap<&'static str, Throttle> = HashMap::new();
     loop {
         tokio::select! {
             got = socket.recv_from(&mut buf) => {
@@ -82,16 +83,9 @@ async fn run(
                     Err(r) => {
                         let reason = r.reason();
                         metrics::counter!("weiche_cluster_rejected_total", "reason" => reason).increment(1);
-                        let now = tokio::time::Instant::now();
-                        // Not `now - 2 × LOG_EVERY`: that panics while the host has been up
-                        // less than that (a monotonic clock starts at boot).
-                        let entry = logged.entry(reason).or_insert((None, 0));
-                        if entry.0.is_none_or(|at| now.duration_since(at) >= LOG_EVERY) {
-                            let suppressed = std::mem::take(&mut entry.1);
-                            entry.0 = Some(now);
+                        let entry = logged.entry(reason).or_insert(Throttle::new(LOG_EVERY));
+                        if let Some(suppressed) = entry.due(std::time::Instant::now()) {
                             warn!(reason, suppressed, "cluster message refused: {r}");
-                        } else {
-                            entry.1 += 1;
                         }
                     }
                 }

@@ -34,6 +34,7 @@ use tracing::{debug, warn};
 
 use crate::dns::service::{Reply, Service};
 use crate::model::snapshot::Store;
+use crate::throttle::Throttle;
 
 /// The longest a connection that starts waiting under pressure may wait for its next query.
 pub const PRESSED_IDLE: Duration = Duration::from_secs(1);
@@ -260,7 +261,7 @@ pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Ta
     let mut stopping = conn.stopping.clone();
     // Failed accepts (out of descriptors, most likely) are logged once per 10 s, with a count:
     // they come twenty a second while it lasts.
-    let (mut logged, mut unlogged): (Option<tokio::time::Instant>, u64) = (None, 0);
+    let mut logged = Throttle::new(Duration::from_secs(10));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -269,12 +270,8 @@ pub async fn accept(listener: tokio::net::TcpListener, conn: Conn, table: Arc<Ta
         let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
-                let now = tokio::time::Instant::now();
-                if logged.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-                    warn!(error = %e, failed_since_last = unlogged, "TCP accept failed");
-                    (logged, unlogged) = (Some(now), 0);
-                } else {
-                    unlogged += 1;
+                if let Some(failed_since_last) = logged.due(std::time::Instant::now()) {
+                    warn!(error = %e, failed_since_last, "TCP accept failed");
                 }
                 metrics::counter!("weiche_tcp_accept_failed_total").increment(1);
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -15,6 +15,7 @@ use crate::dns::wire::{Kind, Owner, Query, Section, Writer, flags, rcode};
 use crate::model::history::{self, Rec};
 use crate::model::rtype;
 use crate::model::snapshot::{Snapshot, ZoneEntry};
+use crate::throttle::Throttle;
 use crate::transfer::tsig::{self, ResponseSigner, Signed};
 
 /// Largest transfer message we write (DNS allows 64 KiB; 16 KiB keeps them friendly).
@@ -23,31 +24,15 @@ const MESSAGE: usize = 16 * 1024;
 const TSIG_ROOM: usize = 256;
 const NOTAUTH: u8 = 9;
 
-/// Refused requests are logged at most once per [`LOG_EVERY`] of each kind (0: a bad
-/// signature, 1: not allowed), with how many were refused unlogged since: a flood of them
-/// must not flood the log. `weiche_xfr_refused_total{reason}` counts every one.
-static REFUSALS: Throttle = Throttle::new();
+/// Refused requests are logged at most once per 10 s of each kind (0: a bad signature, 1: not
+/// allowed), with how many were held back; `weiche_xfr_refused_total{reason}` counts every one.
+static REFUSALS: std::sync::Mutex<[Throttle; 2]> = std::sync::Mutex::new([Throttle::new(LOG_EVERY); 2]);
 const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-struct Throttle(std::sync::Mutex<[(Option<std::time::Instant>, u64); 2]>);
-
-impl Throttle {
-    const fn new() -> Throttle {
-        Throttle(std::sync::Mutex::new([(None, 0); 2]))
-    }
-
-    /// Some(refusals unlogged since the last line) when one of `kind` is to be logged now.
-    fn due(&self, kind: usize) -> Option<u64> {
-        let mut all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (last, unlogged) = &mut all[kind];
-        let now = std::time::Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            *unlogged += 1;
-            return None;
-        }
-        *last = Some(now);
-        Some(std::mem::take(unlogged))
-    }
+/// Whether a refusal of `kind` is to be logged now: Some(how many were held back since).
+fn refusal_due(kind: usize) -> Option<u64> {
+    let mut all = REFUSALS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    all[kind].due(std::time::Instant::now())
 }
 
 /// Answers `q` (a transfer, a NOTIFY, or any signed message) from `peer` into `out`, one
@@ -66,7 +51,7 @@ pub fn handle(
         match tsig::verify(q.message, &cfg.keys) {
             Ok(s) => Some(s),
             Err(failure) => {
-                if let Some(suppressed) = REFUSALS.due(0) {
+                if let Some(suppressed) = refusal_due(0) {
                     warn!(%peer, problem = %failure.describe(), suppressed, "signed request refused");
                 }
                 metrics::counter!("weiche_xfr_refused_total", "reason" => "tsig").increment(1);
@@ -163,7 +148,7 @@ fn transfer(
     let key = signed.map(|s| &s.key);
     let key_name = key.map(|k| k.name.to_string());
     if !cfg.for_zone(apex).allow.iter().any(|a| a.matches(peer, key)) {
-        if let Some(suppressed) = REFUSALS.due(1) {
+        if let Some(suppressed) = refusal_due(1) {
             warn!(zone = %apex, %peer, key = key_name.as_deref(), suppressed, "{kind} refused: not allowed by transfer.allow");
         }
         metrics::counter!("weiche_xfr_refused_total", "reason" => "not_allowed").increment(1);
