@@ -51,22 +51,7 @@ pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
     for entry in rd {
         let entry = entry.map_err(|source| DirError { dir: dir.into(), source })?;
         let path = entry.path();
-        let Some(fname) = path.file_name().and_then(|f| f.to_str()) else {
-            continue;
-        };
-        if fname.starts_with('.') {
-            continue;
-        }
-        let (stem, kind) = match (fname.strip_suffix(".zone"), fname.strip_suffix(".toml")) {
-            (Some(s), _) => (s, Kind::Plain),
-            (_, Some(s)) => (s, Kind::Toml),
-            _ => continue,
-        };
-        // A directory named like a zone is not one; anything else so named (a FIFO, a link to
-        // nothing) is loaded, and fails with its reason, rather than being left out unseen.
-        if path.is_dir() {
-            continue;
-        }
+        let Some((stem, kind)) = named_like_zone(&path) else { continue };
         let apex = match Name::parse(&format!("{stem}."), None) {
             Ok(n) => n,
             Err(_) => continue,
@@ -77,6 +62,17 @@ pub fn scan(dir: &Path) -> Result<Vec<ZoneFile>, DirError> {
     Ok(out)
 }
 
+/// A file's zone name as written (before `.zone` or `.toml`) and kind, if it is named like a
+/// zone file. Editor leftovers (dot files, `~` backups) are not. A directory named like a zone
+/// is not one; anything else so named (a FIFO, a link to nothing) is, and fails to load with
+/// its reason rather than being left out unseen.
+fn named_like_zone(path: &Path) -> Option<(&str, Kind)> {
+    let fname = path.file_name()?.to_str()?;
+    let kind = if fname.ends_with(".zone") { Kind::Plain } else { Kind::Toml };
+    let stem = fname.strip_suffix(".zone").or_else(|| fname.strip_suffix(".toml"))?;
+    (!fname.starts_with('.') && !path.is_dir()).then_some((stem, kind))
+}
+
 /// Files in `dir` named like zone files whose names are no zone names (`ex..ample.zone`, a
 /// label over 63 characters), with why: they are not loaded, and `check` and `serve` say so.
 pub fn misnamed(dir: &Path) -> Vec<(PathBuf, String)> {
@@ -84,11 +80,7 @@ pub fn misnamed(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out: Vec<(PathBuf, String)> = rd
         .filter_map(|e| {
             let path = e.ok()?.path();
-            let fname = path.file_name()?.to_str()?;
-            let stem = fname.strip_suffix(".zone").or_else(|| fname.strip_suffix(".toml"))?;
-            if fname.starts_with('.') || path.is_dir() {
-                return None;
-            }
+            let (stem, _) = named_like_zone(&path)?;
             let why = Name::parse(&format!("{stem}."), None).err()?;
             Some((path, why.to_string()))
         })

@@ -419,16 +419,17 @@ pub async fn watch(
                 if tx.send(reload).is_err() {
                     return;
                 }
-                watcher.failures()
+                None
             }
-            Ok(None) => watcher.failures(),
+            Ok(None) => None,
             Err(e) => {
                 warn!(error = %e, "zones not reloaded; serving what was loaded");
-                vec![format!("zones not reloaded: {e}")]
+                Some(vec![format!("zones not reloaded: {e}")])
             }
         };
+        // Only a reload that was asked for is answered: a poll lists nothing.
         if let Some(reply) = reply {
-            let _ = reply.send(failed);
+            let _ = reply.send(failed.unwrap_or_else(|| watcher.failures()));
         }
     }
 }

@@ -134,16 +134,11 @@ impl Open {
     fn admit(open: &std::sync::Arc<std::sync::Mutex<Open>>, peer: std::net::IpAddr) -> Option<Slot> {
         // As DNS over TCP counts them: an IPv4 address, or an IPv6 /64.
         let client = crate::dns::tcp::client_of(peer);
+        let host = peer == std::net::IpAddr::from([127, 0, 0, 1])
+            || peer == std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
         let mut o = open.lock().expect("not poisoned");
-        if peer == std::net::IpAddr::from([127, 0, 0, 1])
-            || peer == std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
-        {
-            o.total += 1;
-            *o.per_client.entry(client).or_default() += 1;
-            return Some(Slot { open: open.clone(), client });
-        }
         let mine = o.per_client.get(&client).copied().unwrap_or(0);
-        if o.total >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_CLIENT {
+        if !host && (o.total >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_CLIENT) {
             return None;
         }
         o.total += 1;
